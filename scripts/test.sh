@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The project test command:  bash scripts/test.sh [extra libtest args, e.g. a test-name filter]
+#
+# Installs what the integration tests need and cannot skip without:
+#   - PostgreSQL server binaries (the tests start a throwaway cluster; see tests/it/support/pg.rs)
+#   - the `duckdb` Python module (an independent Parquet reader the export test checks against)
+# then runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+trap 'echo "test.sh: finished in $((SECONDS / 60))m$((SECONDS % 60))s (exit status $?)"' EXIT
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
+    echo "test.sh: no pg_ctl under /usr/lib/postgresql/*/bin; running: apt-get update && apt-get install -y postgresql"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+    compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || {
+        echo "test.sh: apt-get install postgresql did not provide /usr/lib/postgresql/*/bin/pg_ctl" >&2
+        exit 1
+    }
+fi
+
+if ! command -v python3 >/dev/null; then
+    echo "test.sh: python3 is required (the export test reads Parquet with the duckdb module); install it, e.g. apt-get install -y python3 python3-pip" >&2
+    exit 1
+fi
+if ! python3 -c "import duckdb" 2>/dev/null; then
+    echo "test.sh: Python module duckdb missing; running: python3 -m pip install --quiet duckdb"
+    python3 -m pip install --quiet duckdb || {
+        echo "test.sh: could not install duckdb with pip (the export test needs it as an independent Parquet reader)" >&2
+        exit 1
+    }
+    python3 -c "import duckdb" || {
+        echo "test.sh: duckdb was installed but python3 still cannot import it" >&2
+        exit 1
+    }
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ccmart-target}"
+echo "test.sh: cargo test --locked -- --test-threads=2 $* (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo test --locked -- --test-threads=2 "$@"

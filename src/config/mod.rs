@@ -1,0 +1,335 @@
+//! The appliance configuration: one TOML file, every key with a named default, validated at start-up with
+//! errors that name the key. `ccmart check-config` prints the effective configuration.
+
+use crate::extract::{DEFAULT_CHUNK_ROWS, DEFAULT_MAX_CHUNKS_PER_CYCLE};
+use crate::query::QueryLimits;
+use crate::sim::SimSettings;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Default seconds between pipeline cycles.
+pub const DEFAULT_CYCLE_SECS: u64 = 5;
+/// Default HTTP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory of an installed appliance.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/ccmart";
+/// URL scheme of an in-process simulated IDB.
+pub const EMBEDDED_SCHEME: &str = "embedded";
+
+/// Configuration errors: which key, what is wrong, what to do.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {message}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// OS message.
+        message: String,
+    },
+    /// The TOML does not parse or has unknown/mistyped keys.
+    #[error("config file {path} is not valid: {message}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// toml message (with line and column).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+}
+
+/// Top-level configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This appliance.
+    #[serde(default)]
+    pub appliance: ApplianceConfig,
+    /// Extraction settings.
+    #[serde(default)]
+    pub extract: ExtractConfig,
+    /// Query limits.
+    #[serde(default)]
+    pub query: QueryLimits,
+    /// The IDBs to extract from; each belongs to an HA pair.
+    #[serde(default, rename = "idb")]
+    pub idbs: Vec<IdbConfig>,
+    /// Optional simulator that fills the IDBs (demo, tests, benchmarks).
+    #[serde(default)]
+    pub simulator: Option<SimulatorConfig>,
+}
+
+/// Settings of this appliance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApplianceConfig {
+    /// Name of the site this appliance runs at.
+    pub site: String,
+    /// Where staging (redb) and the mart (Delta tables) live.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: String,
+    /// Seconds between pipeline cycles.
+    pub cycle_secs: u64,
+}
+
+impl Default for ApplianceConfig {
+    fn default() -> Self {
+        ApplianceConfig {
+            site: "site1".into(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.into(),
+            cycle_secs: DEFAULT_CYCLE_SECS,
+        }
+    }
+}
+
+/// Extraction settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Rows per chunk read from an IDB (bounds memory and repeated work after a crash).
+    pub chunk_rows: usize,
+    /// Chunks per table per cycle.
+    pub max_chunks_per_cycle: usize,
+    /// Groups transformed per batch.
+    pub transform_batch: usize,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        ExtractConfig {
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE,
+            transform_batch: 2_000,
+        }
+    }
+}
+
+/// One IDB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdbConfig {
+    /// Unique name used in status, metrics and quarantine records.
+    pub name: String,
+    /// The HA pair (data source) it belongs to; a pair has one or two IDBs.
+    pub pair: String,
+    /// Site where the IDB lives.
+    pub site: String,
+    /// `postgres://user:password@host:port/db`, or `embedded:` for an in-process simulated IDB.
+    pub url: String,
+}
+
+impl IdbConfig {
+    /// True for an in-process simulated IDB.
+    pub fn is_embedded(&self) -> bool {
+        self.url.starts_with(EMBEDDED_SCHEME)
+    }
+}
+
+/// The simulator's settings as configured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// Days of history generated before going live.
+    #[serde(default = "default_history_days")]
+    pub history_days: f64,
+    /// Keep generating live calls in real time.
+    #[serde(default = "default_true")]
+    pub live: bool,
+    /// The contact center.
+    #[serde(default)]
+    pub settings: SimSettings,
+}
+
+fn default_history_days() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The embedded default: a simulated two-site contact center whose four IDBs (two HA pairs, one IDB of each
+    /// pair at each site) live in this process.
+    pub fn demo(data_dir: &Path, listen: &str, seed: u64) -> Self {
+        let idb = |name: &str, pair: &str, site: &str| IdbConfig {
+            name: name.into(),
+            pair: pair.into(),
+            site: site.into(),
+            url: format!("{EMBEDDED_SCHEME}:"),
+        };
+        Config {
+            appliance: ApplianceConfig {
+                site: "site1".into(),
+                data_dir: data_dir.into(),
+                listen: listen.into(),
+                cycle_secs: DEFAULT_CYCLE_SECS,
+            },
+            extract: ExtractConfig::default(),
+            query: QueryLimits::default(),
+            idbs: vec![
+                idb("site1-voice-a", "site1-voice", "site1"),
+                idb("site1-voice-b", "site1-voice", "site2"),
+                idb("site2-voice-a", "site2-voice", "site2"),
+                idb("site2-voice-b", "site2-voice", "site1"),
+            ],
+            simulator: Some(SimulatorConfig {
+                history_days: 1.0,
+                live: true,
+                settings: SimSettings {
+                    seed,
+                    ..SimSettings::default()
+                },
+            }),
+        }
+    }
+
+    /// Checks every value; the first problem is returned with its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.appliance.listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "appliance.listen",
+                format!(
+                    "'{}' is not an address like 127.0.0.1:8080",
+                    self.appliance.listen
+                ),
+            );
+        }
+        if self.appliance.cycle_secs == 0 || self.appliance.cycle_secs > 3600 {
+            return invalid(
+                "appliance.cycle_secs",
+                format!("{} is out of range 1..=3600", self.appliance.cycle_secs),
+            );
+        }
+        if self.extract.chunk_rows < 10 || self.extract.chunk_rows > 1_000_000 {
+            return invalid(
+                "extract.chunk_rows",
+                format!("{} is out of range 10..=1000000", self.extract.chunk_rows),
+            );
+        }
+        if self.extract.max_chunks_per_cycle == 0 {
+            return invalid("extract.max_chunks_per_cycle", "must be at least 1".into());
+        }
+        if self.extract.transform_batch == 0 {
+            return invalid("extract.transform_batch", "must be at least 1".into());
+        }
+        if self.query.max_rows == 0
+            || self.query.timeout_secs == 0
+            || self.query.memory_limit_mb < 16
+        {
+            return invalid(
+                "query",
+                "max_rows and timeout_secs must be positive, memory_limit_mb at least 16".into(),
+            );
+        }
+        if self.idbs.is_empty() {
+            return invalid(
+                "idb",
+                "no IDB configured: add at least one [[idb]] with name, pair, site and url".into(),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, idb) in self.idbs.iter().enumerate() {
+            let key = format!("idb[{i}]");
+            if idb.name.trim().is_empty() || !names.insert(idb.name.clone()) {
+                return invalid(
+                    &format!("{key}.name"),
+                    format!("'{}' is empty or used twice", idb.name),
+                );
+            }
+            if !idb.is_embedded()
+                && !(idb.url.starts_with("postgres://") || idb.url.starts_with("postgresql://"))
+            {
+                return invalid(
+                    &format!("{key}.url"),
+                    format!(
+                        "'{}' must start with postgres:// (or be '{EMBEDDED_SCHEME}:')",
+                        idb.url
+                    ),
+                );
+            }
+            if idb.is_embedded() && self.simulator.is_none() {
+                return invalid(
+                    &format!("{key}.url"),
+                    "an embedded IDB needs a [simulator] section to fill it".into(),
+                );
+            }
+        }
+        for (pair, members) in self.pairs() {
+            if members.len() > 2 {
+                return invalid(
+                    "idb",
+                    format!(
+                        "HA pair '{pair}' has {} IDBs; a pair has one or two",
+                        members.len()
+                    ),
+                );
+            }
+        }
+        if let Some(sim) = &self.simulator {
+            let expected = sim.settings.sites;
+            if self.pairs().len() < expected {
+                return invalid("simulator.settings.sites", format!("{expected} simulated sites need {expected} HA pairs (one per site's SIP Server), found {}", self.pairs().len()));
+            }
+            if !(0.0..=400.0).contains(&sim.history_days) {
+                return invalid("simulator.history_days", "must be between 0 and 400".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// HA pairs in configured order: pair → IDB names.
+    pub fn pairs(&self) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for i in &self.idbs {
+            m.entry(i.pair.clone()).or_default().push(i.name.clone());
+        }
+        m
+    }
+
+    /// Human-readable warnings that do not stop the appliance (e.g. a pair without redundancy).
+    pub fn warnings(&self) -> Vec<String> {
+        self.pairs()
+            .into_iter()
+            .filter(|(_, m)| m.len() == 1)
+            .map(|(p, m)| format!("HA pair '{p}' has one IDB ({}): no redundancy", m[0]))
+            .collect()
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}

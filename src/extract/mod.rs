@@ -1,0 +1,312 @@
+//! Incremental, chunked, crash-safe copy of IDB rows into staging.
+//!
+//! Per IDB and table, rows are read in counter order above the high-water mark (`GSYS_SEQ` for new rows,
+//! `GSYS_USEQ` for updated rows), validated against the contract, and committed to staging together with the new
+//! mark in one transaction. A crash anywhere re-reads at most one chunk, which staging then recognises (same
+//! version) instead of doubling. Malformed rows are quarantined with the reason and the mark moves past them.
+
+use crate::source::contract::{ColumnType, Grouping, TableSpec, EXTRACTED_TABLES};
+use crate::source::{Counter, Idb, SourceError, TextRow};
+use crate::staging::{
+    ExtractedChunk, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value,
+};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Default rows per chunk: bounds memory per read and the work a crash can repeat.
+pub const DEFAULT_CHUNK_ROWS: usize = 5_000;
+/// Default chunks per table per cycle: a large backlog is worked off over several cycles so the transform and
+/// the mart keep publishing in between.
+pub const DEFAULT_MAX_CHUNKS_PER_CYCLE: usize = 40;
+/// First retry delay after an IDB failure; doubles up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Errors that stop extraction (IDB errors are not among them: they are recorded in [`IdbHealth`]).
+#[derive(Debug, Error)]
+pub enum ExtractError {
+    /// Staging could not commit.
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+}
+
+/// Extraction settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractSettings {
+    /// Rows per chunk.
+    pub chunk_rows: usize,
+    /// Chunks per table per cycle.
+    pub max_chunks_per_cycle: usize,
+}
+
+impl Default for ExtractSettings {
+    fn default() -> Self {
+        ExtractSettings {
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE,
+        }
+    }
+}
+
+/// Reachability and progress of one IDB, as shown by `/v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdbHealth {
+    /// IDB name.
+    pub idb: String,
+    /// Whether the last attempt succeeded.
+    pub reachable: bool,
+    /// Last error message.
+    pub last_error: Option<String>,
+    /// Since when (epoch seconds) the IDB has been failing.
+    pub failing_since: Option<i64>,
+    /// Rows staged since start.
+    pub rows_staged: u64,
+    /// Rows quarantined since start.
+    pub rows_quarantined: u64,
+    /// Last successful extraction pass (epoch seconds).
+    pub last_success: Option<i64>,
+    #[serde(skip)]
+    retry_at: Option<Instant>,
+    #[serde(skip)]
+    backoff: Duration,
+}
+
+impl IdbHealth {
+    /// Fresh health record of an IDB not tried yet.
+    pub fn new(idb: &str) -> Self {
+        IdbHealth {
+            idb: idb.to_string(),
+            reachable: true,
+            last_error: None,
+            failing_since: None,
+            rows_staged: 0,
+            rows_quarantined: 0,
+            last_success: None,
+            retry_at: None,
+            backoff: INITIAL_BACKOFF,
+        }
+    }
+
+    fn failed(&mut self, e: &SourceError, now: i64) {
+        self.reachable = false;
+        self.last_error = Some(e.to_string());
+        self.failing_since.get_or_insert(now);
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn succeeded(&mut self, now: i64) {
+        self.reachable = true;
+        self.last_error = None;
+        self.failing_since = None;
+        self.retry_at = None;
+        self.backoff = INITIAL_BACKOFF;
+        self.last_success = Some(now);
+    }
+}
+
+/// What one extraction pass over one IDB did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtractReport {
+    /// Rows read from the IDB.
+    pub rows_read: usize,
+    /// Rows staged.
+    pub rows_staged: usize,
+    /// Rows quarantined.
+    pub rows_quarantined: usize,
+    /// Chunks committed.
+    pub chunks: usize,
+    /// True when some table still had rows beyond this pass's chunk budget.
+    pub backlog: bool,
+    /// True when the IDB was skipped (waiting for its retry time) or failed.
+    pub skipped: bool,
+}
+
+/// Runs one extraction pass over every contract table of `idb`. IDB failures are recorded in `health` (with
+/// backoff) and never returned as errors; only staging failures are.
+pub async fn extract_idb(
+    store: &Store,
+    idb: &Idb,
+    settings: ExtractSettings,
+    health: &mut IdbHealth,
+) -> Result<ExtractReport, ExtractError> {
+    let mut report = ExtractReport::default();
+    if health.retry_at.is_some_and(|t| Instant::now() < t) {
+        report.skipped = true;
+        return Ok(report);
+    }
+    let now = chrono::Utc::now().timestamp();
+    for spec in EXTRACTED_TABLES {
+        for counter in [Counter::Seq, Counter::Useq] {
+            match extract_table(store, idb, spec, counter, settings, &mut report).await {
+                Ok(()) => {}
+                Err(TableError::Source(e)) => {
+                    tracing::warn!(idb = idb.name(), table = spec.name, error = %e, "IDB read failed; will retry");
+                    health.failed(&e, now);
+                    report.skipped = true;
+                    return Ok(report);
+                }
+                Err(TableError::Staging(e)) => return Err(e.into()),
+            }
+        }
+    }
+    health.rows_staged += report.rows_staged as u64;
+    health.rows_quarantined += report.rows_quarantined as u64;
+    health.succeeded(now);
+    Ok(report)
+}
+
+enum TableError {
+    Source(SourceError),
+    Staging(StagingError),
+}
+
+async fn extract_table(
+    store: &Store,
+    idb: &Idb,
+    spec: &TableSpec,
+    counter: Counter,
+    settings: ExtractSettings,
+    report: &mut ExtractReport,
+) -> Result<(), TableError> {
+    let counter_idx = spec.column_index(counter.column()).unwrap_or(0);
+    let mut mark = store
+        .high_water_mark(idb.name(), spec.name)
+        .map_err(TableError::Staging)?
+        .get(counter);
+    for _ in 0..settings.max_chunks_per_cycle.max(1) {
+        let rows = idb
+            .read_chunk(spec, counter, mark, settings.chunk_rows)
+            .await
+            .map_err(TableError::Source)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let full = rows.len() >= settings.chunk_rows;
+        report.rows_read += rows.len();
+        let mut chunk = ExtractedChunk {
+            idb: idb.name(),
+            table: spec.name,
+            counter,
+            rows: Vec::new(),
+            quarantined: Vec::new(),
+            new_mark: mark,
+        };
+        for raw in &rows {
+            let counter_value = raw
+                .get(counter_idx)
+                .and_then(|v| v.as_deref())
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if let Some(c) = counter_value {
+                chunk.new_mark = chunk.new_mark.max(c);
+            }
+            match validate(spec, raw) {
+                Ok(r) => chunk.rows.push(r),
+                Err((column, reason)) => {
+                    let key = raw
+                        .first()
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| "NULL".into());
+                    tracing::warn!(
+                        idb = idb.name(),
+                        table = spec.name,
+                        key,
+                        column,
+                        reason,
+                        "row quarantined"
+                    );
+                    chunk.quarantined.push(QuarantinedRow {
+                        idb: idb.name().to_string(),
+                        table: spec.name.to_string(),
+                        key,
+                        column: column.to_string(),
+                        reason,
+                        counter_value: counter_value.unwrap_or(chunk.new_mark),
+                    });
+                }
+            }
+        }
+        let outcome = store.commit_chunk(&chunk).map_err(TableError::Staging)?;
+        report.chunks += 1;
+        report.rows_staged += outcome.staged;
+        report.rows_quarantined += outcome.quarantined;
+        if chunk.new_mark == mark || !full {
+            return Ok(());
+        }
+        mark = chunk.new_mark;
+    }
+    report.backlog = true;
+    Ok(())
+}
+
+/// Checks a text row against the contract: types, required columns, enumeration codes. Returns the staged form
+/// or the offending column and the reason.
+pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static str, String)> {
+    let mut values = Vec::with_capacity(spec.columns.len());
+    for (i, col) in spec.columns.iter().enumerate() {
+        let text = raw.get(i).cloned().flatten();
+        let value = match text {
+            None => {
+                if col.required {
+                    return Err((col.name, "required value is NULL".to_string()));
+                }
+                None
+            }
+            Some(t) => match col.ty {
+                ColumnType::Text => Some(Value::Text(t)),
+                ColumnType::Int => {
+                    let v: i64 = t
+                        .trim()
+                        .parse()
+                        .map_err(|_| (col.name, format!("'{t}' is not an integer")))?;
+                    if let Some(domain) = col.domain {
+                        if !domain.contains(&v) {
+                            return Err((
+                                col.name,
+                                format!("unknown code {v} (accepted: {domain:?})"),
+                            ));
+                        }
+                    }
+                    Some(Value::Int(v))
+                }
+            },
+        };
+        values.push(value);
+    }
+    let row = StagedRow { version: 0, values };
+    let id = row.int(0).ok_or(("ID", "missing row id".to_string()))?;
+    let seq = spec
+        .column_index("GSYS_SEQ")
+        .and_then(|i| row.int(i))
+        .unwrap_or(0);
+    let useq = spec
+        .column_index("GSYS_USEQ")
+        .and_then(|i| row.int(i))
+        .unwrap_or(0);
+    let group = match spec.grouping {
+        Grouping::Interaction(c) => format!(
+            "I:{}",
+            spec.column_index(c)
+                .and_then(|i| row.text(i))
+                .unwrap_or_default()
+        ),
+        Grouping::LoginSession(c) => format!(
+            "S:{}",
+            spec.column_index(c)
+                .and_then(|i| row.text(i))
+                .unwrap_or_default()
+        ),
+        Grouping::Configuration => format!("C:{}", spec.name),
+    };
+    Ok(RowToStage {
+        id,
+        group,
+        row: StagedRow {
+            version: seq.max(useq),
+            ..row
+        },
+    })
+}

@@ -1,0 +1,377 @@
+//! The `ccmart` command line.
+
+use anyhow::{bail, Context, Result};
+use ccmart::config::Config;
+use ccmart::fault::FaultInjector;
+use ccmart::pipeline::{Appliance, SimulationDriver};
+use ccmart::serve::{self, ServeState};
+use ccmart::sim::Simulator;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// ccmart — contact-center reporting appliance (IDB extraction, HA merge, star schema on Delta, SQL over HTTP).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance with a config file: extract, transform, publish every cycle, serve HTTP.
+    Run {
+        /// Config file (TOML).
+        #[arg(
+            long,
+            short,
+            env = "CCMART_CONFIG",
+            default_value = "/etc/ccmart/ccmart.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Run the embedded default: a simulated two-site contact center with HA pairs → mart → HTTP.
+    Demo {
+        /// HTTP listen address.
+        #[arg(long, default_value = ccmart::config::DEFAULT_LISTEN)]
+        listen: String,
+        /// Data directory (staging + mart); a fresh temporary one by default.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Simulator seed.
+        #[arg(long, default_value_t = ccmart::sim::DEFAULT_SEED)]
+        seed: u64,
+        /// Days of history to generate before going live.
+        #[arg(long, default_value_t = 1.0)]
+        history_days: f64,
+    },
+    /// Fill the PostgreSQL IDBs of a config with simulated history (and optionally keep generating live).
+    Simulate {
+        /// Config file with [[idb]] entries and a [simulator] section.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Override the days of history.
+        #[arg(long)]
+        days: Option<f64>,
+        /// Keep generating live calls after the history (until Ctrl-C).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Run one SQL query against a running appliance and print the result.
+    Query {
+        /// The SQL.
+        sql: String,
+        /// Appliance URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Output: table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Export a mart table as Parquet from a running appliance.
+    Export {
+        /// Mart table (e.g. INTERACTION_FACT).
+        #[arg(long)]
+        table: String,
+        /// First day (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Appliance URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Validate a config file and print the effective configuration.
+    CheckConfig {
+        /// Config file.
+        #[arg(
+            long,
+            short,
+            env = "CCMART_CONFIG",
+            default_value = "/etc/ccmart/ccmart.toml"
+        )]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    if let Err(e) = main_inner() {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn main_inner() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "ccmart=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run { config } => {
+                let cfg = Config::load(&config)?;
+                run_appliance(cfg, false).await
+            }
+            Command::Demo {
+                listen,
+                data_dir,
+                seed,
+                history_days,
+            } => {
+                let (dir, _keep) = match data_dir {
+                    Some(d) => (d, None),
+                    None => {
+                        let t = tempfile::Builder::new()
+                            .prefix("ccmart-demo-")
+                            .tempdir()
+                            .context("creating a temporary data directory")?;
+                        (t.path().to_path_buf(), Some(t))
+                    }
+                };
+                let mut cfg = Config::demo(&dir, &listen, seed);
+                if let Some(sim) = cfg.simulator.as_mut() {
+                    sim.history_days = history_days;
+                }
+                cfg.validate()?;
+                run_appliance(cfg, true).await
+            }
+            Command::Simulate { config, days, live } => simulate(config, days, live).await,
+            Command::Query { sql, url, format } => query(&url, &sql, &format).await,
+            Command::Export {
+                table,
+                from,
+                to,
+                out,
+                url,
+            } => export(&url, &table, from, to, &out).await,
+            Command::CheckConfig { config } => {
+                let cfg = Config::load(&config)?;
+                for w in cfg.warnings() {
+                    println!("# warning: {w}");
+                }
+                println!("# {}: valid", config.display());
+                print!("{}", cfg.to_toml());
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
+    let listen = cfg.appliance.listen.clone();
+    let cycle = Duration::from_secs(cfg.appliance.cycle_secs);
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let state = ServeState {
+        store: app.store(),
+        engine: app.engine(),
+        status: app.status(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(serve::serve(listener, state, async move {
+        let _ = server_stop.changed().await;
+    }));
+    tracing::info!(%addr, "HTTP API listening");
+
+    // The simulator feeds embedded IDBs (demo, or a config with embedded IDBs).
+    let mut driver = None;
+    if let Some(simcfg) = cfg
+        .simulator
+        .clone()
+        .filter(|_| !app.embedded_idbs().is_empty())
+    {
+        let now = chrono::Utc::now().timestamp();
+        let start = now - (simcfg.history_days * 86_400.0) as i64;
+        let sim = Simulator::new(simcfg.settings.clone(), start);
+        let mut d = SimulationDriver::new(&cfg, sim, app.embedded_idbs()).await?;
+        eprintln!(
+            "Generating {:.1} day(s) of simulated history...",
+            simcfg.history_days
+        );
+        let n = d.advance(start, now, 3600).await?;
+        eprintln!("  {n} IDB writes into {} IDBs", app.embedded_idbs().len());
+        driver = Some((d, simcfg.live));
+    }
+    eprintln!("Building the mart...");
+    let cycles = app.drain(10_000).await?;
+    let snap = app.store().latest_snapshot()?;
+    eprintln!(
+        "  mart version {} after {cycles} cycle(s)",
+        snap.map_or(0, |s| s.version)
+    );
+    if demo {
+        print_examples(&addr.to_string());
+    }
+    let mut ticker = tokio::time::interval(cycle);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sim = chrono::Utc::now().timestamp();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticker.tick() => {
+                if let Some((d, true)) = driver.as_mut() {
+                    let now = chrono::Utc::now().timestamp();
+                    if let Err(e) = d.advance(last_sim, now, 60).await {
+                        tracing::error!(error = %e, "simulator write failed");
+                    }
+                    last_sim = now;
+                }
+                match app.cycle().await {
+                    Ok(r) => if let Some(v) = r.mart_version { tracing::info!(mart_version = v, rows = r.rows_staged, groups = r.groups, "published") },
+                    Err(e) => tracing::error!(error = %e, "cycle failed; retrying next cycle"),
+                }
+            }
+        }
+    }
+    eprintln!("Shutting down.");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}
+
+fn print_examples(addr: &str) {
+    println!();
+    println!("ccmart demo is ready: http://{addr}");
+    println!("Try (copy and paste):");
+    println!("  curl -s http://{addr}/v1/status");
+    println!("  curl -s http://{addr}/v1/tables");
+    println!(
+        "  curl -s http://{addr}/v1/query -H 'content-type: application/json' -d '{{\"sql\": \"SELECT count(*) AS calls, avg(duration) AS avg_secs FROM INTERACTION_FACT\"}}'"
+    );
+    println!(
+        "  curl -s http://{addr}/v1/query -H 'content-type: application/json' -d '{{\"sql\": \"SELECT r.resource_name, count(*) AS answered, sum(f.talk_duration) AS talk_secs FROM INTERACTION_RESOURCE_FACT f JOIN RESOURCE_ r USING (resource_key) WHERE f.resource_role = '\\''Received'\\'' AND f.talk_count > 0 GROUP BY 1 ORDER BY 2 DESC LIMIT 10\"}}'"
+    );
+    println!(
+        "  curl -s http://{addr}/v1/query -H 'content-type: application/json' -d '{{\"sql\": \"SELECT technical_result, count(*) FROM INTERACTION_RESOURCE_FACT GROUP BY 1 ORDER BY 2 DESC\", \"format\": \"csv\"}}'"
+    );
+    println!("  curl -s -o interactions.parquet 'http://{addr}/v1/export/INTERACTION_FACT'");
+    println!("Live calls keep arriving; press Ctrl-C to stop.");
+}
+
+async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> {
+    let cfg = Config::load(&config)?;
+    let Some(simcfg) = cfg.simulator.clone() else {
+        bail!("{} has no [simulator] section", config.display())
+    };
+    let days = days.unwrap_or(simcfg.history_days);
+    let now = chrono::Utc::now().timestamp();
+    let start = now - (days * 86_400.0) as i64;
+    let sim = Simulator::new(simcfg.settings.clone(), start);
+    let mut d = SimulationDriver::new(&cfg, sim, &[]).await?;
+    let t0 = std::time::Instant::now();
+    let mut t = start;
+    while t < now {
+        let next = (t + 6 * 3600).min(now);
+        let n = d.advance(t, next, 3600).await?;
+        t = next;
+        eprintln!(
+            "  simulated up to {} ({n} writes, {:.0}%)",
+            ccmart::transform::day_of(t),
+            100.0 * (t - start) as f64 / (now - start).max(1) as f64
+        );
+    }
+    eprintln!(
+        "History of {days} day(s) written in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    if live || simcfg.live && live {
+        let mut last = now;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let now = chrono::Utc::now().timestamp();
+                    d.advance(last, now, 60).await?;
+                    last = now;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn query(url: &str, sql: &str, format: &str) -> Result<()> {
+    let wire = match format {
+        "table" => "arrow",
+        "csv" | "json" => format,
+        other => bail!("unknown --format '{other}': use table, csv or json"),
+    };
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/query", url.trim_end_matches('/')))
+        .json(&serde_json::json!({"sql": sql, "format": wire}))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the appliance at {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{status}: {}", String::from_utf8_lossy(&body));
+    }
+    if wire == "arrow" {
+        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
+            std::io::Cursor::new(body.to_vec()),
+            None,
+        )?;
+        let batches: Vec<_> = reader.collect::<std::result::Result<_, _>>()?;
+        println!(
+            "{}",
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)?
+        );
+    } else {
+        print!("{}", String::from_utf8_lossy(&body));
+    }
+    Ok(())
+}
+
+async fn export(
+    url: &str,
+    table: &str,
+    from: Option<String>,
+    to: Option<String>,
+    out: &std::path::Path,
+) -> Result<()> {
+    let mut params = vec![];
+    if let Some(f) = &from {
+        params.push(("from", f.clone()));
+    }
+    if let Some(t) = &to {
+        params.push(("to", t.clone()));
+    }
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/export/{}", url.trim_end_matches('/'), table))
+        .query(&params)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the appliance at {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{status}: {}", String::from_utf8_lossy(&body));
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let name = format!(
+        "{}_{}_{}.parquet",
+        table.to_lowercase(),
+        from.as_deref().unwrap_or("all"),
+        to.as_deref().unwrap_or("all")
+    );
+    let path = out.join(name);
+    std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+    println!("{} ({} bytes)", path.display(), body.len());
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! The mart: one Delta table per star-schema table on local disk, partitioned by day, plus publishing of
+//! consistent mart versions.
+//!
+//! A cycle rewrites only the day partitions whose facts changed (`replaceWhere day = D`, one atomic Delta commit
+//! per partition), then records in the catalog (staging store) the Delta version of *every* table as one new
+//! mart version. Readers only ever open tables at catalog versions, so they never see half a cycle. Rewriting a
+//! partition from staged facts is idempotent: a crash between the Delta commit and the catalog commit repeats the
+//! rewrite with identical content.
+
+use crate::fault::{FaultInjector, InjectedCrash};
+use crate::staging::{Cell, FactRow, MartSnapshot, StagingError, Store};
+use crate::transform::schema::{mart_table, ColumnKind, MartTable, INTERACTION_FACT, MART_TABLES};
+use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::{col, lit};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{DataType, StructField};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::Mutex;
+use url::Url;
+
+/// Errors of the mart.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MartError {
+    /// A Delta operation failed.
+    #[error("Delta table {table}: {during} failed: {message}")]
+    Delta {
+        /// Mart table.
+        table: String,
+        /// Operation.
+        during: &'static str,
+        /// delta-rs message.
+        message: String,
+    },
+    /// The mart directory is unusable.
+    #[error("mart directory {path}: {message}")]
+    Directory {
+        /// Path.
+        path: PathBuf,
+        /// Message.
+        message: String,
+    },
+    /// Arrow conversion failed (a fact row does not fit its table).
+    #[error("building rows of {table}: {message}")]
+    Arrow {
+        /// Mart table.
+        table: String,
+        /// Message.
+        message: String,
+    },
+    /// Staging failed.
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    /// Fault injection fired (tests only).
+    #[error(transparent)]
+    Injected(#[from] InjectedCrash),
+}
+
+/// Result alias of the mart.
+pub type Result<T, E = MartError> = std::result::Result<T, E>;
+
+fn delta_err<'a>(
+    table: &'a str,
+    during: &'static str,
+) -> impl Fn(deltalake::DeltaTableError) -> MartError + 'a {
+    move |e| MartError::Delta {
+        table: table.to_string(),
+        during,
+        message: e.to_string(),
+    }
+}
+
+/// The Arrow schema of a mart table.
+pub fn arrow_schema(t: &MartTable) -> SchemaRef {
+    Arc::new(Schema::new(
+        t.columns
+            .iter()
+            .map(|(name, kind)| {
+                let ty = match kind {
+                    ColumnKind::Int => ArrowType::Int64,
+                    ColumnKind::Text => ArrowType::Utf8,
+                };
+                Field::new(*name, ty, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Converts fact rows into one Arrow batch of the table's schema.
+pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(t.columns.len());
+    for (i, (name, kind)) in t.columns.iter().enumerate() {
+        let wrong = |c: &Cell| MartError::Arrow {
+            table: t.name.into(),
+            message: format!("column {name}: unexpected {c:?}"),
+        };
+        match kind {
+            ColumnKind::Int => {
+                let mut b = Int64Builder::with_capacity(rows.len());
+                for r in rows {
+                    match r.0.get(i).unwrap_or(&Cell::Null) {
+                        Cell::Int(v) => b.append_value(*v),
+                        Cell::Null => b.append_null(),
+                        c => return Err(wrong(c)),
+                    }
+                }
+                arrays.push(Arc::new(b.finish()));
+            }
+            ColumnKind::Text => {
+                let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+                for r in rows {
+                    match r.0.get(i).unwrap_or(&Cell::Null) {
+                        Cell::Text(v) => b.append_value(v),
+                        Cell::Null => b.append_null(),
+                        c => return Err(wrong(c)),
+                    }
+                }
+                arrays.push(Arc::new(b.finish()));
+            }
+        }
+    }
+    RecordBatch::try_new(arrow_schema(t), arrays).map_err(|e| MartError::Arrow {
+        table: t.name.into(),
+        message: e.to_string(),
+    })
+}
+
+/// The Delta tables of one appliance.
+#[derive(Debug, Clone)]
+pub struct Mart {
+    root: PathBuf,
+    tables: Arc<Mutex<HashMap<&'static str, DeltaTable>>>,
+}
+
+impl Mart {
+    /// Opens the mart under `root`, creating any missing table (empty, version 0).
+    pub async fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| MartError::Directory {
+            path: root.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let root = root.canonicalize().map_err(|e| MartError::Directory {
+            path: root.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mart = Mart {
+            root,
+            tables: Arc::new(Mutex::new(HashMap::new())),
+        };
+        for t in MART_TABLES {
+            let url = mart.table_url(t.name)?;
+            let table = DeltaTable::try_from_url(url)
+                .await
+                .map_err(delta_err(t.name, "open"))?;
+            let table = if table.version().is_none() {
+                let columns = t.columns.iter().map(|(n, k)| {
+                    let ty = match k {
+                        ColumnKind::Int => DataType::LONG,
+                        ColumnKind::Text => DataType::STRING,
+                    };
+                    StructField::new(n.to_string(), ty, true)
+                });
+                let mut create = table.create().with_columns(columns).with_table_name(t.name);
+                if t.partitioned {
+                    create = create.with_partition_columns(["day"]);
+                }
+                create.await.map_err(delta_err(t.name, "create"))?
+            } else {
+                table
+            };
+            mart.tables.lock().await.insert(t.name, table);
+        }
+        Ok(mart)
+    }
+
+    /// Root directory of the mart.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `file://` URL of a mart table's directory.
+    pub fn table_url(&self, name: &str) -> Result<Url> {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| MartError::Directory {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        Url::from_directory_path(&dir).map_err(|_| MartError::Directory {
+            path: dir,
+            message: "not an absolute path".into(),
+        })
+    }
+
+    /// Current Delta version of every table.
+    pub async fn current_versions(&self) -> BTreeMap<String, u64> {
+        self.tables
+            .lock()
+            .await
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.version().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Loads a mart table at a Delta version (for queries and exports).
+    pub async fn load(&self, name: &str, version: u64) -> Result<DeltaTable> {
+        let url = self.table_url(name)?;
+        DeltaTableBuilder::from_url(url)
+            .map_err(delta_err(name, "open"))?
+            .with_version(version)
+            .load()
+            .await
+            .map_err(delta_err(name, "load version"))
+    }
+
+    /// Replaces one day partition (or the whole unpartitioned table) with `rows`, as one Delta commit.
+    pub async fn replace_partition(
+        &self,
+        t: &MartTable,
+        day: &str,
+        rows: &[FactRow],
+        mart_version: u64,
+    ) -> Result<u64> {
+        let mut tables = self.tables.lock().await;
+        let Some(table) = tables.get(t.name).cloned() else {
+            return Err(MartError::Delta {
+                table: t.name.into(),
+                during: "write",
+                message: "table not open".into(),
+            });
+        };
+        let props = CommitProperties::default().with_metadata([(
+            "ccmart.mart_version".to_string(),
+            serde_json::json!(mart_version),
+        )]);
+        let updated = if rows.is_empty() && t.partitioned {
+            table
+                .delete()
+                .with_predicate(col("day").eq(lit(day.to_string())))
+                .with_commit_properties(props)
+                .await
+                .map_err(delta_err(t.name, "delete partition"))?
+                .0
+        } else {
+            let batch = to_record_batch(t, rows)?;
+            let mut w = table
+                .write(vec![batch])
+                .with_save_mode(SaveMode::Overwrite)
+                .with_commit_properties(props);
+            if t.partitioned {
+                w = w.with_replace_where(col("day").eq(lit(day.to_string())));
+            }
+            w.await.map_err(delta_err(t.name, "replace partition"))?
+        };
+        let v = updated.version().unwrap_or(0);
+        tables.insert(t.name, updated);
+        Ok(v)
+    }
+}
+
+/// What one publish did.
+#[derive(Debug, Clone, Default)]
+pub struct PublishReport {
+    /// The new mart version, if anything changed.
+    pub snapshot: Option<MartSnapshot>,
+    /// Partitions rewritten.
+    pub partitions: usize,
+    /// Rows written.
+    pub rows: usize,
+}
+
+/// Rewrites every partition whose facts changed and publishes a new mart version covering all tables.
+pub async fn publish_changes(
+    store: &Store,
+    mart: &Mart,
+    faults: &FaultInjector,
+) -> Result<PublishReport> {
+    let dirty = store.dirty_partitions()?;
+    if dirty.is_empty() {
+        return Ok(PublishReport::default());
+    }
+    let previous = store.latest_snapshot()?;
+    let next_version = previous.as_ref().map_or(1, |s| s.version + 1);
+    let mut report = PublishReport::default();
+    let mut newest_end = previous.as_ref().and_then(|s| s.newest_end_ts);
+    for (table, day) in &dirty {
+        let Some(t) = mart_table(table) else { continue };
+        let rows: Vec<FactRow> = store
+            .partition_facts(table, day)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        if t.name == INTERACTION_FACT.name {
+            if let Some(i) = t.columns.iter().position(|(c, _)| *c == "end_ts") {
+                for r in &rows {
+                    if let Some(Cell::Int(e)) = r.0.get(i) {
+                        newest_end = Some(newest_end.map_or(*e, |n: i64| n.max(*e)));
+                    }
+                }
+            }
+        }
+        faults.step("commit mart partition")?;
+        mart.replace_partition(t, day, &rows, next_version).await?;
+        report.partitions += 1;
+        report.rows += rows.len();
+    }
+    let snapshot = MartSnapshot {
+        version: next_version,
+        tables: mart.current_versions().await,
+        published_at: chrono::Utc::now().timestamp(),
+        newest_end_ts: newest_end,
+    };
+    store.publish(&snapshot, &dirty)?;
+    report.snapshot = Some(snapshot);
+    Ok(report)
+}

@@ -1,0 +1,266 @@
+//! Read-only SQL over one pinned mart version (Apache DataFusion).
+//!
+//! Each published mart version gets one DataFusion context whose tables are opened at exactly the Delta versions
+//! the catalog recorded, so a query sees facts and dimensions of one cycle, however many cycles publish while it
+//! runs. Statements other than queries (DDL, DML, COPY, SET) are refused before planning; results are bounded in
+//! rows, memory and time.
+
+use crate::mart::Mart;
+use crate::staging::MartSnapshot;
+use crate::transform::schema::MART_TABLES;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+/// Default largest number of rows a query returns.
+pub const DEFAULT_MAX_ROWS: usize = 100_000;
+/// Default time limit of one query.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// Default memory limit of query execution (shared by concurrent queries).
+pub const DEFAULT_MEMORY_LIMIT_MB: usize = 1024;
+
+/// Limits applied to every query.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryLimits {
+    /// Largest number of rows returned; more are cut off and the answer says so.
+    pub max_rows: usize,
+    /// Time limit per query, seconds.
+    pub timeout_secs: u64,
+    /// Memory for query execution, MiB.
+    pub memory_limit_mb: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_rows: DEFAULT_MAX_ROWS,
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
+            memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
+        }
+    }
+}
+
+/// Why a query was refused or failed. `code()` is the stable machine-readable name used by the HTTP API.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The SQL does not parse.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// The statement is not a read-only query.
+    #[error("only read-only queries are allowed: {0}")]
+    ReadOnly(String),
+    /// Planning failed (unknown table or column, type mismatch).
+    #[error("invalid query: {0}")]
+    Invalid(String),
+    /// Execution failed (including the memory limit).
+    #[error("query failed: {0}")]
+    Execution(String),
+    /// The time limit was reached.
+    #[error("query exceeded the time limit of {0} s")]
+    Timeout(u64),
+    /// Nothing has been published yet, or the requested version is unknown.
+    #[error("{0}")]
+    NoSnapshot(String),
+    /// The mart could not be opened at the snapshot.
+    #[error("mart unavailable: {0}")]
+    Mart(String),
+}
+
+impl QueryError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueryError::Syntax(_) => "syntax_error",
+            QueryError::ReadOnly(_) => "read_only",
+            QueryError::Invalid(_) => "invalid_query",
+            QueryError::Execution(_) => "execution_error",
+            QueryError::Timeout(_) => "timeout",
+            QueryError::NoSnapshot(_) => "no_snapshot",
+            QueryError::Mart(_) => "mart_unavailable",
+        }
+    }
+
+    /// True when the client sent something wrong (HTTP 400), false for server-side conditions.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            QueryError::Syntax(_) | QueryError::ReadOnly(_) | QueryError::Invalid(_)
+        )
+    }
+}
+
+fn classify(e: DataFusionError) -> QueryError {
+    let msg = e.to_string();
+    match e.find_root() {
+        DataFusionError::SQL(..) => QueryError::Syntax(msg),
+        DataFusionError::ResourcesExhausted(_) => QueryError::Execution(msg),
+        DataFusionError::Plan(m) if m.contains("not supported") => QueryError::ReadOnly(msg),
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => QueryError::Invalid(msg),
+        DataFusionError::NotImplemented(m)
+            if m.contains("statement") || m.contains("Statement") =>
+        {
+            QueryError::ReadOnly(msg)
+        }
+        DataFusionError::NotImplemented(_) => QueryError::Invalid(msg),
+        _ => {
+            if msg.contains("only supports a single SQL statement") {
+                QueryError::ReadOnly(msg)
+            } else {
+                QueryError::Execution(msg)
+            }
+        }
+    }
+}
+
+/// A query's answer.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// Result schema.
+    pub schema: SchemaRef,
+    /// Result rows.
+    pub batches: Vec<RecordBatch>,
+    /// Rows returned.
+    pub row_count: usize,
+    /// True when rows beyond the limit were cut off.
+    pub truncated: bool,
+    /// Mart version queried.
+    pub mart_version: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Runs queries against mart snapshots.
+#[derive(Clone)]
+pub struct QueryEngine {
+    mart: Mart,
+    limits: QueryLimits,
+    contexts: Arc<Mutex<Vec<(u64, SessionContext)>>>,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("mart", &self.mart)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Number of mart versions whose contexts are kept open.
+const CONTEXT_CACHE: usize = 4;
+
+impl QueryEngine {
+    /// An engine over `mart` with `limits`.
+    pub fn new(mart: Mart, limits: QueryLimits) -> Self {
+        QueryEngine {
+            mart,
+            limits,
+            contexts: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    /// The DataFusion context of a snapshot (tables opened at the snapshot's Delta versions).
+    pub async fn context(&self, snapshot: &MartSnapshot) -> Result<SessionContext, QueryError> {
+        let mut cache = self.contexts.lock().await;
+        if let Some((_, ctx)) = cache.iter().find(|(v, _)| *v == snapshot.version) {
+            return Ok(ctx.clone());
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_limit_mb.max(16) * 1024 * 1024, 1.0)
+            .build_arc()
+            .map_err(|e| QueryError::Mart(e.to_string()))?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("ccmart", "mart");
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for t in MART_TABLES {
+            let version = snapshot.tables.get(t.name).copied().unwrap_or(0);
+            let table = self
+                .mart
+                .load(t.name, version)
+                .await
+                .map_err(|e| QueryError::Mart(e.to_string()))?;
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(|e| QueryError::Mart(e.to_string()))?;
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|e| QueryError::Mart(e.to_string()))?;
+            ctx.register_table(t.name, provider)
+                .map_err(|e| QueryError::Mart(e.to_string()))?;
+        }
+        cache.push((snapshot.version, ctx.clone()));
+        if cache.len() > CONTEXT_CACHE {
+            cache.remove(0);
+        }
+        Ok(ctx)
+    }
+
+    /// Runs one read-only statement against `snapshot`.
+    pub async fn run(&self, snapshot: &MartSnapshot, sql: &str) -> Result<QueryResult, QueryError> {
+        let started = Instant::now();
+        let ctx = self.context(snapshot).await?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let limit = self.limits.max_rows;
+        let timeout = Duration::from_secs(self.limits.timeout_secs.max(1));
+        let work = async {
+            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df
+                .limit(0, Some(limit.saturating_add(1)))
+                .map_err(classify)?
+                .execute_stream()
+                .await
+                .map_err(classify)?;
+            let mut batches = Vec::new();
+            let mut rows = 0usize;
+            let mut truncated = false;
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(classify)?;
+                let take = b.num_rows().min(limit - rows.min(limit));
+                if take < b.num_rows() {
+                    truncated = true;
+                }
+                if take > 0 {
+                    batches.push(b.slice(0, take));
+                    rows += take;
+                }
+                if truncated {
+                    break;
+                }
+            }
+            Ok::<_, QueryError>((schema, batches, rows, truncated))
+        };
+        let (schema, batches, row_count, truncated) =
+            tokio::time::timeout(timeout, work)
+                .await
+                .map_err(|_| QueryError::Timeout(timeout.as_secs()))??;
+        Ok(QueryResult {
+            schema,
+            batches,
+            row_count,
+            truncated,
+            mart_version: snapshot.version,
+            elapsed: started.elapsed(),
+        })
+    }
+}

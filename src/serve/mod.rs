@@ -1,0 +1,348 @@
+//! The HTTP API (axum): SQL queries in four formats, table list, status, health and Parquet export.
+//! Every error answer is `{"error":{"code":..,"message":..}}` with a 4xx for client mistakes; the server stays up.
+
+mod format;
+
+use crate::extract::IdbHealth;
+use crate::query::{QueryEngine, QueryError};
+use crate::staging::{MartSnapshot, Store};
+use crate::transform::schema::{mart_table, ColumnKind, MART_TABLES};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub use format::{OutputFormat, ParquetExport};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Summary of the last pipeline cycle.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CycleSummary {
+    /// When it finished (epoch seconds).
+    pub finished_at: i64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Error that stopped it, if any.
+    pub error: Option<String>,
+    /// Rows staged.
+    pub rows_staged: usize,
+    /// Groups transformed.
+    pub groups_transformed: usize,
+    /// Partitions published.
+    pub partitions_published: usize,
+}
+
+/// What `/v1/status` reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplianceStatus {
+    /// Site of this appliance.
+    pub site: String,
+    /// Role (this version: always `active`).
+    pub role: String,
+    /// Newest published mart version.
+    pub mart_version: Option<u64>,
+    /// End time of the newest interaction visible (epoch seconds).
+    pub newest_interaction_end_ts: Option<i64>,
+    /// Per-IDB reachability and progress.
+    pub idbs: Vec<IdbHealth>,
+    /// Rows in quarantine.
+    pub quarantined_rows: u64,
+    /// Last cycle.
+    pub last_cycle: Option<CycleSummary>,
+}
+
+impl ApplianceStatus {
+    /// Initial status of an appliance at `site`.
+    pub fn new(site: &str) -> Self {
+        ApplianceStatus {
+            site: site.into(),
+            role: "active".into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Status shared between the pipeline (writer) and the HTTP server (readers).
+#[derive(Debug, Clone, Default)]
+pub struct SharedStatus(Arc<RwLock<ApplianceStatus>>);
+
+impl SharedStatus {
+    /// Wraps an initial status.
+    pub fn new(s: ApplianceStatus) -> Self {
+        SharedStatus(Arc::new(RwLock::new(s)))
+    }
+    /// Changes the status.
+    pub fn update(&self, f: impl FnOnce(&mut ApplianceStatus)) {
+        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut g);
+    }
+    /// A copy of the status.
+    pub fn get(&self) -> ApplianceStatus {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct ServeState {
+    /// Catalog of mart versions.
+    pub store: Arc<Store>,
+    /// Query engine.
+    pub engine: QueryEngine,
+    /// Live status.
+    pub status: SharedStatus,
+}
+
+/// An API error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let status = match &e {
+            _ if e.is_client_error() => StatusCode::BAD_REQUEST,
+            QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            QueryError::NoSnapshot(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::Execution(m) if m.contains("Resources exhausted") => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Body of `POST /v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// One read-only SQL statement.
+    pub sql: String,
+    /// `json` (default), `csv`, `arrow` (IPC stream) or `parquet`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Query an older published mart version instead of the newest.
+    #[serde(default)]
+    pub mart_version: Option<u64>,
+}
+
+/// Builds the router.
+pub fn router(state: ServeState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/status", get(status))
+        .route("/v1/tables", get(tables))
+        .route("/v1/query", post(query))
+        .route("/v1/export/{table}", get(export))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(300),
+        ))
+        .with_state(state)
+}
+
+fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, ApiError> {
+    let s = match version {
+        Some(v) => state.store.snapshot(v),
+        None => state.store.latest_snapshot(),
+    }
+    .map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "staging_error",
+        message: e.to_string(),
+    })?;
+    s.ok_or_else(|| match version {
+        Some(v) => ApiError::bad_request(
+            "unknown_version",
+            format!("mart version {v} does not exist"),
+        ),
+        None => ApiError::from(QueryError::NoSnapshot(
+            "no mart version has been published yet; the first cycle is still running".into(),
+        )),
+    })
+}
+
+async fn healthz(State(state): State<ServeState>) -> impl IntoResponse {
+    let v = state
+        .store
+        .latest_snapshot()
+        .ok()
+        .flatten()
+        .map(|s| s.version);
+    Json(serde_json::json!({"status": "ok", "mart_version": v}))
+}
+
+async fn status(State(state): State<ServeState>) -> impl IntoResponse {
+    let mut s = serde_json::to_value(state.status.get()).unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    if let Some(end) = s.get("newest_interaction_end_ts").and_then(|v| v.as_i64()) {
+        s["freshness_secs"] = serde_json::json!(now - end);
+    }
+    Json(s)
+}
+
+async fn tables() -> impl IntoResponse {
+    let tables: Vec<_> = MART_TABLES
+        .iter()
+        .map(|t| {
+            let cols: Vec<_> = t
+                .columns
+                .iter()
+                .map(|(n, k)| serde_json::json!({"name": n, "type": match k { ColumnKind::Int => "BIGINT", ColumnKind::Text => "VARCHAR" }}))
+                .collect();
+            serde_json::json!({"name": t.name.to_uppercase(), "partitioned_by": if t.partitioned { Some("day") } else { None }, "columns": cols})
+        })
+        .collect();
+    Json(serde_json::json!({ "tables": tables }))
+}
+
+async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: QueryRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_request", format!("request body is not valid JSON of the form {{\"sql\": \"...\", \"format\": \"json\"}}: {e}")))?;
+    let format = OutputFormat::parse(req.format.as_deref().unwrap_or("json")).ok_or_else(|| {
+        ApiError::bad_request(
+            "bad_format",
+            format!(
+                "unknown format '{}': use json, csv, arrow or parquet",
+                req.format.unwrap_or_default()
+            ),
+        )
+    })?;
+    if req.sql.trim().is_empty() {
+        return Err(ApiError::bad_request("bad_request", "sql is empty"));
+    }
+    let snap = snapshot(&state, req.mart_version)?;
+    let result = state.engine.run(&snap, &req.sql).await?;
+    format::render(format, &result).map_err(|m| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "encoding_error",
+        message: m,
+    })
+}
+
+/// Query string of `GET /v1/export/{table}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// First day (YYYY-MM-DD), inclusive.
+    pub from: Option<String>,
+    /// Last day (YYYY-MM-DD), inclusive.
+    pub to: Option<String>,
+    /// Mart version (default: newest).
+    pub mart_version: Option<u64>,
+}
+
+/// Checks a `YYYY-MM-DD` day parameter.
+pub fn parse_day(name: &str, v: &Option<String>) -> Result<Option<String>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(|d| Some(d.format("%Y-%m-%d").to_string()))
+            .map_err(|_| format!("'{name}' must be a date like 2026-11-24, got '{s}'")),
+    }
+}
+
+async fn export(
+    State(state): State<ServeState>,
+    UrlPath(table): UrlPath<String>,
+    Query(p): Query<ExportParams>,
+) -> Result<Response, ApiError> {
+    let t = mart_table(&table).ok_or_else(|| {
+        ApiError::bad_request(
+            "unknown_table",
+            format!("no mart table '{table}'; see GET /v1/tables"),
+        )
+    })?;
+    let from = parse_day("from", &p.from).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
+    let to = parse_day("to", &p.to).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
+    let snap = snapshot(&state, p.mart_version)?;
+    let export =
+        ParquetExport::write(&state.engine, &snap, t, from.as_deref(), to.as_deref()).await?;
+    let file = tokio::fs::File::open(export.path())
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "io_error",
+            message: e.to_string(),
+        })?;
+    let stream = tokio_util::io::ReaderStream::new(file);
+    let name = format!("{}.parquet", t.name);
+    let mut resp = Response::new(Body::from_stream(ExportStream {
+        inner: stream,
+        _keep: export,
+    }));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/vnd.apache.parquet"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&snap.version.to_string()) {
+        h.insert("x-ccmart-mart-version", v);
+    }
+    Ok(resp)
+}
+
+/// Streams the export file and deletes it when the response is done.
+struct ExportStream {
+    inner: tokio_util::io::ReaderStream<tokio::fs::File>,
+    _keep: ParquetExport,
+}
+
+impl futures::Stream for ExportStream {
+    type Item = std::io::Result<Bytes>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ServeState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

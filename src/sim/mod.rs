@@ -1,0 +1,112 @@
+//! A deterministic two-site contact-center simulator that writes what each ICON collector would write into its
+//! IDBs, and records the ground truth of everything it generated.
+//!
+//! Each site has a SIP Server whose events are seen by an HA pair of collectors; both collectors receive the same
+//! events, so [`Simulator::advance_to`] returns one stream of writes per site that the caller applies to both
+//! IDBs of the pair (each IDB numbers rows its own way, see [`crate::source::RowNumbering`]). The same seed and
+//! settings always produce the same writes and the same truth.
+
+mod engine;
+pub mod truth;
+
+pub use engine::Simulator;
+pub use truth::GroundTruth;
+
+use serde::{Deserialize, Serialize};
+
+/// Default seed of the demo and the tests.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// Settings of the simulated contact center. Every field has a named default ([`SimSettings::default`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSettings {
+    /// RNG seed; the same seed reproduces every call, state and fault.
+    pub seed: u64,
+    /// Number of sites (each with its own SIP Server and HA pair).
+    pub sites: usize,
+    /// Agents per site.
+    pub agents_per_site: usize,
+    /// ACD queues per site.
+    pub queues_per_site: usize,
+    /// Mean inbound call arrivals per hour per site (Poisson).
+    pub calls_per_hour: f64,
+    /// Mean caller patience in a queue, seconds (exponential).
+    pub mean_patience_secs: f64,
+    /// Mean talk time, seconds (exponential, at least 5 s).
+    pub mean_talk_secs: f64,
+    /// Probability an answered call is put on hold once.
+    pub hold_probability: f64,
+    /// Probability an answered call is transferred to another queue.
+    pub transfer_probability: f64,
+    /// Probability a ringing agent does not answer (ring-no-answer redirect).
+    pub no_answer_probability: f64,
+    /// Probability of after-call work after a call.
+    pub acw_probability: f64,
+    /// Mean after-call work, seconds.
+    pub mean_acw_secs: f64,
+    /// Mean time between not-ready breaks of an idle agent, seconds.
+    pub mean_secs_between_breaks: f64,
+    /// Mean not-ready break, seconds.
+    pub mean_break_secs: f64,
+    /// Length of one login session, seconds (agents log out and in again after a short pause).
+    pub session_secs: i64,
+    /// Keep the ground truth in memory (tests); off for long benchmark histories where only the IDBs matter.
+    pub record_truth: bool,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            seed: DEFAULT_SEED,
+            sites: 2,
+            agents_per_site: 12,
+            queues_per_site: 3,
+            calls_per_hour: 120.0,
+            mean_patience_secs: 150.0,
+            mean_talk_secs: 180.0,
+            hold_probability: 0.2,
+            transfer_probability: 0.08,
+            no_answer_probability: 0.03,
+            acw_probability: 0.7,
+            mean_acw_secs: 40.0,
+            mean_secs_between_breaks: 2400.0,
+            mean_break_secs: 300.0,
+            session_secs: 4 * 3600,
+            record_truth: true,
+        }
+    }
+}
+
+/// Names of the simulated queues (the site number is appended).
+pub const QUEUE_NAMES: &[&str] = &[
+    "Sales",
+    "Support",
+    "Billing",
+    "Retention",
+    "Technical",
+    "Claims",
+];
+/// Not-ready reason codes agents use.
+pub const REASON_CODES: &[&str] = &["Break", "Lunch", "Meeting", "Training", "Coaching"];
+/// Attached-data values of `ServiceType`.
+pub const SERVICE_TYPES: &[&str] = &["NewOrder", "Question", "Complaint", "Cancellation"];
+/// Attached-data values of `CustomerSegment`.
+pub const SEGMENTS: &[&str] = &["Gold", "Silver", "Bronze"];
+
+/// Configuration DBID of agent `i` of site `s`.
+pub fn agent_dbid(site: usize, i: usize) -> i64 {
+    1000 + (site as i64) * 1000 + i as i64
+}
+/// Endpoint DBID of the extension of agent `i` of site `s`.
+pub fn agent_dn_dbid(site: usize, i: usize) -> i64 {
+    5000 + (site as i64) * 1000 + i as i64
+}
+/// Endpoint DBID of queue `q` of site `s`.
+pub fn queue_dbid(site: usize, q: usize) -> i64 {
+    9000 + (site as i64) * 100 + q as i64
+}
+/// Endpoint DBID of the routing point of site `s`.
+pub fn routing_point_dbid(site: usize) -> i64 {
+    9500 + site as i64
+}

@@ -1,0 +1,174 @@
+//! An in-process IDB: the same tables, counters and read semantics as a PostgreSQL IDB, held in memory.
+//! The demo and unit tests use it so they need no database server; it is never used for production data.
+
+use super::contract::TableSpec;
+use super::{Counter, IdbWrite, RowNumbering, TextRow, WriteKind};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type StoredRow = HashMap<&'static str, Option<String>>;
+
+#[derive(Debug, Default)]
+struct EmbeddedTable {
+    rows: HashMap<i64, StoredRow>,
+    by_seq: BTreeMap<i64, i64>,
+    by_useq: BTreeMap<i64, i64>,
+}
+
+#[derive(Debug)]
+struct EmbeddedState {
+    numbering: RowNumbering,
+    counter: i64,
+    tables: HashMap<String, EmbeddedTable>,
+}
+
+/// A shared handle to one in-memory IDB. Cloning shares the same data.
+#[derive(Debug, Clone)]
+pub struct EmbeddedIdb {
+    name: Arc<str>,
+    state: Arc<Mutex<EmbeddedState>>,
+}
+
+impl EmbeddedIdb {
+    /// Creates an empty IDB that numbers rows with `numbering`.
+    pub fn new(name: &str, numbering: RowNumbering) -> Self {
+        EmbeddedIdb {
+            name: Arc::from(name),
+            state: Arc::new(Mutex::new(EmbeddedState {
+                numbering,
+                counter: 0,
+                tables: HashMap::new(),
+            })),
+        }
+    }
+
+    /// The IDB's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, EmbeddedState> {
+        // A panic while holding the lock cannot leave a half-applied write visible to readers in a way that
+        // matters for a test double; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies writes in order, assigning `GSYS_SEQ` / `GSYS_USEQ` from this IDB's counter.
+    pub fn apply(&self, writes: &[IdbWrite]) {
+        let mut st = self.lock();
+        for w in writes {
+            st.counter += 1;
+            let counter = st.counter;
+            let id = st.numbering.row_id(w.table, w.handle);
+            let domain = st.numbering.gsys_domain;
+            let rendered: Vec<(&'static str, Option<String>)> = w
+                .columns
+                .iter()
+                .map(|(c, v)| (*c, st.numbering.render(v)))
+                .collect();
+            let table = st.tables.entry(w.table.to_string()).or_default();
+            match w.kind {
+                WriteKind::Insert => {
+                    let mut row: StoredRow = rendered.into_iter().collect();
+                    row.insert(RowNumbering::key_column(w.table), Some(id.to_string()));
+                    row.insert("GSYS_DOMAIN", Some(domain.to_string()));
+                    row.insert("GSYS_SEQ", Some(counter.to_string()));
+                    row.insert("GSYS_USEQ", None);
+                    if let Some(old) = table.rows.insert(id, row) {
+                        remove_counters(table, &old);
+                    }
+                    table.by_seq.insert(counter, id);
+                }
+                WriteKind::Update => {
+                    let Some(row) = table.rows.get_mut(&id) else {
+                        continue;
+                    };
+                    let old_useq = row.get("GSYS_USEQ").cloned().flatten();
+                    for (c, v) in rendered {
+                        row.insert(c, v);
+                    }
+                    row.insert("GSYS_USEQ", Some(counter.to_string()));
+                    if let Some(u) = old_useq.and_then(|u| u.parse::<i64>().ok()) {
+                        table.by_useq.remove(&u);
+                    }
+                    table.by_useq.insert(counter, id);
+                }
+            }
+        }
+    }
+
+    /// Overwrites one column of one row with raw text, bumping `GSYS_USEQ` like an update. A fault-injection seam:
+    /// tests use it to plant malformed values (text in an integer column, unknown codes, nulls in keys).
+    pub fn corrupt(&self, table: &str, id: i64, column: &'static str, raw: Option<&str>) -> bool {
+        let mut st = self.lock();
+        st.counter += 1;
+        let counter = st.counter;
+        let Some(t) = st.tables.get_mut(table) else {
+            return false;
+        };
+        let Some(row) = t.rows.get_mut(&id) else {
+            return false;
+        };
+        let old_useq = row.get("GSYS_USEQ").cloned().flatten();
+        row.insert(column, raw.map(str::to_string));
+        row.insert("GSYS_USEQ", Some(counter.to_string()));
+        if let Some(u) = old_useq.and_then(|u| u.parse::<i64>().ok()) {
+            t.by_useq.remove(&u);
+        }
+        t.by_useq.insert(counter, id);
+        true
+    }
+
+    /// Number of rows in a table.
+    pub fn row_count(&self, table: &str) -> usize {
+        self.lock().tables.get(table).map_or(0, |t| t.rows.len())
+    }
+
+    /// Reads up to `limit` rows whose `counter` is above `after`, in counter order, as contract text rows.
+    pub fn read_chunk(
+        &self,
+        spec: &TableSpec,
+        counter: Counter,
+        after: i64,
+        limit: usize,
+    ) -> Vec<TextRow> {
+        let st = self.lock();
+        let Some(t) = st.tables.get(spec.name) else {
+            return Vec::new();
+        };
+        let index = match counter {
+            Counter::Seq => &t.by_seq,
+            Counter::Useq => &t.by_useq,
+        };
+        index
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .filter_map(|(_, id)| t.rows.get(id))
+            .map(|row| {
+                spec.columns
+                    .iter()
+                    .map(|c| row.get(c.name).cloned().flatten())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn remove_counters(table: &mut EmbeddedTable, old: &StoredRow) {
+    if let Some(s) = old
+        .get("GSYS_SEQ")
+        .cloned()
+        .flatten()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        table.by_seq.remove(&s);
+    }
+    if let Some(u) = old
+        .get("GSYS_USEQ")
+        .cloned()
+        .flatten()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        table.by_useq.remove(&u);
+    }
+}

@@ -1,0 +1,328 @@
+//! PostgreSQL IDBs: incremental chunked reads for extraction (tokio-postgres, simple-query text protocol, so every
+//! value arrives as text and is validated by extraction) and batched writes for the simulator (text COPY for new
+//! rows, one multi-statement batch for updates, all in one transaction per batch).
+
+use super::contract::TableSpec;
+use super::{Counter, IdbWrite, Result, RowNumbering, SourceError, TextRow, WriteKind};
+use futures::SinkExt;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// The IDB schema (DDL of the contract), applied by the simulator and by tests.
+pub const IDB_DDL: &str = include_str!("../../data/idb/icon_idb.sql");
+
+/// How long to wait for a connection or one chunk query before declaring the IDB unreachable.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL IDB that ccmart reads. Reconnects lazily after a failure.
+#[derive(Debug, Clone)]
+pub struct PostgresIdb {
+    name: Arc<str>,
+    url: Arc<str>,
+    client: Arc<tokio::sync::Mutex<Option<Client>>>,
+}
+
+async fn connect(name: &str, url: &str) -> Result<Client> {
+    let unreachable = |message: String| SourceError::Unreachable {
+        idb: name.to_string(),
+        message,
+    };
+    let (client, connection) =
+        tokio::time::timeout(DEFAULT_IO_TIMEOUT, tokio_postgres::connect(url, NoTls))
+            .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "no connection within {}s",
+                    DEFAULT_IO_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| unreachable(e.to_string()))?;
+    let idb = name.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(idb, error = %e, "IDB connection closed");
+        }
+    });
+    Ok(client)
+}
+
+impl PostgresIdb {
+    /// A reader for the IDB at `url` (a `postgres://` URL). Nothing is connected until the first read.
+    pub fn new(name: &str, url: &str) -> Self {
+        PostgresIdb {
+            name: Arc::from(name),
+            url: Arc::from(url),
+            client: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// The IDB's name from the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads up to `limit` rows above the high-water mark `after` of `counter`, in counter order.
+    pub async fn read_chunk(
+        &self,
+        spec: &TableSpec,
+        counter: Counter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<TextRow>> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(connect(&self.name, &self.url).await?);
+        }
+        let Some(client) = guard.as_ref() else {
+            return Err(SourceError::Unreachable {
+                idb: self.name.to_string(),
+                message: "not connected".into(),
+            });
+        };
+        let cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+        let ctr = counter.column();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {ctr} > {after} ORDER BY {ctr} LIMIT {limit}",
+            cols.join(", "),
+            spec.name
+        );
+        let result = tokio::time::timeout(DEFAULT_IO_TIMEOUT, client.simple_query(&sql)).await;
+        let messages = match result {
+            Err(_) => {
+                *guard = None;
+                return Err(SourceError::Unreachable {
+                    idb: self.name.to_string(),
+                    message: format!(
+                        "reading {} took longer than {}s",
+                        spec.name,
+                        DEFAULT_IO_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            Ok(Err(e)) => {
+                let closed = client.is_closed() || e.is_closed();
+                if closed {
+                    *guard = None;
+                    return Err(SourceError::Unreachable {
+                        idb: self.name.to_string(),
+                        message: e.to_string(),
+                    });
+                }
+                return Err(SourceError::Query {
+                    idb: self.name.to_string(),
+                    table: spec.name.to_string(),
+                    message: db_message(&e),
+                });
+            }
+            Ok(Ok(m)) => m,
+        };
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(
+                    (0..cols.len())
+                        .map(|i| r.get(i).map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Writes one collector's rows into a PostgreSQL IDB, as ICON would: its own `ID` numbering, its own
+/// `GSYS_SEQ`/`GSYS_USEQ` counter persisted in `G_PROV_CONTROL`.
+#[derive(Debug)]
+pub struct PostgresWriter {
+    name: String,
+    client: Client,
+    numbering: RowNumbering,
+    counter: i64,
+}
+
+struct PendingInsert {
+    table: &'static str,
+    columns: BTreeMap<&'static str, Option<String>>,
+    seq: i64,
+    useq: Option<i64>,
+}
+
+impl PostgresWriter {
+    /// Connects, creates the IDB schema if missing and resumes the IDB's counter.
+    pub async fn connect(name: &str, url: &str, numbering: RowNumbering) -> Result<Self> {
+        let client = connect(name, url).await?;
+        let write_err = |e: tokio_postgres::Error| SourceError::Write {
+            idb: name.to_string(),
+            message: db_message(&e),
+        };
+        client.batch_execute(IDB_DDL).await.map_err(write_err)?;
+        let rows = client
+            .query(
+                "SELECT VALUE FROM G_PROV_CONTROL WHERE NAME = 'GSYS_SEQ'",
+                &[],
+            )
+            .await
+            .map_err(write_err)?;
+        let counter = rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0);
+        Ok(PostgresWriter {
+            name: name.to_string(),
+            client,
+            numbering,
+            counter,
+        })
+    }
+
+    /// Applies a batch in one transaction. Updates of rows inserted in the same batch are folded into the insert
+    /// (the row is written once with its final values and both counters), which is what the IDB would hold after
+    /// the collector's individual statements.
+    pub async fn apply(&mut self, writes: &[IdbWrite]) -> Result<()> {
+        let mut inserts: Vec<PendingInsert> = Vec::new();
+        let mut insert_pos: BTreeMap<(&'static str, i64), usize> = BTreeMap::new();
+        let mut updates: BTreeMap<
+            (&'static str, i64),
+            (BTreeMap<&'static str, Option<String>>, i64),
+        > = BTreeMap::new();
+        let mut counter = self.counter;
+        for w in writes {
+            counter += 1;
+            let id = self.numbering.row_id(w.table, w.handle);
+            let rendered = w
+                .columns
+                .iter()
+                .map(|(c, v)| (*c, self.numbering.render(v)));
+            match w.kind {
+                WriteKind::Insert => {
+                    insert_pos.insert((w.table, id), inserts.len());
+                    let mut columns: BTreeMap<_, _> = rendered.collect();
+                    columns.insert(RowNumbering::key_column(w.table), Some(id.to_string()));
+                    columns.insert("GSYS_DOMAIN", Some(self.numbering.gsys_domain.to_string()));
+                    inserts.push(PendingInsert {
+                        table: w.table,
+                        columns,
+                        seq: counter,
+                        useq: None,
+                    });
+                }
+                WriteKind::Update => {
+                    if let Some(&pos) = insert_pos.get(&(w.table, id)) {
+                        let p = &mut inserts[pos];
+                        p.columns.extend(rendered);
+                        p.useq = Some(counter);
+                    } else {
+                        let entry = updates
+                            .entry((w.table, id))
+                            .or_insert_with(|| (BTreeMap::new(), counter));
+                        entry.0.extend(rendered);
+                        entry.1 = counter;
+                    }
+                }
+            }
+        }
+        let write_err = |e: tokio_postgres::Error| SourceError::Write {
+            idb: self.name.clone(),
+            message: db_message(&e),
+        };
+        let tx = self.client.transaction().await.map_err(write_err)?;
+        // Group inserts by (table, column set) so each group is one COPY.
+        let mut groups: BTreeMap<(&'static str, Vec<&'static str>), Vec<&PendingInsert>> =
+            BTreeMap::new();
+        for p in &inserts {
+            groups
+                .entry((p.table, p.columns.keys().copied().collect()))
+                .or_default()
+                .push(p);
+        }
+        for ((table, cols), rows) in groups {
+            let mut data = String::new();
+            for p in rows {
+                for c in &cols {
+                    copy_field(&mut data, p.columns.get(c).and_then(|v| v.as_deref()));
+                    data.push('\t');
+                }
+                let _ = write!(data, "{}\t", p.seq);
+                copy_field(&mut data, p.useq.map(|u| u.to_string()).as_deref());
+                data.push('\n');
+            }
+            let stmt = format!(
+                "COPY {table} ({}, GSYS_SEQ, GSYS_USEQ) FROM STDIN",
+                cols.join(", ")
+            );
+            let sink = tx.copy_in(&stmt).await.map_err(write_err)?;
+            futures::pin_mut!(sink);
+            sink.send(bytes::Bytes::from(data))
+                .await
+                .map_err(write_err)?;
+            sink.finish().await.map_err(write_err)?;
+        }
+        if !updates.is_empty() {
+            let mut sql = String::new();
+            for ((table, id), (cols, useq)) in &updates {
+                let _ = write!(sql, "UPDATE {table} SET ");
+                for (c, v) in cols {
+                    let _ = write!(sql, "{c} = {}, ", sql_literal(v.as_deref()));
+                }
+                let _ = writeln!(
+                    sql,
+                    "GSYS_USEQ = {useq} WHERE {} = {id};",
+                    RowNumbering::key_column(table)
+                );
+            }
+            tx.batch_execute(&sql).await.map_err(write_err)?;
+        }
+        tx.execute(
+            "INSERT INTO G_PROV_CONTROL (ID, NAME, VALUE, GSYS_SEQ) VALUES (1, 'GSYS_SEQ', $1, 0) \
+             ON CONFLICT (NAME) DO UPDATE SET VALUE = EXCLUDED.VALUE",
+            &[&counter],
+        )
+        .await
+        .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)?;
+        self.counter = counter;
+        Ok(())
+    }
+
+    /// Runs raw SQL on the IDB (tests and fault injection).
+    pub async fn execute_raw(&self, sql: &str) -> Result<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| SourceError::Write {
+                idb: self.name.clone(),
+                message: db_message(&e),
+            })
+    }
+}
+
+fn copy_field(out: &mut String, v: Option<&str>) {
+    match v {
+        None => out.push_str("\\N"),
+        Some(s) => {
+            for ch in s.chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}
+
+fn sql_literal(v: Option<&str>) -> String {
+    match v {
+        None => "NULL".to_string(),
+        Some(s) => format!("'{}'", s.replace('\'', "''")),
+    }
+}

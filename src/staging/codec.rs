@@ -1,0 +1,79 @@
+//! Encoding of staged rows and fact rows (MessagePack via rmp-serde).
+
+use super::{Result, StagingError};
+use serde::{Deserialize, Serialize};
+
+/// A validated IDB value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Value {
+    /// Integer column.
+    Int(i64),
+    /// Text column.
+    Text(String),
+}
+
+/// One staged IDB row: its version and its contract columns (None = NULL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedRow {
+    /// Greatest of `GSYS_SEQ` and `GSYS_USEQ`: a newer version replaces an older one.
+    pub version: i64,
+    /// Values in contract column order.
+    pub values: Vec<Option<Value>>,
+}
+
+impl StagedRow {
+    /// Integer at `idx`, if present.
+    pub fn int(&self, idx: usize) -> Option<i64> {
+        match self.values.get(idx) {
+            Some(Some(Value::Int(i))) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// Text at `idx`, if present.
+    pub fn text(&self, idx: usize) -> Option<&str> {
+        match self.values.get(idx) {
+            Some(Some(Value::Text(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode {
+            table: "rows",
+            message: e.to_string(),
+        })
+    }
+}
+
+/// One cell of a fact row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Cell {
+    /// NULL.
+    Null,
+    /// 64-bit integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+/// A fact or dimension row in the column order of its mart table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactRow(pub Vec<Cell>);
+
+impl FactRow {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode {
+            table: "facts",
+            message: e.to_string(),
+        })
+    }
+}

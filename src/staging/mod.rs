@@ -1,0 +1,601 @@
+//! The appliance's embedded store (one redb file): staged IDB rows with their high-water marks, quarantined
+//! rows, the transform's fact rows per mart partition, and the catalog of mart versions.
+//!
+//! Every write that must be atomic is one redb transaction: extracted rows *and* the high-water mark that covers
+//! them; a group's facts *and* clearing its dirty mark; a mart version *and* clearing the partitions it
+//! published. A crash between two transactions therefore only repeats work, never loses or doubles it.
+
+mod codec;
+
+pub use codec::{Cell, FactRow, StagedRow, Value};
+
+use crate::fault::{FaultInjector, InjectedCrash};
+use crate::source::Counter;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const ROWS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("rows");
+const GROUP_ROWS: TableDefinition<(&str, &str, &str, i64), ()> = TableDefinition::new("group_rows");
+const HWM: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("high_water_marks");
+const DIRTY_GROUPS: TableDefinition<&str, ()> = TableDefinition::new("dirty_groups");
+const QUARANTINE: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("quarantine");
+const FACTS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("facts");
+const GROUP_FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_facts");
+const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("dirty_partitions");
+const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
+const ACW: TableDefinition<(&str, i64, i64), i64> = TableDefinition::new("after_call_work");
+
+/// Errors of the staging store.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StagingError {
+    /// The redb file could not be opened (held by another ccmart process, or damaged).
+    #[error("cannot open staging store {path}: {message}. Is another ccmart running on the same data directory?")]
+    Open {
+        /// File path.
+        path: PathBuf,
+        /// redb message.
+        message: String,
+    },
+    /// A storage operation failed.
+    #[error("staging store failed during {during}: {message}")]
+    Storage {
+        /// What was being done.
+        during: &'static str,
+        /// redb message.
+        message: String,
+    },
+    /// A stored record could not be decoded (written by an incompatible version).
+    #[error("staging record in {table} cannot be decoded: {message}")]
+    Decode {
+        /// redb table.
+        table: &'static str,
+        /// Decoder message.
+        message: String,
+    },
+    /// Fault injection fired (tests only).
+    #[error(transparent)]
+    Injected(#[from] InjectedCrash),
+}
+
+/// Result alias of the staging store.
+pub type Result<T, E = StagingError> = std::result::Result<T, E>;
+
+fn storage<E: std::fmt::Display>(during: &'static str) -> impl Fn(E) -> StagingError {
+    move |e| StagingError::Storage {
+        during,
+        message: e.to_string(),
+    }
+}
+
+/// Where extraction stands in one table of one IDB: both counters' high-water marks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HighWaterMark {
+    /// Greatest `GSYS_SEQ` staged.
+    pub seq: i64,
+    /// Greatest `GSYS_USEQ` staged.
+    pub useq: i64,
+}
+
+impl HighWaterMark {
+    /// The mark of one counter.
+    pub fn get(&self, c: Counter) -> i64 {
+        match c {
+            Counter::Seq => self.seq,
+            Counter::Useq => self.useq,
+        }
+    }
+}
+
+/// A row that failed validation, kept with the reason so an operator can fix the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedRow {
+    /// IDB name.
+    pub idb: String,
+    /// IDB table.
+    pub table: String,
+    /// The row's `ID` as text (may itself be the malformed value).
+    pub key: String,
+    /// Offending column.
+    pub column: String,
+    /// What is wrong.
+    pub reason: String,
+    /// Counter value the row was read at.
+    pub counter_value: i64,
+}
+
+/// One validated row ready to stage.
+#[derive(Debug, Clone)]
+pub struct RowToStage {
+    /// The row's per-IDB `ID`.
+    pub id: i64,
+    /// Merge/transform group key (`I:<CALLID>`, `S:<LOGINSESSIONID>`, `C:<table>`).
+    pub group: String,
+    /// The row.
+    pub row: StagedRow,
+}
+
+/// A chunk of one table of one IDB, committed atomically with its high-water mark.
+#[derive(Debug)]
+pub struct ExtractedChunk<'a> {
+    /// IDB name.
+    pub idb: &'a str,
+    /// IDB table.
+    pub table: &'a str,
+    /// Counter the chunk followed.
+    pub counter: Counter,
+    /// Valid rows.
+    pub rows: Vec<RowToStage>,
+    /// Malformed rows.
+    pub quarantined: Vec<QuarantinedRow>,
+    /// The counter value of the last row read (covers valid and quarantined rows).
+    pub new_mark: i64,
+}
+
+/// What a chunk commit did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkOutcome {
+    /// Rows stored (new, or newer versions).
+    pub staged: usize,
+    /// Rows skipped because staging already held the same or a newer version.
+    pub unchanged: usize,
+    /// Rows quarantined.
+    pub quarantined: usize,
+}
+
+/// One fact (or dimension) row produced by the transform, addressed by mart table, day partition and key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactAddress {
+    /// Mart table name.
+    pub table: String,
+    /// Day partition (`YYYY-MM-DD`), empty for unpartitioned tables.
+    pub day: String,
+    /// Surrogate key (pure function of the natural key).
+    pub key: i64,
+}
+
+/// Everything the transform produced for one group.
+#[derive(Debug, Clone, Default)]
+pub struct GroupOutput {
+    /// Group key.
+    pub group: String,
+    /// Fact rows of the group (replacing what the group produced before).
+    pub facts: Vec<(FactAddress, FactRow)>,
+    /// After-call work periods found in a login session: (CALLID, agent DBID, start) → seconds. A changed
+    /// entry wakes the call's group so its resource facts pick it up.
+    pub after_call_work: Vec<((String, i64, i64), i64)>,
+    /// Other groups whose facts depend on this one and must be recomputed.
+    pub wake: Vec<String>,
+}
+
+/// One consistent mart version: the Delta version of every mart table that belongs to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MartSnapshot {
+    /// Mart version (1, 2, ...).
+    pub version: u64,
+    /// Mart table → Delta table version.
+    pub tables: BTreeMap<String, u64>,
+    /// When it was published (epoch seconds).
+    pub published_at: i64,
+    /// Newest interaction end time visible in this version (freshness), if any.
+    pub newest_end_ts: Option<i64>,
+}
+
+/// The staging store. One per appliance; it holds an exclusive lock on its file.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    faults: FaultInjector,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path, faults: FaultInjector) -> Result<Self> {
+        let db = Database::create(path).map_err(|e| StagingError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let tx = db.begin_write().map_err(storage("open"))?;
+        {
+            tx.open_table(ROWS).map_err(storage("open"))?;
+            tx.open_table(GROUP_ROWS).map_err(storage("open"))?;
+            tx.open_table(HWM).map_err(storage("open"))?;
+            tx.open_table(DIRTY_GROUPS).map_err(storage("open"))?;
+            tx.open_table(QUARANTINE).map_err(storage("open"))?;
+            tx.open_table(FACTS).map_err(storage("open"))?;
+            tx.open_table(GROUP_FACTS).map_err(storage("open"))?;
+            tx.open_table(DIRTY_PARTITIONS).map_err(storage("open"))?;
+            tx.open_table(CATALOG).map_err(storage("open"))?;
+            tx.open_table(ACW).map_err(storage("open"))?;
+        }
+        tx.commit().map_err(storage("open"))?;
+        Ok(Store { db, faults })
+    }
+
+    /// The high-water marks of one IDB table.
+    pub fn high_water_mark(&self, idb: &str, table: &str) -> Result<HighWaterMark> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(storage("read high-water mark"))?;
+        let t = tx
+            .open_table(HWM)
+            .map_err(storage("read high-water mark"))?;
+        let get = |c: &str| -> Result<i64> {
+            Ok(t.get((idb, table, c))
+                .map_err(storage("read high-water mark"))?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        };
+        Ok(HighWaterMark {
+            seq: get("seq")?,
+            useq: get("useq")?,
+        })
+    }
+
+    /// All high-water marks: (IDB, table) → mark.
+    pub fn high_water_marks(&self) -> Result<BTreeMap<(String, String), HighWaterMark>> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(storage("read high-water marks"))?;
+        let t = tx
+            .open_table(HWM)
+            .map_err(storage("read high-water marks"))?;
+        let mut out: BTreeMap<(String, String), HighWaterMark> = BTreeMap::new();
+        for item in t.iter().map_err(storage("read high-water marks"))? {
+            let (k, v) = item.map_err(storage("read high-water marks"))?;
+            let (idb, table, c) = k.value();
+            let e = out.entry((idb.to_string(), table.to_string())).or_default();
+            if c == "seq" {
+                e.seq = v.value();
+            } else {
+                e.useq = v.value();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stages a chunk: rows (keeping the newest version of each), quarantined rows and the new high-water mark,
+    /// in one transaction.
+    pub fn commit_chunk(&self, chunk: &ExtractedChunk<'_>) -> Result<ChunkOutcome> {
+        self.faults.step("stage extracted chunk")?;
+        let during = "stage extracted chunk";
+        let mut outcome = ChunkOutcome::default();
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        {
+            let mut rows = tx.open_table(ROWS).map_err(storage(during))?;
+            let mut groups = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
+            let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
+            let mut quarantine = tx.open_table(QUARANTINE).map_err(storage(during))?;
+            let mut hwm = tx.open_table(HWM).map_err(storage(during))?;
+            for r in &chunk.rows {
+                let key = (chunk.idb, chunk.table, r.id);
+                let newer = match rows.get(key).map_err(storage(during))? {
+                    Some(old) => StagedRow::decode(old.value())?.version < r.row.version,
+                    None => true,
+                };
+                if !newer {
+                    outcome.unchanged += 1;
+                    continue;
+                }
+                rows.insert(key, r.row.encode().as_slice())
+                    .map_err(storage(during))?;
+                groups
+                    .insert((r.group.as_str(), chunk.idb, chunk.table, r.id), ())
+                    .map_err(storage(during))?;
+                dirty
+                    .insert(r.group.as_str(), ())
+                    .map_err(storage(during))?;
+                outcome.staged += 1;
+            }
+            for q in &chunk.quarantined {
+                let bytes = rmp_serde::to_vec_named(q).map_err(storage(during))?;
+                quarantine
+                    .insert((chunk.idb, chunk.table, q.counter_value), bytes.as_slice())
+                    .map_err(storage(during))?;
+                outcome.quarantined += 1;
+            }
+            let c = match chunk.counter {
+                Counter::Seq => "seq",
+                Counter::Useq => "useq",
+            };
+            hwm.insert((chunk.idb, chunk.table, c), chunk.new_mark)
+                .map_err(storage(during))?;
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(outcome)
+    }
+
+    /// Quarantined rows, oldest first (at most `limit`).
+    pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>> {
+        let tx = self.db.begin_read().map_err(storage("read quarantine"))?;
+        let t = tx
+            .open_table(QUARANTINE)
+            .map_err(storage("read quarantine"))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(storage("read quarantine"))?.take(limit) {
+            let (_, v) = item.map_err(storage("read quarantine"))?;
+            out.push(
+                rmp_serde::from_slice(v.value()).map_err(|e| StagingError::Decode {
+                    table: "quarantine",
+                    message: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Number of quarantined rows.
+    pub fn quarantine_count(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(storage("count quarantine"))?;
+        let t = tx
+            .open_table(QUARANTINE)
+            .map_err(storage("count quarantine"))?;
+        t.len().map_err(storage("count quarantine"))
+    }
+
+    /// Groups waiting for the transform (at most `limit`), in key order.
+    pub fn dirty_groups(&self, limit: usize) -> Result<Vec<String>> {
+        let tx = self.db.begin_read().map_err(storage("read dirty groups"))?;
+        let t = tx
+            .open_table(DIRTY_GROUPS)
+            .map_err(storage("read dirty groups"))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(storage("read dirty groups"))?.take(limit) {
+            out.push(
+                item.map_err(storage("read dirty groups"))?
+                    .0
+                    .value()
+                    .to_string(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every staged row of a group: (IDB, table) → rows, each IDB's rows separately so the merge can choose.
+    pub fn group_rows(&self, group: &str) -> Result<BTreeMap<(String, String), Vec<StagedRow>>> {
+        let during = "read group rows";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let g = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
+        let rows = tx.open_table(ROWS).map_err(storage(during))?;
+        let mut out: BTreeMap<(String, String), Vec<StagedRow>> = BTreeMap::new();
+        for item in g
+            .range::<(&str, &str, &str, i64)>((group, "", "", i64::MIN)..)
+            .map_err(storage(during))?
+        {
+            let (k, _) = item.map_err(storage(during))?;
+            let (grp, idb, table, id) = k.value();
+            if grp != group {
+                break;
+            }
+            if let Some(v) = rows.get((idb, table, id)).map_err(storage(during))? {
+                out.entry((idb.to_string(), table.to_string()))
+                    .or_default()
+                    .push(StagedRow::decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// After-call work periods linked to a call: (agent DBID, start) → seconds.
+    pub fn after_call_work(&self, callid: &str) -> Result<BTreeMap<(i64, i64), i64>> {
+        let during = "read after-call work";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let t = tx.open_table(ACW).map_err(storage(during))?;
+        let mut out = BTreeMap::new();
+        for item in t
+            .range::<(&str, i64, i64)>((callid, i64::MIN, i64::MIN)..)
+            .map_err(storage(during))?
+        {
+            let (k, v) = item.map_err(storage(during))?;
+            let (c, agent, start) = k.value();
+            if c != callid {
+                break;
+            }
+            out.insert((agent, start), v.value());
+        }
+        Ok(out)
+    }
+
+    /// Commits the transform's output for a batch of groups in one transaction: replaces each group's facts
+    /// (marking every changed partition dirty), records derived after-call work, wakes dependent groups and
+    /// clears the processed groups' dirty marks.
+    pub fn commit_group_outputs(
+        &self,
+        processed: &[String],
+        outputs: &[GroupOutput],
+    ) -> Result<usize> {
+        self.faults.step("commit transformed facts")?;
+        let during = "commit transformed facts";
+        let mut changed = 0usize;
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        {
+            let mut facts = tx.open_table(FACTS).map_err(storage(during))?;
+            let mut group_facts = tx.open_table(GROUP_FACTS).map_err(storage(during))?;
+            let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
+            let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
+            let mut acw = tx.open_table(ACW).map_err(storage(during))?;
+            for g in processed {
+                dirty.remove(g.as_str()).map_err(storage(during))?;
+            }
+            for out in outputs {
+                let old: Vec<FactAddress> = match group_facts
+                    .get(out.group.as_str())
+                    .map_err(storage(during))?
+                {
+                    Some(v) => {
+                        rmp_serde::from_slice(v.value()).map_err(|e| StagingError::Decode {
+                            table: "group_facts",
+                            message: e.to_string(),
+                        })?
+                    }
+                    None => Vec::new(),
+                };
+                let new_addrs: BTreeSet<(&str, &str, i64)> = out
+                    .facts
+                    .iter()
+                    .map(|(a, _)| (a.table.as_str(), a.day.as_str(), a.key))
+                    .collect();
+                for a in &old {
+                    if !new_addrs.contains(&(a.table.as_str(), a.day.as_str(), a.key)) {
+                        facts
+                            .remove((a.table.as_str(), a.day.as_str(), a.key))
+                            .map_err(storage(during))?;
+                        parts
+                            .insert((a.table.as_str(), a.day.as_str()), ())
+                            .map_err(storage(during))?;
+                        changed += 1;
+                    }
+                }
+                for (a, row) in &out.facts {
+                    let bytes = row.encode();
+                    let key = (a.table.as_str(), a.day.as_str(), a.key);
+                    let same = facts
+                        .get(key)
+                        .map_err(storage(during))?
+                        .is_some_and(|v| v.value() == bytes.as_slice());
+                    if !same {
+                        facts
+                            .insert(key, bytes.as_slice())
+                            .map_err(storage(during))?;
+                        parts
+                            .insert((a.table.as_str(), a.day.as_str()), ())
+                            .map_err(storage(during))?;
+                        changed += 1;
+                    }
+                }
+                let addrs: Vec<&FactAddress> = out.facts.iter().map(|(a, _)| a).collect();
+                let bytes = rmp_serde::to_vec(&addrs).map_err(storage(during))?;
+                group_facts
+                    .insert(out.group.as_str(), bytes.as_slice())
+                    .map_err(storage(during))?;
+                for ((callid, agent, start), v) in &out.after_call_work {
+                    let key = (callid.as_str(), *agent, *start);
+                    let old = acw.get(key).map_err(storage(during))?.map(|g| g.value());
+                    if old != Some(*v) {
+                        acw.insert(key, *v).map_err(storage(during))?;
+                        dirty
+                            .insert(format!("I:{callid}").as_str(), ())
+                            .map_err(storage(during))?;
+                    }
+                }
+                for w in &out.wake {
+                    dirty.insert(w.as_str(), ()).map_err(storage(during))?;
+                }
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(changed)
+    }
+
+    /// Mart partitions whose facts changed since the last published version: (table, day).
+    pub fn dirty_partitions(&self) -> Result<Vec<(String, String)>> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(storage("read dirty partitions"))?;
+        let t = tx
+            .open_table(DIRTY_PARTITIONS)
+            .map_err(storage("read dirty partitions"))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(storage("read dirty partitions"))? {
+            let (k, _) = item.map_err(storage("read dirty partitions"))?;
+            let (a, b) = k.value();
+            out.push((a.to_string(), b.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// All fact rows of one partition, in key order.
+    pub fn partition_facts(&self, table: &str, day: &str) -> Result<Vec<(i64, FactRow)>> {
+        let during = "read partition facts";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let t = tx.open_table(FACTS).map_err(storage(during))?;
+        let mut out = Vec::new();
+        for item in t
+            .range::<(&str, &str, i64)>((table, day, i64::MIN)..=(table, day, i64::MAX))
+            .map_err(storage(during))?
+        {
+            let (k, v) = item.map_err(storage(during))?;
+            out.push((k.value().2, FactRow::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Whether a fact row exists (used to emit calendar rows once).
+    pub fn has_fact(&self, table: &str, day: &str, key: i64) -> Result<bool> {
+        let tx = self.db.begin_read().map_err(storage("read fact"))?;
+        let t = tx.open_table(FACTS).map_err(storage("read fact"))?;
+        Ok(t.get((table, day, key))
+            .map_err(storage("read fact"))?
+            .is_some())
+    }
+
+    /// Publishes a mart version: records the snapshot and clears the partitions it covers, in one transaction.
+    /// Until this commits, readers keep seeing the previous version even though Delta tables moved on.
+    pub fn publish(&self, snapshot: &MartSnapshot, published: &[(String, String)]) -> Result<()> {
+        self.faults.step("publish mart version")?;
+        let during = "publish mart version";
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        {
+            let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
+            let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
+            let bytes = rmp_serde::to_vec_named(snapshot).map_err(storage(during))?;
+            cat.insert(snapshot.version, bytes.as_slice())
+                .map_err(storage(during))?;
+            for (t, d) in published {
+                parts
+                    .remove((t.as_str(), d.as_str()))
+                    .map_err(storage(during))?;
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(())
+    }
+
+    /// The newest published mart version.
+    pub fn latest_snapshot(&self) -> Result<Option<MartSnapshot>> {
+        let tx = self.db.begin_read().map_err(storage("read catalog"))?;
+        let t = tx.open_table(CATALOG).map_err(storage("read catalog"))?;
+        let last = t.last().map_err(storage("read catalog"))?;
+        let out = match last {
+            Some((_, v)) => {
+                Some(
+                    rmp_serde::from_slice(v.value()).map_err(|e| StagingError::Decode {
+                        table: "catalog",
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        Ok(out)
+    }
+
+    /// A specific published mart version.
+    pub fn snapshot(&self, version: u64) -> Result<Option<MartSnapshot>> {
+        let tx = self.db.begin_read().map_err(storage("read catalog"))?;
+        let t = tx.open_table(CATALOG).map_err(storage("read catalog"))?;
+        match t.get(version).map_err(storage("read catalog"))? {
+            Some(v) => Ok(Some(rmp_serde::from_slice(v.value()).map_err(|e| {
+                StagingError::Decode {
+                    table: "catalog",
+                    message: e.to_string(),
+                }
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of staged rows.
+    pub fn staged_row_count(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(storage("count rows"))?;
+        let t = tx.open_table(ROWS).map_err(storage("count rows"))?;
+        t.len().map_err(storage("count rows"))
+    }
+}

@@ -1,0 +1,486 @@
+//! Transform: turns one merged group (an interaction, a login session, or configuration) into mart rows.
+//!
+//! The output is a pure function of the merged rows: surrogate keys are hashes of natural keys that are the same
+//! in both IDBs of a pair (CALLID, endpoint DBID, event times, LOGINSESSIONID and SEQ, configuration DBIDs), so two
+//! appliances that read the same IDBs produce identical rows and keys (DESIGN.md invariant 2).
+
+pub mod schema;
+
+use crate::merge::MergedGroup;
+use crate::source::contract::{
+    self, agent_state, endpoint_type, login_state, party_end_cause as cause, party_state,
+    party_type, TableSpec,
+};
+use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
+use schema::{DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, RESOURCE, SM_RES_STATE_FACT};
+use std::collections::BTreeMap;
+
+/// Seconds in one `DATE_TIME` interval.
+pub const INTERVAL_SECS: i64 = 900;
+
+/// Surrogate key: the first 63 bits of the BLAKE3 hash of the natural key's parts.
+pub fn surrogate_key(parts: &[&str]) -> i64 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0x1f]);
+    }
+    let b = h.finalize();
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&b.as_bytes()[..8]);
+    (u64::from_le_bytes(eight) >> 1) as i64
+}
+
+/// Key of an agent in `RESOURCE_`.
+pub fn agent_resource_key(agent_dbid: i64) -> i64 {
+    surrogate_key(&["AGENT", &agent_dbid.to_string()])
+}
+
+/// Key of an endpoint (queue, routing point, extension) in `RESOURCE_`.
+pub fn endpoint_resource_key(endpoint_dbid: i64) -> i64 {
+    surrogate_key(&["ENDPOINT", &endpoint_dbid.to_string()])
+}
+
+/// Key of an interaction in `INTERACTION_FACT`.
+pub fn interaction_key(callid: &str) -> i64 {
+    surrogate_key(&["IXN", callid])
+}
+
+/// UTC day (`YYYY-MM-DD`) of an epoch second.
+pub fn day_of(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "1970-01-01".into())
+}
+
+/// The `DATE_TIME` key (start of the 15-minute interval) of an epoch second.
+pub fn interval_key(ts: i64) -> i64 {
+    ts - ts.rem_euclid(INTERVAL_SECS)
+}
+
+struct Cols<'a> {
+    spec: &'a TableSpec,
+}
+
+impl Cols<'_> {
+    fn i(&self, r: &StagedRow, name: &str) -> Option<i64> {
+        self.spec.column_index(name).and_then(|i| r.int(i))
+    }
+    fn t<'r>(&self, r: &'r StagedRow, name: &str) -> Option<&'r str> {
+        self.spec.column_index(name).and_then(|i| r.text(i))
+    }
+}
+
+fn int(v: i64) -> Cell {
+    Cell::Int(v)
+}
+fn opt_int(v: Option<i64>) -> Cell {
+    v.map_or(Cell::Null, Cell::Int)
+}
+fn text(v: &str) -> Cell {
+    Cell::Text(v.to_string())
+}
+fn opt_text(v: Option<&str>) -> Cell {
+    v.map_or(Cell::Null, text)
+}
+
+fn addr(table: &schema::MartTable, day: &str, key: i64) -> FactAddress {
+    FactAddress {
+        table: table.name.to_string(),
+        day: if table.partitioned {
+            day.to_string()
+        } else {
+            String::new()
+        },
+        key,
+    }
+}
+
+/// After-call work periods linked to one interaction: (agent DBID, start) → seconds.
+pub type AfterCallWork = BTreeMap<(i64, i64), i64>;
+
+/// Transforms one merged group. `after_call_work` is the derived after-call work of an interaction group, found
+/// earlier in the agents' login sessions.
+pub fn transform_group(
+    group: &str,
+    merged: &MergedGroup,
+    after_call_work: &AfterCallWork,
+) -> GroupOutput {
+    let mut out = GroupOutput {
+        group: group.to_string(),
+        ..Default::default()
+    };
+    if let Some(callid) = group.strip_prefix("I:") {
+        interaction(callid, merged, after_call_work, &mut out);
+    } else if group.starts_with("S:") {
+        login_session(merged, &mut out);
+    } else if group.starts_with("C:") {
+        configuration(group, merged, &mut out);
+    }
+    out
+}
+
+fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut GroupOutput) {
+    let call_cols = Cols {
+        spec: &contract::G_CALL,
+    };
+    let party_cols = Cols {
+        spec: &contract::G_PARTY,
+    };
+    let hist_cols = Cols {
+        spec: &contract::G_PARTY_HISTORY,
+    };
+    let Some(call) = m.rows("G_CALL").iter().max_by_key(|r| r.version) else {
+        return;
+    };
+    if call_cols.i(call, "STATE") != Some(contract::call_state::TERMINATED) {
+        return;
+    }
+    let (Some(start), Some(end)) = (
+        call_cols.i(call, "CREATED_TS"),
+        call_cols.i(call, "TERMINATED_TS"),
+    ) else {
+        return;
+    };
+    let day = day_of(start);
+    let ixn_id = interaction_key(callid);
+
+    let mut parties: Vec<&StagedRow> = m.rows("G_PARTY").iter().collect();
+    parties.sort_by_key(|p| (party_cols.i(p, "CREATED_TS"), party_cols.i(p, "ID")));
+    let mut history: BTreeMap<i64, Vec<&StagedRow>> = BTreeMap::new();
+    for h in m.rows("G_PARTY_HISTORY") {
+        if let Some(pid) = hist_cols.i(h, "PARTYID") {
+            history.entry(pid).or_default().push(h);
+        }
+    }
+    let source = parties
+        .iter()
+        .find(|p| party_cols.i(p, "TYPE") == Some(party_type::EXTERNAL))
+        .and_then(|p| party_cols.t(p, "ENDPOINTDN"));
+    let target = parties
+        .iter()
+        .find(|p| party_cols.i(p, "TYPE") == Some(party_type::ACD_QUEUE))
+        .and_then(|p| party_cols.t(p, "ENDPOINTDN"));
+    let call_type = call_cols
+        .i(call, "CALLTYPE")
+        .unwrap_or(contract::call_type::INBOUND);
+    let media = call_cols
+        .i(call, "MEDIATYPE")
+        .unwrap_or(contract::media_type::VOICE);
+    out.facts.push((
+        addr(&INTERACTION_FACT, &day, ixn_id),
+        FactRow(vec![
+            int(ixn_id),
+            text(callid),
+            text(contract::call_type::name(call_type)),
+            text(contract::media_type::name(media)),
+            opt_text(source),
+            opt_text(target),
+            int(start),
+            int(end),
+            int(end - start),
+            int(interval_key(start)),
+            int(interval_key(end)),
+            opt_int(call_cols.i(call, "SWITCHID")),
+            opt_text(m.chosen_idb.as_deref()),
+            text(&day),
+        ]),
+    ));
+
+    // Resource parties in order. Each after-call-work period belongs to the party of that agent that left the
+    // call last before the period started (an agent may handle the same call twice, e.g. after a transfer).
+    let resource_parties: Vec<&StagedRow> = parties
+        .iter()
+        .copied()
+        .filter(|p| {
+            matches!(
+                party_cols.i(p, "TYPE"),
+                Some(party_type::AGENT_DN) | Some(party_type::ACD_QUEUE)
+            )
+        })
+        .collect();
+    let mut acw_of_party: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
+    for (&(agent, acw_start), &secs) in acw {
+        let owner = resource_parties
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                party_cols.i(p, "TYPE") == Some(party_type::AGENT_DN)
+                    && party_cols.i(p, "AGENTID") == Some(agent)
+            })
+            .filter(|(_, p)| {
+                party_cols
+                    .i(p, "TERMINATED_TS")
+                    .is_some_and(|t| t <= acw_start)
+            })
+            .max_by_key(|(_, p)| party_cols.i(p, "TERMINATED_TS"));
+        if let Some((i, _)) = owner {
+            let e = acw_of_party.entry(i).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += secs;
+        }
+    }
+    let mut ordinal: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    let mut previous: Option<i64> = None;
+    for (seq, p) in resource_parties.iter().enumerate() {
+        let is_agent = party_cols.i(p, "TYPE") == Some(party_type::AGENT_DN);
+        let endpoint = party_cols.i(p, "ENDPOINTID").unwrap_or(0);
+        let created = party_cols.i(p, "CREATED_TS").unwrap_or(start);
+        let n = ordinal.entry((endpoint, created)).or_insert(0);
+        *n += 1;
+        let key = surrogate_key(&[
+            "IRF",
+            callid,
+            &endpoint.to_string(),
+            &created.to_string(),
+            &n.to_string(),
+        ]);
+        let pid = party_cols.i(p, "ID").unwrap_or(0);
+        let mut steps = history.get(&pid).cloned().unwrap_or_default();
+        steps.sort_by_key(|h| hist_cols.i(h, "PSEQ"));
+        let mut d = Durations::default();
+        for w in steps.windows(2) {
+            let (Some(state), Some(t0), Some(t1)) = (
+                hist_cols.i(w[0], "STATE"),
+                hist_cols.i(w[0], "CHANGED_TS"),
+                hist_cols.i(w[1], "CHANGED_TS"),
+            ) else {
+                continue;
+            };
+            d.add(state, t1 - t0);
+        }
+        let party_end = party_cols.i(p, "TERMINATED_TS").unwrap_or(end);
+        let end_cause = party_cols.i(p, "CCEVENT").unwrap_or(cause::NONE);
+        let (role, resource_key) = if is_agent {
+            (
+                "Received",
+                agent_resource_key(party_cols.i(p, "AGENTID").unwrap_or(0)),
+            )
+        } else {
+            ("Queue", endpoint_resource_key(endpoint))
+        };
+        let (acw_count, acw_secs) = acw_of_party.get(&seq).copied().unwrap_or((0, 0));
+        out.facts.push((
+            addr(&INTERACTION_RESOURCE_FACT, &day, key),
+            FactRow(vec![
+                int(key),
+                int(ixn_id),
+                text(callid),
+                int(resource_key),
+                text(role),
+                text(technical_result(is_agent, end_cause)),
+                int(seq as i64 + 1),
+                int(created),
+                int(party_end),
+                int(interval_key(created)),
+                int(d.queued),
+                int(d.ring_count),
+                int(d.ring),
+                int(i64::from(d.talk_count > 0)),
+                int(d.talk),
+                int(d.hold_count),
+                int(d.hold),
+                int(acw_count),
+                int(acw_secs),
+                opt_int(previous),
+                text(&day),
+            ]),
+        ));
+        previous = Some(key);
+    }
+}
+
+/// Name of the technical result of a resource party, from how it left the call.
+pub fn technical_result(is_agent: bool, end_cause: i64) -> &'static str {
+    match (is_agent, end_cause) {
+        (_, cause::ABANDONED) => "Abandoned",
+        (_, cause::CLEARED) => "Cleared",
+        (false, cause::DISTRIBUTED) => "Diverted",
+        (true, cause::TRANSFERRED) => "Transferred",
+        (true, cause::REDIRECTED) => "Redirected",
+        (true, _) => "Completed",
+        (false, _) => "Completed",
+    }
+}
+
+#[derive(Default)]
+struct Durations {
+    queued: i64,
+    ring: i64,
+    ring_count: i64,
+    talk: i64,
+    talk_count: i64,
+    hold: i64,
+    hold_count: i64,
+}
+
+impl Durations {
+    fn add(&mut self, state: i64, secs: i64) {
+        match state {
+            party_state::QUEUED => self.queued += secs,
+            party_state::ALERTING => {
+                self.ring += secs;
+                self.ring_count += 1;
+            }
+            party_state::CONNECTED => {
+                self.talk += secs;
+                self.talk_count += 1;
+            }
+            party_state::HELD => {
+                self.hold += secs;
+                self.hold_count += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
+    let ls = Cols {
+        spec: &contract::G_LOGIN_SESSION,
+    };
+    let sh = Cols {
+        spec: &contract::G_AGENT_STATE_HISTORY,
+    };
+    let rc = Cols {
+        spec: &contract::G_AGENT_STATE_RC,
+    };
+    let session = m.rows("G_LOGIN_SESSION").iter().max_by_key(|r| r.version);
+    let terminated = session
+        .filter(|s| ls.i(s, "STATE") == Some(login_state::ENDED))
+        .and_then(|s| ls.i(s, "TERMINATED_TS"));
+    let reasons: BTreeMap<i64, &str> = m
+        .rows("G_AGENT_STATE_RC")
+        .iter()
+        .filter_map(|r| Some((rc.i(r, "SEQ")?, rc.t(r, "REASONCODE")?)))
+        .collect();
+    let mut states: Vec<&StagedRow> = m.rows("G_AGENT_STATE_HISTORY").iter().collect();
+    states.sort_by_key(|r| sh.i(r, "SEQ"));
+    let mut acw: Vec<((String, i64, i64), i64)> = Vec::new();
+    for (i, s) in states.iter().enumerate() {
+        let (Some(state), Some(start), Some(seq), Some(agent)) = (
+            sh.i(s, "STATE"),
+            sh.i(s, "ADDED_TS"),
+            sh.i(s, "SEQ"),
+            sh.i(s, "AGENTID"),
+        ) else {
+            continue;
+        };
+        if state == agent_state::LOGGED_OUT {
+            continue;
+        }
+        let end = match states.get(i + 1) {
+            Some(next) => sh.i(next, "ADDED_TS"),
+            None => terminated,
+        };
+        let Some(end) = end else { continue };
+        let sid = sh.t(s, "LOGINSESSIONID").unwrap_or_default();
+        let key = surrogate_key(&["STATE", sid, &seq.to_string()]);
+        let day = day_of(start);
+        out.facts.push((
+            addr(&SM_RES_STATE_FACT, &day, key),
+            FactRow(vec![
+                int(key),
+                int(agent_resource_key(agent)),
+                text(sid),
+                int(seq),
+                text(agent_state::name(state)),
+                opt_text(reasons.get(&seq).copied()),
+                int(start),
+                int(end),
+                int(end - start),
+                int(interval_key(start)),
+                text(&day),
+            ]),
+        ));
+        if state == agent_state::AFTER_CALL_WORK {
+            if let Some(callid) = sh.t(s, "CALLID") {
+                acw.push(((callid.to_string(), agent, start), end - start));
+            }
+        }
+    }
+    out.after_call_work = acw;
+}
+
+fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
+    if group == "C:GC_AGENT" {
+        let c = Cols {
+            spec: &contract::GC_AGENT,
+        };
+        for r in m.rows("GC_AGENT") {
+            let Some(id) = c.i(r, "ID") else { continue };
+            let key = agent_resource_key(id);
+            out.facts.push((
+                addr(&RESOURCE, "", key),
+                FactRow(vec![
+                    int(key),
+                    text("Agent"),
+                    opt_text(c.t(r, "USERNAME")),
+                    int(id),
+                    opt_text(c.t(r, "FIRSTNAME")),
+                    opt_text(c.t(r, "LASTNAME")),
+                    opt_text(c.t(r, "EMPLOYEEID")),
+                    Cell::Null,
+                ]),
+            ));
+        }
+    } else if group == "C:GC_ENDPOINT" {
+        let c = Cols {
+            spec: &contract::GC_ENDPOINT,
+        };
+        for r in m.rows("GC_ENDPOINT") {
+            let Some(id) = c.i(r, "ID") else { continue };
+            let key = endpoint_resource_key(id);
+            let kind = match c.i(r, "TYPE") {
+                Some(endpoint_type::ACD_QUEUE) => "Queue",
+                Some(endpoint_type::ROUTING_POINT) => "RoutingPoint",
+                Some(endpoint_type::VIRTUAL_QUEUE) => "VirtualQueue",
+                _ => "Extension",
+            };
+            out.facts.push((
+                addr(&RESOURCE, "", key),
+                FactRow(vec![
+                    int(key),
+                    text(kind),
+                    opt_text(c.t(r, "DN")),
+                    int(id),
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Null,
+                    opt_int(c.i(r, "SWITCHID")),
+                ]),
+            ));
+        }
+    }
+}
+
+/// The 96 `DATE_TIME` rows of one UTC day, as the output of the calendar group `D:<day>`.
+pub fn calendar_day(day: &str) -> GroupOutput {
+    let mut out = GroupOutput {
+        group: format!("D:{day}"),
+        ..Default::default()
+    };
+    let Ok(date) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+        return out;
+    };
+    let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
+        return out;
+    };
+    let base = midnight.and_utc().timestamp();
+    for i in 0..96 {
+        let key = base + i * INTERVAL_SECS;
+        let (hour, minute) = (i / 4, (i % 4) * 15);
+        out.facts.push((
+            addr(&DATE_TIME, day, key),
+            FactRow(vec![
+                int(key),
+                text(day),
+                int(hour),
+                int(minute),
+                text(&format!("{day} {hour:02}:{minute:02}")),
+                text(day),
+            ]),
+        ));
+    }
+    out
+}

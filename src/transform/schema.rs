@@ -1,0 +1,141 @@
+//! The star schema the transform produces: table names, columns and partitioning. Column names are lower case
+//! so that SQL written with the vendor's upper-case names (`SELECT START_TS FROM INTERACTION_FACT`) resolves
+//! case-insensitively; `docs/schema.md` documents each column.
+
+/// Type of a mart column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// 64-bit integer (keys, epoch seconds, durations in seconds, counts).
+    Int,
+    /// UTF-8 text.
+    Text,
+}
+
+/// One mart table.
+#[derive(Debug, Clone, Copy)]
+pub struct MartTable {
+    /// Table name (lower case).
+    pub name: &'static str,
+    /// Columns in row order; partitioned tables end with `day`.
+    pub columns: &'static [(&'static str, ColumnKind)],
+    /// Partitioned by `day` (YYYY-MM-DD, UTC); unpartitioned tables are replaced whole.
+    pub partitioned: bool,
+}
+
+use ColumnKind::{Int, Text};
+
+/// One row per completed interaction.
+pub const INTERACTION_FACT: MartTable = MartTable {
+    name: "interaction_fact",
+    columns: &[
+        ("interaction_id", Int),
+        ("media_server_ixn_guid", Text),
+        ("interaction_type", Text),
+        ("media_type", Text),
+        ("source_address", Text),
+        ("target_address", Text),
+        ("start_ts", Int),
+        ("end_ts", Int),
+        ("duration", Int),
+        ("start_date_time_key", Int),
+        ("end_date_time_key", Int),
+        ("switch_id", Int),
+        ("source_idb", Text),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
+/// One row per resource (agent or queue) that handled an interaction.
+pub const INTERACTION_RESOURCE_FACT: MartTable = MartTable {
+    name: "interaction_resource_fact",
+    columns: &[
+        ("interaction_resource_id", Int),
+        ("interaction_id", Int),
+        ("media_server_ixn_guid", Text),
+        ("resource_key", Int),
+        ("resource_role", Text),
+        ("technical_result", Text),
+        ("party_seq", Int),
+        ("start_ts", Int),
+        ("end_ts", Int),
+        ("start_date_time_key", Int),
+        ("mediation_duration", Int),
+        ("ring_count", Int),
+        ("ring_duration", Int),
+        ("talk_count", Int),
+        ("talk_duration", Int),
+        ("hold_count", Int),
+        ("hold_duration", Int),
+        ("after_call_work_count", Int),
+        ("after_call_work_duration", Int),
+        ("received_from_ixn_resource_id", Int),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
+/// One row per agent state period.
+pub const SM_RES_STATE_FACT: MartTable = MartTable {
+    name: "sm_res_state_fact",
+    columns: &[
+        ("sm_res_state_fact_key", Int),
+        ("resource_key", Int),
+        ("login_session_id", Text),
+        ("state_seq", Int),
+        ("resource_state", Text),
+        ("state_reason", Text),
+        ("start_ts", Int),
+        ("end_ts", Int),
+        ("total_duration", Int),
+        ("start_date_time_key", Int),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
+/// Agents, queues, routing points and extensions.
+pub const RESOURCE: MartTable = MartTable {
+    name: "resource_",
+    columns: &[
+        ("resource_key", Int),
+        ("resource_type", Text),
+        ("resource_name", Text),
+        ("resource_cfg_dbid", Int),
+        ("agent_first_name", Text),
+        ("agent_last_name", Text),
+        ("employee_id", Text),
+        ("switch_id", Int),
+    ],
+    partitioned: false,
+};
+
+/// The 15-minute calendar.
+pub const DATE_TIME: MartTable = MartTable {
+    name: "date_time",
+    columns: &[
+        ("date_time_key", Int),
+        ("cal_date", Text),
+        ("cal_hour", Int),
+        ("cal_minute", Int),
+        ("label", Text),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
+/// Every mart table.
+pub const MART_TABLES: &[MartTable] = &[
+    INTERACTION_FACT,
+    INTERACTION_RESOURCE_FACT,
+    SM_RES_STATE_FACT,
+    RESOURCE,
+    DATE_TIME,
+];
+
+/// Look up a mart table by name, case-insensitively.
+pub fn mart_table(name: &str) -> Option<&'static MartTable> {
+    MART_TABLES
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(name))
+}

@@ -1,0 +1,233 @@
+//! Shared helpers: build an appliance over simulated IDBs and compare its mart with the simulator's truth.
+
+use ccmart::config::{Config, IdbConfig};
+use ccmart::fault::FaultInjector;
+use ccmart::pipeline::{Appliance, SimulationDriver};
+use ccmart::sim::{GroundTruth, SimSettings, Simulator};
+use datafusion::arrow::util::display::array_value_to_string;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Start of every simulated history in tests (a fixed instant, so runs are reproducible).
+pub const T0: i64 = 1_790_000_000 - 1_790_000_000 % 86_400;
+
+/// Small, fast contact-center settings.
+pub fn small_settings(seed: u64) -> SimSettings {
+    SimSettings {
+        seed,
+        agents_per_site: 6,
+        calls_per_hour: 90.0,
+        session_secs: 2 * 3600,
+        ..SimSettings::default()
+    }
+}
+
+/// The demo configuration (embedded IDBs) with test settings, rooted at `dir`.
+pub fn embedded_config(dir: &Path, settings: SimSettings) -> Config {
+    let mut cfg = Config::demo(dir, "127.0.0.1:0", settings.seed);
+    if let Some(s) = cfg.simulator.as_mut() {
+        s.settings = settings;
+    }
+    cfg
+}
+
+/// A config whose IDBs are PostgreSQL databases (two HA pairs).
+pub fn postgres_config(dir: &Path, urls: [&str; 4], settings: SimSettings) -> Config {
+    let mut cfg = embedded_config(dir, settings);
+    let names = [
+        "site1-voice-a",
+        "site1-voice-b",
+        "site2-voice-a",
+        "site2-voice-b",
+    ];
+    let pairs = ["site1-voice", "site1-voice", "site2-voice", "site2-voice"];
+    let sites = ["site1", "site2", "site2", "site1"];
+    cfg.idbs = (0..4)
+        .map(|i| IdbConfig {
+            name: names[i].into(),
+            pair: pairs[i].into(),
+            site: sites[i].into(),
+            url: urls[i].into(),
+        })
+        .collect();
+    cfg
+}
+
+/// Simulates `hours` of history into the config's IDBs (embedded ones from `app`), then lets every call end.
+pub async fn simulate(
+    cfg: &Config,
+    app: Option<&Appliance>,
+    settings: SimSettings,
+    hours: i64,
+) -> GroundTruth {
+    let sim = Simulator::new(settings, T0);
+    let embedded = app.map(|a| a.embedded_idbs().to_vec()).unwrap_or_default();
+    let mut d = SimulationDriver::new(cfg, sim, &embedded)
+        .await
+        .expect("simulator sinks");
+    d.advance(T0, T0 + hours * 3600, 1800)
+        .await
+        .expect("simulate");
+    d.finish(T0 + hours * 3600).await.expect("finish");
+    d.simulator().truth()
+}
+
+/// Opens an appliance and runs it until idle.
+pub async fn open_and_drain(cfg: &Config) -> Appliance {
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed())
+        .await
+        .expect("open appliance");
+    app.drain(1000).await.expect("drain");
+    app
+}
+
+/// Runs SQL on the newest mart version; every value rendered as text ("" for NULL).
+pub async fn sql(app: &Appliance, q: &str) -> Vec<Vec<String>> {
+    let snap = app
+        .store()
+        .latest_snapshot()
+        .expect("catalog")
+        .expect("a published mart version");
+    let r = app
+        .engine()
+        .run(&snap, q)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    let mut out = Vec::new();
+    for b in &r.batches {
+        for i in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| {
+                        if c.is_null(i) {
+                            String::new()
+                        } else {
+                            array_value_to_string(c, i).unwrap_or_default()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Asserts the mart equals the ground truth: every call, every agent leg and queue visit with its durations and
+/// result, every agent state period. Returns the number of calls compared.
+pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> usize {
+    // Interactions.
+    let rows = sql(
+        app,
+        "SELECT media_server_ixn_guid, start_ts, end_ts FROM INTERACTION_FACT",
+    )
+    .await;
+    assert_eq!(
+        rows.len(),
+        truth.calls.len(),
+        "one INTERACTION_FACT row per simulated call"
+    );
+    let mart: BTreeMap<String, (i64, i64)> = rows
+        .iter()
+        .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
+        .collect();
+    assert_eq!(mart.len(), rows.len(), "no interaction twice");
+    for (id, c) in &truth.calls {
+        assert_eq!(mart.get(id), Some(&(c.start_ts, c.end_ts)), "call {id}");
+    }
+    // Agent legs.
+    let rows = sql(
+        app,
+        "SELECT f.media_server_ixn_guid, r.resource_cfg_dbid, f.start_ts, f.end_ts, f.ring_duration, f.talk_duration, \
+         f.hold_count, f.hold_duration, f.after_call_work_count, f.after_call_work_duration, f.technical_result \
+         FROM INTERACTION_RESOURCE_FACT f JOIN RESOURCE_ r ON f.resource_key = r.resource_key WHERE f.resource_role = 'Received'",
+    )
+    .await;
+    let mut expected: Vec<Vec<String>> = Vec::new();
+    for c in truth.calls.values() {
+        for l in &c.legs {
+            let result = match l.result {
+                ccmart::sim::truth::LegResult::Completed => "Completed",
+                ccmart::sim::truth::LegResult::Transferred => "Transferred",
+                ccmart::sim::truth::LegResult::Redirected => "Redirected",
+            };
+            expected.push(
+                [
+                    c.callid.clone(),
+                    l.agent_dbid.to_string(),
+                    l.start_ts.to_string(),
+                    l.end_ts.to_string(),
+                    l.ring_secs.to_string(),
+                    l.talk_secs.to_string(),
+                    l.hold_count.to_string(),
+                    l.hold_secs.to_string(),
+                    l.acw_count.to_string(),
+                    l.acw_secs.to_string(),
+                    result.to_string(),
+                ]
+                .to_vec(),
+            );
+        }
+    }
+    let mut got = rows.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got.len(), expected.len(), "one resource fact per agent leg");
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e, "agent leg (callid, agent, start, end, ring, talk, holds, hold, acw count, acw, result)");
+    }
+    // Queue visits.
+    let rows = sql(
+        app,
+        "SELECT f.media_server_ixn_guid, r.resource_cfg_dbid, f.start_ts, f.mediation_duration, f.technical_result \
+         FROM INTERACTION_RESOURCE_FACT f JOIN RESOURCE_ r ON f.resource_key = r.resource_key WHERE f.resource_role = 'Queue'",
+    )
+    .await;
+    let mut expected: Vec<Vec<String>> = truth
+        .calls
+        .values()
+        .flat_map(|c| {
+            c.queue_visits.iter().map(move |v| {
+                vec![
+                    c.callid.clone(),
+                    v.queue_dbid.to_string(),
+                    v.start_ts.to_string(),
+                    (v.end_ts - v.start_ts).to_string(),
+                    if v.abandoned { "Abandoned" } else { "Diverted" }.to_string(),
+                ]
+            })
+        })
+        .collect();
+    let mut got = rows;
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "queue visits (callid, queue, start, wait, result)"
+    );
+    // Agent states.
+    let rows = sql(app, "SELECT login_session_id, start_ts, end_ts, resource_state, state_reason FROM SM_RES_STATE_FACT").await;
+    let mut expected: Vec<Vec<String>> = truth
+        .states
+        .iter()
+        .map(|s| {
+            vec![
+                s.session_id.clone(),
+                s.start_ts.to_string(),
+                s.end_ts.to_string(),
+                ccmart::source::contract::agent_state::name(s.state).to_string(),
+                s.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut got = rows;
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "one state fact per agent state period"
+    );
+    assert_eq!(got, expected, "agent state periods");
+    truth.calls.len()
+}

@@ -1,0 +1,5 @@
+//! Integration tests, compiled as one binary (every extra test binary would link DataFusion again).
+
+mod common;
+mod e2e;
+mod support;
