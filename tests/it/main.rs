@@ -2,4 +2,6 @@
 
 mod common;
 mod e2e;
+mod http;
+mod pg_e2e;
 mod support;
