@@ -23,13 +23,11 @@ enum Command {
     /// Run the appliance with a config file: extract, transform, publish every cycle, serve HTTP.
     Run {
         /// Config file (TOML).
-        #[arg(
-            long,
-            short,
-            env = "CCMART_CONFIG",
-            default_value = "/etc/ccmart/ccmart.toml"
-        )]
+        #[arg(long, short, env = "CCMART_CONFIG", default_value = "/etc/ccmart/ccmart.toml")]
         config: PathBuf,
+        /// Batch mode: extract and transform everything the IDBs hold, print figures and exit (no HTTP server).
+        #[arg(long)]
+        exit_when_idle: bool,
     },
     /// Run the embedded default: a simulated two-site contact center with HA pairs → mart → HTTP.
     Demo {
@@ -90,12 +88,7 @@ enum Command {
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         /// Config file.
-        #[arg(
-            long,
-            short,
-            env = "CCMART_CONFIG",
-            default_value = "/etc/ccmart/ccmart.toml"
-        )]
+        #[arg(long, short, env = "CCMART_CONFIG", default_value = "/etc/ccmart/ccmart.toml")]
         config: PathBuf,
     },
 }
@@ -110,8 +103,7 @@ fn main() {
 fn main_inner() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "ccmart=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "ccmart=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -119,16 +111,14 @@ fn main_inner() -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Run { config } => {
+            Command::Run { config, exit_when_idle } => {
                 let cfg = Config::load(&config)?;
+                if exit_when_idle {
+                    return run_batch(cfg).await;
+                }
                 run_appliance(cfg, false).await
             }
-            Command::Demo {
-                listen,
-                data_dir,
-                seed,
-                history_days,
-            } => {
+            Command::Demo { listen, data_dir, seed, history_days } => {
                 let (dir, _keep) = match data_dir {
                     Some(d) => (d, None),
                     None => {
@@ -148,13 +138,7 @@ fn main_inner() -> Result<()> {
             }
             Command::Simulate { config, days, live } => simulate(config, days, live).await,
             Command::Query { sql, url, format } => query(&url, &sql, &format).await,
-            Command::Export {
-                table,
-                from,
-                to,
-                out,
-                url,
-            } => export(&url, &table, from, to, &out).await,
+            Command::Export { table, from, to, out, url } => export(&url, &table, from, to, &out).await,
             Command::CheckConfig { config } => {
                 let cfg = Config::load(&config)?;
                 for w in cfg.warnings() {
@@ -172,15 +156,9 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     let listen = cfg.appliance.listen.clone();
     let cycle = Duration::from_secs(cfg.appliance.cycle_secs);
     let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await?;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    let state = ServeState {
-        store: app.store(),
-        engine: app.engine(),
-        status: app.status(),
-    };
+    let state = ServeState { store: app.store(), engine: app.engine(), status: app.status() };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(serve::serve(listener, state, async move {
@@ -190,19 +168,12 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
 
     // The simulator feeds embedded IDBs (demo, or a config with embedded IDBs).
     let mut driver = None;
-    if let Some(simcfg) = cfg
-        .simulator
-        .clone()
-        .filter(|_| !app.embedded_idbs().is_empty())
-    {
+    if let Some(simcfg) = cfg.simulator.clone().filter(|_| !app.embedded_idbs().is_empty()) {
         let now = chrono::Utc::now().timestamp();
         let start = now - (simcfg.history_days * 86_400.0) as i64;
         let sim = Simulator::new(simcfg.settings.clone(), start);
         let mut d = SimulationDriver::new(&cfg, sim, app.embedded_idbs()).await?;
-        eprintln!(
-            "Generating {:.1} day(s) of simulated history...",
-            simcfg.history_days
-        );
+        eprintln!("Generating {:.1} day(s) of simulated history...", simcfg.history_days);
         let n = d.advance(start, now, 3600).await?;
         eprintln!("  {n} IDB writes into {} IDBs", app.embedded_idbs().len());
         driver = Some((d, simcfg.live));
@@ -210,10 +181,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     eprintln!("Building the mart...");
     let cycles = app.drain(10_000).await?;
     let snap = app.store().latest_snapshot()?;
-    eprintln!(
-        "  mart version {} after {cycles} cycle(s)",
-        snap.map_or(0, |s| s.version)
-    );
+    eprintln!("  mart version {} after {cycles} cycle(s)", snap.map_or(0, |s| s.version));
     if demo {
         print_examples(&addr.to_string());
     }
@@ -244,6 +212,40 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     Ok(())
 }
 
+async fn run_batch(cfg: Config) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let mut app = Appliance::open(cfg, FaultInjector::disarmed()).await?;
+    let mut staged = 0usize;
+    let mut cycles = 0usize;
+    loop {
+        let r = app.cycle().await?;
+        cycles += 1;
+        staged += r.rows_staged;
+        if !r.more && r.rows_staged == 0 && r.groups == 0 {
+            break;
+        }
+        eprintln!(
+            "  cycle {cycles}: {} rows staged, {} groups transformed, {} partitions published ({:.1}s)",
+            r.rows_staged,
+            r.groups,
+            r.partitions,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let status = app.status().get();
+    if let Some(unreachable) = status.idbs.iter().find(|i| !i.reachable) {
+        bail!("IDB '{}' could not be read: {}", unreachable.idb, unreachable.last_error.clone().unwrap_or_default());
+    }
+    let snap = app.store().latest_snapshot()?;
+    println!(
+        "{{\"rows_staged\": {staged}, \"cycles\": {cycles}, \"seconds\": {:.3}, \"mart_version\": {}, \"quarantined\": {}}}",
+        t0.elapsed().as_secs_f64(),
+        snap.map_or(0, |s| s.version),
+        status.quarantined_rows
+    );
+    Ok(())
+}
+
 fn print_examples(addr: &str) {
     println!();
     println!("ccmart demo is ready: http://{addr}");
@@ -265,9 +267,7 @@ fn print_examples(addr: &str) {
 
 async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> {
     let cfg = Config::load(&config)?;
-    let Some(simcfg) = cfg.simulator.clone() else {
-        bail!("{} has no [simulator] section", config.display())
-    };
+    let Some(simcfg) = cfg.simulator.clone() else { bail!("{} has no [simulator] section", config.display()) };
     let days = days.unwrap_or(simcfg.history_days);
     let now = chrono::Utc::now().timestamp();
     let start = now - (days * 86_400.0) as i64;
@@ -285,10 +285,7 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
             100.0 * (t - start) as f64 / (now - start).max(1) as f64
         );
     }
-    eprintln!(
-        "History of {days} day(s) written in {:.1}s",
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("History of {days} day(s) written in {:.1}s", t0.elapsed().as_secs_f64());
     if live || simcfg.live && live {
         let mut last = now;
         loop {
@@ -323,28 +320,16 @@ async fn query(url: &str, sql: &str, format: &str) -> Result<()> {
         bail!("{status}: {}", String::from_utf8_lossy(&body));
     }
     if wire == "arrow" {
-        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
-            std::io::Cursor::new(body.to_vec()),
-            None,
-        )?;
+        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None)?;
         let batches: Vec<_> = reader.collect::<std::result::Result<_, _>>()?;
-        println!(
-            "{}",
-            datafusion::arrow::util::pretty::pretty_format_batches(&batches)?
-        );
+        println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
     } else {
         print!("{}", String::from_utf8_lossy(&body));
     }
     Ok(())
 }
 
-async fn export(
-    url: &str,
-    table: &str,
-    from: Option<String>,
-    to: Option<String>,
-    out: &std::path::Path,
-) -> Result<()> {
+async fn export(url: &str, table: &str, from: Option<String>, to: Option<String>, out: &std::path::Path) -> Result<()> {
     let mut params = vec![];
     if let Some(f) = &from {
         params.push(("from", f.clone()));

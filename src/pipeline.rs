@@ -82,10 +82,7 @@ impl Appliance {
     /// Opens the data directory (staging store and mart) and prepares a reader per configured IDB.
     pub async fn open(config: Config, faults: FaultInjector) -> Result<Self, PipelineError> {
         let dir = &config.appliance.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| StagingError::Open {
-            path: dir.clone(),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir).map_err(|e| StagingError::Open { path: dir.clone(), message: e.to_string() })?;
         let store = Arc::new(Store::open(&dir.join("staging.redb"), faults.clone())?);
         let mart = Mart::open(&dir.join("mart")).await?;
         let engine = QueryEngine::new(mart.clone(), config.query);
@@ -93,10 +90,7 @@ impl Appliance {
         let mut embedded = Vec::new();
         let pairs = config.pairs();
         for (gi, c) in config.idbs.iter().enumerate() {
-            let idx = pairs
-                .get(&c.pair)
-                .and_then(|m| m.iter().position(|n| n == &c.name))
-                .unwrap_or(0);
+            let idx = pairs.get(&c.pair).and_then(|m| m.iter().position(|n| n == &c.name)).unwrap_or(0);
             if c.is_embedded() {
                 let e = EmbeddedIdb::new(&c.name, numbering(&c.name, idx, gi));
                 embedded.push((c.name.clone(), e.clone()));
@@ -105,25 +99,10 @@ impl Appliance {
                 idbs.push(Idb::Postgres(PostgresIdb::new(&c.name, &c.url)));
             }
         }
-        let health = config
-            .idbs
-            .iter()
-            .map(|c| IdbHealth::new(&c.name))
-            .collect();
+        let health = config.idbs.iter().map(|c| IdbHealth::new(&c.name)).collect();
         let preference = config.idbs.iter().map(|c| c.name.clone()).collect();
         let status = SharedStatus::new(ApplianceStatus::new(&config.appliance.site));
-        let app = Appliance {
-            config,
-            store,
-            mart,
-            engine,
-            idbs,
-            health,
-            preference,
-            embedded,
-            faults,
-            status,
-        };
+        let app = Appliance { config, store, mart, engine, idbs, health, preference, embedded, faults, status };
         app.refresh_status(None)?;
         Ok(app)
     }
@@ -190,9 +169,7 @@ impl Appliance {
         }
         // Transform in bounded batches; after-call work found in sessions wakes calls, handled in a later batch.
         for _ in 0..50 {
-            let groups = self
-                .store
-                .dirty_groups(self.config.extract.transform_batch)?;
+            let groups = self.store.dirty_groups(self.config.extract.transform_batch)?;
             if groups.is_empty() {
                 break;
             }
@@ -206,12 +183,7 @@ impl Appliance {
                     None => Default::default(),
                 };
                 let out = transform_group(g, &merged, &acw);
-                days.extend(
-                    out.facts
-                        .iter()
-                        .filter(|(a, _)| !a.day.is_empty())
-                        .map(|(a, _)| a.day.clone()),
-                );
+                days.extend(out.facts.iter().filter(|(a, _)| !a.day.is_empty()).map(|(a, _)| a.day.clone()));
                 outputs.push(out);
             }
             for day in days {
@@ -271,28 +243,18 @@ pub struct SimulationDriver {
 impl SimulationDriver {
     /// Builds sinks for the configured IDBs: embedded ones from `embedded`, PostgreSQL ones by connecting.
     /// Site `s` of the simulator feeds the `s`-th HA pair (pairs in name order).
-    pub async fn new(
-        config: &Config,
-        sim: Simulator,
-        embedded: &[(String, EmbeddedIdb)],
-    ) -> Result<Self, SourceError> {
+    pub async fn new(config: &Config, sim: Simulator, embedded: &[(String, EmbeddedIdb)]) -> Result<Self, SourceError> {
         let pairs = config.pairs();
         let mut sinks = Vec::new();
         for (s, (_, members)) in pairs.iter().enumerate().take(sim.settings().sites) {
             let mut site_sinks = Vec::new();
             for (idx, name) in members.iter().enumerate() {
-                let gi = config
-                    .idbs
-                    .iter()
-                    .position(|c| &c.name == name)
-                    .unwrap_or(0);
+                let gi = config.idbs.iter().position(|c| &c.name == name).unwrap_or(0);
                 let c = &config.idbs[gi];
                 let mut sink = if let Some((_, e)) = embedded.iter().find(|(n, _)| n == name) {
                     IdbSink::Embedded(e.clone())
                 } else {
-                    IdbSink::Postgres(
-                        PostgresWriter::connect(name, &c.url, numbering(name, idx, gi)).await?,
-                    )
+                    IdbSink::Postgres(PostgresWriter::connect(name, &c.url, numbering(name, idx, gi)).await?)
                 };
                 let dss = sim.session_control_write(s, 200 + gi as i64, 1);
                 sink.apply(&[dss]).await?;
@@ -308,10 +270,7 @@ impl SimulationDriver {
         &self.sim
     }
 
-    async fn write(
-        &mut self,
-        per_site: Vec<Vec<crate::source::IdbWrite>>,
-    ) -> Result<usize, SourceError> {
+    async fn write(&mut self, per_site: Vec<Vec<crate::source::IdbWrite>>) -> Result<usize, SourceError> {
         let mut n = 0;
         for (site, writes) in per_site.into_iter().enumerate() {
             if let Some(sinks) = self.sinks.get_mut(site) {
@@ -325,12 +284,7 @@ impl SimulationDriver {
     }
 
     /// Simulates up to `until` in steps of `step_secs` (one IDB transaction per step and site); returns writes.
-    pub async fn advance(
-        &mut self,
-        from: i64,
-        until: i64,
-        step_secs: i64,
-    ) -> Result<usize, SourceError> {
+    pub async fn advance(&mut self, from: i64, until: i64, step_secs: i64) -> Result<usize, SourceError> {
         let mut t = from;
         let mut n = 0;
         while t < until {

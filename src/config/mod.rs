@@ -163,14 +163,10 @@ fn default_true() -> bool {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.into(), message: e.to_string() })?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -202,42 +198,25 @@ impl Config {
             simulator: Some(SimulatorConfig {
                 history_days: 1.0,
                 live: true,
-                settings: SimSettings {
-                    seed,
-                    ..SimSettings::default()
-                },
+                settings: SimSettings { seed, ..SimSettings::default() },
             }),
         }
     }
 
     /// Checks every value; the first problem is returned with its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                message,
-            })
-        };
+        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
         if self.appliance.listen.parse::<SocketAddr>().is_err() {
             return invalid(
                 "appliance.listen",
-                format!(
-                    "'{}' is not an address like 127.0.0.1:8080",
-                    self.appliance.listen
-                ),
+                format!("'{}' is not an address like 127.0.0.1:8080", self.appliance.listen),
             );
         }
         if self.appliance.cycle_secs == 0 || self.appliance.cycle_secs > 3600 {
-            return invalid(
-                "appliance.cycle_secs",
-                format!("{} is out of range 1..=3600", self.appliance.cycle_secs),
-            );
+            return invalid("appliance.cycle_secs", format!("{} is out of range 1..=3600", self.appliance.cycle_secs));
         }
         if self.extract.chunk_rows < 10 || self.extract.chunk_rows > 1_000_000 {
-            return invalid(
-                "extract.chunk_rows",
-                format!("{} is out of range 10..=1000000", self.extract.chunk_rows),
-            );
+            return invalid("extract.chunk_rows", format!("{} is out of range 10..=1000000", self.extract.chunk_rows));
         }
         if self.extract.max_chunks_per_cycle == 0 {
             return invalid("extract.max_chunks_per_cycle", "must be at least 1".into());
@@ -245,63 +224,43 @@ impl Config {
         if self.extract.transform_batch == 0 {
             return invalid("extract.transform_batch", "must be at least 1".into());
         }
-        if self.query.max_rows == 0
-            || self.query.timeout_secs == 0
-            || self.query.memory_limit_mb < 16
-        {
-            return invalid(
-                "query",
-                "max_rows and timeout_secs must be positive, memory_limit_mb at least 16".into(),
-            );
+        if self.query.max_rows == 0 || self.query.timeout_secs == 0 || self.query.memory_limit_mb < 16 {
+            return invalid("query", "max_rows and timeout_secs must be positive, memory_limit_mb at least 16".into());
         }
         if self.idbs.is_empty() {
-            return invalid(
-                "idb",
-                "no IDB configured: add at least one [[idb]] with name, pair, site and url".into(),
-            );
+            return invalid("idb", "no IDB configured: add at least one [[idb]] with name, pair, site and url".into());
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, idb) in self.idbs.iter().enumerate() {
             let key = format!("idb[{i}]");
             if idb.name.trim().is_empty() || !names.insert(idb.name.clone()) {
-                return invalid(
-                    &format!("{key}.name"),
-                    format!("'{}' is empty or used twice", idb.name),
-                );
+                return invalid(&format!("{key}.name"), format!("'{}' is empty or used twice", idb.name));
             }
-            if !idb.is_embedded()
-                && !(idb.url.starts_with("postgres://") || idb.url.starts_with("postgresql://"))
-            {
+            if !idb.is_embedded() && !(idb.url.starts_with("postgres://") || idb.url.starts_with("postgresql://")) {
                 return invalid(
                     &format!("{key}.url"),
-                    format!(
-                        "'{}' must start with postgres:// (or be '{EMBEDDED_SCHEME}:')",
-                        idb.url
-                    ),
+                    format!("'{}' must start with postgres:// (or be '{EMBEDDED_SCHEME}:')", idb.url),
                 );
             }
             if idb.is_embedded() && self.simulator.is_none() {
-                return invalid(
-                    &format!("{key}.url"),
-                    "an embedded IDB needs a [simulator] section to fill it".into(),
-                );
+                return invalid(&format!("{key}.url"), "an embedded IDB needs a [simulator] section to fill it".into());
             }
         }
         for (pair, members) in self.pairs() {
             if members.len() > 2 {
-                return invalid(
-                    "idb",
-                    format!(
-                        "HA pair '{pair}' has {} IDBs; a pair has one or two",
-                        members.len()
-                    ),
-                );
+                return invalid("idb", format!("HA pair '{pair}' has {} IDBs; a pair has one or two", members.len()));
             }
         }
         if let Some(sim) = &self.simulator {
             let expected = sim.settings.sites;
             if self.pairs().len() < expected {
-                return invalid("simulator.settings.sites", format!("{expected} simulated sites need {expected} HA pairs (one per site's SIP Server), found {}", self.pairs().len()));
+                return invalid(
+                    "simulator.settings.sites",
+                    format!(
+                        "{expected} simulated sites need {expected} HA pairs (one per site's SIP Server), found {}",
+                        self.pairs().len()
+                    ),
+                );
             }
             if !(0.0..=400.0).contains(&sim.history_days) {
                 return invalid("simulator.history_days", "must be between 0 and 400".into());

@@ -7,9 +7,7 @@
 
 use crate::source::contract::{ColumnType, Grouping, TableSpec, EXTRACTED_TABLES};
 use crate::source::{Counter, Idb, SourceError, TextRow};
-use crate::staging::{
-    ExtractedChunk, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value,
-};
+use crate::staging::{ExtractedChunk, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -43,10 +41,7 @@ pub struct ExtractSettings {
 
 impl Default for ExtractSettings {
     fn default() -> Self {
-        ExtractSettings {
-            chunk_rows: DEFAULT_CHUNK_ROWS,
-            max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE,
-        }
+        ExtractSettings { chunk_rows: DEFAULT_CHUNK_ROWS, max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE }
     }
 }
 
@@ -172,15 +167,9 @@ async fn extract_table(
     report: &mut ExtractReport,
 ) -> Result<(), TableError> {
     let counter_idx = spec.column_index(counter.column()).unwrap_or(0);
-    let mut mark = store
-        .high_water_mark(idb.name(), spec.name)
-        .map_err(TableError::Staging)?
-        .get(counter);
+    let mut mark = store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
     for _ in 0..settings.max_chunks_per_cycle.max(1) {
-        let rows = idb
-            .read_chunk(spec, counter, mark, settings.chunk_rows)
-            .await
-            .map_err(TableError::Source)?;
+        let rows = idb.read_chunk(spec, counter, mark, settings.chunk_rows).await.map_err(TableError::Source)?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -195,29 +184,16 @@ async fn extract_table(
             new_mark: mark,
         };
         for raw in &rows {
-            let counter_value = raw
-                .get(counter_idx)
-                .and_then(|v| v.as_deref())
-                .and_then(|v| v.trim().parse::<i64>().ok());
+            let counter_value =
+                raw.get(counter_idx).and_then(|v| v.as_deref()).and_then(|v| v.trim().parse::<i64>().ok());
             if let Some(c) = counter_value {
                 chunk.new_mark = chunk.new_mark.max(c);
             }
             match validate(spec, raw) {
                 Ok(r) => chunk.rows.push(r),
                 Err((column, reason)) => {
-                    let key = raw
-                        .first()
-                        .cloned()
-                        .flatten()
-                        .unwrap_or_else(|| "NULL".into());
-                    tracing::warn!(
-                        idb = idb.name(),
-                        table = spec.name,
-                        key,
-                        column,
-                        reason,
-                        "row quarantined"
-                    );
+                    let key = raw.first().cloned().flatten().unwrap_or_else(|| "NULL".into());
+                    tracing::warn!(idb = idb.name(), table = spec.name, key, column, reason, "row quarantined");
                     chunk.quarantined.push(QuarantinedRow {
                         idb: idb.name().to_string(),
                         table: spec.name.to_string(),
@@ -258,16 +234,10 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
             Some(t) => match col.ty {
                 ColumnType::Text => Some(Value::Text(t)),
                 ColumnType::Int => {
-                    let v: i64 = t
-                        .trim()
-                        .parse()
-                        .map_err(|_| (col.name, format!("'{t}' is not an integer")))?;
+                    let v: i64 = t.trim().parse().map_err(|_| (col.name, format!("'{t}' is not an integer")))?;
                     if let Some(domain) = col.domain {
                         if !domain.contains(&v) {
-                            return Err((
-                                col.name,
-                                format!("unknown code {v} (accepted: {domain:?})"),
-                            ));
+                            return Err((col.name, format!("unknown code {v} (accepted: {domain:?})")));
                         }
                     }
                     Some(Value::Int(v))
@@ -278,35 +248,14 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
     }
     let row = StagedRow { version: 0, values };
     let id = row.int(0).ok_or(("ID", "missing row id".to_string()))?;
-    let seq = spec
-        .column_index("GSYS_SEQ")
-        .and_then(|i| row.int(i))
-        .unwrap_or(0);
-    let useq = spec
-        .column_index("GSYS_USEQ")
-        .and_then(|i| row.int(i))
-        .unwrap_or(0);
+    let seq = spec.column_index("GSYS_SEQ").and_then(|i| row.int(i)).unwrap_or(0);
+    let useq = spec.column_index("GSYS_USEQ").and_then(|i| row.int(i)).unwrap_or(0);
     let group = match spec.grouping {
-        Grouping::Interaction(c) => format!(
-            "I:{}",
-            spec.column_index(c)
-                .and_then(|i| row.text(i))
-                .unwrap_or_default()
-        ),
-        Grouping::LoginSession(c) => format!(
-            "S:{}",
-            spec.column_index(c)
-                .and_then(|i| row.text(i))
-                .unwrap_or_default()
-        ),
+        Grouping::Interaction(c) => format!("I:{}", spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default()),
+        Grouping::LoginSession(c) => {
+            format!("S:{}", spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default())
+        }
         Grouping::Configuration => format!("C:{}", spec.name),
     };
-    Ok(RowToStage {
-        id,
-        group,
-        row: StagedRow {
-            version: seq.max(useq),
-            ..row
-        },
-    })
+    Ok(RowToStage { id, group, row: StagedRow { version: seq.max(useq), ..row } })
 }

@@ -66,15 +66,8 @@ pub enum MartError {
 /// Result alias of the mart.
 pub type Result<T, E = MartError> = std::result::Result<T, E>;
 
-fn delta_err<'a>(
-    table: &'a str,
-    during: &'static str,
-) -> impl Fn(deltalake::DeltaTableError) -> MartError + 'a {
-    move |e| MartError::Delta {
-        table: table.to_string(),
-        during,
-        message: e.to_string(),
-    }
+fn delta_err<'a>(table: &'a str, during: &'static str) -> impl Fn(deltalake::DeltaTableError) -> MartError + 'a {
+    move |e| MartError::Delta { table: table.to_string(), during, message: e.to_string() }
 }
 
 /// The Arrow schema of a mart table.
@@ -97,10 +90,8 @@ pub fn arrow_schema(t: &MartTable) -> SchemaRef {
 pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(t.columns.len());
     for (i, (name, kind)) in t.columns.iter().enumerate() {
-        let wrong = |c: &Cell| MartError::Arrow {
-            table: t.name.into(),
-            message: format!("column {name}: unexpected {c:?}"),
-        };
+        let wrong =
+            |c: &Cell| MartError::Arrow { table: t.name.into(), message: format!("column {name}: unexpected {c:?}") };
         match kind {
             ColumnKind::Int => {
                 let mut b = Int64Builder::with_capacity(rows.len());
@@ -126,10 +117,8 @@ pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
             }
         }
     }
-    RecordBatch::try_new(arrow_schema(t), arrays).map_err(|e| MartError::Arrow {
-        table: t.name.into(),
-        message: e.to_string(),
-    })
+    RecordBatch::try_new(arrow_schema(t), arrays)
+        .map_err(|e| MartError::Arrow { table: t.name.into(), message: e.to_string() })
 }
 
 /// The Delta tables of one appliance.
@@ -142,23 +131,15 @@ pub struct Mart {
 impl Mart {
     /// Opens the mart under `root`, creating any missing table (empty, version 0).
     pub async fn open(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| MartError::Directory {
-            path: root.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let root = root.canonicalize().map_err(|e| MartError::Directory {
-            path: root.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let mart = Mart {
-            root,
-            tables: Arc::new(Mutex::new(HashMap::new())),
-        };
+        std::fs::create_dir_all(root)
+            .map_err(|e| MartError::Directory { path: root.to_path_buf(), message: e.to_string() })?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| MartError::Directory { path: root.to_path_buf(), message: e.to_string() })?;
+        let mart = Mart { root, tables: Arc::new(Mutex::new(HashMap::new())) };
         for t in MART_TABLES {
             let url = mart.table_url(t.name)?;
-            let table = DeltaTable::try_from_url(url)
-                .await
-                .map_err(delta_err(t.name, "open"))?;
+            let table = DeltaTable::try_from_url(url).await.map_err(delta_err(t.name, "open"))?;
             let table = if table.version().is_none() {
                 let columns = t.columns.iter().map(|(n, k)| {
                     let ty = match k {
@@ -188,24 +169,15 @@ impl Mart {
     /// The `file://` URL of a mart table's directory.
     pub fn table_url(&self, name: &str) -> Result<Url> {
         let dir = self.root.join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| MartError::Directory {
-            path: dir.clone(),
-            message: e.to_string(),
-        })?;
-        Url::from_directory_path(&dir).map_err(|_| MartError::Directory {
-            path: dir,
-            message: "not an absolute path".into(),
-        })
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| MartError::Directory { path: dir.clone(), message: e.to_string() })?;
+        Url::from_directory_path(&dir)
+            .map_err(|_| MartError::Directory { path: dir, message: "not an absolute path".into() })
     }
 
     /// Current Delta version of every table.
     pub async fn current_versions(&self) -> BTreeMap<String, u64> {
-        self.tables
-            .lock()
-            .await
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.version().unwrap_or(0)))
-            .collect()
+        self.tables.lock().await.iter().map(|(n, t)| (n.to_string(), t.version().unwrap_or(0))).collect()
     }
 
     /// Loads a mart table at a Delta version (for queries and exports).
@@ -229,16 +201,10 @@ impl Mart {
     ) -> Result<u64> {
         let mut tables = self.tables.lock().await;
         let Some(table) = tables.get(t.name).cloned() else {
-            return Err(MartError::Delta {
-                table: t.name.into(),
-                during: "write",
-                message: "table not open".into(),
-            });
+            return Err(MartError::Delta { table: t.name.into(), during: "write", message: "table not open".into() });
         };
-        let props = CommitProperties::default().with_metadata([(
-            "ccmart.mart_version".to_string(),
-            serde_json::json!(mart_version),
-        )]);
+        let props = CommitProperties::default()
+            .with_metadata([("ccmart.mart_version".to_string(), serde_json::json!(mart_version))]);
         let updated = if rows.is_empty() && t.partitioned {
             table
                 .delete()
@@ -249,10 +215,7 @@ impl Mart {
                 .0
         } else {
             let batch = to_record_batch(t, rows)?;
-            let mut w = table
-                .write(vec![batch])
-                .with_save_mode(SaveMode::Overwrite)
-                .with_commit_properties(props);
+            let mut w = table.write(vec![batch]).with_save_mode(SaveMode::Overwrite).with_commit_properties(props);
             if t.partitioned {
                 w = w.with_replace_where(col("day").eq(lit(day.to_string())));
             }
@@ -276,11 +239,7 @@ pub struct PublishReport {
 }
 
 /// Rewrites every partition whose facts changed and publishes a new mart version covering all tables.
-pub async fn publish_changes(
-    store: &Store,
-    mart: &Mart,
-    faults: &FaultInjector,
-) -> Result<PublishReport> {
+pub async fn publish_changes(store: &Store, mart: &Mart, faults: &FaultInjector) -> Result<PublishReport> {
     let dirty = store.dirty_partitions()?;
     if dirty.is_empty() {
         return Ok(PublishReport::default());
@@ -291,11 +250,7 @@ pub async fn publish_changes(
     let mut newest_end = previous.as_ref().and_then(|s| s.newest_end_ts);
     for (table, day) in &dirty {
         let Some(t) = mart_table(table) else { continue };
-        let rows: Vec<FactRow> = store
-            .partition_facts(table, day)?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+        let rows: Vec<FactRow> = store.partition_facts(table, day)?.into_iter().map(|(_, r)| r).collect();
         if t.name == INTERACTION_FACT.name {
             if let Some(i) = t.columns.iter().position(|(c, _)| *c == "end_ts") {
                 for r in &rows {

@@ -36,12 +36,7 @@ pub fn merge_group(group: &str, rows: GroupRows, preference: &[String]) -> Merge
     if group.starts_with("C:") {
         return merge_configuration(rows, preference);
     }
-    let rank = |idb: &str| {
-        preference
-            .iter()
-            .position(|p| p == idb)
-            .unwrap_or(usize::MAX)
-    };
+    let rank = |idb: &str| preference.iter().position(|p| p == idb).unwrap_or(usize::MAX);
     let mut per_idb: BTreeMap<String, BTreeMap<String, Vec<StagedRow>>> = BTreeMap::new();
     for ((idb, table), r) in rows {
         per_idb.entry(idb).or_default().insert(table, r);
@@ -53,18 +48,13 @@ pub fn merge_group(group: &str, rows: GroupRows, preference: &[String]) -> Merge
             (contract::G_LOGIN_SESSION, "STATE", login_state::ENDED)
         };
         let idx = table.column_index(state_col).unwrap_or(0);
-        tables
-            .get(table.name)
-            .is_some_and(|r| r.iter().any(|row| row.int(idx) == Some(done)))
+        tables.get(table.name).is_some_and(|r| r.iter().any(|row| row.int(idx) == Some(done)))
     };
     let best = per_idb
         .iter()
         .map(|(idb, tables)| {
             let n: usize = tables.values().map(Vec::len).sum();
-            (
-                (complete(tables), n, std::cmp::Reverse(rank(idb))),
-                idb.clone(),
-            )
+            ((complete(tables), n, std::cmp::Reverse(rank(idb))), idb.clone())
         })
         .max();
     let Some(((is_complete, _, _), idb)) = best else {
@@ -84,12 +74,7 @@ pub fn merge_group(group: &str, rows: GroupRows, preference: &[String]) -> Merge
 }
 
 fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
-    let rank = |idb: &str| {
-        preference
-            .iter()
-            .position(|p| p == idb)
-            .unwrap_or(usize::MAX)
-    };
+    let rank = |idb: &str| preference.iter().position(|p| p == idb).unwrap_or(usize::MAX);
     let mut tables: BTreeMap<String, BTreeMap<i64, (i64, usize, StagedRow)>> = BTreeMap::new();
     for ((idb, table), rs) in rows {
         let lastchange = contract::table(&table).and_then(|t| t.column_index("LASTCHANGE_TS"));
@@ -99,8 +84,7 @@ fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
             let cand = (changed, rank(&idb), r);
             let slot = tables.entry(table.clone()).or_default();
             match slot.get(&id) {
-                Some((c, rk, _))
-                    if (*c, std::cmp::Reverse(*rk)) >= (cand.0, std::cmp::Reverse(cand.1)) => {}
+                Some((c, rk, _)) if (*c, std::cmp::Reverse(*rk)) >= (cand.0, std::cmp::Reverse(cand.1)) => {}
                 _ => {
                     slot.insert(id, cand);
                 }
@@ -110,9 +94,6 @@ fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
     MergedGroup {
         chosen_idb: None,
         reason: "configuration merged per DBID (latest change, ties: configured IDB order)",
-        tables: tables
-            .into_iter()
-            .map(|(t, m)| (t, m.into_values().map(|(_, _, r)| r).collect()))
-            .collect(),
+        tables: tables.into_iter().map(|(t, m)| (t, m.into_values().map(|(_, _, r)| r).collect())).collect(),
     }
 }

@@ -92,10 +92,7 @@ impl QueryError {
 
     /// True when the client sent something wrong (HTTP 400), false for server-side conditions.
     pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            QueryError::Syntax(_) | QueryError::ReadOnly(_) | QueryError::Invalid(_)
-        )
+        matches!(self, QueryError::Syntax(_) | QueryError::ReadOnly(_) | QueryError::Invalid(_))
     }
 }
 
@@ -106,9 +103,7 @@ fn classify(e: DataFusionError) -> QueryError {
         DataFusionError::ResourcesExhausted(_) => QueryError::Execution(msg),
         DataFusionError::Plan(m) if m.contains("not supported") => QueryError::ReadOnly(msg),
         DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => QueryError::Invalid(msg),
-        DataFusionError::NotImplemented(m)
-            if m.contains("statement") || m.contains("Statement") =>
-        {
+        DataFusionError::NotImplemented(m) if m.contains("statement") || m.contains("Statement") => {
             QueryError::ReadOnly(msg)
         }
         DataFusionError::NotImplemented(_) => QueryError::Invalid(msg),
@@ -149,10 +144,7 @@ pub struct QueryEngine {
 
 impl std::fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryEngine")
-            .field("mart", &self.mart)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("QueryEngine").field("mart", &self.mart).field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
@@ -162,11 +154,7 @@ const CONTEXT_CACHE: usize = 4;
 impl QueryEngine {
     /// An engine over `mart` with `limits`.
     pub fn new(mart: Mart, limits: QueryLimits) -> Self {
-        QueryEngine {
-            mart,
-            limits,
-            contexts: Arc::new(Mutex::new(Vec::new())),
-        }
+        QueryEngine { mart, limits, contexts: Arc::new(Mutex::new(Vec::new())) }
     }
 
     /// The limits in force.
@@ -184,26 +172,15 @@ impl QueryEngine {
             .with_memory_limit(self.limits.memory_limit_mb.max(16) * 1024 * 1024, 1.0)
             .build_arc()
             .map_err(|e| QueryError::Mart(e.to_string()))?;
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("ccmart", "mart");
+        let config =
+            SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("ccmart", "mart");
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for t in MART_TABLES {
             let version = snapshot.tables.get(t.name).copied().unwrap_or(0);
-            let table = self
-                .mart
-                .load(t.name, version)
-                .await
-                .map_err(|e| QueryError::Mart(e.to_string()))?;
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(|e| QueryError::Mart(e.to_string()))?;
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(|e| QueryError::Mart(e.to_string()))?;
-            ctx.register_table(t.name, provider)
-                .map_err(|e| QueryError::Mart(e.to_string()))?;
+            let table = self.mart.load(t.name, version).await.map_err(|e| QueryError::Mart(e.to_string()))?;
+            table.update_datafusion_session(&ctx.state()).map_err(|e| QueryError::Mart(e.to_string()))?;
+            let provider = table.table_provider().await.map_err(|e| QueryError::Mart(e.to_string()))?;
+            ctx.register_table(t.name, provider).map_err(|e| QueryError::Mart(e.to_string()))?;
         }
         cache.push((snapshot.version, ctx.clone()));
         if cache.len() > CONTEXT_CACHE {
@@ -216,10 +193,7 @@ impl QueryEngine {
     pub async fn run(&self, snapshot: &MartSnapshot, sql: &str) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
         let ctx = self.context(snapshot).await?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let limit = self.limits.max_rows;
         let timeout = Duration::from_secs(self.limits.timeout_secs.max(1));
         let work = async {
@@ -251,9 +225,7 @@ impl QueryEngine {
             Ok::<_, QueryError>((schema, batches, rows, truncated))
         };
         let (schema, batches, row_count, truncated) =
-            tokio::time::timeout(timeout, work)
-                .await
-                .map_err(|_| QueryError::Timeout(timeout.as_secs()))??;
+            tokio::time::timeout(timeout, work).await.map_err(|_| QueryError::Timeout(timeout.as_secs()))??;
         Ok(QueryResult {
             schema,
             batches,

@@ -5,9 +5,7 @@ use crate::staging::MartSnapshot;
 use crate::transform::schema::MartTable;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -50,22 +48,10 @@ fn json_values(a: &ArrayRef) -> Result<Vec<serde_json::Value>, String> {
     let out = if dt.is_integer() {
         let c = cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
         let c = c.as_any().downcast_ref::<Int64Array>().ok_or("int cast")?;
-        (0..n)
-            .map(|i| {
-                if c.is_null(i) {
-                    J::Null
-                } else {
-                    J::from(c.value(i))
-                }
-            })
-            .collect()
-    } else if dt.is_floating() || matches!(dt, DataType::Decimal128(..) | DataType::Decimal256(..))
-    {
+        (0..n).map(|i| if c.is_null(i) { J::Null } else { J::from(c.value(i)) }).collect()
+    } else if dt.is_floating() || matches!(dt, DataType::Decimal128(..) | DataType::Decimal256(..)) {
         let c = cast(a, &DataType::Float64).map_err(|e| e.to_string())?;
-        let c = c
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .ok_or("float cast")?;
+        let c = c.as_any().downcast_ref::<Float64Array>().ok_or("float cast")?;
         (0..n)
             .map(|i| {
                 if c.is_null(i) {
@@ -77,30 +63,11 @@ fn json_values(a: &ArrayRef) -> Result<Vec<serde_json::Value>, String> {
             .collect()
     } else if *dt == DataType::Boolean {
         let c = a.as_any().downcast_ref::<BooleanArray>().ok_or("bool")?;
-        (0..n)
-            .map(|i| {
-                if c.is_null(i) {
-                    J::Null
-                } else {
-                    J::Bool(c.value(i))
-                }
-            })
-            .collect()
+        (0..n).map(|i| if c.is_null(i) { J::Null } else { J::Bool(c.value(i)) }).collect()
     } else {
         let c = cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
-        let c = c
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or("string cast")?;
-        (0..n)
-            .map(|i| {
-                if c.is_null(i) {
-                    J::Null
-                } else {
-                    J::String(c.value(i).to_string())
-                }
-            })
-            .collect()
+        let c = c.as_any().downcast_ref::<StringArray>().ok_or("string cast")?;
+        (0..n).map(|i| if c.is_null(i) { J::Null } else { J::String(c.value(i).to_string()) }).collect()
     };
     Ok(out)
 }
@@ -118,11 +85,8 @@ pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String>
                 .collect();
             let mut rows: Vec<Vec<serde_json::Value>> = Vec::with_capacity(r.row_count);
             for b in &r.batches {
-                let cols: Vec<Vec<serde_json::Value>> = b
-                    .columns()
-                    .iter()
-                    .map(json_values)
-                    .collect::<Result<_, _>>()?;
+                let cols: Vec<Vec<serde_json::Value>> =
+                    b.columns().iter().map(json_values).collect::<Result<_, _>>()?;
                 for i in 0..b.num_rows() {
                     rows.push(cols.iter().map(|c| c[i].clone()).collect());
                 }
@@ -136,41 +100,27 @@ pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String>
         OutputFormat::Csv => {
             let mut buf = Vec::new();
             {
-                let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut buf);
+                let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
                 for b in &r.batches {
                     w.write(b).map_err(|e| e.to_string())?;
                 }
                 if r.batches.is_empty() {
-                    w.write(&RecordBatch::new_empty(r.schema.clone()))
-                        .map_err(|e| e.to_string())?;
+                    w.write(&RecordBatch::new_empty(r.schema.clone())).map_err(|e| e.to_string())?;
                 }
             }
-            Ok(with_meta(
-                ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], buf).into_response(),
-                r,
-            ))
+            Ok(with_meta(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], buf).into_response(), r))
         }
         OutputFormat::Arrow => {
             let mut buf = Vec::new();
             {
-                let mut w =
-                    datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut buf, &r.schema)
-                        .map_err(|e| e.to_string())?;
+                let mut w = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut buf, &r.schema)
+                    .map_err(|e| e.to_string())?;
                 for b in &r.batches {
                     w.write(b).map_err(|e| e.to_string())?;
                 }
                 w.finish().map_err(|e| e.to_string())?;
             }
-            Ok(with_meta(
-                (
-                    [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
-                    buf,
-                )
-                    .into_response(),
-                r,
-            ))
+            Ok(with_meta(([(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")], buf).into_response(), r))
         }
         OutputFormat::Parquet => {
             let mut buf = Vec::new();
@@ -182,14 +132,7 @@ pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String>
                 }
                 w.close().map_err(|e| e.to_string())?;
             }
-            Ok(with_meta(
-                (
-                    [(header::CONTENT_TYPE, "application/vnd.apache.parquet")],
-                    buf,
-                )
-                    .into_response(),
-                r,
-            ))
+            Ok(with_meta(([(header::CONTENT_TYPE, "application/vnd.apache.parquet")], buf).into_response(), r))
         }
     }
 }
@@ -209,9 +152,7 @@ fn with_meta(mut resp: Response, r: &QueryResult) -> Response {
 }
 
 fn parquet_props() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build()
+    WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build()
 }
 
 /// A Parquet file holding one mart table (optionally a day range) at one mart version. The file is removed
@@ -244,10 +185,7 @@ impl ParquetExport {
         to: Option<&str>,
     ) -> Result<Self, QueryError> {
         let ctx = engine.context(snap).await?;
-        let mut df = ctx
-            .table(t.name)
-            .await
-            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        let mut df = ctx.table(t.name).await.map_err(|e| QueryError::Execution(e.to_string()))?;
         if t.partitioned {
             if let Some(f) = from {
                 df = df
@@ -261,29 +199,22 @@ impl ParquetExport {
             }
         }
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df
-            .execute_stream()
-            .await
-            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        let mut stream = df.execute_stream().await.map_err(|e| QueryError::Execution(e.to_string()))?;
         let file = tempfile::Builder::new()
             .prefix("ccmart-export-")
             .suffix(".parquet")
             .tempfile()
             .map_err(|e| QueryError::Execution(e.to_string()))?;
-        let handle = file
-            .reopen()
-            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        let handle = file.reopen().map_err(|e| QueryError::Execution(e.to_string()))?;
         let mut w = ArrowWriter::try_new(handle, schema, Some(parquet_props()))
             .map_err(|e| QueryError::Execution(e.to_string()))?;
         let mut rows = 0;
         while let Some(b) = stream.next().await {
             let b = b.map_err(|e| QueryError::Execution(e.to_string()))?;
             rows += b.num_rows();
-            w.write(&b)
-                .map_err(|e| QueryError::Execution(e.to_string()))?;
+            w.write(&b).map_err(|e| QueryError::Execution(e.to_string()))?;
         }
-        w.close()
-            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        w.close().map_err(|e| QueryError::Execution(e.to_string()))?;
         Ok(ParquetExport { file, rows })
     }
 }

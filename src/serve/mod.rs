@@ -61,11 +61,7 @@ pub struct ApplianceStatus {
 impl ApplianceStatus {
     /// Initial status of an appliance at `site`.
     pub fn new(site: &str) -> Self {
-        ApplianceStatus {
-            site: site.into(),
-            role: "active".into(),
-            ..Default::default()
-        }
+        ApplianceStatus { site: site.into(), role: "active".into(), ..Default::default() }
     }
 }
 
@@ -110,11 +106,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            message: message.into(),
-        }
+        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
     }
 }
 
@@ -124,16 +116,10 @@ impl From<QueryError> for ApiError {
             _ if e.is_client_error() => StatusCode::BAD_REQUEST,
             QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             QueryError::NoSnapshot(_) => StatusCode::SERVICE_UNAVAILABLE,
-            QueryError::Execution(m) if m.contains("Resources exhausted") => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            QueryError::Execution(m) if m.contains("Resources exhausted") => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError {
-            status,
-            code: e.code(),
-            message: e.to_string(),
-        }
+        ApiError { status, code: e.code(), message: e.to_string() }
     }
 }
 
@@ -166,9 +152,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/tables", get(tables))
         .route("/v1/query", post(query))
         .route("/v1/export/{table}", get(export))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(300),
@@ -187,10 +171,7 @@ fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, Ap
         message: e.to_string(),
     })?;
     s.ok_or_else(|| match version {
-        Some(v) => ApiError::bad_request(
-            "unknown_version",
-            format!("mart version {v} does not exist"),
-        ),
+        Some(v) => ApiError::bad_request("unknown_version", format!("mart version {v} does not exist")),
         None => ApiError::from(QueryError::NoSnapshot(
             "no mart version has been published yet; the first cycle is still running".into(),
         )),
@@ -198,12 +179,7 @@ fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, Ap
 }
 
 async fn healthz(State(state): State<ServeState>) -> impl IntoResponse {
-    let v = state
-        .store
-        .latest_snapshot()
-        .ok()
-        .flatten()
-        .map(|s| s.version);
+    let v = state.store.latest_snapshot().ok().flatten().map(|s| s.version);
     Json(serde_json::json!({"status": "ok", "mart_version": v}))
 }
 
@@ -232,15 +208,16 @@ async fn tables() -> impl IntoResponse {
 }
 
 async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: QueryRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_request", format!("request body is not valid JSON of the form {{\"sql\": \"...\", \"format\": \"json\"}}: {e}")))?;
+    let req: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "bad_request",
+            format!("request body is not valid JSON of the form {{\"sql\": \"...\", \"format\": \"json\"}}: {e}"),
+        )
+    })?;
     let format = OutputFormat::parse(req.format.as_deref().unwrap_or("json")).ok_or_else(|| {
         ApiError::bad_request(
             "bad_format",
-            format!(
-                "unknown format '{}': use json, csv, arrow or parquet",
-                req.format.unwrap_or_default()
-            ),
+            format!("unknown format '{}': use json, csv, arrow or parquet", req.format.unwrap_or_default()),
         )
     })?;
     if req.sql.trim().is_empty() {
@@ -283,34 +260,22 @@ async fn export(
     Query(p): Query<ExportParams>,
 ) -> Result<Response, ApiError> {
     let t = mart_table(&table).ok_or_else(|| {
-        ApiError::bad_request(
-            "unknown_table",
-            format!("no mart table '{table}'; see GET /v1/tables"),
-        )
+        ApiError::bad_request("unknown_table", format!("no mart table '{table}'; see GET /v1/tables"))
     })?;
     let from = parse_day("from", &p.from).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let to = parse_day("to", &p.to).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, p.mart_version)?;
-    let export =
-        ParquetExport::write(&state.engine, &snap, t, from.as_deref(), to.as_deref()).await?;
-    let file = tokio::fs::File::open(export.path())
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "io_error",
-            message: e.to_string(),
-        })?;
+    let export = ParquetExport::write(&state.engine, &snap, t, from.as_deref(), to.as_deref()).await?;
+    let file = tokio::fs::File::open(export.path()).await.map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "io_error",
+        message: e.to_string(),
+    })?;
     let stream = tokio_util::io::ReaderStream::new(file);
     let name = format!("{}.parquet", t.name);
-    let mut resp = Response::new(Body::from_stream(ExportStream {
-        inner: stream,
-        _keep: export,
-    }));
+    let mut resp = Response::new(Body::from_stream(ExportStream { inner: stream, _keep: export }));
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/vnd.apache.parquet"),
-    );
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/vnd.apache.parquet"));
     if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -342,7 +307,5 @@ pub async fn serve(
     state: ServeState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

@@ -1,12 +1,8 @@
 //! The discrete-event engine behind [`Simulator`].
 
-use super::truth::{
-    GroundTruth, LegResult, TruthCall, TruthLeg, TruthQueueVisit, TruthStatePeriod,
-};
+use super::truth::{GroundTruth, LegResult, TruthCall, TruthLeg, TruthQueueVisit, TruthStatePeriod};
 use super::*;
-use crate::source::contract::{
-    agent_state, call_state, call_type, endpoint_type, login_state, media_type,
-};
+use crate::source::contract::{agent_state, call_state, call_type, endpoint_type, login_state, media_type};
 use crate::source::contract::{party_end_cause as cause, party_role, party_state, party_type};
 use crate::source::{IdbValue, IdbWrite, WriteKind};
 use rand::{Rng, SeedableRng};
@@ -114,9 +110,7 @@ impl Simulator {
     pub fn new(settings: SimSettings, start_ts: i64) -> Self {
         let sites = (0..settings.sites)
             .map(|s| {
-                let rng = ChaCha8Rng::seed_from_u64(
-                    settings.seed.wrapping_mul(1_000_003).wrapping_add(s as u64),
-                );
+                let rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_mul(1_000_003).wrapping_add(s as u64));
                 let agents = (0..settings.agents_per_site)
                     .map(|i| Agent {
                         dbid: agent_dbid(s, i),
@@ -151,22 +145,12 @@ impl Simulator {
                     let offset = site.rng.random_range(0..120);
                     site.schedule(start_ts + offset, Ev::Login { agent: a });
                 }
-                let first = start_ts
-                    + secs(
-                        &mut site.rng,
-                        3600.0 / settings.calls_per_hour.max(0.001),
-                        0,
-                    );
+                let first = start_ts + secs(&mut site.rng, 3600.0 / settings.calls_per_hour.max(0.001), 0);
                 site.schedule(first, Ev::Arrival);
                 site
             })
             .collect();
-        Simulator {
-            settings,
-            sites,
-            start_ts,
-            config_written: false,
-        }
+        Simulator { settings, sites, start_ts, config_written: false }
     }
 
     /// The settings in use.
@@ -178,8 +162,7 @@ impl Simulator {
     pub fn truth(&self) -> GroundTruth {
         let mut all = GroundTruth::default();
         for site in &self.sites {
-            all.calls
-                .extend(site.truth.calls.iter().map(|(k, v)| (k.clone(), v.clone())));
+            all.calls.extend(site.truth.calls.iter().map(|(k, v)| (k.clone(), v.clone())));
             all.states.extend(site.truth.states.iter().cloned());
             all.sessions_started += site.truth.sessions_started;
             all.sessions_ended += site.truth.sessions_ended;
@@ -201,17 +184,8 @@ impl Simulator {
             ]);
             cols
         };
-        let ins = |table, handle, columns| IdbWrite {
-            table,
-            handle,
-            kind: WriteKind::Insert,
-            columns,
-        };
-        w.push(ins(
-            "GC_TENANT",
-            1,
-            stamp(vec![("NAME", IdbValue::Text("Environment".into()))]),
-        ));
+        let ins = |table, handle, columns| IdbWrite { table, handle, kind: WriteKind::Insert, columns };
+        w.push(ins("GC_TENANT", 1, stamp(vec![("NAME", IdbValue::Text("Environment".into()))])));
         for s in 0..self.settings.sites {
             let site = s + 1;
             w.push(ins(
@@ -270,10 +244,7 @@ impl Simulator {
                 w.push(ins(
                     "GC_PLACE",
                     3000 + a.dbid,
-                    stamp(vec![
-                        ("TENANTID", IdbValue::Int(1)),
-                        ("NAME", IdbValue::Text(format!("Place_{}", a.dn))),
-                    ]),
+                    stamp(vec![("TENANTID", IdbValue::Int(1)), ("NAME", IdbValue::Text(format!("Place_{}", a.dn)))]),
                 ));
                 w.push(ins(
                     "GC_ENDPOINT",
@@ -316,11 +287,7 @@ impl Simulator {
     /// Simulates every site up to (not including) `until` and returns, per site, the writes its collectors made,
     /// in order. The first call also returns the configuration (in every site's stream).
     pub fn advance_to(&mut self, until: i64) -> Vec<Vec<IdbWrite>> {
-        let config = if self.config_written {
-            Vec::new()
-        } else {
-            self.configuration_writes()
-        };
+        let config = if self.config_written { Vec::new() } else { self.configuration_writes() };
         self.config_written = true;
         let mut out = Vec::with_capacity(self.sites.len());
         for site in &mut self.sites {
@@ -356,9 +323,7 @@ impl Site {
     }
 
     fn c(&mut self, call: usize) -> &mut Call {
-        self.calls
-            .get_mut(&call)
-            .expect("simulator invariant: events of a call fire only while it is live")
+        self.calls.get_mut(&call).expect("simulator invariant: events of a call fire only while it is live")
     }
 
     fn handle(&mut self) -> i64 {
@@ -367,21 +332,11 @@ impl Site {
     }
 
     fn insert(&mut self, table: &'static str, handle: i64, columns: Vec<(&'static str, IdbValue)>) {
-        self.writes.push(IdbWrite {
-            table,
-            handle,
-            kind: WriteKind::Insert,
-            columns,
-        });
+        self.writes.push(IdbWrite { table, handle, kind: WriteKind::Insert, columns });
     }
 
     fn update(&mut self, table: &'static str, handle: i64, columns: Vec<(&'static str, IdbValue)>) {
-        self.writes.push(IdbWrite {
-            table,
-            handle,
-            kind: WriteKind::Update,
-            columns,
-        });
+        self.writes.push(IdbWrite { table, handle, kind: WriteKind::Update, columns });
     }
 
     fn run_until(&mut self, until: i64, st: &SimSettings) {
@@ -426,21 +381,9 @@ impl Site {
         let handle = self.handle();
         let agent = &mut self.agents[a];
         agent.session_count += 1;
-        let id = format!(
-            "LS-{}-{}-{}",
-            self.index + 1,
-            agent.dbid,
-            agent.session_count
-        );
+        let id = format!("LS-{}-{}-{}", self.index + 1, agent.dbid, agent.session_count);
         self.truth.sessions_started += 1;
-        agent.session = Some(Session {
-            handle,
-            id: id.clone(),
-            seq: 0,
-            state: 0,
-            state_start: now,
-            reason: None,
-        });
+        agent.session = Some(Session { handle, id: id.clone(), seq: 0, state: 0, state_start: now, reason: None });
         agent.logout_pending = false;
         let (dbid, dn_dbid, dn) = (agent.dbid, agent.dn_dbid, agent.dn.clone());
         self.insert(
@@ -475,13 +418,7 @@ impl Site {
     }
 
     /// Records a state change: closes the previous period in the truth, writes the history (and reason) rows.
-    fn set_agent_state(
-        &mut self,
-        a: usize,
-        state: i64,
-        reason: Option<&str>,
-        callid: Option<&str>,
-    ) {
+    fn set_agent_state(&mut self, a: usize, state: i64, reason: Option<&str>, callid: Option<&str>) {
         let now = self.now;
         let agent = &mut self.agents[a];
         let (dbid, dn_dbid) = (agent.dbid, agent.dn_dbid);
@@ -513,18 +450,8 @@ impl Site {
                 ("ENDPOINTID", IdbValue::Int(dn_dbid)),
                 ("SEQ", IdbValue::Int(seq)),
                 ("STATE", IdbValue::Int(state)),
-                (
-                    "WORKMODE",
-                    IdbValue::Int(if state == agent_state::AFTER_CALL_WORK {
-                        3
-                    } else {
-                        1
-                    }),
-                ),
-                (
-                    "CALLID",
-                    callid.map_or(IdbValue::Null, |c| IdbValue::Text(c.to_string())),
-                ),
+                ("WORKMODE", IdbValue::Int(if state == agent_state::AFTER_CALL_WORK { 3 } else { 1 })),
+                ("CALLID", callid.map_or(IdbValue::Null, |c| IdbValue::Text(c.to_string()))),
                 ("ADDED", IdbValue::Timestamp(now)),
                 ("ADDED_TS", IdbValue::Int(now)),
             ],
@@ -567,9 +494,7 @@ impl Site {
     }
 
     fn break_start(&mut self, a: usize, gen: u64, st: &SimSettings) {
-        if self.agents[a].break_gen != gen
-            || self.agents[a].call.is_some()
-            || self.agent_state(a) != agent_state::READY
+        if self.agents[a].break_gen != gen || self.agents[a].call.is_some() || self.agent_state(a) != agent_state::READY
         {
             return;
         }
@@ -592,19 +517,14 @@ impl Site {
     }
 
     fn acw_end(&mut self, a: usize, st: &SimSettings) {
-        let start = self.agents[a]
-            .session
-            .as_ref()
-            .map_or(self.now, |s| s.state_start);
+        let start = self.agents[a].session.as_ref().map_or(self.now, |s| s.state_start);
         if let Some((idx, callid)) = self.agents[a].acw_call.take() {
             let dbid = self.agents[a].dbid;
             let truth_call = match self.calls.get_mut(&idx) {
                 Some(c) => Some(&mut c.truth),
                 None => self.truth.calls.get_mut(&callid),
             };
-            if let Some(leg) =
-                truth_call.and_then(|c| c.legs.iter_mut().rev().find(|l| l.agent_dbid == dbid))
-            {
+            if let Some(leg) = truth_call.and_then(|c| c.legs.iter_mut().rev().find(|l| l.agent_dbid == dbid)) {
                 leg.acw_secs += self.now - start;
                 leg.acw_count += 1;
             }
@@ -650,10 +570,7 @@ impl Site {
         self.update(
             "GX_SESSION_ENDPOINT",
             session.handle + 1,
-            vec![
-                ("TERMINATED", IdbValue::Timestamp(now)),
-                ("TERMINATED_TS", IdbValue::Int(now)),
-            ],
+            vec![("TERMINATED", IdbValue::Timestamp(now)), ("TERMINATED_TS", IdbValue::Int(now))],
         );
         if self.arrivals {
             let pause = self.rng.random_range(300..1200);
@@ -675,9 +592,8 @@ impl Site {
         let now = self.now;
         let handle = self.handle();
         let callid = self.c(call).callid.clone();
-        let (ep_id, ep_dn) = endpoint.map_or((IdbValue::Null, IdbValue::Null), |(i, d)| {
-            (IdbValue::Int(i), IdbValue::Text(d))
-        });
+        let (ep_id, ep_dn) =
+            endpoint.map_or((IdbValue::Null, IdbValue::Null), |(i, d)| (IdbValue::Int(i), IdbValue::Text(d)));
         self.insert(
             "G_PARTY",
             handle,
@@ -723,10 +639,7 @@ impl Site {
 
     fn party_change(&mut self, call: usize, p: &mut Party, state: i64, ccevent: i64) {
         let now = self.now;
-        let mut cols = vec![
-            ("STATE", IdbValue::Int(state)),
-            ("CCEVENT", IdbValue::Int(ccevent)),
-        ];
+        let mut cols = vec![("STATE", IdbValue::Int(state)), ("CCEVENT", IdbValue::Int(ccevent))];
         if state == party_state::RELEASED {
             cols.push(("TERMINATED", IdbValue::Timestamp(now)));
             cols.push(("TERMINATED_TS", IdbValue::Int(now)));
@@ -838,11 +751,7 @@ impl Site {
         let site = self.index;
         let qdbid = queue_dbid(site, queue);
         let name = QUEUE_NAMES[queue % QUEUE_NAMES.len()];
-        let role = if self.c(call).transfers > 0 {
-            party_role::TRANSFER_DESTINATION
-        } else {
-            party_role::DESTINATION
-        };
+        let role = if self.c(call).transfers > 0 { party_role::TRANSFER_DESTINATION } else { party_role::DESTINATION };
         let qp = self.new_party(
             call,
             party_type::ACD_QUEUE,
@@ -855,12 +764,7 @@ impl Site {
         let c = self.c(call);
         c.queue = queue;
         c.queue_party = Some(qp);
-        c.truth.queue_visits.push(TruthQueueVisit {
-            queue_dbid: qdbid,
-            start_ts: now,
-            end_ts: now,
-            abandoned: false,
-        });
+        c.truth.queue_visits.push(TruthQueueVisit { queue_dbid: qdbid, start_ts: now, end_ts: now, abandoned: false });
         c.visit = c.truth.queue_visits.len() - 1;
         let visit = c.visit;
         // Longest-idle ready agent takes it at once; otherwise wait (FIFO) until patience runs out.
@@ -869,10 +773,7 @@ impl Site {
                 let ag = &self.agents[a];
                 ag.call.is_none()
                     && !ag.logout_pending
-                    && ag
-                        .session
-                        .as_ref()
-                        .is_some_and(|s| s.state == agent_state::READY)
+                    && ag.session.as_ref().is_some_and(|s| s.state == agent_state::READY)
             })
             .min_by_key(|&a| (self.agents[a].idle_since, a));
         match free {
@@ -915,11 +816,7 @@ impl Site {
         }
         self.agents[a].break_gen += 1;
         self.agents[a].call = Some(call);
-        let (dbid, dn_dbid, dn) = (
-            self.agents[a].dbid,
-            self.agents[a].dn_dbid,
-            self.agents[a].dn.clone(),
-        );
+        let (dbid, dn_dbid, dn) = (self.agents[a].dbid, self.agents[a].dn_dbid, self.agents[a].dn.clone());
         let callid = self.c(call).callid.clone();
         self.set_agent_state(a, agent_state::BUSY, None, Some(&callid));
         let ap = self.new_party(
@@ -964,10 +861,7 @@ impl Site {
         if let Some(l) = self.c(call).truth.legs.last_mut() {
             l.ring_secs = ring;
         }
-        if self
-            .rng
-            .random_bool(st.no_answer_probability.clamp(0.0, 1.0))
-        {
+        if self.rng.random_bool(st.no_answer_probability.clamp(0.0, 1.0)) {
             // Ring no answer: the call goes back to its queue, the agent goes not ready.
             self.party_change(call, &mut ap, party_state::RELEASED, cause::REDIRECTED);
             if let Some(l) = self.c(call).truth.legs.last_mut() {
@@ -1044,17 +938,10 @@ impl Site {
             l.talk_secs += now - c.leg_state_since;
             l.end_ts = now;
         }
-        let transfer = st.queues_per_site > 1
-            && c.transfers < 2
-            && self
-                .rng
-                .random_bool(st.transfer_probability.clamp(0.0, 1.0));
+        let transfer =
+            st.queues_per_site > 1 && c.transfers < 2 && self.rng.random_bool(st.transfer_probability.clamp(0.0, 1.0));
         let callid = c.callid.clone();
-        let end_cause = if transfer {
-            cause::TRANSFERRED
-        } else {
-            cause::COMPLETED
-        };
+        let end_cause = if transfer { cause::TRANSFERRED } else { cause::COMPLETED };
         self.party_change(call, &mut ap, party_state::RELEASED, end_cause);
         if let Some(c) = self.calls.get_mut(&call) {
             c.agent = None;
@@ -1109,10 +996,7 @@ impl Site {
         self.update(
             "G_IR",
             handle + 1,
-            vec![
-                ("TERMINATED", IdbValue::Timestamp(now)),
-                ("TERMINATED_TS", IdbValue::Int(now)),
-            ],
+            vec![("TERMINATED", IdbValue::Timestamp(now)), ("TERMINATED_TS", IdbValue::Int(now))],
         );
         if let Some(mut c) = self.calls.remove(&call) {
             c.truth.end_ts = now;

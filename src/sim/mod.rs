@@ -79,14 +79,7 @@ impl Default for SimSettings {
 }
 
 /// Names of the simulated queues (the site number is appended).
-pub const QUEUE_NAMES: &[&str] = &[
-    "Sales",
-    "Support",
-    "Billing",
-    "Retention",
-    "Technical",
-    "Claims",
-];
+pub const QUEUE_NAMES: &[&str] = &["Sales", "Support", "Billing", "Retention", "Technical", "Claims"];
 /// Not-ready reason codes agents use.
 pub const REASON_CODES: &[&str] = &["Break", "Lunch", "Meeting", "Training", "Coaching"];
 /// Attached-data values of `ServiceType`.

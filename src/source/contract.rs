@@ -54,44 +54,19 @@ impl TableSpec {
 }
 
 const fn int(name: &'static str) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        ty: ColumnType::Int,
-        required: false,
-        domain: None,
-    }
+    ColumnSpec { name, ty: ColumnType::Int, required: false, domain: None }
 }
 const fn int_req(name: &'static str) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        ty: ColumnType::Int,
-        required: true,
-        domain: None,
-    }
+    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: None }
 }
 const fn text(name: &'static str) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        ty: ColumnType::Text,
-        required: false,
-        domain: None,
-    }
+    ColumnSpec { name, ty: ColumnType::Text, required: false, domain: None }
 }
 const fn text_req(name: &'static str) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        ty: ColumnType::Text,
-        required: true,
-        domain: None,
-    }
+    ColumnSpec { name, ty: ColumnType::Text, required: true, domain: None }
 }
 const fn enumeration(name: &'static str, domain: &'static [i64]) -> ColumnSpec {
-    ColumnSpec {
-        name,
-        ty: ColumnType::Int,
-        required: true,
-        domain: Some(domain),
-    }
+    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: Some(domain) }
 }
 
 /// Codes of `G_CALL.STATE`.
@@ -172,12 +147,7 @@ pub mod party_role {
     /// A conference member.
     pub const CONFERENCE_MEMBER: i64 = 4;
     /// Accepted codes.
-    pub const ALL: &[i64] = &[
-        ORIGINATOR,
-        DESTINATION,
-        TRANSFER_DESTINATION,
-        CONFERENCE_MEMBER,
-    ];
+    pub const ALL: &[i64] = &[ORIGINATOR, DESTINATION, TRANSFER_DESTINATION, CONFERENCE_MEMBER];
 }
 
 /// Codes of `G_PARTY.STATE` and `G_PARTY_HISTORY.STATE`.
@@ -215,15 +185,7 @@ pub mod party_end_cause {
     /// Cleared by the switch without a normal event (stuck party closed by timeout).
     pub const CLEARED: i64 = 6;
     /// Accepted codes.
-    pub const ALL: &[i64] = &[
-        NONE,
-        COMPLETED,
-        ABANDONED,
-        TRANSFERRED,
-        REDIRECTED,
-        DISTRIBUTED,
-        CLEARED,
-    ];
+    pub const ALL: &[i64] = &[NONE, COMPLETED, ABANDONED, TRANSFERRED, REDIRECTED, DISTRIBUTED, CLEARED];
 }
 
 /// Codes of `G_AGENT_STATE_HISTORY.STATE`.
@@ -465,7 +427,5 @@ pub const EXTRACTED_TABLES: &[TableSpec] = &[
 
 /// Look up an extracted table by name.
 pub fn table(name: &str) -> Option<&'static TableSpec> {
-    EXTRACTED_TABLES
-        .iter()
-        .find(|t| t.name.eq_ignore_ascii_case(name))
+    EXTRACTED_TABLES.iter().find(|t| t.name.eq_ignore_ascii_case(name))
 }

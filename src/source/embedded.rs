@@ -34,11 +34,7 @@ impl EmbeddedIdb {
     pub fn new(name: &str, numbering: RowNumbering) -> Self {
         EmbeddedIdb {
             name: Arc::from(name),
-            state: Arc::new(Mutex::new(EmbeddedState {
-                numbering,
-                counter: 0,
-                tables: HashMap::new(),
-            })),
+            state: Arc::new(Mutex::new(EmbeddedState { numbering, counter: 0, tables: HashMap::new() })),
         }
     }
 
@@ -61,11 +57,8 @@ impl EmbeddedIdb {
             let counter = st.counter;
             let id = st.numbering.row_id(w.table, w.handle);
             let domain = st.numbering.gsys_domain;
-            let rendered: Vec<(&'static str, Option<String>)> = w
-                .columns
-                .iter()
-                .map(|(c, v)| (*c, st.numbering.render(v)))
-                .collect();
+            let rendered: Vec<(&'static str, Option<String>)> =
+                w.columns.iter().map(|(c, v)| (*c, st.numbering.render(v))).collect();
             let table = st.tables.entry(w.table.to_string()).or_default();
             match w.kind {
                 WriteKind::Insert => {
@@ -125,13 +118,7 @@ impl EmbeddedIdb {
     }
 
     /// Reads up to `limit` rows whose `counter` is above `after`, in counter order, as contract text rows.
-    pub fn read_chunk(
-        &self,
-        spec: &TableSpec,
-        counter: Counter,
-        after: i64,
-        limit: usize,
-    ) -> Vec<TextRow> {
+    pub fn read_chunk(&self, spec: &TableSpec, counter: Counter, after: i64, limit: usize) -> Vec<TextRow> {
         let st = self.lock();
         let Some(t) = st.tables.get(spec.name) else {
             return Vec::new();
@@ -144,31 +131,16 @@ impl EmbeddedIdb {
             .range(after.saturating_add(1)..)
             .take(limit)
             .filter_map(|(_, id)| t.rows.get(id))
-            .map(|row| {
-                spec.columns
-                    .iter()
-                    .map(|c| row.get(c.name).cloned().flatten())
-                    .collect()
-            })
+            .map(|row| spec.columns.iter().map(|c| row.get(c.name).cloned().flatten()).collect())
             .collect()
     }
 }
 
 fn remove_counters(table: &mut EmbeddedTable, old: &StoredRow) {
-    if let Some(s) = old
-        .get("GSYS_SEQ")
-        .cloned()
-        .flatten()
-        .and_then(|s| s.parse::<i64>().ok())
-    {
+    if let Some(s) = old.get("GSYS_SEQ").cloned().flatten().and_then(|s| s.parse::<i64>().ok()) {
         table.by_seq.remove(&s);
     }
-    if let Some(u) = old
-        .get("GSYS_USEQ")
-        .cloned()
-        .flatten()
-        .and_then(|s| s.parse::<i64>().ok())
-    {
+    if let Some(u) = old.get("GSYS_USEQ").cloned().flatten().and_then(|s| s.parse::<i64>().ok()) {
         table.by_useq.remove(&u);
     }
 }

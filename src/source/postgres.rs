@@ -26,20 +26,11 @@ pub struct PostgresIdb {
 }
 
 async fn connect(name: &str, url: &str) -> Result<Client> {
-    let unreachable = |message: String| SourceError::Unreachable {
-        idb: name.to_string(),
-        message,
-    };
-    let (client, connection) =
-        tokio::time::timeout(DEFAULT_IO_TIMEOUT, tokio_postgres::connect(url, NoTls))
-            .await
-            .map_err(|_| {
-                unreachable(format!(
-                    "no connection within {}s",
-                    DEFAULT_IO_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| unreachable(e.to_string()))?;
+    let unreachable = |message: String| SourceError::Unreachable { idb: name.to_string(), message };
+    let (client, connection) = tokio::time::timeout(DEFAULT_IO_TIMEOUT, tokio_postgres::connect(url, NoTls))
+        .await
+        .map_err(|_| unreachable(format!("no connection within {}s", DEFAULT_IO_TIMEOUT.as_secs())))?
+        .map_err(|e| unreachable(e.to_string()))?;
     let idb = name.to_string();
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -52,11 +43,7 @@ async fn connect(name: &str, url: &str) -> Result<Client> {
 impl PostgresIdb {
     /// A reader for the IDB at `url` (a `postgres://` URL). Nothing is connected until the first read.
     pub fn new(name: &str, url: &str) -> Self {
-        PostgresIdb {
-            name: Arc::from(name),
-            url: Arc::from(url),
-            client: Arc::new(tokio::sync::Mutex::new(None)),
-        }
+        PostgresIdb { name: Arc::from(name), url: Arc::from(url), client: Arc::new(tokio::sync::Mutex::new(None)) }
     }
 
     /// The IDB's name from the config.
@@ -77,39 +64,26 @@ impl PostgresIdb {
             *guard = Some(connect(&self.name, &self.url).await?);
         }
         let Some(client) = guard.as_ref() else {
-            return Err(SourceError::Unreachable {
-                idb: self.name.to_string(),
-                message: "not connected".into(),
-            });
+            return Err(SourceError::Unreachable { idb: self.name.to_string(), message: "not connected".into() });
         };
         let cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
         let ctr = counter.column();
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {ctr} > {after} ORDER BY {ctr} LIMIT {limit}",
-            cols.join(", "),
-            spec.name
-        );
+        let sql =
+            format!("SELECT {} FROM {} WHERE {ctr} > {after} ORDER BY {ctr} LIMIT {limit}", cols.join(", "), spec.name);
         let result = tokio::time::timeout(DEFAULT_IO_TIMEOUT, client.simple_query(&sql)).await;
         let messages = match result {
             Err(_) => {
                 *guard = None;
                 return Err(SourceError::Unreachable {
                     idb: self.name.to_string(),
-                    message: format!(
-                        "reading {} took longer than {}s",
-                        spec.name,
-                        DEFAULT_IO_TIMEOUT.as_secs()
-                    ),
+                    message: format!("reading {} took longer than {}s", spec.name, DEFAULT_IO_TIMEOUT.as_secs()),
                 });
             }
             Ok(Err(e)) => {
                 let closed = client.is_closed() || e.is_closed();
                 if closed {
                     *guard = None;
-                    return Err(SourceError::Unreachable {
-                        idb: self.name.to_string(),
-                        message: e.to_string(),
-                    });
+                    return Err(SourceError::Unreachable { idb: self.name.to_string(), message: e.to_string() });
                 }
                 return Err(SourceError::Query {
                     idb: self.name.to_string(),
@@ -122,11 +96,7 @@ impl PostgresIdb {
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some(
-                    (0..cols.len())
-                        .map(|i| r.get(i).map(str::to_string))
-                        .collect(),
-                ),
+                SimpleQueryMessage::Row(r) => Some((0..cols.len()).map(|i| r.get(i).map(str::to_string)).collect()),
                 _ => None,
             })
             .collect())
@@ -161,25 +131,13 @@ impl PostgresWriter {
     /// Connects, creates the IDB schema if missing and resumes the IDB's counter.
     pub async fn connect(name: &str, url: &str, numbering: RowNumbering) -> Result<Self> {
         let client = connect(name, url).await?;
-        let write_err = |e: tokio_postgres::Error| SourceError::Write {
-            idb: name.to_string(),
-            message: db_message(&e),
-        };
+        let write_err =
+            |e: tokio_postgres::Error| SourceError::Write { idb: name.to_string(), message: db_message(&e) };
         client.batch_execute(IDB_DDL).await.map_err(write_err)?;
-        let rows = client
-            .query(
-                "SELECT VALUE FROM G_PROV_CONTROL WHERE NAME = 'GSYS_SEQ'",
-                &[],
-            )
-            .await
-            .map_err(write_err)?;
+        let rows =
+            client.query("SELECT VALUE FROM G_PROV_CONTROL WHERE NAME = 'GSYS_SEQ'", &[]).await.map_err(write_err)?;
         let counter = rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0);
-        Ok(PostgresWriter {
-            name: name.to_string(),
-            client,
-            numbering,
-            counter,
-        })
+        Ok(PostgresWriter { name: name.to_string(), client, numbering, counter })
     }
 
     /// Applies a batch in one transaction. Updates of rows inserted in the same batch are folded into the insert
@@ -188,30 +146,19 @@ impl PostgresWriter {
     pub async fn apply(&mut self, writes: &[IdbWrite]) -> Result<()> {
         let mut inserts: Vec<PendingInsert> = Vec::new();
         let mut insert_pos: BTreeMap<(&'static str, i64), usize> = BTreeMap::new();
-        let mut updates: BTreeMap<
-            (&'static str, i64),
-            (BTreeMap<&'static str, Option<String>>, i64),
-        > = BTreeMap::new();
+        let mut updates: BTreeMap<(&'static str, i64), (BTreeMap<&'static str, Option<String>>, i64)> = BTreeMap::new();
         let mut counter = self.counter;
         for w in writes {
             counter += 1;
             let id = self.numbering.row_id(w.table, w.handle);
-            let rendered = w
-                .columns
-                .iter()
-                .map(|(c, v)| (*c, self.numbering.render(v)));
+            let rendered = w.columns.iter().map(|(c, v)| (*c, self.numbering.render(v)));
             match w.kind {
                 WriteKind::Insert => {
                     insert_pos.insert((w.table, id), inserts.len());
                     let mut columns: BTreeMap<_, _> = rendered.collect();
                     columns.insert(RowNumbering::key_column(w.table), Some(id.to_string()));
                     columns.insert("GSYS_DOMAIN", Some(self.numbering.gsys_domain.to_string()));
-                    inserts.push(PendingInsert {
-                        table: w.table,
-                        columns,
-                        seq: counter,
-                        useq: None,
-                    });
+                    inserts.push(PendingInsert { table: w.table, columns, seq: counter, useq: None });
                 }
                 WriteKind::Update => {
                     if let Some(&pos) = insert_pos.get(&(w.table, id)) {
@@ -219,28 +166,20 @@ impl PostgresWriter {
                         p.columns.extend(rendered);
                         p.useq = Some(counter);
                     } else {
-                        let entry = updates
-                            .entry((w.table, id))
-                            .or_insert_with(|| (BTreeMap::new(), counter));
+                        let entry = updates.entry((w.table, id)).or_insert_with(|| (BTreeMap::new(), counter));
                         entry.0.extend(rendered);
                         entry.1 = counter;
                     }
                 }
             }
         }
-        let write_err = |e: tokio_postgres::Error| SourceError::Write {
-            idb: self.name.clone(),
-            message: db_message(&e),
-        };
+        let write_err =
+            |e: tokio_postgres::Error| SourceError::Write { idb: self.name.clone(), message: db_message(&e) };
         let tx = self.client.transaction().await.map_err(write_err)?;
         // Group inserts by (table, column set) so each group is one COPY.
-        let mut groups: BTreeMap<(&'static str, Vec<&'static str>), Vec<&PendingInsert>> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(&'static str, Vec<&'static str>), Vec<&PendingInsert>> = BTreeMap::new();
         for p in &inserts {
-            groups
-                .entry((p.table, p.columns.keys().copied().collect()))
-                .or_default()
-                .push(p);
+            groups.entry((p.table, p.columns.keys().copied().collect())).or_default().push(p);
         }
         for ((table, cols), rows) in groups {
             let mut data = String::new();
@@ -253,15 +192,10 @@ impl PostgresWriter {
                 copy_field(&mut data, p.useq.map(|u| u.to_string()).as_deref());
                 data.push('\n');
             }
-            let stmt = format!(
-                "COPY {table} ({}, GSYS_SEQ, GSYS_USEQ) FROM STDIN",
-                cols.join(", ")
-            );
+            let stmt = format!("COPY {table} ({}, GSYS_SEQ, GSYS_USEQ) FROM STDIN", cols.join(", "));
             let sink = tx.copy_in(&stmt).await.map_err(write_err)?;
             futures::pin_mut!(sink);
-            sink.send(bytes::Bytes::from(data))
-                .await
-                .map_err(write_err)?;
+            sink.send(bytes::Bytes::from(data)).await.map_err(write_err)?;
             sink.finish().await.map_err(write_err)?;
         }
         if !updates.is_empty() {
@@ -271,11 +205,7 @@ impl PostgresWriter {
                 for (c, v) in cols {
                     let _ = write!(sql, "{c} = {}, ", sql_literal(v.as_deref()));
                 }
-                let _ = writeln!(
-                    sql,
-                    "GSYS_USEQ = {useq} WHERE {} = {id};",
-                    RowNumbering::key_column(table)
-                );
+                let _ = writeln!(sql, "GSYS_USEQ = {useq} WHERE {} = {id};", RowNumbering::key_column(table));
             }
             tx.batch_execute(&sql).await.map_err(write_err)?;
         }
@@ -296,10 +226,7 @@ impl PostgresWriter {
         self.client
             .batch_execute(sql)
             .await
-            .map_err(|e| SourceError::Write {
-                idb: self.name.clone(),
-                message: db_message(&e),
-            })
+            .map_err(|e| SourceError::Write { idb: self.name.clone(), message: db_message(&e) })
     }
 }
 

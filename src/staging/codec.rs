@@ -43,10 +43,7 @@ impl StagedRow {
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
-        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode {
-            table: "rows",
-            message: e.to_string(),
-        })
+        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode { table: "rows", message: e.to_string() })
     }
 }
 
@@ -71,9 +68,6 @@ impl FactRow {
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
-        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode {
-            table: "facts",
-            message: e.to_string(),
-        })
+        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode { table: "facts", message: e.to_string() })
     }
 }

@@ -24,8 +24,7 @@ const DIRTY_GROUPS: TableDefinition<&str, ()> = TableDefinition::new("dirty_grou
 const QUARANTINE: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("quarantine");
 const FACTS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("facts");
 const GROUP_FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_facts");
-const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> =
-    TableDefinition::new("dirty_partitions");
+const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("dirty_partitions");
 const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
 const ACW: TableDefinition<(&str, i64, i64), i64> = TableDefinition::new("after_call_work");
 
@@ -66,10 +65,7 @@ pub enum StagingError {
 pub type Result<T, E = StagingError> = std::result::Result<T, E>;
 
 fn storage<E: std::fmt::Display>(during: &'static str) -> impl Fn(E) -> StagingError {
-    move |e| StagingError::Storage {
-        during,
-        message: e.to_string(),
-    }
+    move |e| StagingError::Storage { during, message: e.to_string() }
 }
 
 /// Where extraction stands in one table of one IDB: both counters' high-water marks.
@@ -195,10 +191,8 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path, faults: FaultInjector) -> Result<Self> {
-        let db = Database::create(path).map_err(|e| StagingError::Open {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let db = Database::create(path)
+            .map_err(|e| StagingError::Open { path: path.to_path_buf(), message: e.to_string() })?;
         let tx = db.begin_write().map_err(storage("open"))?;
         {
             tx.open_table(ROWS).map_err(storage("open"))?;
@@ -218,34 +212,18 @@ impl Store {
 
     /// The high-water marks of one IDB table.
     pub fn high_water_mark(&self, idb: &str, table: &str) -> Result<HighWaterMark> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(storage("read high-water mark"))?;
-        let t = tx
-            .open_table(HWM)
-            .map_err(storage("read high-water mark"))?;
+        let tx = self.db.begin_read().map_err(storage("read high-water mark"))?;
+        let t = tx.open_table(HWM).map_err(storage("read high-water mark"))?;
         let get = |c: &str| -> Result<i64> {
-            Ok(t.get((idb, table, c))
-                .map_err(storage("read high-water mark"))?
-                .map(|v| v.value())
-                .unwrap_or(0))
+            Ok(t.get((idb, table, c)).map_err(storage("read high-water mark"))?.map(|v| v.value()).unwrap_or(0))
         };
-        Ok(HighWaterMark {
-            seq: get("seq")?,
-            useq: get("useq")?,
-        })
+        Ok(HighWaterMark { seq: get("seq")?, useq: get("useq")? })
     }
 
     /// All high-water marks: (IDB, table) → mark.
     pub fn high_water_marks(&self) -> Result<BTreeMap<(String, String), HighWaterMark>> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(storage("read high-water marks"))?;
-        let t = tx
-            .open_table(HWM)
-            .map_err(storage("read high-water marks"))?;
+        let tx = self.db.begin_read().map_err(storage("read high-water marks"))?;
+        let t = tx.open_table(HWM).map_err(storage("read high-water marks"))?;
         let mut out: BTreeMap<(String, String), HighWaterMark> = BTreeMap::new();
         for item in t.iter().map_err(storage("read high-water marks"))? {
             let (k, v) = item.map_err(storage("read high-water marks"))?;
@@ -283,14 +261,9 @@ impl Store {
                     outcome.unchanged += 1;
                     continue;
                 }
-                rows.insert(key, r.row.encode().as_slice())
-                    .map_err(storage(during))?;
-                groups
-                    .insert((r.group.as_str(), chunk.idb, chunk.table, r.id), ())
-                    .map_err(storage(during))?;
-                dirty
-                    .insert(r.group.as_str(), ())
-                    .map_err(storage(during))?;
+                rows.insert(key, r.row.encode().as_slice()).map_err(storage(during))?;
+                groups.insert((r.group.as_str(), chunk.idb, chunk.table, r.id), ()).map_err(storage(during))?;
+                dirty.insert(r.group.as_str(), ()).map_err(storage(during))?;
                 outcome.staged += 1;
             }
             for q in &chunk.quarantined {
@@ -304,8 +277,7 @@ impl Store {
                 Counter::Seq => "seq",
                 Counter::Useq => "useq",
             };
-            hwm.insert((chunk.idb, chunk.table, c), chunk.new_mark)
-                .map_err(storage(during))?;
+            hwm.insert((chunk.idb, chunk.table, c), chunk.new_mark).map_err(storage(during))?;
         }
         tx.commit().map_err(storage(during))?;
         Ok(outcome)
@@ -314,17 +286,13 @@ impl Store {
     /// Quarantined rows, oldest first (at most `limit`).
     pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>> {
         let tx = self.db.begin_read().map_err(storage("read quarantine"))?;
-        let t = tx
-            .open_table(QUARANTINE)
-            .map_err(storage("read quarantine"))?;
+        let t = tx.open_table(QUARANTINE).map_err(storage("read quarantine"))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(storage("read quarantine"))?.take(limit) {
             let (_, v) = item.map_err(storage("read quarantine"))?;
             out.push(
-                rmp_serde::from_slice(v.value()).map_err(|e| StagingError::Decode {
-                    table: "quarantine",
-                    message: e.to_string(),
-                })?,
+                rmp_serde::from_slice(v.value())
+                    .map_err(|e| StagingError::Decode { table: "quarantine", message: e.to_string() })?,
             );
         }
         Ok(out)
@@ -333,26 +301,17 @@ impl Store {
     /// Number of quarantined rows.
     pub fn quarantine_count(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(storage("count quarantine"))?;
-        let t = tx
-            .open_table(QUARANTINE)
-            .map_err(storage("count quarantine"))?;
+        let t = tx.open_table(QUARANTINE).map_err(storage("count quarantine"))?;
         t.len().map_err(storage("count quarantine"))
     }
 
     /// Groups waiting for the transform (at most `limit`), in key order.
     pub fn dirty_groups(&self, limit: usize) -> Result<Vec<String>> {
         let tx = self.db.begin_read().map_err(storage("read dirty groups"))?;
-        let t = tx
-            .open_table(DIRTY_GROUPS)
-            .map_err(storage("read dirty groups"))?;
+        let t = tx.open_table(DIRTY_GROUPS).map_err(storage("read dirty groups"))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(storage("read dirty groups"))?.take(limit) {
-            out.push(
-                item.map_err(storage("read dirty groups"))?
-                    .0
-                    .value()
-                    .to_string(),
-            );
+            out.push(item.map_err(storage("read dirty groups"))?.0.value().to_string());
         }
         Ok(out)
     }
@@ -364,19 +323,14 @@ impl Store {
         let g = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
         let rows = tx.open_table(ROWS).map_err(storage(during))?;
         let mut out: BTreeMap<(String, String), Vec<StagedRow>> = BTreeMap::new();
-        for item in g
-            .range::<(&str, &str, &str, i64)>((group, "", "", i64::MIN)..)
-            .map_err(storage(during))?
-        {
+        for item in g.range::<(&str, &str, &str, i64)>((group, "", "", i64::MIN)..).map_err(storage(during))? {
             let (k, _) = item.map_err(storage(during))?;
             let (grp, idb, table, id) = k.value();
             if grp != group {
                 break;
             }
             if let Some(v) = rows.get((idb, table, id)).map_err(storage(during))? {
-                out.entry((idb.to_string(), table.to_string()))
-                    .or_default()
-                    .push(StagedRow::decode(v.value())?);
+                out.entry((idb.to_string(), table.to_string())).or_default().push(StagedRow::decode(v.value())?);
             }
         }
         Ok(out)
@@ -388,10 +342,7 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage(during))?;
         let t = tx.open_table(ACW).map_err(storage(during))?;
         let mut out = BTreeMap::new();
-        for item in t
-            .range::<(&str, i64, i64)>((callid, i64::MIN, i64::MIN)..)
-            .map_err(storage(during))?
-        {
+        for item in t.range::<(&str, i64, i64)>((callid, i64::MIN, i64::MIN)..).map_err(storage(during))? {
             let (k, v) = item.map_err(storage(during))?;
             let (c, agent, start) = k.value();
             if c != callid {
@@ -405,11 +356,7 @@ impl Store {
     /// Commits the transform's output for a batch of groups in one transaction: replaces each group's facts
     /// (marking every changed partition dirty), records derived after-call work, wakes dependent groups and
     /// clears the processed groups' dirty marks.
-    pub fn commit_group_outputs(
-        &self,
-        processed: &[String],
-        outputs: &[GroupOutput],
-    ) -> Result<usize> {
+    pub fn commit_group_outputs(&self, processed: &[String], outputs: &[GroupOutput]) -> Result<usize> {
         self.faults.step("commit transformed facts")?;
         let during = "commit transformed facts";
         let mut changed = 0usize;
@@ -424,64 +371,39 @@ impl Store {
                 dirty.remove(g.as_str()).map_err(storage(during))?;
             }
             for out in outputs {
-                let old: Vec<FactAddress> = match group_facts
-                    .get(out.group.as_str())
-                    .map_err(storage(during))?
-                {
-                    Some(v) => {
-                        rmp_serde::from_slice(v.value()).map_err(|e| StagingError::Decode {
-                            table: "group_facts",
-                            message: e.to_string(),
-                        })?
-                    }
+                let old: Vec<FactAddress> = match group_facts.get(out.group.as_str()).map_err(storage(during))? {
+                    Some(v) => rmp_serde::from_slice(v.value())
+                        .map_err(|e| StagingError::Decode { table: "group_facts", message: e.to_string() })?,
                     None => Vec::new(),
                 };
-                let new_addrs: BTreeSet<(&str, &str, i64)> = out
-                    .facts
-                    .iter()
-                    .map(|(a, _)| (a.table.as_str(), a.day.as_str(), a.key))
-                    .collect();
+                let new_addrs: BTreeSet<(&str, &str, i64)> =
+                    out.facts.iter().map(|(a, _)| (a.table.as_str(), a.day.as_str(), a.key)).collect();
                 for a in &old {
                     if !new_addrs.contains(&(a.table.as_str(), a.day.as_str(), a.key)) {
-                        facts
-                            .remove((a.table.as_str(), a.day.as_str(), a.key))
-                            .map_err(storage(during))?;
-                        parts
-                            .insert((a.table.as_str(), a.day.as_str()), ())
-                            .map_err(storage(during))?;
+                        facts.remove((a.table.as_str(), a.day.as_str(), a.key)).map_err(storage(during))?;
+                        parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
                         changed += 1;
                     }
                 }
                 for (a, row) in &out.facts {
                     let bytes = row.encode();
                     let key = (a.table.as_str(), a.day.as_str(), a.key);
-                    let same = facts
-                        .get(key)
-                        .map_err(storage(during))?
-                        .is_some_and(|v| v.value() == bytes.as_slice());
+                    let same = facts.get(key).map_err(storage(during))?.is_some_and(|v| v.value() == bytes.as_slice());
                     if !same {
-                        facts
-                            .insert(key, bytes.as_slice())
-                            .map_err(storage(during))?;
-                        parts
-                            .insert((a.table.as_str(), a.day.as_str()), ())
-                            .map_err(storage(during))?;
+                        facts.insert(key, bytes.as_slice()).map_err(storage(during))?;
+                        parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
                         changed += 1;
                     }
                 }
                 let addrs: Vec<&FactAddress> = out.facts.iter().map(|(a, _)| a).collect();
                 let bytes = rmp_serde::to_vec(&addrs).map_err(storage(during))?;
-                group_facts
-                    .insert(out.group.as_str(), bytes.as_slice())
-                    .map_err(storage(during))?;
+                group_facts.insert(out.group.as_str(), bytes.as_slice()).map_err(storage(during))?;
                 for ((callid, agent, start), v) in &out.after_call_work {
                     let key = (callid.as_str(), *agent, *start);
                     let old = acw.get(key).map_err(storage(during))?.map(|g| g.value());
                     if old != Some(*v) {
                         acw.insert(key, *v).map_err(storage(during))?;
-                        dirty
-                            .insert(format!("I:{callid}").as_str(), ())
-                            .map_err(storage(during))?;
+                        dirty.insert(format!("I:{callid}").as_str(), ()).map_err(storage(during))?;
                     }
                 }
                 for w in &out.wake {
@@ -495,13 +417,8 @@ impl Store {
 
     /// Mart partitions whose facts changed since the last published version: (table, day).
     pub fn dirty_partitions(&self) -> Result<Vec<(String, String)>> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(storage("read dirty partitions"))?;
-        let t = tx
-            .open_table(DIRTY_PARTITIONS)
-            .map_err(storage("read dirty partitions"))?;
+        let tx = self.db.begin_read().map_err(storage("read dirty partitions"))?;
+        let t = tx.open_table(DIRTY_PARTITIONS).map_err(storage("read dirty partitions"))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(storage("read dirty partitions"))? {
             let (k, _) = item.map_err(storage("read dirty partitions"))?;
@@ -517,9 +434,8 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage(during))?;
         let t = tx.open_table(FACTS).map_err(storage(during))?;
         let mut out = Vec::new();
-        for item in t
-            .range::<(&str, &str, i64)>((table, day, i64::MIN)..=(table, day, i64::MAX))
-            .map_err(storage(during))?
+        for item in
+            t.range::<(&str, &str, i64)>((table, day, i64::MIN)..=(table, day, i64::MAX)).map_err(storage(during))?
         {
             let (k, v) = item.map_err(storage(during))?;
             out.push((k.value().2, FactRow::decode(v.value())?));
@@ -531,9 +447,7 @@ impl Store {
     pub fn has_fact(&self, table: &str, day: &str, key: i64) -> Result<bool> {
         let tx = self.db.begin_read().map_err(storage("read fact"))?;
         let t = tx.open_table(FACTS).map_err(storage("read fact"))?;
-        Ok(t.get((table, day, key))
-            .map_err(storage("read fact"))?
-            .is_some())
+        Ok(t.get((table, day, key)).map_err(storage("read fact"))?.is_some())
     }
 
     /// Publishes a mart version: records the snapshot and clears the partitions it covers, in one transaction.
@@ -546,12 +460,9 @@ impl Store {
             let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
             let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
             let bytes = rmp_serde::to_vec_named(snapshot).map_err(storage(during))?;
-            cat.insert(snapshot.version, bytes.as_slice())
-                .map_err(storage(during))?;
+            cat.insert(snapshot.version, bytes.as_slice()).map_err(storage(during))?;
             for (t, d) in published {
-                parts
-                    .remove((t.as_str(), d.as_str()))
-                    .map_err(storage(during))?;
+                parts.remove((t.as_str(), d.as_str())).map_err(storage(during))?;
             }
         }
         tx.commit().map_err(storage(during))?;
@@ -564,14 +475,10 @@ impl Store {
         let t = tx.open_table(CATALOG).map_err(storage("read catalog"))?;
         let last = t.last().map_err(storage("read catalog"))?;
         let out = match last {
-            Some((_, v)) => {
-                Some(
-                    rmp_serde::from_slice(v.value()).map_err(|e| StagingError::Decode {
-                        table: "catalog",
-                        message: e.to_string(),
-                    })?,
-                )
-            }
+            Some((_, v)) => Some(
+                rmp_serde::from_slice(v.value())
+                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?,
+            ),
             None => None,
         };
         Ok(out)
@@ -582,12 +489,10 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage("read catalog"))?;
         let t = tx.open_table(CATALOG).map_err(storage("read catalog"))?;
         match t.get(version).map_err(storage("read catalog"))? {
-            Some(v) => Ok(Some(rmp_serde::from_slice(v.value()).map_err(|e| {
-                StagingError::Decode {
-                    table: "catalog",
-                    message: e.to_string(),
-                }
-            })?)),
+            Some(v) => Ok(Some(
+                rmp_serde::from_slice(v.value())
+                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?,
+            )),
             None => Ok(None),
         }
     }

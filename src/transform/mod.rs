@@ -8,8 +8,7 @@ pub mod schema;
 
 use crate::merge::MergedGroup;
 use crate::source::contract::{
-    self, agent_state, endpoint_type, login_state, party_end_cause as cause, party_state,
-    party_type, TableSpec,
+    self, agent_state, endpoint_type, login_state, party_end_cause as cause, party_state, party_type, TableSpec,
 };
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
 use schema::{DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, RESOURCE, SM_RES_STATE_FACT};
@@ -87,11 +86,7 @@ fn opt_text(v: Option<&str>) -> Cell {
 fn addr(table: &schema::MartTable, day: &str, key: i64) -> FactAddress {
     FactAddress {
         table: table.name.to_string(),
-        day: if table.partitioned {
-            day.to_string()
-        } else {
-            String::new()
-        },
+        day: if table.partitioned { day.to_string() } else { String::new() },
         key,
     }
 }
@@ -101,15 +96,8 @@ pub type AfterCallWork = BTreeMap<(i64, i64), i64>;
 
 /// Transforms one merged group. `after_call_work` is the derived after-call work of an interaction group, found
 /// earlier in the agents' login sessions.
-pub fn transform_group(
-    group: &str,
-    merged: &MergedGroup,
-    after_call_work: &AfterCallWork,
-) -> GroupOutput {
-    let mut out = GroupOutput {
-        group: group.to_string(),
-        ..Default::default()
-    };
+pub fn transform_group(group: &str, merged: &MergedGroup, after_call_work: &AfterCallWork) -> GroupOutput {
+    let mut out = GroupOutput { group: group.to_string(), ..Default::default() };
     if let Some(callid) = group.strip_prefix("I:") {
         interaction(callid, merged, after_call_work, &mut out);
     } else if group.starts_with("S:") {
@@ -121,25 +109,16 @@ pub fn transform_group(
 }
 
 fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut GroupOutput) {
-    let call_cols = Cols {
-        spec: &contract::G_CALL,
-    };
-    let party_cols = Cols {
-        spec: &contract::G_PARTY,
-    };
-    let hist_cols = Cols {
-        spec: &contract::G_PARTY_HISTORY,
-    };
+    let call_cols = Cols { spec: &contract::G_CALL };
+    let party_cols = Cols { spec: &contract::G_PARTY };
+    let hist_cols = Cols { spec: &contract::G_PARTY_HISTORY };
     let Some(call) = m.rows("G_CALL").iter().max_by_key(|r| r.version) else {
         return;
     };
     if call_cols.i(call, "STATE") != Some(contract::call_state::TERMINATED) {
         return;
     }
-    let (Some(start), Some(end)) = (
-        call_cols.i(call, "CREATED_TS"),
-        call_cols.i(call, "TERMINATED_TS"),
-    ) else {
+    let (Some(start), Some(end)) = (call_cols.i(call, "CREATED_TS"), call_cols.i(call, "TERMINATED_TS")) else {
         return;
     };
     let day = day_of(start);
@@ -161,12 +140,8 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
         .iter()
         .find(|p| party_cols.i(p, "TYPE") == Some(party_type::ACD_QUEUE))
         .and_then(|p| party_cols.t(p, "ENDPOINTDN"));
-    let call_type = call_cols
-        .i(call, "CALLTYPE")
-        .unwrap_or(contract::call_type::INBOUND);
-    let media = call_cols
-        .i(call, "MEDIATYPE")
-        .unwrap_or(contract::media_type::VOICE);
+    let call_type = call_cols.i(call, "CALLTYPE").unwrap_or(contract::call_type::INBOUND);
+    let media = call_cols.i(call, "MEDIATYPE").unwrap_or(contract::media_type::VOICE);
     out.facts.push((
         addr(&INTERACTION_FACT, &day, ixn_id),
         FactRow(vec![
@@ -192,12 +167,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     let resource_parties: Vec<&StagedRow> = parties
         .iter()
         .copied()
-        .filter(|p| {
-            matches!(
-                party_cols.i(p, "TYPE"),
-                Some(party_type::AGENT_DN) | Some(party_type::ACD_QUEUE)
-            )
-        })
+        .filter(|p| matches!(party_cols.i(p, "TYPE"), Some(party_type::AGENT_DN) | Some(party_type::ACD_QUEUE)))
         .collect();
     let mut acw_of_party: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
     for (&(agent, acw_start), &secs) in acw {
@@ -205,14 +175,9 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
             .iter()
             .enumerate()
             .filter(|(_, p)| {
-                party_cols.i(p, "TYPE") == Some(party_type::AGENT_DN)
-                    && party_cols.i(p, "AGENTID") == Some(agent)
+                party_cols.i(p, "TYPE") == Some(party_type::AGENT_DN) && party_cols.i(p, "AGENTID") == Some(agent)
             })
-            .filter(|(_, p)| {
-                party_cols
-                    .i(p, "TERMINATED_TS")
-                    .is_some_and(|t| t <= acw_start)
-            })
+            .filter(|(_, p)| party_cols.i(p, "TERMINATED_TS").is_some_and(|t| t <= acw_start))
             .max_by_key(|(_, p)| party_cols.i(p, "TERMINATED_TS"));
         if let Some((i, _)) = owner {
             let e = acw_of_party.entry(i).or_insert((0, 0));
@@ -228,23 +193,15 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
         let created = party_cols.i(p, "CREATED_TS").unwrap_or(start);
         let n = ordinal.entry((endpoint, created)).or_insert(0);
         *n += 1;
-        let key = surrogate_key(&[
-            "IRF",
-            callid,
-            &endpoint.to_string(),
-            &created.to_string(),
-            &n.to_string(),
-        ]);
+        let key = surrogate_key(&["IRF", callid, &endpoint.to_string(), &created.to_string(), &n.to_string()]);
         let pid = party_cols.i(p, "ID").unwrap_or(0);
         let mut steps = history.get(&pid).cloned().unwrap_or_default();
         steps.sort_by_key(|h| hist_cols.i(h, "PSEQ"));
         let mut d = Durations::default();
         for w in steps.windows(2) {
-            let (Some(state), Some(t0), Some(t1)) = (
-                hist_cols.i(w[0], "STATE"),
-                hist_cols.i(w[0], "CHANGED_TS"),
-                hist_cols.i(w[1], "CHANGED_TS"),
-            ) else {
+            let (Some(state), Some(t0), Some(t1)) =
+                (hist_cols.i(w[0], "STATE"), hist_cols.i(w[0], "CHANGED_TS"), hist_cols.i(w[1], "CHANGED_TS"))
+            else {
                 continue;
             };
             d.add(state, t1 - t0);
@@ -252,10 +209,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
         let party_end = party_cols.i(p, "TERMINATED_TS").unwrap_or(end);
         let end_cause = party_cols.i(p, "CCEVENT").unwrap_or(cause::NONE);
         let (role, resource_key) = if is_agent {
-            (
-                "Received",
-                agent_resource_key(party_cols.i(p, "AGENTID").unwrap_or(0)),
-            )
+            ("Received", agent_resource_key(party_cols.i(p, "AGENTID").unwrap_or(0)))
         } else {
             ("Queue", endpoint_resource_key(endpoint))
         };
@@ -336,34 +290,21 @@ impl Durations {
 }
 
 fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
-    let ls = Cols {
-        spec: &contract::G_LOGIN_SESSION,
-    };
-    let sh = Cols {
-        spec: &contract::G_AGENT_STATE_HISTORY,
-    };
-    let rc = Cols {
-        spec: &contract::G_AGENT_STATE_RC,
-    };
+    let ls = Cols { spec: &contract::G_LOGIN_SESSION };
+    let sh = Cols { spec: &contract::G_AGENT_STATE_HISTORY };
+    let rc = Cols { spec: &contract::G_AGENT_STATE_RC };
     let session = m.rows("G_LOGIN_SESSION").iter().max_by_key(|r| r.version);
-    let terminated = session
-        .filter(|s| ls.i(s, "STATE") == Some(login_state::ENDED))
-        .and_then(|s| ls.i(s, "TERMINATED_TS"));
-    let reasons: BTreeMap<i64, &str> = m
-        .rows("G_AGENT_STATE_RC")
-        .iter()
-        .filter_map(|r| Some((rc.i(r, "SEQ")?, rc.t(r, "REASONCODE")?)))
-        .collect();
+    let terminated =
+        session.filter(|s| ls.i(s, "STATE") == Some(login_state::ENDED)).and_then(|s| ls.i(s, "TERMINATED_TS"));
+    let reasons: BTreeMap<i64, &str> =
+        m.rows("G_AGENT_STATE_RC").iter().filter_map(|r| Some((rc.i(r, "SEQ")?, rc.t(r, "REASONCODE")?))).collect();
     let mut states: Vec<&StagedRow> = m.rows("G_AGENT_STATE_HISTORY").iter().collect();
     states.sort_by_key(|r| sh.i(r, "SEQ"));
     let mut acw: Vec<((String, i64, i64), i64)> = Vec::new();
     for (i, s) in states.iter().enumerate() {
-        let (Some(state), Some(start), Some(seq), Some(agent)) = (
-            sh.i(s, "STATE"),
-            sh.i(s, "ADDED_TS"),
-            sh.i(s, "SEQ"),
-            sh.i(s, "AGENTID"),
-        ) else {
+        let (Some(state), Some(start), Some(seq), Some(agent)) =
+            (sh.i(s, "STATE"), sh.i(s, "ADDED_TS"), sh.i(s, "SEQ"), sh.i(s, "AGENTID"))
+        else {
             continue;
         };
         if state == agent_state::LOGGED_OUT {
@@ -404,9 +345,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
 
 fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
     if group == "C:GC_AGENT" {
-        let c = Cols {
-            spec: &contract::GC_AGENT,
-        };
+        let c = Cols { spec: &contract::GC_AGENT };
         for r in m.rows("GC_AGENT") {
             let Some(id) = c.i(r, "ID") else { continue };
             let key = agent_resource_key(id);
@@ -425,9 +364,7 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
             ));
         }
     } else if group == "C:GC_ENDPOINT" {
-        let c = Cols {
-            spec: &contract::GC_ENDPOINT,
-        };
+        let c = Cols { spec: &contract::GC_ENDPOINT };
         for r in m.rows("GC_ENDPOINT") {
             let Some(id) = c.i(r, "ID") else { continue };
             let key = endpoint_resource_key(id);
@@ -456,10 +393,7 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
 
 /// The 96 `DATE_TIME` rows of one UTC day, as the output of the calendar group `D:<day>`.
 pub fn calendar_day(day: &str) -> GroupOutput {
-    let mut out = GroupOutput {
-        group: format!("D:{day}"),
-        ..Default::default()
-    };
+    let mut out = GroupOutput { group: format!("D:{day}"), ..Default::default() };
     let Ok(date) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
         return out;
     };

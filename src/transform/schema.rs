@@ -125,17 +125,10 @@ pub const DATE_TIME: MartTable = MartTable {
 };
 
 /// Every mart table.
-pub const MART_TABLES: &[MartTable] = &[
-    INTERACTION_FACT,
-    INTERACTION_RESOURCE_FACT,
-    SM_RES_STATE_FACT,
-    RESOURCE,
-    DATE_TIME,
-];
+pub const MART_TABLES: &[MartTable] =
+    &[INTERACTION_FACT, INTERACTION_RESOURCE_FACT, SM_RES_STATE_FACT, RESOURCE, DATE_TIME];
 
 /// Look up a mart table by name, case-insensitively.
 pub fn mart_table(name: &str) -> Option<&'static MartTable> {
-    MART_TABLES
-        .iter()
-        .find(|t| t.name.eq_ignore_ascii_case(name))
+    MART_TABLES.iter().find(|t| t.name.eq_ignore_ascii_case(name))
 }

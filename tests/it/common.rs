@@ -13,13 +13,7 @@ pub const T0: i64 = 1_790_000_000 - 1_790_000_000 % 86_400;
 
 /// Small, fast contact-center settings.
 pub fn small_settings(seed: u64) -> SimSettings {
-    SimSettings {
-        seed,
-        agents_per_site: 6,
-        calls_per_hour: 90.0,
-        session_secs: 2 * 3600,
-        ..SimSettings::default()
-    }
+    SimSettings { seed, agents_per_site: 6, calls_per_hour: 90.0, session_secs: 2 * 3600, ..SimSettings::default() }
 }
 
 /// The demo configuration (embedded IDBs) with test settings, rooted at `dir`.
@@ -34,78 +28,43 @@ pub fn embedded_config(dir: &Path, settings: SimSettings) -> Config {
 /// A config whose IDBs are PostgreSQL databases (two HA pairs).
 pub fn postgres_config(dir: &Path, urls: [&str; 4], settings: SimSettings) -> Config {
     let mut cfg = embedded_config(dir, settings);
-    let names = [
-        "site1-voice-a",
-        "site1-voice-b",
-        "site2-voice-a",
-        "site2-voice-b",
-    ];
+    let names = ["site1-voice-a", "site1-voice-b", "site2-voice-a", "site2-voice-b"];
     let pairs = ["site1-voice", "site1-voice", "site2-voice", "site2-voice"];
     let sites = ["site1", "site2", "site2", "site1"];
     cfg.idbs = (0..4)
-        .map(|i| IdbConfig {
-            name: names[i].into(),
-            pair: pairs[i].into(),
-            site: sites[i].into(),
-            url: urls[i].into(),
-        })
+        .map(|i| IdbConfig { name: names[i].into(), pair: pairs[i].into(), site: sites[i].into(), url: urls[i].into() })
         .collect();
     cfg
 }
 
 /// Simulates `hours` of history into the config's IDBs (embedded ones from `app`), then lets every call end.
-pub async fn simulate(
-    cfg: &Config,
-    app: Option<&Appliance>,
-    settings: SimSettings,
-    hours: i64,
-) -> GroundTruth {
+pub async fn simulate(cfg: &Config, app: Option<&Appliance>, settings: SimSettings, hours: i64) -> GroundTruth {
     let sim = Simulator::new(settings, T0);
     let embedded = app.map(|a| a.embedded_idbs().to_vec()).unwrap_or_default();
-    let mut d = SimulationDriver::new(cfg, sim, &embedded)
-        .await
-        .expect("simulator sinks");
-    d.advance(T0, T0 + hours * 3600, 1800)
-        .await
-        .expect("simulate");
+    let mut d = SimulationDriver::new(cfg, sim, &embedded).await.expect("simulator sinks");
+    d.advance(T0, T0 + hours * 3600, 1800).await.expect("simulate");
     d.finish(T0 + hours * 3600).await.expect("finish");
     d.simulator().truth()
 }
 
 /// Opens an appliance and runs it until idle.
 pub async fn open_and_drain(cfg: &Config) -> Appliance {
-    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed())
-        .await
-        .expect("open appliance");
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
     app.drain(1000).await.expect("drain");
     app
 }
 
 /// Runs SQL on the newest mart version; every value rendered as text ("" for NULL).
 pub async fn sql(app: &Appliance, q: &str) -> Vec<Vec<String>> {
-    let snap = app
-        .store()
-        .latest_snapshot()
-        .expect("catalog")
-        .expect("a published mart version");
-    let r = app
-        .engine()
-        .run(&snap, q)
-        .await
-        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    let snap = app.store().latest_snapshot().expect("catalog").expect("a published mart version");
+    let r = app.engine().run(&snap, q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
     let mut out = Vec::new();
     for b in &r.batches {
         for i in 0..b.num_rows() {
             out.push(
                 b.columns()
                     .iter()
-                    .map(|c| {
-                        if c.is_null(i) {
-                            String::new()
-                        } else {
-                            array_value_to_string(c, i).unwrap_or_default()
-                        }
-                    })
+                    .map(|c| if c.is_null(i) { String::new() } else { array_value_to_string(c, i).unwrap_or_default() })
                     .collect(),
             );
         }
@@ -117,20 +76,10 @@ pub async fn sql(app: &Appliance, q: &str) -> Vec<Vec<String>> {
 /// result, every agent state period. Returns the number of calls compared.
 pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> usize {
     // Interactions.
-    let rows = sql(
-        app,
-        "SELECT media_server_ixn_guid, start_ts, end_ts FROM INTERACTION_FACT",
-    )
-    .await;
-    assert_eq!(
-        rows.len(),
-        truth.calls.len(),
-        "one INTERACTION_FACT row per simulated call"
-    );
-    let mart: BTreeMap<String, (i64, i64)> = rows
-        .iter()
-        .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
-        .collect();
+    let rows = sql(app, "SELECT media_server_ixn_guid, start_ts, end_ts FROM INTERACTION_FACT").await;
+    assert_eq!(rows.len(), truth.calls.len(), "one INTERACTION_FACT row per simulated call");
+    let mart: BTreeMap<String, (i64, i64)> =
+        rows.iter().map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].parse().unwrap()))).collect();
     assert_eq!(mart.len(), rows.len(), "no interaction twice");
     for (id, c) in &truth.calls {
         assert_eq!(mart.get(id), Some(&(c.start_ts, c.end_ts)), "call {id}");
@@ -201,12 +150,11 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     let mut got = rows;
     got.sort();
     expected.sort();
-    assert_eq!(
-        got, expected,
-        "queue visits (callid, queue, start, wait, result)"
-    );
+    assert_eq!(got, expected, "queue visits (callid, queue, start, wait, result)");
     // Agent states.
-    let rows = sql(app, "SELECT login_session_id, start_ts, end_ts, resource_state, state_reason FROM SM_RES_STATE_FACT").await;
+    let rows =
+        sql(app, "SELECT login_session_id, start_ts, end_ts, resource_state, state_reason FROM SM_RES_STATE_FACT")
+            .await;
     let mut expected: Vec<Vec<String>> = truth
         .states
         .iter()
@@ -223,11 +171,7 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     let mut got = rows;
     got.sort();
     expected.sort();
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "one state fact per agent state period"
-    );
+    assert_eq!(got.len(), expected.len(), "one state fact per agent state period");
     assert_eq!(got, expected, "agent state periods");
     truth.calls.len()
 }

@@ -8,15 +8,9 @@ async fn embedded_pipeline_matches_ground_truth() {
     let settings = small_settings(7);
     let cfg = embedded_config(dir.path(), settings.clone());
     let mut app =
-        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed())
-            .await
-            .unwrap();
+        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed()).await.unwrap();
     let truth = simulate(&cfg, Some(&app), settings, 6).await;
-    assert!(
-        truth.call_count() > 500,
-        "enough calls to mean something: {}",
-        truth.call_count()
-    );
+    assert!(truth.call_count() > 500, "enough calls to mean something: {}", truth.call_count());
     app.drain(1000).await.unwrap();
     let n = assert_mart_matches_truth(&app, &truth).await;
     eprintln!("{n} calls match");

@@ -22,47 +22,27 @@ impl Drop for Server {
 async fn start(app: &ccmart::pipeline::Appliance) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = ServeState {
-        store: app.store(),
-        engine: app.engine(),
-        status: app.status(),
-    };
+    let state = ServeState { store: app.store(), engine: app.engine(), status: app.status() };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve::serve(listener, state, async move {
         let _ = rx.await;
     }));
-    Server {
-        base,
-        stop: Some(tx),
-    }
+    Server { base, stop: Some(tx) }
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 async fn post(base: &str, body: serde_json::Value) -> (u16, bytes::Bytes) {
-    let r = client()
-        .post(format!("{base}/v1/query"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = client().post(format!("{base}/v1/query")).json(&body).send().await.unwrap();
     (r.status().as_u16(), r.bytes().await.unwrap())
 }
 
 fn error_code(body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("error body is JSON: {}", String::from_utf8_lossy(body)));
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "error has a message: {v}"
-    );
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error has a message: {v}");
     v["error"]["code"].as_str().unwrap_or_default().to_string()
 }
 
@@ -72,9 +52,7 @@ async fn http_api_formats_errors_and_export() {
     let settings = small_settings(3);
     let cfg = embedded_config(dir.path(), settings.clone());
     let mut app =
-        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed())
-            .await
-            .unwrap();
+        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed()).await.unwrap();
     let truth = simulate(&cfg, Some(&app), settings, 3).await;
     app.drain(1000).await.unwrap();
     let calls = truth.call_count() as i64;
@@ -83,7 +61,9 @@ async fn http_api_formats_errors_and_export() {
     let base = srv.base.clone();
 
     // JSON.
-    let (status, body) = post(&base, serde_json::json!({"sql": "SELECT count(*) AS n, sum(duration) AS secs FROM interaction_fact"})).await;
+    let (status, body) =
+        post(&base, serde_json::json!({"sql": "SELECT count(*) AS n, sum(duration) AS secs FROM interaction_fact"}))
+            .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["rows"][0][0].as_i64(), Some(calls));
@@ -94,11 +74,8 @@ async fn http_api_formats_errors_and_export() {
     assert!(v["elapsed_ms"].is_u64());
 
     // Upper-case vendor names work.
-    let (status, body) = post(
-        &base,
-        serde_json::json!({"sql": "SELECT COUNT(*) FROM INTERACTION_FACT WHERE DURATION >= 0"}),
-    )
-    .await;
+    let (status, body) =
+        post(&base, serde_json::json!({"sql": "SELECT COUNT(*) FROM INTERACTION_FACT WHERE DURATION >= 0"})).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
     // CSV.
@@ -114,47 +91,32 @@ async fn http_api_formats_errors_and_export() {
             (a.to_string(), b.parse().unwrap())
         })
         .collect();
-    let mut expected: Vec<(String, i64)> = truth
-        .calls
-        .values()
-        .map(|c| (c.callid.clone(), c.end_ts - c.start_ts))
-        .collect();
+    let mut expected: Vec<(String, i64)> =
+        truth.calls.values().map(|c| (c.callid.clone(), c.end_ts - c.start_ts)).collect();
     expected.sort();
     assert_eq!(parsed, expected);
 
     // Arrow IPC stream.
     let (status, body) = post(&base, serde_json::json!({"sql": q, "format": "arrow"})).await;
     assert_eq!(status, 200);
-    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
-        std::io::Cursor::new(body.to_vec()),
-        None,
-    )
-    .unwrap();
+    let reader =
+        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None).unwrap();
     let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
     let n: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(n as i64, calls);
     let secs: i64 = batches
         .iter()
-        .map(|b| {
-            b.column(1)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .iter()
-                .flatten()
-                .sum::<i64>()
-        })
+        .map(|b| b.column(1).as_any().downcast_ref::<Int64Array>().unwrap().iter().flatten().sum::<i64>())
         .sum();
     assert_eq!(secs, total_secs);
 
     // Parquet.
     let (status, body) = post(&base, serde_json::json!({"sql": q, "format": "parquet"})).await;
     assert_eq!(status, 200);
-    let reader =
-        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
-            .unwrap()
-            .build()
-            .unwrap();
+    let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+        .unwrap()
+        .build()
+        .unwrap();
     let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(n as i64, calls);
 
@@ -163,60 +125,31 @@ async fn http_api_formats_errors_and_export() {
         ("CREATE TABLE x AS SELECT 1", "DDL"),
         ("DROP TABLE interaction_fact", "DDL"),
         ("CREATE VIEW v AS SELECT 1", "DDL"),
-        (
-            "INSERT INTO interaction_fact (interaction_id) VALUES (1)",
-            "DML",
-        ),
+        ("INSERT INTO interaction_fact (interaction_id) VALUES (1)", "DML"),
         ("DELETE FROM interaction_fact", "DML"),
         ("COPY interaction_fact TO '/tmp/ccmart-stolen.csv'", "COPY"),
         ("SET datafusion.execution.batch_size = 1", "SET"),
         ("SELECT 1; DROP TABLE interaction_fact", "multi-statement"),
     ] {
         let (status, body) = post(&base, serde_json::json!({"sql": sql})).await;
-        assert_eq!(
-            status,
-            400,
-            "{what} must be refused: {sql} → {}",
-            String::from_utf8_lossy(&body)
-        );
+        assert_eq!(status, 400, "{what} must be refused: {sql} → {}", String::from_utf8_lossy(&body));
         let code = error_code(&body);
-        assert!(
-            code == "read_only" || code == "syntax_error" || code == "invalid_query",
-            "{sql}: code {code}"
-        );
+        assert!(code == "read_only" || code == "syntax_error" || code == "invalid_query", "{sql}: code {code}");
     }
     assert!(!std::path::Path::new("/tmp/ccmart-stolen.csv").exists());
 
     // Syntax error says where.
-    let (status, body) = post(
-        &base,
-        serde_json::json!({"sql": "SELEC count(*) FROM interaction_fact"}),
-    )
-    .await;
+    let (status, body) = post(&base, serde_json::json!({"sql": "SELEC count(*) FROM interaction_fact"})).await;
     assert_eq!(status, 400);
     assert_eq!(error_code(&body), "syntax_error");
-    assert!(
-        String::from_utf8_lossy(&body).contains("Line: 1"),
-        "position in {}",
-        String::from_utf8_lossy(&body)
-    );
+    assert!(String::from_utf8_lossy(&body).contains("Line: 1"), "position in {}", String::from_utf8_lossy(&body));
     // Unknown table.
-    let (status, body) = post(
-        &base,
-        serde_json::json!({"sql": "SELECT * FROM no_such_table"}),
-    )
-    .await;
+    let (status, body) = post(&base, serde_json::json!({"sql": "SELECT * FROM no_such_table"})).await;
     assert_eq!(status, 400);
     assert_eq!(error_code(&body), "invalid_query");
 
     // Bad bodies.
-    for body in [
-        "{not json",
-        "[]",
-        "{\"sql\": 5}",
-        "{\"sql\": \"SELECT 1\", \"bogus\": 1}",
-        "",
-    ] {
+    for body in ["{not json", "[]", "{\"sql\": 5}", "{\"sql\": \"SELECT 1\", \"bogus\": 1}", ""] {
         let r = client()
             .post(format!("{base}/v1/query"))
             .header("content-type", "application/json")
@@ -227,114 +160,49 @@ async fn http_api_formats_errors_and_export() {
         assert_eq!(r.status().as_u16(), 400, "body {body:?}");
         assert_eq!(error_code(&r.bytes().await.unwrap()), "bad_request");
     }
-    let (status, body) = post(
-        &base,
-        serde_json::json!({"sql": "SELECT 1", "format": "xml"}),
-    )
-    .await;
+    let (status, body) = post(&base, serde_json::json!({"sql": "SELECT 1", "format": "xml"})).await;
     assert_eq!(status, 400);
     assert_eq!(error_code(&body), "bad_format");
 
     // Still up, and the data is unchanged.
-    let r = client()
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let (_, body) = post(
-        &base,
-        serde_json::json!({"sql": "SELECT count(*) FROM interaction_fact"}),
-    )
-    .await;
+    let (_, body) = post(&base, serde_json::json!({"sql": "SELECT count(*) FROM interaction_fact"})).await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["rows"][0][0].as_i64(), Some(calls));
 
     // Tables and status.
-    let v: serde_json::Value = client()
-        .get(format!("{base}/v1/tables"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = v["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
-    for t in [
-        "INTERACTION_FACT",
-        "INTERACTION_RESOURCE_FACT",
-        "SM_RES_STATE_FACT",
-        "RESOURCE_",
-        "DATE_TIME",
-    ] {
+    let v: serde_json::Value = client().get(format!("{base}/v1/tables")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = v["tables"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    for t in ["INTERACTION_FACT", "INTERACTION_RESOURCE_FACT", "SM_RES_STATE_FACT", "RESOURCE_", "DATE_TIME"] {
         assert!(names.contains(&t), "{t} listed");
     }
-    let v: serde_json::Value = client()
-        .get(format!("{base}/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = client().get(format!("{base}/v1/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["idbs"].as_array().map(|a| a.len()), Some(4));
     assert!(v["mart_version"].as_u64().is_some());
 
     // Export over HTTP, read back by DuckDB (an independent Parquet reader).
-    let r = client()
-        .get(format!("{base}/v1/export/INTERACTION_FACT"))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(format!("{base}/v1/export/INTERACTION_FACT")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let bytes = r.bytes().await.unwrap();
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("ixn.parquet");
     std::fs::write(&file, &bytes).unwrap();
     assert_eq!(
-        duckdb_scalar(
-            &file,
-            "SELECT count(*) || ',' || sum(duration) FROM read_parquet('{}')"
-        ),
+        duckdb_scalar(&file, "SELECT count(*) || ',' || sum(duration) FROM read_parquet('{}')"),
         format!("{calls},{total_secs}")
     );
 
     // A day range, and a bad one.
     let day = ccmart::transform::day_of(T0);
-    let expected_day = truth
-        .calls
-        .values()
-        .filter(|c| ccmart::transform::day_of(c.start_ts) == day)
-        .count();
-    let r = client()
-        .get(format!(
-            "{base}/v1/export/interaction_fact?from={day}&to={day}"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let expected_day = truth.calls.values().filter(|c| ccmart::transform::day_of(c.start_ts) == day).count();
+    let r = client().get(format!("{base}/v1/export/interaction_fact?from={day}&to={day}")).send().await.unwrap();
     let bytes = r.bytes().await.unwrap();
     std::fs::write(&file, &bytes).unwrap();
-    assert_eq!(
-        duckdb_scalar(&file, "SELECT count(*) FROM read_parquet('{}')"),
-        expected_day.to_string()
-    );
-    let r = client()
-        .get(format!("{base}/v1/export/interaction_fact?from=yesterday"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(duckdb_scalar(&file, "SELECT count(*) FROM read_parquet('{}')"), expected_day.to_string());
+    let r = client().get(format!("{base}/v1/export/interaction_fact?from=yesterday")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let r = client()
-        .get(format!("{base}/v1/export/nope"))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(format!("{base}/v1/export/nope")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
     // The CLI export writes a file DuckDB reads.
@@ -345,26 +213,10 @@ async fn http_api_formats_errors_and_export() {
         .args(["--url", &base])
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "ccmart export: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let f = std::fs::read_dir(&cli_out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let legs: usize = truth
-        .calls
-        .values()
-        .map(|c| c.legs.len() + c.queue_visits.len())
-        .sum();
-    assert_eq!(
-        duckdb_scalar(&f, "SELECT count(*) FROM read_parquet('{}')"),
-        legs.to_string()
-    );
+    assert!(o.status.success(), "ccmart export: {}", String::from_utf8_lossy(&o.stderr));
+    let f = std::fs::read_dir(&cli_out).unwrap().next().unwrap().unwrap().path();
+    let legs: usize = truth.calls.values().map(|c| c.legs.len() + c.queue_visits.len()).sum();
+    assert_eq!(duckdb_scalar(&f, "SELECT count(*) FROM read_parquet('{}')"), legs.to_string());
     drop(srv);
 }
 
@@ -372,17 +224,9 @@ async fn http_api_formats_errors_and_export() {
 fn duckdb_scalar(file: &std::path::Path, sql: &str) -> String {
     let q = sql.replace("{}", &file.display().to_string());
     let o = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import duckdb,sys; print(duckdb.connect().execute(sys.argv[1]).fetchall()[0][0])",
-            &q,
-        ])
+        .args(["-c", "import duckdb,sys; print(duckdb.connect().execute(sys.argv[1]).fetchall()[0][0])", &q])
         .output()
         .expect("python3 with the duckdb module (scripts/test.sh installs it)");
-    assert!(
-        o.status.success(),
-        "duckdb: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "duckdb: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

@@ -101,36 +101,21 @@ impl PgCluster {
         let db = db_name(db_url_or_name);
         let psql = self.bin.join("psql");
         let mut cmd = Command::new(&psql);
-        cmd.args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-        ])
-        .arg("-p")
-        .arg(self.port.to_string())
-        .args(["-U", "postgres", "-d", &db, "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", &db, "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         clear_pg_env(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not run {} ({e}); {INSTALL_HINT}", psql.display()));
-        let mut stdin = child
-            .stdin
-            .take()
-            .expect("psql stdin was requested as a pipe");
+        let mut child =
+            cmd.spawn().unwrap_or_else(|e| panic!("could not run {} ({e}); {INSTALL_HINT}", psql.display()));
+        let mut stdin = child.stdin.take().expect("psql stdin was requested as a pipe");
         // Write from a separate thread so a large output cannot deadlock against a large input.
         let input = sql.to_owned();
         let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let out = child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("could not wait for psql on database {db}: {e}"));
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("could not wait for psql on database {db}: {e}"));
         let written = writer.join().expect("thread feeding SQL to psql panicked");
         if !out.status.success() {
             panic!(
@@ -149,12 +134,7 @@ impl PgCluster {
         let bin = find_bin_dir()?;
         let as_root = is_root();
         let dir = make_cluster_dir(as_root)?;
-        let cluster = PgCluster {
-            dir,
-            bin,
-            port: 0,
-            as_root,
-        };
+        let cluster = PgCluster { dir, bin, port: 0, as_root };
 
         // Arm the cleanup before anything else, so even a kill during initdb leaves nothing behind.
         cluster.spawn_watchdog()?;
@@ -187,28 +167,23 @@ impl PgCluster {
     fn init_and_start(&self) -> Result<u16, String> {
         if self.as_root {
             run(
-                Command::new("chown")
-                    .args(["-R", "postgres:"])
-                    .arg(&self.dir),
+                Command::new("chown").args(["-R", "postgres:"]).arg(&self.dir),
                 "chown the cluster directory to the postgres user",
                 "`chown` comes with coreutils; the `postgres` system user comes with \
                  `apt-get install -y postgresql`",
             )?;
         }
         run(
-            self.server_cmd("initdb")
-                .arg("-D")
-                .arg(self.data_dir())
-                .args([
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                ]),
+            self.server_cmd("initdb").arg("-D").arg(self.data_dir()).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]),
             "initdb",
             INSTALL_HINT,
         )?;
@@ -238,14 +213,9 @@ impl PgCluster {
             match result {
                 Ok(_) => return Ok(port),
                 Err(e) => {
-                    last_err = format!(
-                        "{e}\n--- server log {} ---\n{}",
-                        log.display(),
-                        log_text.trim_end()
-                    );
+                    last_err = format!("{e}\n--- server log {} ---\n{}", log.display(), log_text.trim_end());
                     // Someone else took the port between our probe and the server's bind: try another.
-                    if !log_text.contains("could not bind") && !log_text.contains("already in use")
-                    {
+                    if !log_text.contains("could not bind") && !log_text.contains("already in use") {
                         break;
                     }
                     let _ = std::fs::remove_file(&log);
@@ -259,11 +229,7 @@ impl PgCluster {
     /// cluster directory once this test binary has exited.
     fn spawn_watchdog(&self) -> Result<(), String> {
         let pg_ctl = self.bin.join("pg_ctl");
-        let runuser = if self.as_root {
-            "runuser -u postgres -- "
-        } else {
-            ""
-        };
+        let runuser = if self.as_root { "runuser -u postgres -- " } else { "" };
         let dir = sh_quote(&self.dir.to_string_lossy());
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
@@ -333,11 +299,7 @@ fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<Output, String> {
 /// Finds the directory with `initdb`, `pg_ctl` and `psql`: `CCMART_PG_BIN` if
 /// set, else the highest version under `/usr/lib/postgresql/*/bin`.
 fn find_bin_dir() -> Result<PathBuf, String> {
-    let has_tools = |bin: &Path| {
-        ["initdb", "pg_ctl", "psql"]
-            .iter()
-            .all(|t| bin.join(t).is_file())
-    };
+    let has_tools = |bin: &Path| ["initdb", "pg_ctl", "psql"].iter().all(|t| bin.join(t).is_file());
     if let Some(bin) = std::env::var_os("CCMART_PG_BIN") {
         let bin = PathBuf::from(bin);
         return if has_tools(&bin) {
@@ -364,10 +326,7 @@ fn find_bin_dir() -> Result<PathBuf, String> {
         }
     }
     best.map(|(_, bin)| bin).ok_or_else(|| {
-        format!(
-            "no PostgreSQL server binaries (initdb, pg_ctl, psql) under {}/*/bin; {INSTALL_HINT}",
-            root.display()
-        )
+        format!("no PostgreSQL server binaries (initdb, pg_ctl, psql) under {}/*/bin; {INSTALL_HINT}", root.display())
     })
 }
 
@@ -397,10 +356,7 @@ fn is_root() -> bool {
 /// when the temp dir path is too long for a unix socket or, as root, not
 /// reachable by the postgres user.
 fn make_cluster_dir(as_root: bool) -> Result<PathBuf, String> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let name = format!("ccmart-pg-{}-{nanos}", std::process::id());
     let mut base = std::env::temp_dir();
     let too_long = base.join(&name).as_os_str().len() > MAX_DIR_LEN;
@@ -408,32 +364,21 @@ fn make_cluster_dir(as_root: bool) -> Result<PathBuf, String> {
         base = PathBuf::from("/tmp");
     }
     let dir = base.join(name);
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        format!(
-            "could not create the cluster directory {}: {e}",
-            dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("could not create the cluster directory {}: {e}", dir.display()))?;
     Ok(dir)
 }
 
 /// Whether every directory from `/` down to `path` lets others traverse it.
 fn world_traversable(path: &Path) -> bool {
-    path.ancestors().all(|p| {
-        std::fs::metadata(p)
-            .map(|m| m.permissions().mode() & 0o001 != 0)
-            .unwrap_or(false)
-    })
+    path.ancestors().all(|p| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o001 != 0).unwrap_or(false))
 }
 
 /// Picks a free TCP port on 127.0.0.1 by binding port 0 and closing the socket.
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("could not bind 127.0.0.1:0 to find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("could not read the address of a bound socket: {e}"))
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("could not bind 127.0.0.1:0 to find a free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| format!("could not read the address of a bound socket: {e}"))
 }
 
 /// Removes PG* variables (PGHOST, PGDATABASE, PGOPTIONS, PGSSLMODE, ...) that
@@ -449,17 +394,8 @@ fn clear_pg_env(cmd: &mut Command) {
 /// Makes a database-name prefix from `prefix`: lowercase ASCII letters,
 /// digits and `_`, starting with a letter, at most 40 bytes (names stop at 63).
 fn sanitize_prefix(prefix: &str) -> String {
-    let mut s: String = prefix
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
+    let mut s: String =
+        prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(40).collect();
     if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
         s.insert_str(0, "t_");
         s.truncate(40);
@@ -470,9 +406,7 @@ fn sanitize_prefix(prefix: &str) -> String {
 /// The database name of a `postgres://` / `postgresql://` URL (path, without
 /// query string), or the argument itself when it is not a URL.
 fn db_name(db_url_or_name: &str) -> String {
-    let rest = db_url_or_name
-        .strip_prefix("postgres://")
-        .or_else(|| db_url_or_name.strip_prefix("postgresql://"));
+    let rest = db_url_or_name.strip_prefix("postgres://").or_else(|| db_url_or_name.strip_prefix("postgresql://"));
     match rest {
         None => db_url_or_name.to_owned(),
         Some(rest) => {
