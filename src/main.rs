@@ -85,6 +85,8 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Print the IDB contract: per extracted table, the columns ccmart reads (for DBAs and benchmarks).
+    Contract,
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         /// Config file.
@@ -139,6 +141,13 @@ fn main_inner() -> Result<()> {
             Command::Simulate { config, days, live } => simulate(config, days, live).await,
             Command::Query { sql, url, format } => query(&url, &sql, &format).await,
             Command::Export { table, from, to, out, url } => export(&url, &table, from, to, &out).await,
+            Command::Contract => {
+                for t in ccmart::source::contract::EXTRACTED_TABLES {
+                    let cols: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
+                    println!("{} {}", t.name, cols.join(","));
+                }
+                Ok(())
+            }
             Command::CheckConfig { config } => {
                 let cfg = Config::load(&config)?;
                 for w in cfg.warnings() {
