@@ -112,6 +112,20 @@ impl EmbeddedIdb {
         true
     }
 
+    /// `ID`s of the rows of `table` whose `column` holds `value` (tests use it to pick rows to corrupt).
+    pub fn find_ids(&self, table: &str, column: &str, value: &str) -> Vec<i64> {
+        let st = self.lock();
+        let Some(t) = st.tables.get(table) else { return Vec::new() };
+        let mut ids: Vec<i64> = t
+            .rows
+            .iter()
+            .filter(|(_, r)| r.get(column).and_then(|v| v.as_deref()) == Some(value))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Number of rows in a table.
     pub fn row_count(&self, table: &str) -> usize {
         self.lock().tables.get(table).map_or(0, |t| t.rows.len())

@@ -21,7 +21,7 @@ const ROWS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("ro
 const GROUP_ROWS: TableDefinition<(&str, &str, &str, i64), ()> = TableDefinition::new("group_rows");
 const HWM: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("high_water_marks");
 const DIRTY_GROUPS: TableDefinition<&str, ()> = TableDefinition::new("dirty_groups");
-const QUARANTINE: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("quarantine");
+const QUARANTINE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("quarantine");
 const FACTS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("facts");
 const GROUP_FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_facts");
 const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("dirty_partitions");
@@ -262,6 +262,8 @@ impl Store {
                     continue;
                 }
                 rows.insert(key, r.row.encode().as_slice()).map_err(storage(during))?;
+                // A good version of a row supersedes its quarantined one.
+                quarantine.remove((chunk.idb, chunk.table, r.id.to_string().as_str())).map_err(storage(during))?;
                 groups.insert((r.group.as_str(), chunk.idb, chunk.table, r.id), ()).map_err(storage(during))?;
                 dirty.insert(r.group.as_str(), ()).map_err(storage(during))?;
                 outcome.staged += 1;
@@ -269,7 +271,7 @@ impl Store {
             for q in &chunk.quarantined {
                 let bytes = rmp_serde::to_vec_named(q).map_err(storage(during))?;
                 quarantine
-                    .insert((chunk.idb, chunk.table, q.counter_value), bytes.as_slice())
+                    .insert((chunk.idb, chunk.table, q.key.as_str()), bytes.as_slice())
                     .map_err(storage(during))?;
                 outcome.quarantined += 1;
             }
@@ -283,7 +285,7 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Quarantined rows, oldest first (at most `limit`).
+    /// Quarantined rows (one per IDB row, the latest reason), in (IDB, table, key) order, at most `limit`.
     pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>> {
         let tx = self.db.begin_read().map_err(storage("read quarantine"))?;
         let t = tx.open_table(QUARANTINE).map_err(storage("read quarantine"))?;

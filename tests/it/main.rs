@@ -1,7 +1,10 @@
 //! Integration tests, compiled as one binary (every extra test binary would link DataFusion again).
 
 mod common;
+mod crash;
+mod determinism;
 mod e2e;
 mod http;
 mod pg_e2e;
+mod quarantine;
 mod support;
