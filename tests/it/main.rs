@@ -5,6 +5,7 @@ mod crash;
 mod determinism;
 mod e2e;
 mod http;
+mod operations;
 mod pg_e2e;
 mod quarantine;
 mod support;

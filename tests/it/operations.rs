@@ -1,0 +1,142 @@
+//! Operating the appliance: an unreachable IDB is retried and reported (never a crash), completed calls are
+//! visible after one cycle, bad config files get precise errors, and the README's demo command works.
+
+use crate::common::*;
+use crate::pg_e2e::four_idbs;
+use ccmart::fault::FaultInjector;
+use ccmart::pipeline::{Appliance, SimulationDriver};
+use ccmart::sim::Simulator;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_idb_is_reported_and_its_pair_partner_keeps_the_mart_complete() {
+    let urls = four_idbs("down");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(41);
+    let cfg = postgres_config(dir.path(), [&urls[0], &urls[1], &urls[2], &urls[3]], settings.clone());
+    let truth = simulate(&cfg, None, settings.clone(), 2).await;
+    // The appliance is pointed at a dead address for one IDB of the site-2 pair.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut broken = cfg.clone();
+    broken.idbs[3].url = format!("postgres://postgres@127.0.0.1:{port}/gone");
+    let mut app = Appliance::open(broken, FaultInjector::disarmed()).await.unwrap();
+    let started = chrono::Utc::now().timestamp();
+    app.drain(100).await.expect("an unreachable IDB does not stop the pipeline");
+    let status = app.status().get();
+    let down = status.idbs.iter().find(|i| i.idb == "site2-voice-b").unwrap();
+    assert!(!down.reachable);
+    assert!(down.failing_since.is_some_and(|t| t >= started));
+    assert!(
+        down.last_error.as_deref().is_some_and(|e| e.contains("site2-voice-b") && e.contains("unreachable")),
+        "{:?}",
+        down.last_error
+    );
+    assert!(status.idbs.iter().filter(|i| i.idb != "site2-voice-b").all(|i| i.reachable));
+    assert_mart_matches_truth(&app, &truth).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_calls_are_visible_after_one_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(42);
+    let cfg = embedded_config(dir.path(), settings.clone());
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.unwrap();
+    let sim = Simulator::new(settings, T0);
+    let mut d = SimulationDriver::new(&cfg, sim, app.embedded_idbs()).await.unwrap();
+    d.advance(T0, T0 + 3600, 600).await.unwrap();
+    app.drain(100).await.unwrap();
+    let before = d.simulator().truth().call_count();
+    // Ten more minutes of live traffic, then exactly one cycle.
+    d.advance(T0 + 3600, T0 + 4200, 60).await.unwrap();
+    let truth = d.simulator().truth();
+    assert!(truth.call_count() > before, "calls ended in the ten minutes");
+    let r = app.cycle().await.unwrap();
+    assert!(r.mart_version.is_some());
+    let rows = sql(&app, "SELECT media_server_ixn_guid FROM interaction_fact").await;
+    let mut got: Vec<String> = rows.into_iter().map(|r| r[0].clone()).collect();
+    got.sort();
+    let expected: Vec<String> = truth.calls.keys().cloned().collect();
+    assert_eq!(got, expected, "every call that ended is in the mart after one cycle");
+}
+
+fn ccmart(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ccmart")).args(args).output().expect("run ccmart")
+}
+
+#[test]
+fn check_config_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let good = write(
+        "good.toml",
+        "[appliance]\nsite = \"site1\"\ndata_dir = \"/tmp/x\"\n[[idb]]\nname = \"a\"\npair = \"voice\"\nsite = \"site1\"\nurl = \"postgres://u@127.0.0.1/icon\"\n",
+    );
+    let o = ccmart(&["check-config", "--config", &good]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("no redundancy"), "single-IDB pair is reported: {out}");
+    assert!(out.contains("cycle_secs = 5"), "effective config with defaults: {out}");
+    for (text, expect) in [
+        ("[appliance]\ncycle_secs = 0\n[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"postgres://x@127.0.0.1/y\"\n", "appliance.cycle_secs"),
+        ("[appliance]\nlisten = \"nowhere\"\n", "appliance.listen"),
+        ("[appliance]\ncycel_secs = 5\n", "unknown field `cycel_secs`"),
+        ("[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"mysql://x\"\n", "idb[0].url"),
+        ("[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"postgres://x@h/d\"\n[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"postgres://x@h/d\"\n", "idb[1].name"),
+        ("[extract]\nchunk_rows = 1\n", "extract.chunk_rows"),
+        ("this is not toml", "line 1"),
+    ] {
+        let p = write("bad.toml", text);
+        let o = ccmart(&["check-config", "--config", &p]);
+        assert!(!o.status.success(), "{text} must be rejected");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expect), "error for {text:?} names {expect}: {err}");
+    }
+    let o = ccmart(&["check-config", "--config", "/nonexistent/ccmart.toml"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read config file"));
+}
+
+/// The README's first command: the demo builds a mart from the simulated two-site center and answers SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_command_serves_sql_over_http() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--history-days", "0.2", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut calls = None;
+    while Instant::now() < deadline {
+        if let Ok(r) = client
+            .post(format!("http://127.0.0.1:{port}/v1/query"))
+            .json(&serde_json::json!({"sql": "SELECT count(*) FROM INTERACTION_FACT"}))
+            .send()
+            .await
+        {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if let Some(n) = v["rows"][0][0].as_i64().filter(|n| *n > 0) {
+                    calls = Some(n);
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let n = calls.expect("the demo answered a count of calls");
+    assert!(n > 20, "0.2 days of two sites hold many calls: {n}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("curl -s http://127.0.0.1:{port}/v1/query")),
+        "ready-to-paste examples: {printed}"
+    );
+}
