@@ -295,7 +295,7 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
         );
     }
     eprintln!("History of {days} day(s) written in {:.1}s", t0.elapsed().as_secs_f64());
-    if live || simcfg.live && live {
+    if live {
         let mut last = now;
         loop {
             tokio::select! {

@@ -254,7 +254,7 @@ impl SimulationDriver {
                 let mut sink = if let Some((_, e)) = embedded.iter().find(|(n, _)| n == name) {
                     IdbSink::Embedded(e.clone())
                 } else {
-                    IdbSink::Postgres(PostgresWriter::connect(name, &c.url, numbering(name, idx, gi)).await?)
+                    IdbSink::Postgres(Box::new(PostgresWriter::connect(name, &c.url, numbering(name, idx, gi)).await?))
                 };
                 let dss = sim.session_control_write(s, 200 + gi as i64, 1);
                 sink.apply(&[dss]).await?;

@@ -236,7 +236,7 @@ impl Config {
             if idb.name.trim().is_empty() || !names.insert(idb.name.clone()) {
                 return invalid(&format!("{key}.name"), format!("'{}' is empty or used twice", idb.name));
             }
-            if !idb.is_embedded() && !(idb.url.starts_with("postgres://") || idb.url.starts_with("postgresql://")) {
+            if !(idb.is_embedded() || idb.url.starts_with("postgres://") || idb.url.starts_with("postgresql://")) {
                 return invalid(
                     &format!("{key}.url"),
                     format!("'{}' must start with postgres:// (or be '{EMBEDDED_SCHEME}:')", idb.url),
@@ -290,5 +290,28 @@ impl Config {
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_is_valid_and_round_trips_through_toml() {
+        let c = Config::demo(Path::new("/tmp/x"), DEFAULT_LISTEN, 1);
+        c.validate().unwrap();
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.pairs().len(), 2);
+        assert!(back.warnings().is_empty());
+    }
+
+    #[test]
+    fn a_pair_has_at_most_two_idbs() {
+        let mut c = Config::demo(Path::new("/tmp/x"), DEFAULT_LISTEN, 1);
+        c.idbs[2].pair = "site1-voice".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("has 3 IDBs"), "{e}");
     }
 }

@@ -259,3 +259,57 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
     };
     Ok(RowToStage { id, group, row: StagedRow { version: seq.max(useq), ..row } })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::contract::G_CALL;
+
+    fn row(values: &[Option<&str>]) -> TextRow {
+        values.iter().map(|v| v.map(str::to_string)).collect()
+    }
+
+    fn good_call() -> Vec<Option<&'static str>> {
+        vec![
+            Some("7"),
+            Some("CALL-1"),
+            None,
+            None,
+            None,
+            Some("2"),
+            Some("2"),
+            Some("1"),
+            Some("1"),
+            Some("1"),
+            Some("100"),
+            Some("200"),
+            Some("1000"),
+            Some("5"),
+            Some("9"),
+        ]
+    }
+
+    #[test]
+    fn valid_row_gets_group_and_newest_counter_as_version() {
+        let r = validate(&G_CALL, &row(&good_call())).unwrap();
+        assert_eq!(r.id, 7);
+        assert_eq!(r.group, "I:CALL-1");
+        assert_eq!(r.row.version, 9);
+    }
+
+    #[test]
+    fn null_key_bad_integer_and_unknown_code_name_the_column() {
+        let mut v = good_call();
+        v[1] = None;
+        assert_eq!(validate(&G_CALL, &row(&v)).unwrap_err().0, "CALLID");
+        let mut v = good_call();
+        v[10] = Some("ten");
+        let (col, reason) = validate(&G_CALL, &row(&v)).unwrap_err();
+        assert_eq!((col, reason.as_str()), ("CREATED_TS", "'ten' is not an integer"));
+        let mut v = good_call();
+        v[5] = Some("42");
+        let (col, reason) = validate(&G_CALL, &row(&v)).unwrap_err();
+        assert_eq!(col, "STATE");
+        assert!(reason.contains("unknown code 42"));
+    }
+}

@@ -97,3 +97,46 @@ fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
         tables: tables.into_iter().map(|(t, m)| (t, m.into_values().map(|(_, _, r)| r).collect())).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::staging::Value;
+
+    fn call(state: i64, version: i64) -> StagedRow {
+        let idx = contract::G_CALL.column_index("STATE").unwrap();
+        let mut values = vec![None; contract::G_CALL.columns.len()];
+        values[0] = Some(Value::Int(version));
+        values[idx] = Some(Value::Int(state));
+        StagedRow { version, values }
+    }
+
+    fn rows(copies: &[(&str, Vec<StagedRow>)]) -> GroupRows {
+        copies.iter().map(|(idb, r)| ((idb.to_string(), "G_CALL".to_string()), r.clone())).collect()
+    }
+
+    #[test]
+    fn complete_copy_wins_then_configured_order() {
+        let pref = vec!["a".to_string(), "b".to_string()];
+        let m = merge_group(
+            "I:X",
+            rows(&[("a", vec![call(call_state::ALIVE, 1)]), ("b", vec![call(call_state::TERMINATED, 2)])]),
+            &pref,
+        );
+        assert_eq!(m.chosen_idb.as_deref(), Some("b"));
+        let m = merge_group(
+            "I:X",
+            rows(&[("a", vec![call(call_state::TERMINATED, 1)]), ("b", vec![call(call_state::TERMINATED, 2)])]),
+            &pref,
+        );
+        assert_eq!(m.chosen_idb.as_deref(), Some("a"), "tie → first configured IDB");
+        let swapped = vec!["b".to_string(), "a".to_string()];
+        let m = merge_group(
+            "I:X",
+            rows(&[("a", vec![call(call_state::TERMINATED, 1)]), ("b", vec![call(call_state::TERMINATED, 2)])]),
+            &swapped,
+        );
+        assert_eq!(m.chosen_idb.as_deref(), Some("b"));
+        assert_eq!(m.rows("G_CALL").len(), 1, "one copy only: never both");
+    }
+}

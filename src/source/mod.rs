@@ -144,7 +144,7 @@ impl Idb {
 #[derive(Debug)]
 pub enum IdbSink {
     /// A PostgreSQL IDB.
-    Postgres(postgres::PostgresWriter),
+    Postgres(Box<postgres::PostgresWriter>),
     /// An embedded IDB.
     Embedded(embedded::EmbeddedIdb),
 }

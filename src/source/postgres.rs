@@ -120,6 +120,9 @@ pub struct PostgresWriter {
     counter: i64,
 }
 
+/// Updates of rows written in earlier batches: (table, ID) → (changed columns, new `GSYS_USEQ`).
+type PendingUpdates = BTreeMap<(&'static str, i64), (BTreeMap<&'static str, Option<String>>, i64)>;
+
 struct PendingInsert {
     table: &'static str,
     columns: BTreeMap<&'static str, Option<String>>,
@@ -146,7 +149,7 @@ impl PostgresWriter {
     pub async fn apply(&mut self, writes: &[IdbWrite]) -> Result<()> {
         let mut inserts: Vec<PendingInsert> = Vec::new();
         let mut insert_pos: BTreeMap<(&'static str, i64), usize> = BTreeMap::new();
-        let mut updates: BTreeMap<(&'static str, i64), (BTreeMap<&'static str, Option<String>>, i64)> = BTreeMap::new();
+        let mut updates: PendingUpdates = BTreeMap::new();
         let mut counter = self.counter;
         for w in writes {
             counter += 1;
@@ -251,5 +254,21 @@ fn sql_literal(v: Option<&str>) -> String {
     match v {
         None => "NULL".to_string(),
         Some(s) => format!("'{}'", s.replace('\'', "''")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_format_escapes_and_nulls() {
+        let mut s = String::new();
+        copy_field(&mut s, Some("a\tb\\c\nd"));
+        s.push('|');
+        copy_field(&mut s, None);
+        assert_eq!(s, "a\\tb\\\\c\\nd|\\N");
+        assert_eq!(sql_literal(Some("O'Brien")), "'O''Brien'");
+        assert_eq!(sql_literal(None), "NULL");
     }
 }

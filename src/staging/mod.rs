@@ -506,3 +506,50 @@ impl Store {
         t.len().map_err(storage("count rows"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk<'a>(rows: Vec<(i64, i64)>, mark: i64) -> ExtractedChunk<'a> {
+        ExtractedChunk {
+            idb: "a",
+            table: "G_CALL",
+            counter: Counter::Seq,
+            rows: rows
+                .into_iter()
+                .map(|(id, version)| RowToStage {
+                    id,
+                    group: format!("I:{id}"),
+                    row: StagedRow { version, values: vec![Some(Value::Int(id))] },
+                })
+                .collect(),
+            quarantined: Vec::new(),
+            new_mark: mark,
+        }
+    }
+
+    #[test]
+    fn newest_version_wins_and_mark_moves_with_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        let o = store.commit_chunk(&chunk(vec![(1, 5), (2, 6)], 6)).unwrap();
+        assert_eq!(o.staged, 2);
+        let o = store.commit_chunk(&chunk(vec![(1, 5), (2, 3)], 7)).unwrap();
+        assert_eq!((o.staged, o.unchanged), (0, 2), "same or older versions are not staged again");
+        let o = store.commit_chunk(&chunk(vec![(1, 9)], 9)).unwrap();
+        assert_eq!(o.staged, 1);
+        assert_eq!(store.high_water_mark("a", "G_CALL").unwrap().seq, 9);
+        assert_eq!(store.staged_row_count().unwrap(), 2);
+        assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:1".to_string(), "I:2".to_string()]);
+    }
+
+    #[test]
+    fn an_injected_crash_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::crash_at(1)).unwrap();
+        assert!(matches!(store.commit_chunk(&chunk(vec![(1, 5)], 5)), Err(StagingError::Injected(_))));
+        assert_eq!(store.staged_row_count().unwrap(), 0);
+        assert_eq!(store.high_water_mark("a", "G_CALL").unwrap(), HighWaterMark::default());
+    }
+}

@@ -418,3 +418,38 @@ pub fn calendar_day(day: &str) -> GroupOutput {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surrogate_keys_are_stable_positive_and_distinct() {
+        assert_eq!(interaction_key("A"), interaction_key("A"));
+        assert_ne!(interaction_key("A"), interaction_key("B"));
+        // Parts are delimited: ("AB","C") and ("A","BC") differ.
+        assert_ne!(surrogate_key(&["AB", "C"]), surrogate_key(&["A", "BC"]));
+        assert!((0..1000).all(|i| surrogate_key(&[&i.to_string()]) >= 0));
+        assert_ne!(agent_resource_key(5), endpoint_resource_key(5));
+    }
+
+    #[test]
+    fn calendar_has_96_intervals_aligned_to_the_day() {
+        let out = calendar_day("2026-11-24");
+        assert_eq!(out.facts.len(), 96);
+        let first = out.facts[0].0.key;
+        assert_eq!(day_of(first), "2026-11-24");
+        assert_eq!(interval_key(first + 899), first);
+        assert_eq!(out.facts[95].0.key, first + 95 * INTERVAL_SECS);
+        assert!(calendar_day("not a day").facts.is_empty());
+    }
+
+    #[test]
+    fn technical_results() {
+        assert_eq!(technical_result(false, cause::DISTRIBUTED), "Diverted");
+        assert_eq!(technical_result(false, cause::ABANDONED), "Abandoned");
+        assert_eq!(technical_result(true, cause::TRANSFERRED), "Transferred");
+        assert_eq!(technical_result(true, cause::REDIRECTED), "Redirected");
+        assert_eq!(technical_result(true, cause::COMPLETED), "Completed");
+    }
+}
