@@ -122,6 +122,11 @@ fn main_inner() -> Result<()> {
             }
             Command::Demo { listen, data_dir, seed, history_days } => {
                 let (dir, _keep) = match data_dir {
+                    Some(d) if d.join("staging.redb").exists() => bail!(
+                        "{} already holds a demo mart; the demo's simulated IDBs live in memory and start afresh, so \
+                         use an empty or new --data-dir (or omit it for a temporary one)",
+                        d.display()
+                    ),
                     Some(d) => (d, None),
                     None => {
                         let t = tempfile::Builder::new()
@@ -182,7 +187,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
         let start = now - (simcfg.history_days * 86_400.0) as i64;
         let sim = Simulator::new(simcfg.settings.clone(), start);
         let mut d = SimulationDriver::new(&cfg, sim, app.embedded_idbs()).await?;
-        eprintln!("Generating {:.1} day(s) of simulated history...", simcfg.history_days);
+        eprintln!("Generating {} day(s) of simulated history...", simcfg.history_days);
         let n = d.advance(start, now, 3600).await?;
         eprintln!("  {n} IDB writes into {} IDBs", app.embedded_idbs().len());
         driver = Some((d, simcfg.live));

@@ -139,7 +139,12 @@ impl Mart {
         let mart = Mart { root, tables: Arc::new(Mutex::new(HashMap::new())) };
         for t in MART_TABLES {
             let url = mart.table_url(t.name)?;
-            let table = DeltaTable::try_from_url(url).await.map_err(delta_err(t.name, "open"))?;
+            let exists = mart.root.join(t.name).join("_delta_log").is_dir();
+            let table = if exists {
+                DeltaTableBuilder::from_url(url).map_err(delta_err(t.name, "open"))?.load().await.map_err(delta_err(t.name, "open"))?
+            } else {
+                DeltaTableBuilder::from_url(url).map_err(delta_err(t.name, "open"))?.build().map_err(delta_err(t.name, "open"))?
+            };
             let table = if table.version().is_none() {
                 let columns = t.columns.iter().map(|(n, k)| {
                     let ty = match k {
