@@ -84,6 +84,10 @@ enum Command {
         /// Appliance URL.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// Offline: read the mart in this data directory instead of asking a running appliance (the appliance
+        /// must be stopped: it holds the staging store exclusively).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Print the IDB contract: per extracted table, the columns ccmart reads (for DBAs and benchmarks).
     Contract,
@@ -145,7 +149,11 @@ fn main_inner() -> Result<()> {
             }
             Command::Simulate { config, days, live } => simulate(config, days, live).await,
             Command::Query { sql, url, format } => query(&url, &sql, &format).await,
-            Command::Export { table, from, to, out, url } => export(&url, &table, from, to, &out).await,
+            Command::Export { table, from, to, out, url, data_dir: Some(dir) } => {
+                let _ = url;
+                export_offline(&dir, &table, from, to, &out).await
+            }
+            Command::Export { table, from, to, out, url, data_dir: None } => export(&url, &table, from, to, &out).await,
             Command::Contract => {
                 for t in ccmart::source::contract::EXTRACTED_TABLES {
                     let cols: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
@@ -340,6 +348,34 @@ async fn query(url: &str, sql: &str, format: &str) -> Result<()> {
     } else {
         print!("{}", String::from_utf8_lossy(&body));
     }
+    Ok(())
+}
+
+fn export_file_name(table: &str, from: &Option<String>, to: &Option<String>) -> String {
+    format!("{}_{}_{}.parquet", table.to_lowercase(), from.as_deref().unwrap_or("all"), to.as_deref().unwrap_or("all"))
+}
+
+async fn export_offline(
+    dir: &std::path::Path,
+    table: &str,
+    from: Option<String>,
+    to: Option<String>,
+    out: &std::path::Path,
+) -> Result<()> {
+    let t = ccmart::transform::schema::mart_table(table).with_context(|| format!("no mart table '{table}'"))?;
+    let from_day = ccmart::serve::parse_day("from", &from).map_err(anyhow::Error::msg)?;
+    let to_day = ccmart::serve::parse_day("to", &to).map_err(anyhow::Error::msg)?;
+    let store = ccmart::staging::Store::open(&dir.join("staging.redb"), FaultInjector::disarmed())?;
+    let snap =
+        store.latest_snapshot()?.with_context(|| format!("{} holds no published mart version", dir.display()))?;
+    let mart = ccmart::mart::Mart::open(&dir.join("mart")).await?;
+    let engine = ccmart::query::QueryEngine::new(mart, Default::default());
+    let export = ccmart::serve::ParquetExport::write(&engine, &snap, t, from_day.as_deref(), to_day.as_deref()).await?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join(export_file_name(table, &from, &to));
+    let rows = export.rows;
+    export.persist(&path).with_context(|| format!("writing {}", path.display()))?;
+    println!("{} ({rows} rows, mart version {})", path.display(), snap.version);
     Ok(())
 }
 

@@ -141,9 +141,16 @@ impl Mart {
             let url = mart.table_url(t.name)?;
             let exists = mart.root.join(t.name).join("_delta_log").is_dir();
             let table = if exists {
-                DeltaTableBuilder::from_url(url).map_err(delta_err(t.name, "open"))?.load().await.map_err(delta_err(t.name, "open"))?
+                DeltaTableBuilder::from_url(url)
+                    .map_err(delta_err(t.name, "open"))?
+                    .load()
+                    .await
+                    .map_err(delta_err(t.name, "open"))?
             } else {
-                DeltaTableBuilder::from_url(url).map_err(delta_err(t.name, "open"))?.build().map_err(delta_err(t.name, "open"))?
+                DeltaTableBuilder::from_url(url)
+                    .map_err(delta_err(t.name, "open"))?
+                    .build()
+                    .map_err(delta_err(t.name, "open"))?
             };
             let table = if table.version().is_none() {
                 let columns = t.columns.iter().map(|(n, k)| {

@@ -170,9 +170,9 @@ impl ParquetExport {
         self.file.path()
     }
 
-    /// Keeps the file at `dest` instead of deleting it.
+    /// Copies the file to `dest` (which may be on another file system); the temporary file is then removed.
     pub fn persist(self, dest: &std::path::Path) -> std::io::Result<()> {
-        self.file.persist(dest).map(|_| ()).map_err(|e| e.error)
+        std::fs::copy(self.file.path(), dest).map(|_| ())
     }
 
     /// Streams the table (filtered to `from..=to` days for partitioned tables) into a Parquet file, one batch at a

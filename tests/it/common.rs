@@ -175,3 +175,14 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     assert_eq!(got, expected, "agent state periods");
     truth.calls.len()
 }
+
+/// Runs one query with DuckDB's Python module on a Parquet file (`{}` = the path).
+pub fn duckdb_scalar(file: &std::path::Path, sql: &str) -> String {
+    let q = sql.replace("{}", &file.display().to_string());
+    let o = std::process::Command::new("python3")
+        .args(["-c", "import duckdb,sys; print(duckdb.connect().execute(sys.argv[1]).fetchall()[0][0])", &q])
+        .output()
+        .expect("python3 with the duckdb module (scripts/test.sh installs it)");
+    assert!(o.status.success(), "duckdb: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}

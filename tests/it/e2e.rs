@@ -14,4 +14,21 @@ async fn embedded_pipeline_matches_ground_truth() {
     app.drain(1000).await.unwrap();
     let n = assert_mart_matches_truth(&app, &truth).await;
     eprintln!("{n} calls match");
+    // Offline export of the stopped appliance's mart, read back by DuckDB.
+    drop(app);
+    let out = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
+        .args(["export", "--table", "SM_RES_STATE_FACT", "--data-dir"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "offline export: {}", String::from_utf8_lossy(&o.stderr));
+    let f = out.path().join("sm_res_state_fact_all_all.parquet");
+    let secs: i64 = truth.states.iter().map(|s| s.end_ts - s.start_ts).sum();
+    assert_eq!(
+        duckdb_scalar(&f, "SELECT count(*) || ',' || sum(total_duration) FROM read_parquet('{}')"),
+        format!("{},{secs}", truth.states.len())
+    );
 }

@@ -219,14 +219,3 @@ async fn http_api_formats_errors_and_export() {
     assert_eq!(duckdb_scalar(&f, "SELECT count(*) FROM read_parquet('{}')"), legs.to_string());
     drop(srv);
 }
-
-/// Runs one query with DuckDB's Python module on a Parquet file (`{}` = the path).
-fn duckdb_scalar(file: &std::path::Path, sql: &str) -> String {
-    let q = sql.replace("{}", &file.display().to_string());
-    let o = std::process::Command::new("python3")
-        .args(["-c", "import duckdb,sys; print(duckdb.connect().execute(sys.argv[1]).fetchall()[0][0])", &q])
-        .output()
-        .expect("python3 with the duckdb module (scripts/test.sh installs it)");
-    assert!(o.status.success(), "duckdb: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
