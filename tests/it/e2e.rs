@@ -32,3 +32,28 @@ async fn embedded_pipeline_matches_ground_truth() {
         format!("{},{secs}", truth.states.len())
     );
 }
+
+/// Every saved report in queries/ runs against a real mart and returns rows (data-driven: adding a report adds
+/// no Rust code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_queries_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(8);
+    let cfg = embedded_config(dir.path(), settings.clone());
+    let mut app =
+        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed()).await.unwrap();
+    simulate(&cfg, Some(&app), settings, 3).await;
+    app.drain(1000).await.unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/queries")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows = sql(&app, &text).await;
+        assert!(!rows.is_empty(), "{} returns rows", path.display());
+        n += 1;
+    }
+    assert!(n >= 5, "saved queries found: {n}");
+}
