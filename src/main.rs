@@ -324,23 +324,27 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
     Ok(())
 }
 
+/// Sends a request to a running appliance; a non-2xx answer becomes an error carrying the appliance's message.
+async fn fetch(request: reqwest::RequestBuilder, url: &str) -> Result<bytes::Bytes> {
+    let resp = request.send().await.with_context(|| format!("cannot reach the appliance at {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(body)
+}
+
 async fn query(url: &str, sql: &str, format: &str) -> Result<()> {
     let wire = match format {
         "table" => "arrow",
         "csv" | "json" => format,
         other => bail!("unknown --format '{other}': use table, csv or json"),
     };
-    let resp = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{}/v1/query", url.trim_end_matches('/')))
-        .json(&serde_json::json!({"sql": sql, "format": wire}))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the appliance at {url}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        bail!("{status}: {}", String::from_utf8_lossy(&body));
-    }
+        .json(&serde_json::json!({"sql": sql, "format": wire}));
+    let body = fetch(request, url).await?;
     if wire == "arrow" {
         let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None)?;
         let batches: Vec<_> = reader.collect::<std::result::Result<_, _>>()?;
@@ -387,17 +391,9 @@ async fn export(url: &str, table: &str, from: Option<String>, to: Option<String>
     if let Some(t) = &to {
         params.push(("to", t.clone()));
     }
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/export/{}", url.trim_end_matches('/'), table))
-        .query(&params)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the appliance at {url}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        bail!("{status}: {}", String::from_utf8_lossy(&body));
-    }
+    let request =
+        reqwest::Client::new().get(format!("{}/v1/export/{}", url.trim_end_matches('/'), table)).query(&params);
+    let body = fetch(request, url).await?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let name = format!(
         "{}_{}_{}.parquet",

@@ -47,6 +47,16 @@ pub async fn simulate(cfg: &Config, app: Option<&Appliance>, settings: SimSettin
     d.simulator().truth()
 }
 
+/// An appliance over embedded IDBs filled with `hours` of simulated history, run until idle.
+pub async fn embedded_mart(dir: &Path, seed: u64, hours: i64) -> (Appliance, GroundTruth) {
+    let settings = small_settings(seed);
+    let cfg = embedded_config(dir, settings.clone());
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
+    let truth = simulate(&cfg, Some(&app), settings, hours).await;
+    app.drain(1000).await.expect("drain");
+    (app, truth)
+}
+
 /// Opens an appliance and runs it until idle.
 pub async fn open_and_drain(cfg: &Config) -> Appliance {
     let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");

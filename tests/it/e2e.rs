@@ -5,13 +5,8 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_pipeline_matches_ground_truth() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = small_settings(7);
-    let cfg = embedded_config(dir.path(), settings.clone());
-    let mut app =
-        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed()).await.unwrap();
-    let truth = simulate(&cfg, Some(&app), settings, 6).await;
+    let (app, truth) = embedded_mart(dir.path(), 7, 6).await;
     assert!(truth.call_count() > 500, "enough calls to mean something: {}", truth.call_count());
-    app.drain(1000).await.unwrap();
     let n = assert_mart_matches_truth(&app, &truth).await;
     eprintln!("{n} calls match");
     // Offline export of the stopped appliance's mart, read back by DuckDB.
@@ -38,12 +33,7 @@ async fn embedded_pipeline_matches_ground_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_queries_run() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = small_settings(8);
-    let cfg = embedded_config(dir.path(), settings.clone());
-    let mut app =
-        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed()).await.unwrap();
-    simulate(&cfg, Some(&app), settings, 3).await;
-    app.drain(1000).await.unwrap();
+    let (app, _truth) = embedded_mart(dir.path(), 8, 3).await;
     let mut n = 0;
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/queries")).unwrap() {
         let path = entry.unwrap().path();

@@ -49,12 +49,7 @@ fn error_code(body: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_api_formats_errors_and_export() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = small_settings(3);
-    let cfg = embedded_config(dir.path(), settings.clone());
-    let mut app =
-        ccmart::pipeline::Appliance::open(cfg.clone(), ccmart::fault::FaultInjector::disarmed()).await.unwrap();
-    let truth = simulate(&cfg, Some(&app), settings, 3).await;
-    app.drain(1000).await.unwrap();
+    let (app, truth) = embedded_mart(dir.path(), 3, 3).await;
     let calls = truth.call_count() as i64;
     let total_secs: i64 = truth.calls.values().map(|c| c.end_ts - c.start_ts).sum();
     let srv = start(&app).await;
