@@ -95,6 +95,9 @@ fn check_config_names_the_bad_key() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(expect), "error for {text:?} names {expect}: {err}");
     }
+    // The shipped example config is valid.
+    let o = ccmart(&["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/ccmart.toml")]);
+    assert!(o.status.success(), "packaging/ccmart.toml: {}", String::from_utf8_lossy(&o.stderr));
     let o = ccmart(&["check-config", "--config", "/nonexistent/ccmart.toml"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read config file"));
 }
