@@ -50,8 +50,14 @@ async fn completed_calls_are_visible_after_one_cycle() {
     d.advance(T0 + 3600, T0 + 4200, 60).await.unwrap();
     let truth = d.simulator().truth();
     assert!(truth.call_count() > before, "calls ended in the ten minutes");
+    let old = app.store().latest_snapshot().unwrap().unwrap();
     let r = app.cycle().await.unwrap();
-    assert!(r.mart_version.is_some());
+    assert!(r.mart_version.is_some_and(|v| v > old.version));
+    // The previous version stays queryable and unchanged (queries pin a version).
+    let pinned = app.engine().run(&old, "SELECT count(*) FROM interaction_fact").await.unwrap();
+    let n =
+        pinned.batches[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0);
+    assert_eq!(n as usize, before, "version {} still shows the calls it had", old.version);
     let rows = sql(&app, "SELECT media_server_ixn_guid FROM interaction_fact").await;
     let mut got: Vec<String> = rows.into_iter().map(|r| r[0].clone()).collect();
     got.sort();
