@@ -16,7 +16,7 @@ use crate::staging::{StagingError, Store};
 use crate::transform::{self, schema::DATE_TIME, transform_group};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Errors that stop a cycle. IDB outages are not among them (they are retried and reported in the status).
@@ -76,6 +76,7 @@ pub struct Appliance {
     embedded: Vec<(String, EmbeddedIdb)>,
     faults: FaultInjector,
     status: SharedStatus,
+    last_publish: Option<Instant>,
 }
 
 impl Appliance {
@@ -102,7 +103,19 @@ impl Appliance {
         let health = config.idbs.iter().map(|c| IdbHealth::new(&c.name)).collect();
         let preference = config.idbs.iter().map(|c| c.name.clone()).collect();
         let status = SharedStatus::new(ApplianceStatus::new(&config.appliance.site));
-        let app = Appliance { config, store, mart, engine, idbs, health, preference, embedded, faults, status };
+        let app = Appliance {
+            config,
+            store,
+            mart,
+            engine,
+            idbs,
+            health,
+            preference,
+            embedded,
+            faults,
+            status,
+            last_publish: None,
+        };
         app.refresh_status(None)?;
         Ok(app)
     }
@@ -167,6 +180,14 @@ impl Appliance {
             report.rows_quarantined += r.rows_quarantined;
             report.more |= r.backlog;
         }
+        // While a large backlog is being extracted, rows of the same interaction arrive over many cycles; transforming
+        // and publishing every cycle would rewrite the same partitions again and again. Publish at most every
+        // `backlog_publish_secs` then, and every cycle in steady state.
+        let interval = Duration::from_secs(self.config.extract.backlog_publish_secs);
+        if report.more && self.last_publish.is_some_and(|t| t.elapsed() < interval) {
+            return Ok(report);
+        }
+        self.last_publish = Some(Instant::now());
         // Transform in bounded batches; after-call work found in sessions wakes calls, handled in a later batch.
         for _ in 0..50 {
             let groups = self.store.dirty_groups(self.config.extract.transform_batch)?;

@@ -12,6 +12,8 @@ use thiserror::Error;
 
 /// Default seconds between pipeline cycles.
 pub const DEFAULT_CYCLE_SECS: u64 = 5;
+/// Default seconds between mart publications while extraction works off a backlog.
+pub const DEFAULT_BACKLOG_PUBLISH_SECS: u64 = 60;
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory of an installed appliance.
@@ -105,6 +107,9 @@ pub struct ExtractConfig {
     pub max_chunks_per_cycle: usize,
     /// Groups transformed per batch.
     pub transform_batch: usize,
+    /// While extraction has a backlog (initial load, catch-up after an outage), publish a mart version at most this
+    /// often, seconds; in steady state every cycle publishes.
+    pub backlog_publish_secs: u64,
 }
 
 impl Default for ExtractConfig {
@@ -113,6 +118,7 @@ impl Default for ExtractConfig {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE,
             transform_batch: 2_000,
+            backlog_publish_secs: DEFAULT_BACKLOG_PUBLISH_SECS,
         }
     }
 }
