@@ -41,5 +41,17 @@ if ! python3 -c "import duckdb" 2>/dev/null; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ccmart-target}"
-echo "test.sh: cargo test --locked -- --test-threads=2 $* (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo test --locked -- --test-threads=2 "$@"
+# Unit tests (lib), CLI and the integration binary; there are no doc tests (each would link DataFusion again).
+echo "test.sh: cargo test --locked --lib --bins --tests -- --test-threads=2 $* (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+log=$(mktemp)
+set +e
+cargo test --locked --lib --bins --tests -- --test-threads=2 "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '; [0-9]+ failed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+trap - EXIT
+echo "test.sh: finished in $((SECONDS / 60))m$((SECONDS % 60))s (exit status $status)"
+echo "tests: $passed passed, $failed failed"
+exit "$status"
