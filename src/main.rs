@@ -89,6 +89,21 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Print a content digest per table and day, to compare two appliances (sites) row for row.
+    Digest {
+        /// One table (default: all).
+        #[arg(long)]
+        table: Option<String>,
+        /// One day (YYYY-MM-DD; default: all).
+        #[arg(long)]
+        day: Option<String>,
+        /// Appliance URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Offline: read the mart in this data directory (the appliance must be stopped).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the IDB contract: per extracted table, the columns ccmart reads (for DBAs and benchmarks).
     Contract,
     /// Validate a config file and print the effective configuration.
@@ -154,6 +169,7 @@ fn main_inner() -> Result<()> {
                 export_offline(&dir, &table, from, to, &out).await
             }
             Command::Export { table, from, to, out, url, data_dir: None } => export(&url, &table, from, to, &out).await,
+            Command::Digest { table, day, url, data_dir } => digest(&url, data_dir.as_deref(), table, day).await,
             Command::Contract => {
                 for t in ccmart::source::contract::EXTRACTED_TABLES {
                     let cols: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
@@ -353,6 +369,60 @@ async fn query(url: &str, sql: &str, format: &str) -> Result<()> {
         print!("{}", String::from_utf8_lossy(&body));
     }
     Ok(())
+}
+
+async fn digest(
+    url: &str,
+    data_dir: Option<&std::path::Path>,
+    table: Option<String>,
+    day: Option<String>,
+) -> Result<()> {
+    let digests: serde_json::Value = match data_dir {
+        Some(dir) => {
+            let tables = match &table {
+                Some(t) => {
+                    vec![ccmart::transform::schema::mart_table(t).with_context(|| format!("no mart table '{t}'"))?]
+                }
+                None => Vec::new(),
+            };
+            let day = ccmart::serve::parse_day("day", &day).map_err(anyhow::Error::msg)?;
+            let (snap, engine) = open_offline(dir).await?;
+            let d = ccmart::query::digest::digests(&engine, &snap, &tables, day.as_deref()).await?;
+            serde_json::json!({"mart_version": snap.version, "digests": d})
+        }
+        None => {
+            let mut params = vec![];
+            if let Some(t) = &table {
+                params.push(("table", t.clone()));
+            }
+            if let Some(d) = &day {
+                params.push(("day", d.clone()));
+            }
+            let request = reqwest::Client::new().get(format!("{}/v1/digest", url.trim_end_matches('/'))).query(&params);
+            serde_json::from_slice(&fetch(request, url).await?)?
+        }
+    };
+    println!("# mart version {}", digests["mart_version"]);
+    for d in digests["digests"].as_array().into_iter().flatten() {
+        let day = d["day"].as_str().filter(|s| !s.is_empty()).unwrap_or("-");
+        println!(
+            "{}\t{}\t{}\t{}",
+            d["table"].as_str().unwrap_or_default(),
+            day,
+            d["rows"],
+            d["digest"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Opens a stopped appliance's data directory read-only for offline commands.
+async fn open_offline(dir: &std::path::Path) -> Result<(ccmart::staging::MartSnapshot, ccmart::query::QueryEngine)> {
+    let store = ccmart::staging::Store::open(&dir.join("staging.redb"), FaultInjector::disarmed())?;
+    let snap =
+        store.latest_snapshot()?.with_context(|| format!("{} holds no published mart version", dir.display()))?;
+    let mart = ccmart::mart::Mart::open(&dir.join("mart")).await?;
+    Ok((snap, ccmart::query::QueryEngine::new(mart, Default::default())))
 }
 
 fn export_file_name(table: &str, from: &Option<String>, to: &Option<String>) -> String {

@@ -5,6 +5,8 @@
 //! runs. Statements other than queries (DDL, DML, COPY, SET) are refused before planning; results are bounded in
 //! rows, memory and time.
 
+pub mod digest;
+
 use crate::mart::Mart;
 use crate::staging::MartSnapshot;
 use crate::transform::schema::MART_TABLES;

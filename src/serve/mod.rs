@@ -152,6 +152,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/tables", get(tables))
         .route("/v1/query", post(query))
         .route("/v1/export/{table}", get(export))
+        .route("/v1/digest", get(digest))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -230,6 +231,31 @@ async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response,
         code: "encoding_error",
         message: m,
     })
+}
+
+/// Query string of `GET /v1/digest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestParams {
+    /// One table (default: all).
+    pub table: Option<String>,
+    /// One day (YYYY-MM-DD; default: all).
+    pub day: Option<String>,
+    /// Mart version (default: newest).
+    pub mart_version: Option<u64>,
+}
+
+async fn digest(State(state): State<ServeState>, Query(p): Query<DigestParams>) -> Result<Response, ApiError> {
+    let tables = match &p.table {
+        Some(name) => vec![mart_table(name).ok_or_else(|| {
+            ApiError::bad_request("unknown_table", format!("no mart table '{name}'; see GET /v1/tables"))
+        })?],
+        None => Vec::new(),
+    };
+    let day = parse_day("day", &p.day).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
+    let snap = snapshot(&state, p.mart_version)?;
+    let digests = crate::query::digest::digests(&state.engine, &snap, &tables, day.as_deref()).await?;
+    Ok(Json(serde_json::json!({"mart_version": snap.version, "digests": digests})).into_response())
 }
 
 /// Query string of `GET /v1/export/{table}`.

@@ -26,6 +26,7 @@ const FACTS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("f
 const GROUP_FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_facts");
 const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("dirty_partitions");
 const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
+const KEY_OWNERS: TableDefinition<(&str, i64), &str> = TableDefinition::new("key_owners");
 const ACW: TableDefinition<(&str, i64, i64), i64> = TableDefinition::new("after_call_work");
 
 /// Errors of the staging store.
@@ -55,6 +56,19 @@ pub enum StagingError {
         table: &'static str,
         /// Decoder message.
         message: String,
+    },
+    /// Two different natural keys hashed to the same surrogate key. Nothing of the batch was committed; the
+    /// pipeline stops rather than merge two facts silently.
+    #[error("surrogate key collision in {table}: key {key} is produced by both {owner} and {other}; nothing was committed. Report this: the key derivation must be widened")]
+    KeyCollision {
+        /// Mart table.
+        table: String,
+        /// The colliding key.
+        key: i64,
+        /// Group that owns the key.
+        owner: String,
+        /// Group that produced it again.
+        other: String,
     },
     /// Fault injection fired (tests only).
     #[error(transparent)]
@@ -204,6 +218,7 @@ impl Store {
             tx.open_table(GROUP_FACTS).map_err(storage("open"))?;
             tx.open_table(DIRTY_PARTITIONS).map_err(storage("open"))?;
             tx.open_table(CATALOG).map_err(storage("open"))?;
+            tx.open_table(KEY_OWNERS).map_err(storage("open"))?;
             tx.open_table(ACW).map_err(storage("open"))?;
         }
         tx.commit().map_err(storage("open"))?;
@@ -369,6 +384,7 @@ impl Store {
             let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
             let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
             let mut acw = tx.open_table(ACW).map_err(storage(during))?;
+            let mut owners = tx.open_table(KEY_OWNERS).map_err(storage(during))?;
             for g in processed {
                 dirty.remove(g.as_str()).map_err(storage(during))?;
             }
@@ -383,11 +399,28 @@ impl Store {
                 for a in &old {
                     if !new_addrs.contains(&(a.table.as_str(), a.day.as_str(), a.key)) {
                         facts.remove((a.table.as_str(), a.day.as_str(), a.key)).map_err(storage(during))?;
+                        owners.remove((a.table.as_str(), a.key)).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
                         changed += 1;
                     }
                 }
                 for (a, row) in &out.facts {
+                    let owner =
+                        owners.get((a.table.as_str(), a.key)).map_err(storage(during))?.map(|g| g.value().to_string());
+                    match owner {
+                        Some(o) if o != out.group => {
+                            return Err(StagingError::KeyCollision {
+                                table: a.table.clone(),
+                                key: a.key,
+                                owner: o,
+                                other: out.group.clone(),
+                            });
+                        }
+                        Some(_) => {}
+                        None => {
+                            owners.insert((a.table.as_str(), a.key), out.group.as_str()).map_err(storage(during))?;
+                        }
+                    }
                     let bytes = row.encode();
                     let key = (a.table.as_str(), a.day.as_str(), a.key);
                     let same = facts.get(key).map_err(storage(during))?.is_some_and(|v| v.value() == bytes.as_slice());
@@ -542,6 +575,29 @@ mod tests {
         assert_eq!(store.high_water_mark("a", "G_CALL").unwrap().seq, 9);
         assert_eq!(store.staged_row_count().unwrap(), 2);
         assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:1".to_string(), "I:2".to_string()]);
+    }
+
+    #[test]
+    fn a_key_produced_by_two_groups_fails_loudly_and_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        let fact = |group: &str| GroupOutput {
+            group: group.into(),
+            facts: vec![(
+                FactAddress { table: "interaction_fact".into(), day: "2026-11-24".into(), key: 42 },
+                FactRow(vec![Cell::Int(42)]),
+            )],
+            ..Default::default()
+        };
+        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")]).unwrap();
+        // The same group again is an update, not a collision.
+        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")]).unwrap();
+        let e = store.commit_group_outputs(&["I:B".into()], &[fact("I:B")]).unwrap_err();
+        assert!(
+            matches!(&e, StagingError::KeyCollision { key: 42, owner, other, .. } if owner == "I:A" && other == "I:B"),
+            "{e}"
+        );
+        assert_eq!(store.partition_facts("interaction_fact", "2026-11-24").unwrap().len(), 1);
     }
 
     #[test]

@@ -200,6 +200,19 @@ async fn http_api_formats_errors_and_export() {
     let r = client().get(format!("{base}/v1/export/nope")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
+    // Digests per table and day.
+    let v: serde_json::Value = client().get(format!("{base}/v1/digest")).send().await.unwrap().json().await.unwrap();
+    let all = v["digests"].as_array().unwrap();
+    assert!(all.iter().any(|d| d["table"] == "resource_" && d["day"] == ""));
+    let r = client().get(format!("{base}/v1/digest?table=INTERACTION_FACT&day={day}")).send().await.unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["digests"].as_array().map(|a| a.len()), Some(1));
+    assert_eq!(v["digests"][0]["rows"].as_u64(), Some(expected_day as u64));
+    assert_eq!(v["digests"][0]["digest"].as_str().map(str::len), Some(64));
+    let r = client().get(format!("{base}/v1/digest?day=2026-13-01")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(error_code(&r.bytes().await.unwrap()), "bad_parameter");
+
     // The CLI export writes a file DuckDB reads.
     let cli_out = out.path().join("cli");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
