@@ -26,6 +26,20 @@ async fn embedded_pipeline_matches_ground_truth() {
         duckdb_scalar(&f, "SELECT count(*) || ',' || sum(total_duration) FROM read_parquet('{}')"),
         format!("{},{secs}", truth.states.len())
     );
+    // Offline digests: one line per partition, the interaction rows adding up to the calls.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
+        .args(["digest", "--table", "interaction_fact", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "offline digest: {}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let rows: usize = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split('\t').nth(2).unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(rows, n);
 }
 
 /// Every saved report in queries/ runs against a real mart and returns rows (data-driven: adding a report adds
