@@ -84,7 +84,11 @@ impl Appliance {
     pub async fn open(config: Config, faults: FaultInjector) -> Result<Self, PipelineError> {
         let dir = &config.appliance.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StagingError::Open { path: dir.clone(), message: e.to_string() })?;
-        let store = Arc::new(Store::open(&dir.join("staging.redb"), faults.clone())?);
+        let store = Arc::new(Store::open_with_cache(
+            &dir.join("staging.redb"),
+            faults.clone(),
+            config.appliance.staging_cache_mb,
+        )?);
         let mart = Mart::open(&dir.join("mart")).await?;
         let engine = QueryEngine::new(mart.clone(), config.query);
         let mut idbs = Vec::new();

@@ -84,6 +84,8 @@ pub struct ApplianceConfig {
     pub listen: String,
     /// Seconds between pipeline cycles.
     pub cycle_secs: u64,
+    /// Page cache of the staging store (redb), MiB.
+    pub staging_cache_mb: usize,
 }
 
 impl Default for ApplianceConfig {
@@ -93,6 +95,7 @@ impl Default for ApplianceConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: DEFAULT_LISTEN.into(),
             cycle_secs: DEFAULT_CYCLE_SECS,
+            staging_cache_mb: crate::staging::DEFAULT_CACHE_MB,
         }
     }
 }
@@ -191,7 +194,7 @@ impl Config {
                 site: "site1".into(),
                 data_dir: data_dir.into(),
                 listen: listen.into(),
-                cycle_secs: DEFAULT_CYCLE_SECS,
+                ..ApplianceConfig::default()
             },
             extract: ExtractConfig::default(),
             query: QueryLimits::default(),
@@ -220,6 +223,12 @@ impl Config {
         }
         if self.appliance.cycle_secs == 0 || self.appliance.cycle_secs > 3600 {
             return invalid("appliance.cycle_secs", format!("{} is out of range 1..=3600", self.appliance.cycle_secs));
+        }
+        if self.appliance.staging_cache_mb < 16 || self.appliance.staging_cache_mb > 65_536 {
+            return invalid(
+                "appliance.staging_cache_mb",
+                format!("{} is out of range 16..=65536", self.appliance.staging_cache_mb),
+            );
         }
         if self.extract.chunk_rows < 10 || self.extract.chunk_rows > 1_000_000 {
             return invalid("extract.chunk_rows", format!("{} is out of range 10..=1000000", self.extract.chunk_rows));

@@ -202,10 +202,20 @@ pub struct Store {
     faults: FaultInjector,
 }
 
+/// Default page cache of the staging store, MiB: bounds the appliance's memory whatever the data volume.
+pub const DEFAULT_CACHE_MB: usize = 256;
+
 impl Store {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path` with the default cache.
     pub fn open(path: &Path, faults: FaultInjector) -> Result<Self> {
-        let db = Database::create(path)
+        Self::open_with_cache(path, faults, DEFAULT_CACHE_MB)
+    }
+
+    /// Opens (or creates) the store at `path` with a page cache of `cache_mb` MiB.
+    pub fn open_with_cache(path: &Path, faults: FaultInjector, cache_mb: usize) -> Result<Self> {
+        let db = Database::builder()
+            .set_cache_size(cache_mb.max(1) * 1024 * 1024)
+            .create(path)
             .map_err(|e| StagingError::Open { path: path.to_path_buf(), message: e.to_string() })?;
         let tx = db.begin_write().map_err(storage("open"))?;
         {
