@@ -200,14 +200,9 @@ impl Appliance {
             }
             let mut outputs = Vec::with_capacity(groups.len());
             let mut days = BTreeSet::new();
-            for g in &groups {
-                let rows = self.store.group_rows(g)?;
-                let merged = merge_group(g, rows, &self.preference);
-                let acw = match g.strip_prefix("I:") {
-                    Some(callid) => self.store.after_call_work(callid)?,
-                    None => Default::default(),
-                };
-                let out = transform_group(g, &merged, &acw);
+            for (g, loaded) in groups.iter().zip(self.store.load_groups(&groups)?) {
+                let merged = merge_group(g, loaded.rows, &self.preference);
+                let out = transform_group(g, &merged, &loaded.after_call_work);
                 days.extend(out.facts.iter().filter(|(a, _)| !a.day.is_empty()).map(|(a, _)| a.day.clone()));
                 outputs.push(out);
             }

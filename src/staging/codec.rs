@@ -38,12 +38,27 @@ impl StagedRow {
         }
     }
 
+    /// Encoding: the version as 8 little-endian bytes, then the values as MessagePack. The fixed prefix lets
+    /// extraction compare versions without decoding rows.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).unwrap_or_default()
+        let mut out = self.version.to_le_bytes().to_vec();
+        out.extend(rmp_serde::to_vec(&self.values).unwrap_or_default());
+        out
+    }
+
+    pub(crate) fn version_of(b: &[u8]) -> Result<i64> {
+        let head: [u8; 8] = b.get(..8).and_then(|h| h.try_into().ok()).ok_or_else(|| StagingError::Decode {
+            table: "rows",
+            message: format!("record of {} bytes is too short", b.len()),
+        })?;
+        Ok(i64::from_le_bytes(head))
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
-        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode { table: "rows", message: e.to_string() })
+        let version = Self::version_of(b)?;
+        let values = rmp_serde::from_slice(&b[8..])
+            .map_err(|e| StagingError::Decode { table: "rows", message: e.to_string() })?;
+        Ok(StagedRow { version, values })
     }
 }
 

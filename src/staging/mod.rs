@@ -182,6 +182,15 @@ pub struct GroupOutput {
     pub wake: Vec<String>,
 }
 
+/// The staged rows of one group and the after-call work linked to it.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedGroup {
+    /// (IDB, table) → rows.
+    pub rows: BTreeMap<(String, String), Vec<StagedRow>>,
+    /// After-call work periods linked to an interaction: (agent DBID, start) → seconds.
+    pub after_call_work: BTreeMap<(i64, i64), i64>,
+}
+
 /// One consistent mart version: the Delta version of every mart table that belongs to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MartSnapshot {
@@ -276,22 +285,31 @@ impl Store {
             let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
             let mut quarantine = tx.open_table(QUARANTINE).map_err(storage(during))?;
             let mut hwm = tx.open_table(HWM).map_err(storage(during))?;
+            let mut touched: BTreeSet<&str> = BTreeSet::new();
+            let any_quarantined = !quarantine.is_empty().map_err(storage(during))?;
             for r in &chunk.rows {
                 let key = (chunk.idb, chunk.table, r.id);
-                let newer = match rows.get(key).map_err(storage(during))? {
-                    Some(old) => StagedRow::decode(old.value())?.version < r.row.version,
-                    None => true,
+                let existing = match rows.get(key).map_err(storage(during))? {
+                    Some(old) => Some(StagedRow::version_of(old.value())?),
+                    None => None,
                 };
-                if !newer {
+                if existing.is_some_and(|v| v >= r.row.version) {
                     outcome.unchanged += 1;
                     continue;
                 }
                 rows.insert(key, r.row.encode().as_slice()).map_err(storage(during))?;
-                // A good version of a row supersedes its quarantined one.
-                quarantine.remove((chunk.idb, chunk.table, r.id.to_string().as_str())).map_err(storage(during))?;
-                groups.insert((r.group.as_str(), chunk.idb, chunk.table, r.id), ()).map_err(storage(during))?;
-                dirty.insert(r.group.as_str(), ()).map_err(storage(during))?;
+                if any_quarantined {
+                    // A good version of a row supersedes its quarantined one.
+                    quarantine.remove((chunk.idb, chunk.table, r.id.to_string().as_str())).map_err(storage(during))?;
+                }
+                if existing.is_none() {
+                    groups.insert((r.group.as_str(), chunk.idb, chunk.table, r.id), ()).map_err(storage(during))?;
+                }
+                touched.insert(r.group.as_str());
                 outcome.staged += 1;
+            }
+            for g in touched {
+                dirty.insert(g, ()).map_err(storage(during))?;
             }
             for q in &chunk.quarantined {
                 let bytes = rmp_serde::to_vec_named(q).map_err(storage(during))?;
@@ -343,39 +361,43 @@ impl Store {
         Ok(out)
     }
 
-    /// Every staged row of a group: (IDB, table) → rows, each IDB's rows separately so the merge can choose.
-    pub fn group_rows(&self, group: &str) -> Result<BTreeMap<(String, String), Vec<StagedRow>>> {
+    /// Every staged row of each group, and for interaction groups the after-call work linked to them, read in one
+    /// transaction. Rows come per (IDB, table) so the merge can choose between the IDBs of a pair.
+    pub fn load_groups(&self, groups: &[String]) -> Result<Vec<LoadedGroup>> {
         let during = "read group rows";
         let tx = self.db.begin_read().map_err(storage(during))?;
         let g = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
         let rows = tx.open_table(ROWS).map_err(storage(during))?;
-        let mut out: BTreeMap<(String, String), Vec<StagedRow>> = BTreeMap::new();
-        for item in g.range::<(&str, &str, &str, i64)>((group, "", "", i64::MIN)..).map_err(storage(during))? {
-            let (k, _) = item.map_err(storage(during))?;
-            let (grp, idb, table, id) = k.value();
-            if grp != group {
-                break;
+        let acw = tx.open_table(ACW).map_err(storage(during))?;
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            let group = group.as_str();
+            let mut loaded = LoadedGroup::default();
+            for item in g.range::<(&str, &str, &str, i64)>((group, "", "", i64::MIN)..).map_err(storage(during))? {
+                let (k, _) = item.map_err(storage(during))?;
+                let (grp, idb, table, id) = k.value();
+                if grp != group {
+                    break;
+                }
+                if let Some(v) = rows.get((idb, table, id)).map_err(storage(during))? {
+                    loaded
+                        .rows
+                        .entry((idb.to_string(), table.to_string()))
+                        .or_default()
+                        .push(StagedRow::decode(v.value())?);
+                }
             }
-            if let Some(v) = rows.get((idb, table, id)).map_err(storage(during))? {
-                out.entry((idb.to_string(), table.to_string())).or_default().push(StagedRow::decode(v.value())?);
+            if let Some(callid) = group.strip_prefix("I:") {
+                for item in acw.range::<(&str, i64, i64)>((callid, i64::MIN, i64::MIN)..).map_err(storage(during))? {
+                    let (k, v) = item.map_err(storage(during))?;
+                    let (c, agent, start) = k.value();
+                    if c != callid {
+                        break;
+                    }
+                    loaded.after_call_work.insert((agent, start), v.value());
+                }
             }
-        }
-        Ok(out)
-    }
-
-    /// After-call work periods linked to a call: (agent DBID, start) → seconds.
-    pub fn after_call_work(&self, callid: &str) -> Result<BTreeMap<(i64, i64), i64>> {
-        let during = "read after-call work";
-        let tx = self.db.begin_read().map_err(storage(during))?;
-        let t = tx.open_table(ACW).map_err(storage(during))?;
-        let mut out = BTreeMap::new();
-        for item in t.range::<(&str, i64, i64)>((callid, i64::MIN, i64::MIN)..).map_err(storage(during))? {
-            let (k, v) = item.map_err(storage(during))?;
-            let (c, agent, start) = k.value();
-            if c != callid {
-                break;
-            }
-            out.insert((agent, start), v.value());
+            out.push(loaded);
         }
         Ok(out)
     }
