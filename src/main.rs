@@ -263,10 +263,14 @@ async fn run_batch(cfg: Config) -> Result<()> {
             break;
         }
         eprintln!(
-            "  cycle {cycles}: {} rows staged, {} groups transformed, {} partitions published ({:.1}s)",
+            "  cycle {cycles}: {} rows staged, {} groups transformed, {} partitions published \
+             (extract {} ms, transform {} ms, publish {} ms; {:.1}s in all)",
             r.rows_staged,
             r.groups,
             r.partitions,
+            r.extract_ms,
+            r.transform_ms,
+            r.publish_ms,
             t0.elapsed().as_secs_f64()
         );
     }

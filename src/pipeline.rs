@@ -52,6 +52,12 @@ pub struct CycleReport {
     pub mart_version: Option<u64>,
     /// More work is waiting (extraction backlog or dirty groups).
     pub more: bool,
+    /// Time spent extracting, ms.
+    pub extract_ms: u64,
+    /// Time spent merging and transforming, ms.
+    pub transform_ms: u64,
+    /// Time spent writing Delta partitions and publishing, ms.
+    pub publish_ms: u64,
 }
 
 /// The numbering an IDB uses: position `i` within its pair decides the `ID` offset, so the two IDBs of a pair
@@ -165,6 +171,9 @@ impl Appliance {
             rows_staged: result.as_ref().map_or(0, |r| r.rows_staged),
             groups_transformed: result.as_ref().map_or(0, |r| r.groups),
             partitions_published: result.as_ref().map_or(0, |r| r.partitions),
+            extract_ms: result.as_ref().map_or(0, |r| r.extract_ms),
+            transform_ms: result.as_ref().map_or(0, |r| r.transform_ms),
+            publish_ms: result.as_ref().map_or(0, |r| r.publish_ms),
         };
         if let Err(e) = self.refresh_status(Some(summary)) {
             tracing::warn!(error = %e, "status refresh failed");
@@ -174,6 +183,7 @@ impl Appliance {
 
     async fn cycle_inner(&mut self) -> Result<CycleReport, PipelineError> {
         let mut report = CycleReport::default();
+        let phase = Instant::now();
         let settings = ExtractSettings {
             chunk_rows: self.config.extract.chunk_rows,
             max_chunks_per_cycle: self.config.extract.max_chunks_per_cycle,
@@ -188,6 +198,8 @@ impl Appliance {
         // and publishing every cycle would rewrite the same partitions again and again. Publish at most every
         // `backlog_publish_secs` then, and every cycle in steady state.
         let interval = Duration::from_secs(self.config.extract.backlog_publish_secs);
+        report.extract_ms = phase.elapsed().as_millis() as u64;
+        let phase = Instant::now();
         if report.more && self.last_publish.is_some_and(|t| t.elapsed() < interval) {
             return Ok(report);
         }
@@ -220,9 +232,12 @@ impl Appliance {
             report.groups += groups.len();
         }
         report.more |= !self.store.dirty_groups(1)?.is_empty();
+        report.transform_ms = phase.elapsed().as_millis() as u64;
+        let phase = Instant::now();
         let published = mart::publish_changes(&self.store, &self.mart, &self.faults).await?;
         report.partitions = published.partitions;
         report.mart_version = published.snapshot.map(|s| s.version);
+        report.publish_ms = phase.elapsed().as_millis() as u64;
         Ok(report)
     }
 

@@ -122,8 +122,9 @@ cleanup() {
             (cd / && pg_server "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1) || true
     fi
     if [ -n "$KEEP" ]; then
-        log "KEEP set: work directory kept at $WORK (PostgreSQL stopped; start it again with" \
-            "runuser -u postgres -- $PG_BIN/pg_ctl -D $PG_DIR/data -l $PG_DIR/log start)"
+        log "KEEP set: work directory kept at $WORK (PostgreSQL stopped; start it again on port ${PORT:-?} with" \
+            "(cd / && runuser -u postgres -- $PG_BIN/pg_ctl -D $PG_DIR/data -l $PG_DIR/log -w start)," \
+            "then: $CCMART run --config $WORK/ccmart.toml --exit-when-idle)"
     else
         rm -rf "$WORK"
     fi
@@ -158,11 +159,19 @@ log "initdb in $PG_DIR/data"
 PORT=""
 for attempt in 1 2 3; do
     PORT="$(free_port)"
+    # Settings go into postgresql.conf (the last occurrence wins), so a KEEP'd cluster restarts with plain pg_ctl.
     # fsync/synchronous_commit/full_page_writes off: this is the SOURCE side, only `ccmart simulate` writes to it;
     # it speeds up filling the IDBs and does not change what reads cost.
-    if (cd "$PG_DIR" && pg_server "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 120 \
-        -o "-p $PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null); then
+    cat >>"$PG_DIR/data/postgresql.conf" <<EOF
+# bench/etl/run.sh
+port = $PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PG_DIR'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    if (cd "$PG_DIR" && pg_server "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 120 start >/dev/null); then
         PG_STARTED=1
         break
     fi

@@ -37,6 +37,12 @@ pub struct CycleSummary {
     pub groups_transformed: usize,
     /// Partitions published.
     pub partitions_published: usize,
+    /// Time spent extracting, ms.
+    pub extract_ms: u64,
+    /// Time spent merging and transforming, ms.
+    pub transform_ms: u64,
+    /// Time spent writing the mart and publishing, ms.
+    pub publish_ms: u64,
 }
 
 /// What `/v1/status` reports.
