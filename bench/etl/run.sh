@@ -97,11 +97,12 @@ done < <(env)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ccmart-target}"
 CCMART="$CARGO_TARGET_DIR/release/ccmart"
 log "cargo build --release --locked (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-log "  the first release build compiles DataFusion, Delta and Arrow: it takes a while (15-25 min on 2 cores)"
+log "  the first release build compiles DataFusion, Delta and Arrow: it takes a while (15-40 min on 2 cores)"
 cargo build --release --locked
 [ -x "$CCMART" ] || die "release binary $CCMART not found after the build"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null || true)" ]; then
+# "-dirty": uncommitted changes to what the binary is built from (bench/ edits do not count).
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ]; then
     GIT_REV="$GIT_REV-dirty"
 fi
 
@@ -338,6 +339,16 @@ ROWS_STAGED="$(json_field rows_staged)"
 CYCLES="$(json_field cycles)"
 QUARANTINED="$(json_field quarantined)"
 MART_VERSION="$(json_field mart_version)"
+# Phases summed over the cycle lines ("... (extract N ms, transform N ms, publish N ms; ...)"), if printed.
+read -r PH_EXTRACT PH_TRANSFORM PH_PUBLISH < <(awk '
+    /^  cycle [0-9]+:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($i ~ /^\(?extract$/) e += $(i + 1)
+            if ($i == "transform" && $(i + 2) ~ /^ms/) t += $(i + 1)
+            if ($i == "publish" && $(i + 2) ~ /^ms/) p += $(i + 1)
+        }
+    }
+    END { printf "%d %d %d\n", e, t, p }' "$WORK/ccmart.err")
 STAGING_BYTES="$(du -sb "$WORK/ccmart-data" 2>/dev/null | awk '{ print $1 }')"
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -361,6 +372,7 @@ calls simulated : $CALLS
 simulate        : ${SIM_SECS}s (not part of the ratio; VACUUM ANALYZE ${VACUUM_SECS}s)
 source rows     : $SOURCE_ROWS (${#CONTRACT[@]} contract tables x 4 IDBs; $UPDATED_ROWS of them updated, GSYS_USEQ set)
 ccmart run      : ${CCMART_SECS}s wall, user ${CPU_USER}s sys ${CPU_SYS}s (${CPU_PCT} CPU), $CYCLES cycles, rows_staged $ROWS_STAGED, quarantined $QUARANTINED, mart version $MART_VERSION
+ccmart phases   : extract ${PH_EXTRACT} ms, transform ${PH_TRANSFORM} ms, publish ${PH_PUBLISH} ms (summed over cycles)
 psql COPY       : ${COPY_SECS}s wall (of which ~${PSQL_OVERHEAD_SECS}s is starting $((${#CONTRACT[@]} * 4)) psql processes and connecting)
 ccmart rows/s   : $CCMART_RPS
 COPY rows/s     : $COPY_RPS
@@ -389,8 +401,10 @@ OUT="$ROOT/bench/results/etl-$STAMP.json"
         "$SOURCE_ROWS" "$UPDATED_ROWS" "$SOURCE_BYTES"
     printf '  "ccmart": {"wall_seconds": %s, "rows_per_second": %s, "peak_rss_kib": %s, "peak_rss_mib": %s, ' \
         "$CCMART_SECS" "$CCMART_RPS" "$RSS_KB" "$RSS_MIB"
-    printf '"user_seconds": %s, "sys_seconds": %s, "data_dir_bytes": %s, "output": %s},\n' \
-        "$CPU_USER" "$CPU_SYS" "${STAGING_BYTES:-0}" "$CCMART_JSON"
+    printf '"user_seconds": %s, "sys_seconds": %s, "data_dir_bytes": %s, ' \
+        "$CPU_USER" "$CPU_SYS" "${STAGING_BYTES:-0}"
+    printf '"phases_ms": {"extract": %s, "transform": %s, "publish": %s}, "output": %s},\n' \
+        "$PH_EXTRACT" "$PH_TRANSFORM" "$PH_PUBLISH" "$CCMART_JSON"
     printf '  "copy": {"wall_seconds": %s, "rows_per_second": %s, "psql_startup_seconds": %s},\n' \
         "$COPY_SECS" "$COPY_RPS" "$PSQL_OVERHEAD_SECS"
     printf '  "ratio_ccmart_over_copy": %s,\n  "ratio_net_of_psql_startup": %s,\n' "$RATIO" "$RATIO_NET"
