@@ -17,17 +17,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-const ROWS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("rows");
-const GROUP_ROWS: TableDefinition<(&str, &str, &str, i64), ()> = TableDefinition::new("group_rows");
+const ROWS: TableDefinition<(&[u8], &[u8], i64), &[u8]> = TableDefinition::new("rows");
+const GROUP_ROWS: TableDefinition<(&[u8], &[u8], &[u8], i64), ()> = TableDefinition::new("group_rows");
 const HWM: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("high_water_marks");
-const DIRTY_GROUPS: TableDefinition<&str, ()> = TableDefinition::new("dirty_groups");
+const DIRTY_GROUPS: TableDefinition<&[u8], ()> = TableDefinition::new("dirty_groups");
 const QUARANTINE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("quarantine");
-const FACTS: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("facts");
-const GROUP_FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_facts");
+const FACTS: TableDefinition<(&[u8], &[u8], i64), &[u8]> = TableDefinition::new("facts");
+const GROUP_FACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("group_facts");
 const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("dirty_partitions");
 const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
-const KEY_OWNERS: TableDefinition<(&str, i64), &str> = TableDefinition::new("key_owners");
-const ACW: TableDefinition<(&str, i64, i64), i64> = TableDefinition::new("after_call_work");
+const KEY_OWNERS: TableDefinition<(&[u8], i64), &str> = TableDefinition::new("key_owners");
+const ACW: TableDefinition<(&[u8], i64, i64), i64> = TableDefinition::new("after_call_work");
 
 /// Errors of the staging store.
 #[derive(Debug, Error)]
@@ -288,7 +288,7 @@ impl Store {
             let mut touched: BTreeSet<&str> = BTreeSet::new();
             let any_quarantined = !quarantine.is_empty().map_err(storage(during))?;
             for r in &chunk.rows {
-                let key = (chunk.idb, chunk.table, r.id);
+                let key = (chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id);
                 let existing = match rows.get(key).map_err(storage(during))? {
                     Some(old) => Some(StagedRow::version_of(old.value())?),
                     None => None,
@@ -303,13 +303,15 @@ impl Store {
                     quarantine.remove((chunk.idb, chunk.table, r.id.to_string().as_str())).map_err(storage(during))?;
                 }
                 if existing.is_none() {
-                    groups.insert((r.group.as_str(), chunk.idb, chunk.table, r.id), ()).map_err(storage(during))?;
+                    groups
+                        .insert((r.group.as_bytes(), chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id), ())
+                        .map_err(storage(during))?;
                 }
                 touched.insert(r.group.as_str());
                 outcome.staged += 1;
             }
             for g in touched {
-                dirty.insert(g, ()).map_err(storage(during))?;
+                dirty.insert(g.as_bytes(), ()).map_err(storage(during))?;
             }
             for q in &chunk.quarantined {
                 let bytes = rmp_serde::to_vec_named(q).map_err(storage(during))?;
@@ -356,7 +358,7 @@ impl Store {
         let t = tx.open_table(DIRTY_GROUPS).map_err(storage("read dirty groups"))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(storage("read dirty groups"))?.take(limit) {
-            out.push(item.map_err(storage("read dirty groups"))?.0.value().to_string());
+            out.push(String::from_utf8_lossy(item.map_err(storage("read dirty groups"))?.0.value()).into_owned());
         }
         Ok(out)
     }
@@ -373,25 +375,31 @@ impl Store {
         for group in groups {
             let group = group.as_str();
             let mut loaded = LoadedGroup::default();
-            for item in g.range::<(&str, &str, &str, i64)>((group, "", "", i64::MIN)..).map_err(storage(during))? {
+            for item in g
+                .range::<(&[u8], &[u8], &[u8], i64)>((group.as_bytes(), &[][..], &[][..], i64::MIN)..)
+                .map_err(storage(during))?
+            {
                 let (k, _) = item.map_err(storage(during))?;
                 let (grp, idb, table, id) = k.value();
-                if grp != group {
+                if grp != group.as_bytes() {
                     break;
                 }
                 if let Some(v) = rows.get((idb, table, id)).map_err(storage(during))? {
                     loaded
                         .rows
-                        .entry((idb.to_string(), table.to_string()))
+                        .entry((String::from_utf8_lossy(idb).into_owned(), String::from_utf8_lossy(table).into_owned()))
                         .or_default()
                         .push(StagedRow::decode(v.value())?);
                 }
             }
             if let Some(callid) = group.strip_prefix("I:") {
-                for item in acw.range::<(&str, i64, i64)>((callid, i64::MIN, i64::MIN)..).map_err(storage(during))? {
+                for item in acw
+                    .range::<(&[u8], i64, i64)>((callid.as_bytes(), i64::MIN, i64::MIN)..)
+                    .map_err(storage(during))?
+                {
                     let (k, v) = item.map_err(storage(during))?;
                     let (c, agent, start) = k.value();
-                    if c != callid {
+                    if c != callid.as_bytes() {
                         break;
                     }
                     loaded.after_call_work.insert((agent, start), v.value());
@@ -418,10 +426,10 @@ impl Store {
             let mut acw = tx.open_table(ACW).map_err(storage(during))?;
             let mut owners = tx.open_table(KEY_OWNERS).map_err(storage(during))?;
             for g in processed {
-                dirty.remove(g.as_str()).map_err(storage(during))?;
+                dirty.remove(g.as_bytes()).map_err(storage(during))?;
             }
             for out in outputs {
-                let old: Vec<FactAddress> = match group_facts.get(out.group.as_str()).map_err(storage(during))? {
+                let old: Vec<FactAddress> = match group_facts.get(out.group.as_bytes()).map_err(storage(during))? {
                     Some(v) => rmp_serde::from_slice(v.value())
                         .map_err(|e| StagingError::Decode { table: "group_facts", message: e.to_string() })?,
                     None => Vec::new(),
@@ -430,15 +438,17 @@ impl Store {
                     out.facts.iter().map(|(a, _)| (a.table.as_str(), a.day.as_str(), a.key)).collect();
                 for a in &old {
                     if !new_addrs.contains(&(a.table.as_str(), a.day.as_str(), a.key)) {
-                        facts.remove((a.table.as_str(), a.day.as_str(), a.key)).map_err(storage(during))?;
-                        owners.remove((a.table.as_str(), a.key)).map_err(storage(during))?;
+                        facts.remove((a.table.as_bytes(), a.day.as_bytes(), a.key)).map_err(storage(during))?;
+                        owners.remove((a.table.as_bytes(), a.key)).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
                         changed += 1;
                     }
                 }
                 for (a, row) in &out.facts {
-                    let owner =
-                        owners.get((a.table.as_str(), a.key)).map_err(storage(during))?.map(|g| g.value().to_string());
+                    let owner = owners
+                        .get((a.table.as_bytes(), a.key))
+                        .map_err(storage(during))?
+                        .map(|g| g.value().to_string());
                     match owner {
                         Some(o) if o != out.group => {
                             return Err(StagingError::KeyCollision {
@@ -450,11 +460,11 @@ impl Store {
                         }
                         Some(_) => {}
                         None => {
-                            owners.insert((a.table.as_str(), a.key), out.group.as_str()).map_err(storage(during))?;
+                            owners.insert((a.table.as_bytes(), a.key), out.group.as_str()).map_err(storage(during))?;
                         }
                     }
                     let bytes = row.encode();
-                    let key = (a.table.as_str(), a.day.as_str(), a.key);
+                    let key = (a.table.as_bytes(), a.day.as_bytes(), a.key);
                     let same = facts.get(key).map_err(storage(during))?.is_some_and(|v| v.value() == bytes.as_slice());
                     if !same {
                         facts.insert(key, bytes.as_slice()).map_err(storage(during))?;
@@ -464,17 +474,17 @@ impl Store {
                 }
                 let addrs: Vec<&FactAddress> = out.facts.iter().map(|(a, _)| a).collect();
                 let bytes = rmp_serde::to_vec(&addrs).map_err(storage(during))?;
-                group_facts.insert(out.group.as_str(), bytes.as_slice()).map_err(storage(during))?;
+                group_facts.insert(out.group.as_bytes(), bytes.as_slice()).map_err(storage(during))?;
                 for ((callid, agent, start), v) in &out.after_call_work {
-                    let key = (callid.as_str(), *agent, *start);
+                    let key = (callid.as_bytes(), *agent, *start);
                     let old = acw.get(key).map_err(storage(during))?.map(|g| g.value());
                     if old != Some(*v) {
                         acw.insert(key, *v).map_err(storage(during))?;
-                        dirty.insert(format!("I:{callid}").as_str(), ()).map_err(storage(during))?;
+                        dirty.insert(format!("I:{callid}").as_bytes(), ()).map_err(storage(during))?;
                     }
                 }
                 for w in &out.wake {
-                    dirty.insert(w.as_str(), ()).map_err(storage(during))?;
+                    dirty.insert(w.as_bytes(), ()).map_err(storage(during))?;
                 }
             }
         }
@@ -501,8 +511,11 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage(during))?;
         let t = tx.open_table(FACTS).map_err(storage(during))?;
         let mut out = Vec::new();
-        for item in
-            t.range::<(&str, &str, i64)>((table, day, i64::MIN)..=(table, day, i64::MAX)).map_err(storage(during))?
+        for item in t
+            .range::<(&[u8], &[u8], i64)>(
+                (table.as_bytes(), day.as_bytes(), i64::MIN)..=(table.as_bytes(), day.as_bytes(), i64::MAX),
+            )
+            .map_err(storage(during))?
         {
             let (k, v) = item.map_err(storage(during))?;
             out.push((k.value().2, FactRow::decode(v.value())?));
@@ -514,7 +527,7 @@ impl Store {
     pub fn has_fact(&self, table: &str, day: &str, key: i64) -> Result<bool> {
         let tx = self.db.begin_read().map_err(storage("read fact"))?;
         let t = tx.open_table(FACTS).map_err(storage("read fact"))?;
-        Ok(t.get((table, day, key)).map_err(storage("read fact"))?.is_some())
+        Ok(t.get((table.as_bytes(), day.as_bytes(), key)).map_err(storage("read fact"))?.is_some())
     }
 
     /// Publishes a mart version: records the snapshot and clears the partitions it covers, in one transaction.
