@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-const ROWS: TableDefinition<(&[u8], &[u8], i64), &[u8]> = TableDefinition::new("rows");
-const GROUP_ROWS: TableDefinition<(&[u8], &[u8], &[u8], i64), ()> = TableDefinition::new("group_rows");
+const ROWS: TableDefinition<(&[u8], &[u8], i64), i64> = TableDefinition::new("row_versions");
+const GROUP_ROWS: TableDefinition<(&[u8], &[u8], &[u8], i64), &[u8]> = TableDefinition::new("group_rows");
 const HWM: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("high_water_marks");
 const DIRTY_GROUPS: TableDefinition<&[u8], ()> = TableDefinition::new("dirty_groups");
 const QUARANTINE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("quarantine");
@@ -289,23 +289,21 @@ impl Store {
             let any_quarantined = !quarantine.is_empty().map_err(storage(during))?;
             for r in &chunk.rows {
                 let key = (chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id);
-                let existing = match rows.get(key).map_err(storage(during))? {
-                    Some(old) => Some(StagedRow::version_of(old.value())?),
-                    None => None,
-                };
+                let existing = rows.get(key).map_err(storage(during))?.map(|v| v.value());
                 if existing.is_some_and(|v| v >= r.row.version) {
                     outcome.unchanged += 1;
                     continue;
                 }
-                rows.insert(key, r.row.encode().as_slice()).map_err(storage(during))?;
+                rows.insert(key, r.row.version).map_err(storage(during))?;
+                groups
+                    .insert(
+                        (r.group.as_bytes(), chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id),
+                        r.row.encode().as_slice(),
+                    )
+                    .map_err(storage(during))?;
                 if any_quarantined {
                     // A good version of a row supersedes its quarantined one.
                     quarantine.remove((chunk.idb, chunk.table, r.id.to_string().as_str())).map_err(storage(during))?;
-                }
-                if existing.is_none() {
-                    groups
-                        .insert((r.group.as_bytes(), chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id), ())
-                        .map_err(storage(during))?;
                 }
                 touched.insert(r.group.as_str());
                 outcome.staged += 1;
@@ -369,7 +367,6 @@ impl Store {
         let during = "read group rows";
         let tx = self.db.begin_read().map_err(storage(during))?;
         let g = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
-        let rows = tx.open_table(ROWS).map_err(storage(during))?;
         let acw = tx.open_table(ACW).map_err(storage(during))?;
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
@@ -379,18 +376,16 @@ impl Store {
                 .range::<(&[u8], &[u8], &[u8], i64)>((group.as_bytes(), &[][..], &[][..], i64::MIN)..)
                 .map_err(storage(during))?
             {
-                let (k, _) = item.map_err(storage(during))?;
-                let (grp, idb, table, id) = k.value();
+                let (k, v) = item.map_err(storage(during))?;
+                let (grp, idb, table, _) = k.value();
                 if grp != group.as_bytes() {
                     break;
                 }
-                if let Some(v) = rows.get((idb, table, id)).map_err(storage(during))? {
-                    loaded
-                        .rows
-                        .entry((String::from_utf8_lossy(idb).into_owned(), String::from_utf8_lossy(table).into_owned()))
-                        .or_default()
-                        .push(StagedRow::decode(v.value())?);
-                }
+                loaded
+                    .rows
+                    .entry((String::from_utf8_lossy(idb).into_owned(), String::from_utf8_lossy(table).into_owned()))
+                    .or_default()
+                    .push(StagedRow::decode(v.value())?);
             }
             if let Some(callid) = group.strip_prefix("I:") {
                 for item in acw
