@@ -18,11 +18,15 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 const ROWS: TableDefinition<(&[u8], &[u8], i64), i64> = TableDefinition::new("row_versions");
-const GROUP_ROWS: TableDefinition<(&[u8], &[u8], &[u8], i64), &[u8]> = TableDefinition::new("group_rows");
+/// (group, IDB, table, ID): a staged row's place in its merge/transform group.
+type GroupRowKey = (&'static [u8], &'static [u8], &'static [u8], i64);
+/// (mart table, day, surrogate key).
+type FactKey = (&'static [u8], &'static [u8], i64);
+const GROUP_ROWS: TableDefinition<GroupRowKey, &[u8]> = TableDefinition::new("group_rows");
 const HWM: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("high_water_marks");
 const DIRTY_GROUPS: TableDefinition<&[u8], ()> = TableDefinition::new("dirty_groups");
 const QUARANTINE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("quarantine");
-const FACTS: TableDefinition<(&[u8], &[u8], i64), &[u8]> = TableDefinition::new("facts");
+const FACTS: TableDefinition<FactKey, &[u8]> = TableDefinition::new("facts");
 const GROUP_FACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("group_facts");
 const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("dirty_partitions");
 const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
