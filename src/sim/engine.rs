@@ -1,6 +1,6 @@
 //! The discrete-event engine behind [`Simulator`].
 
-use super::truth::{GroundTruth, LegResult, TruthCall, TruthLeg, TruthQueueVisit, TruthStatePeriod};
+use super::truth::{GroundTruth, LegResult, TruthCall, TruthLeg, TruthQueueVisit, TruthSession, TruthStatePeriod};
 use super::*;
 use crate::source::contract::{agent_state, call_state, call_type, endpoint_type, login_state, media_type};
 use crate::source::contract::{party_end_cause as cause, party_role, party_state, party_type};
@@ -29,6 +29,7 @@ enum Ev {
 struct Session {
     handle: i64,
     id: String,
+    start: i64,
     seq: i64,
     state: i64,
     state_start: i64,
@@ -164,6 +165,7 @@ impl Simulator {
         for site in &self.sites {
             all.calls.extend(site.truth.calls.iter().map(|(k, v)| (k.clone(), v.clone())));
             all.states.extend(site.truth.states.iter().cloned());
+            all.sessions.extend(site.truth.sessions.iter().cloned());
             all.sessions_started += site.truth.sessions_started;
             all.sessions_ended += site.truth.sessions_ended;
         }
@@ -383,7 +385,8 @@ impl Site {
         agent.session_count += 1;
         let id = format!("LS-{}-{}-{}", self.index + 1, agent.dbid, agent.session_count);
         self.truth.sessions_started += 1;
-        agent.session = Some(Session { handle, id: id.clone(), seq: 0, state: 0, state_start: now, reason: None });
+        agent.session =
+            Some(Session { handle, id: id.clone(), start: now, seq: 0, state: 0, state_start: now, reason: None });
         agent.logout_pending = false;
         let (dbid, dn_dbid, dn) = (agent.dbid, agent.dn_dbid, agent.dn.clone());
         self.insert(
@@ -558,6 +561,12 @@ impl Site {
         self.agents[a].break_gen += 1;
         self.agents[a].logout_pending = false;
         self.truth.sessions_ended += 1;
+        self.truth.sessions.push(TruthSession {
+            session_id: session.id.clone(),
+            agent_dbid: self.agents[a].dbid,
+            start_ts: session.start,
+            end_ts: now,
+        });
         self.update(
             "G_LOGIN_SESSION",
             session.handle,

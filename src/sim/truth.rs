@@ -102,6 +102,19 @@ pub struct TruthStatePeriod {
     pub reason: Option<String>,
 }
 
+/// One ended agent login session.
+#[derive(Debug, Clone, Serialize)]
+pub struct TruthSession {
+    /// LOGINSESSIONID.
+    pub session_id: String,
+    /// Agent DBID.
+    pub agent_dbid: i64,
+    /// Login (epoch seconds).
+    pub start_ts: i64,
+    /// Logout (epoch seconds).
+    pub end_ts: i64,
+}
+
 /// Everything generated so far. Calls appear once ended; their after-call work is filled in when it ends.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GroundTruth {
@@ -109,6 +122,8 @@ pub struct GroundTruth {
     pub calls: BTreeMap<String, TruthCall>,
     /// Ended agent state periods.
     pub states: Vec<TruthStatePeriod>,
+    /// Ended login sessions.
+    pub sessions: Vec<TruthSession>,
     /// Number of login sessions started.
     pub sessions_started: usize,
     /// Number of login sessions ended.

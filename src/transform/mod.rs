@@ -11,7 +11,10 @@ use crate::source::contract::{
     self, agent_state, endpoint_type, login_state, party_end_cause as cause, party_state, party_type, TableSpec,
 };
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
-use schema::{DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, RESOURCE, SM_RES_STATE_FACT};
+use schema::{
+    DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, RESOURCE, SM_RES_SESSION_FACT,
+    SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
+};
 use std::collections::BTreeMap;
 
 /// Seconds in one `DATE_TIME` interval.
@@ -240,6 +243,26 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
                 text(&day),
             ]),
         ));
+        if !is_agent {
+            let segment = surrogate_key(&["MSF", callid, &endpoint.to_string(), &created.to_string(), &n.to_string()]);
+            out.facts.push((
+                addr(&MEDIATION_SEGMENT_FACT, &day, segment),
+                FactRow(vec![
+                    int(segment),
+                    int(ixn_id),
+                    text(callid),
+                    int(resource_key),
+                    int(created),
+                    int(party_end),
+                    int(d.queued),
+                    text(technical_result(false, end_cause)),
+                    int(i64::from(end_cause == cause::ABANDONED)),
+                    int(i64::from(end_cause == cause::DISTRIBUTED)),
+                    int(interval_key(created)),
+                    text(&day),
+                ]),
+            ));
+        }
         previous = Some(key);
     }
 }
@@ -334,6 +357,24 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
                 text(&day),
             ]),
         ));
+        if let Some(reason) = reasons.get(&seq).filter(|_| state == agent_state::NOT_READY) {
+            let rkey = surrogate_key(&["REASON", sid, &seq.to_string()]);
+            out.facts.push((
+                addr(&SM_RES_STATE_REASON_FACT, &day, rkey),
+                FactRow(vec![
+                    int(rkey),
+                    int(agent_resource_key(agent)),
+                    text(sid),
+                    int(seq),
+                    text(reason),
+                    int(start),
+                    int(end),
+                    int(end - start),
+                    int(interval_key(start)),
+                    text(&day),
+                ]),
+            ));
+        }
         if state == agent_state::AFTER_CALL_WORK {
             if let Some(callid) = sh.t(s, "CALLID") {
                 acw.push(((callid.to_string(), agent, start), end - start));
@@ -341,6 +382,31 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
         }
     }
     out.after_call_work = acw;
+    // The session itself, once the agent has logged out.
+    if let (Some(session), Some(end)) = (session, terminated) {
+        let (Some(sid), Some(agent), Some(start)) =
+            (ls.t(session, "LOGINSESSIONID"), ls.i(session, "AGENTID"), ls.i(session, "CREATED_TS"))
+        else {
+            return;
+        };
+        let key = surrogate_key(&["SESSION", sid]);
+        let day = day_of(start);
+        out.facts.push((
+            addr(&SM_RES_SESSION_FACT, &day, key),
+            FactRow(vec![
+                int(key),
+                int(agent_resource_key(agent)),
+                text(sid),
+                opt_int(ls.i(session, "PLACEID")),
+                int(start),
+                int(end),
+                int(end - start),
+                int(interval_key(start)),
+                int(interval_key(end)),
+                text(&day),
+            ]),
+        ));
+    }
 }
 
 fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {

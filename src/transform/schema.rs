@@ -94,6 +94,62 @@ pub const SM_RES_STATE_FACT: MartTable = MartTable {
     partitioned: true,
 };
 
+/// One row per stay of an interaction in an ACD queue (time before reaching an agent, or before abandoning).
+pub const MEDIATION_SEGMENT_FACT: MartTable = MartTable {
+    name: "mediation_segment_fact",
+    columns: &[
+        ("mediation_segment_id", Int),
+        ("interaction_id", Int),
+        ("media_server_ixn_guid", Text),
+        ("resource_key", Int),
+        ("start_ts", Int),
+        ("end_ts", Int),
+        ("mediation_duration", Int),
+        ("technical_result", Text),
+        ("abandoned", Int),
+        ("distributed", Int),
+        ("start_date_time_key", Int),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
+/// One row per ended agent login session.
+pub const SM_RES_SESSION_FACT: MartTable = MartTable {
+    name: "sm_res_session_fact",
+    columns: &[
+        ("sm_res_session_fact_key", Int),
+        ("resource_key", Int),
+        ("login_session_id", Text),
+        ("place_cfg_dbid", Int),
+        ("start_ts", Int),
+        ("end_ts", Int),
+        ("total_duration", Int),
+        ("start_date_time_key", Int),
+        ("end_date_time_key", Int),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
+/// One row per ended not-ready period that has a reason code.
+pub const SM_RES_STATE_REASON_FACT: MartTable = MartTable {
+    name: "sm_res_state_reason_fact",
+    columns: &[
+        ("sm_res_state_reason_fact_key", Int),
+        ("resource_key", Int),
+        ("login_session_id", Text),
+        ("state_seq", Int),
+        ("reason_code", Text),
+        ("start_ts", Int),
+        ("end_ts", Int),
+        ("total_duration", Int),
+        ("start_date_time_key", Int),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
 /// Agents, queues, routing points and extensions.
 pub const RESOURCE: MartTable = MartTable {
     name: "resource_",
@@ -125,8 +181,16 @@ pub const DATE_TIME: MartTable = MartTable {
 };
 
 /// Every mart table.
-pub const MART_TABLES: &[MartTable] =
-    &[INTERACTION_FACT, INTERACTION_RESOURCE_FACT, SM_RES_STATE_FACT, RESOURCE, DATE_TIME];
+pub const MART_TABLES: &[MartTable] = &[
+    INTERACTION_FACT,
+    INTERACTION_RESOURCE_FACT,
+    MEDIATION_SEGMENT_FACT,
+    SM_RES_SESSION_FACT,
+    SM_RES_STATE_FACT,
+    SM_RES_STATE_REASON_FACT,
+    RESOURCE,
+    DATE_TIME,
+];
 
 /// Look up a mart table by name, case-insensitively.
 pub fn mart_table(name: &str) -> Option<&'static MartTable> {

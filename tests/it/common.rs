@@ -183,6 +183,74 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     assert_eq!(got.len(), expected.len(), "one state fact per agent state period");
     assert_eq!(got, expected, "agent state periods");
+    // Mediation segments (queue stays).
+    let rows = sql(
+        app,
+        "SELECT m.media_server_ixn_guid, r.resource_cfg_dbid, m.start_ts, m.end_ts, m.mediation_duration, m.abandoned, \
+         m.distributed FROM MEDIATION_SEGMENT_FACT m JOIN RESOURCE_ r ON m.resource_key = r.resource_key",
+    )
+    .await;
+    let mut expected: Vec<Vec<String>> = truth
+        .calls
+        .values()
+        .flat_map(|c| {
+            c.queue_visits.iter().map(move |v| {
+                vec![
+                    c.callid.clone(),
+                    v.queue_dbid.to_string(),
+                    v.start_ts.to_string(),
+                    v.end_ts.to_string(),
+                    (v.end_ts - v.start_ts).to_string(),
+                    i64::from(v.abandoned).to_string(),
+                    i64::from(!v.abandoned).to_string(),
+                ]
+            })
+        })
+        .collect();
+    let mut got = rows;
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "mediation segments (callid, queue, start, end, wait, abandoned, distributed)");
+    // Login sessions.
+    let rows = sql(
+        app,
+        "SELECT s.login_session_id, r.resource_cfg_dbid, s.start_ts, s.end_ts, s.total_duration \
+         FROM SM_RES_SESSION_FACT s JOIN RESOURCE_ r ON s.resource_key = r.resource_key",
+    )
+    .await;
+    let mut expected: Vec<Vec<String>> = truth
+        .sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.session_id.clone(),
+                s.agent_dbid.to_string(),
+                s.start_ts.to_string(),
+                s.end_ts.to_string(),
+                (s.end_ts - s.start_ts).to_string(),
+            ]
+        })
+        .collect();
+    let mut got = rows;
+    got.sort();
+    expected.sort();
+    assert!(!expected.is_empty(), "agents logged out");
+    assert_eq!(got, expected, "login sessions");
+    // Not-ready reasons.
+    let rows = sql(app, "SELECT login_session_id, start_ts, end_ts, reason_code FROM SM_RES_STATE_REASON_FACT").await;
+    let mut expected: Vec<Vec<String>> = truth
+        .states
+        .iter()
+        .filter(|s| s.state == ccmart::source::contract::agent_state::NOT_READY)
+        .filter_map(|s| {
+            Some(vec![s.session_id.clone(), s.start_ts.to_string(), s.end_ts.to_string(), s.reason.clone()?])
+        })
+        .collect();
+    let mut got = rows;
+    got.sort();
+    expected.sort();
+    assert!(!expected.is_empty(), "agents took breaks");
+    assert_eq!(got, expected, "not-ready reason periods");
     truth.calls.len()
 }
 
