@@ -13,7 +13,9 @@ use crate::source::embedded::EmbeddedIdb;
 use crate::source::postgres::{PostgresIdb, PostgresWriter};
 use crate::source::{Idb, IdbSink, RowNumbering, SourceError};
 use crate::staging::{StagingError, Store};
-use crate::transform::{self, schema::DATE_TIME, transform_group};
+use crate::transform::aggregate::queue_aggregates;
+use crate::transform::schema::{DATE_TIME, MEDIATION_SEGMENT_FACT};
+use crate::transform::{self, transform_group};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -213,6 +215,16 @@ impl Appliance {
             let mut outputs = Vec::with_capacity(groups.len());
             let mut days = BTreeSet::new();
             for (g, loaded) in groups.iter().zip(self.store.load_groups(&groups)?) {
+                if let Some(day) = g.strip_prefix("Z:AGQ:") {
+                    let segments: Vec<_> = self
+                        .store
+                        .partition_facts(MEDIATION_SEGMENT_FACT.name, day)?
+                        .into_iter()
+                        .map(|(_, r)| r)
+                        .collect();
+                    outputs.push(queue_aggregates(day, &segments, self.config.transform));
+                    continue;
+                }
                 let merged = merge_group(g, loaded.rows, &self.preference);
                 let out = transform_group(g, &merged, &loaded.after_call_work);
                 days.extend(out.facts.iter().filter(|(a, _)| !a.day.is_empty()).map(|(a, _)| a.day.clone()));

@@ -64,6 +64,9 @@ pub struct Config {
     /// Query limits.
     #[serde(default)]
     pub query: QueryLimits,
+    /// Thresholds of the queue aggregates.
+    #[serde(default)]
+    pub transform: crate::transform::aggregate::QueueThresholds,
     /// The IDBs to extract from; each belongs to an HA pair.
     #[serde(default, rename = "idb")]
     pub idbs: Vec<IdbConfig>,
@@ -198,6 +201,7 @@ impl Config {
             },
             extract: ExtractConfig::default(),
             query: QueryLimits::default(),
+            transform: Default::default(),
             idbs: vec![
                 idb("site1-voice-a", "site1-voice", "site1"),
                 idb("site1-voice-b", "site1-voice", "site2"),
@@ -241,6 +245,9 @@ impl Config {
         }
         if self.query.max_rows == 0 || self.query.timeout_secs == 0 || self.query.memory_limit_mb < 16 {
             return invalid("query", "max_rows and timeout_secs must be positive, memory_limit_mb at least 16".into());
+        }
+        if self.transform.service_level_secs < 0 || self.transform.short_abandon_secs < 0 {
+            return invalid("transform", "service_level_secs and short_abandon_secs must not be negative".into());
         }
         if self.idbs.is_empty() {
             return invalid("idb", "no IDB configured: add at least one [[idb]] with name, pair, site and url".into());

@@ -4,6 +4,7 @@
 //! in both IDBs of a pair (CALLID, endpoint DBID, event times, LOGINSESSIONID and SEQ, configuration DBIDs), so two
 //! appliances that read the same IDBs produce identical rows and keys (DESIGN.md invariant 2).
 
+pub mod aggregate;
 pub mod schema;
 
 use crate::merge::MergedGroup;
@@ -126,6 +127,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     };
     let day = day_of(start);
     let ixn_id = interaction_key(callid);
+    out.wake.push(aggregate::queue_aggregate_group(&day));
 
     let mut parties: Vec<&StagedRow> = m.rows("G_PARTY").iter().collect();
     parties.sort_by_key(|p| (party_cols.i(p, "CREATED_TS"), party_cols.i(p, "ID")));

@@ -150,6 +150,31 @@ pub const SM_RES_STATE_REASON_FACT: MartTable = MartTable {
     partitioned: true,
 };
 
+/// Columns of the queue aggregates (one row per queue and bucket with at least one offered interaction).
+const AG2_QUEUE_COLUMNS: &[(&str, ColumnKind)] = &[
+    ("ag2_queue_key", Int),
+    ("resource_key", Int),
+    ("date_time_key", Int),
+    ("offered", Int),
+    ("accepted", Int),
+    ("abandoned", Int),
+    ("abandoned_short", Int),
+    ("accepted_within_sl", Int),
+    ("accepted_wait_secs", Int),
+    ("abandoned_wait_secs", Int),
+    ("max_wait_secs", Int),
+    ("day", Text),
+];
+
+/// Queue measures per 15-minute interval in which the interaction entered the queue.
+pub const AG2_QUEUE_SUBHR: MartTable =
+    MartTable { name: "ag2_queue_subhr", columns: AG2_QUEUE_COLUMNS, partitioned: true };
+/// Queue measures per hour.
+pub const AG2_QUEUE_HOUR: MartTable =
+    MartTable { name: "ag2_queue_hour", columns: AG2_QUEUE_COLUMNS, partitioned: true };
+/// Queue measures per UTC day.
+pub const AG2_QUEUE_DAY: MartTable = MartTable { name: "ag2_queue_day", columns: AG2_QUEUE_COLUMNS, partitioned: true };
+
 /// Agents, queues, routing points and extensions.
 pub const RESOURCE: MartTable = MartTable {
     name: "resource_",
@@ -188,6 +213,9 @@ pub const MART_TABLES: &[MartTable] = &[
     SM_RES_SESSION_FACT,
     SM_RES_STATE_FACT,
     SM_RES_STATE_REASON_FACT,
+    AG2_QUEUE_SUBHR,
+    AG2_QUEUE_HOUR,
+    AG2_QUEUE_DAY,
     RESOURCE,
     DATE_TIME,
 ];

@@ -251,6 +251,42 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     assert!(!expected.is_empty(), "agents took breaks");
     assert_eq!(got, expected, "not-ready reason periods");
+    // Queue aggregates, computed here from the truth's queue stays (default thresholds: 20 s, 10 s).
+    for (table, width) in [("AG2_QUEUE_SUBHR", 900), ("AG2_QUEUE_HOUR", 3600), ("AG2_QUEUE_DAY", 86_400)] {
+        let rows = sql(
+            app,
+            &format!(
+                "SELECT r.resource_cfg_dbid, a.date_time_key, a.offered, a.accepted, a.abandoned, a.abandoned_short, \
+                 a.accepted_within_sl, a.accepted_wait_secs, a.abandoned_wait_secs, a.max_wait_secs \
+                 FROM {table} a JOIN RESOURCE_ r ON a.resource_key = r.resource_key"
+            ),
+        )
+        .await;
+        let mut buckets: BTreeMap<(i64, i64), [i64; 8]> = BTreeMap::new();
+        for v in truth.calls.values().flat_map(|c| c.queue_visits.iter()) {
+            let wait = v.end_ts - v.start_ts;
+            let b = buckets.entry((v.queue_dbid, v.start_ts - v.start_ts.rem_euclid(width))).or_default();
+            b[0] += 1;
+            if v.abandoned {
+                b[2] += 1;
+                b[3] += i64::from(wait <= 10);
+                b[6] += wait;
+            } else {
+                b[1] += 1;
+                b[4] += i64::from(wait <= 20);
+                b[5] += wait;
+            }
+            b[7] = b[7].max(wait);
+        }
+        let mut expected: Vec<Vec<String>> = buckets
+            .into_iter()
+            .map(|((q, t), m)| [q, t].into_iter().chain(m).map(|x| x.to_string()).collect())
+            .collect();
+        let mut got = rows;
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected, "{table} (queue, bucket, offered, accepted, abandoned, short, within SL, waits)");
+    }
     truth.calls.len()
 }
 
