@@ -13,8 +13,8 @@ use crate::source::embedded::EmbeddedIdb;
 use crate::source::postgres::{PostgresIdb, PostgresWriter};
 use crate::source::{Idb, IdbSink, RowNumbering, SourceError};
 use crate::staging::{StagingError, Store};
-use crate::transform::aggregate::queue_aggregates;
-use crate::transform::schema::{DATE_TIME, MEDIATION_SEGMENT_FACT};
+use crate::transform::aggregate::{agent_aggregates, neighbour_days, queue_aggregates};
+use crate::transform::schema::{DATE_TIME, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, SM_RES_STATE_FACT};
 use crate::transform::{self, transform_group};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -69,6 +69,14 @@ pub fn numbering(name: &str, index_in_pair: usize, global_index: usize) -> RowNu
         id_offset: index_in_pair as i64 * 7_000_000_000,
         guid_prefix: name.to_string(),
         gsys_domain: 1000 + global_index as i64,
+    }
+}
+
+/// The fact partitions an aggregate of `day` reads: the day itself and the day before.
+fn aggregate_source_days(day: &str) -> Vec<String> {
+    match neighbour_days(day) {
+        Some((previous, _)) => vec![previous, day.to_string()],
+        None => vec![day.to_string()],
     }
 }
 
@@ -215,13 +223,26 @@ impl Appliance {
             let mut outputs = Vec::with_capacity(groups.len());
             let mut days = BTreeSet::new();
             for (g, loaded) in groups.iter().zip(self.store.load_groups(&groups)?) {
+                if let Some(day) = g.strip_prefix("Z:AGA:") {
+                    let (mut legs, mut states) = (Vec::new(), Vec::new());
+                    let previous = aggregate_source_days(day);
+                    for d in previous.iter() {
+                        legs.extend(
+                            self.store.partition_facts(INTERACTION_RESOURCE_FACT.name, d)?.into_iter().map(|(_, r)| r),
+                        );
+                        states
+                            .extend(self.store.partition_facts(SM_RES_STATE_FACT.name, d)?.into_iter().map(|(_, r)| r));
+                    }
+                    outputs.push(agent_aggregates(day, &legs, &states));
+                    continue;
+                }
                 if let Some(day) = g.strip_prefix("Z:AGQ:") {
-                    let segments: Vec<_> = self
-                        .store
-                        .partition_facts(MEDIATION_SEGMENT_FACT.name, day)?
-                        .into_iter()
-                        .map(|(_, r)| r)
-                        .collect();
+                    let mut segments = Vec::new();
+                    for d in aggregate_source_days(day) {
+                        segments.extend(
+                            self.store.partition_facts(MEDIATION_SEGMENT_FACT.name, &d)?.into_iter().map(|(_, r)| r),
+                        );
+                    }
                     outputs.push(queue_aggregates(day, &segments, self.config.transform));
                     continue;
                 }

@@ -1,8 +1,8 @@
 //! Queue aggregates (`AG2_QUEUE_SUBHR`, `AG2_QUEUE_HOUR`, `AG2_QUEUE_DAY`): offered, accepted, abandoned, service
 //! level and waits per queue and interval, attributed to the interval in which the interaction entered the queue.
 //!
-//! They are recomputed per day from that day's `MEDIATION_SEGMENT_FACT` rows whenever an interaction of that day
-//! is transformed (group `Z:AGQ:<day>`), so late or corrected data fixes exactly the buckets of its day and the
+//! They are recomputed per day from the `MEDIATION_SEGMENT_FACT` rows of that day and the day before whenever an
+//! interaction of those days is transformed (group `Z:AGQ:<day>`), so late or corrected data fixes exactly the buckets of its day and the
 //! result does not depend on the order in which facts arrived.
 
 use super::schema::{MartTable, AG2_QUEUE_DAY, AG2_QUEUE_HOUR, AG2_QUEUE_SUBHR, MEDIATION_SEGMENT_FACT};
@@ -64,7 +64,8 @@ fn int_at(r: &FactRow, i: usize) -> Option<i64> {
     }
 }
 
-/// Computes the three queue aggregate tables of `day` from that day's mediation segments.
+/// Computes the three queue aggregate tables of `day` from the mediation segments of `day` and the day before
+/// (a queue stay can begin after midnight of its interaction's partition); only stays that began on `day` count.
 pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: QueueThresholds) -> GroupOutput {
     let t = &MEDIATION_SEGMENT_FACT;
     let (queue, start, wait, abandoned, distributed) = (
@@ -75,10 +76,14 @@ pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: QueueThresh
         col(t, "distributed"),
     );
     let mut out = GroupOutput { group: queue_aggregate_group(day), ..Default::default() };
+    let Some(d0) = day_start(day) else { return out };
     for (table, width) in [(&AG2_QUEUE_SUBHR, INTERVAL_SECS), (&AG2_QUEUE_HOUR, 3600), (&AG2_QUEUE_DAY, 86_400)] {
         let mut buckets: BTreeMap<(i64, i64), Measures> = BTreeMap::new();
         for r in segments {
             let (Some(q), Some(s), Some(w)) = (int_at(r, queue), int_at(r, start), int_at(r, wait)) else { continue };
+            if s < d0 || s >= d0 + 86_400 {
+                continue;
+            }
             let m = buckets.entry((q, s - s.rem_euclid(width))).or_default();
             m.offered += 1;
             m.max_wait = m.max_wait.max(w);
@@ -115,6 +120,137 @@ pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: QueueThresh
                     Cell::Text(day.to_string()),
                 ]),
             ));
+        }
+    }
+    out
+}
+
+/// The agent aggregate group that covers `day`.
+pub fn agent_aggregate_group(day: &str) -> String {
+    format!("Z:AGA:{day}")
+}
+
+/// The UTC day before and after `day` (`YYYY-MM-DD`), for facts that spill over midnight.
+pub fn neighbour_days(day: &str) -> Option<(String, String)> {
+    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    let f = |x: chrono::NaiveDate| x.format("%Y-%m-%d").to_string();
+    Some((f(d.pred_opt()?), f(d.succ_opt()?)))
+}
+
+fn day_start(day: &str) -> Option<i64> {
+    Some(chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct AgentMeasures {
+    offered: i64,
+    accepted: i64,
+    redirected: i64,
+    transferred: i64,
+    talk: i64,
+    hold: i64,
+    hold_count: i64,
+    acw: i64,
+    acw_count: i64,
+    ready: i64,
+    not_ready: i64,
+    busy: i64,
+    acw_state: i64,
+}
+
+fn text_at(r: &FactRow, i: usize) -> Option<&str> {
+    match r.0.get(i) {
+        Some(Cell::Text(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// Computes the three agent aggregate tables of `day`. `legs` are `INTERACTION_RESOURCE_FACT` rows and `states`
+/// `SM_RES_STATE_FACT` rows of `day` and the day before (legs and state periods can start after, or run past,
+/// midnight of the interaction's or period's own partition). Leg measures go to the bucket in which the agent was
+/// offered the interaction; state time is split over the buckets it covers.
+pub fn agent_aggregates(day: &str, legs: &[FactRow], states: &[FactRow]) -> GroupOutput {
+    use super::schema::{
+        AG2_AGENT_DAY, AG2_AGENT_HOUR, AG2_AGENT_SUBHR, INTERACTION_RESOURCE_FACT as IRF, SM_RES_STATE_FACT as SRS,
+    };
+    let mut out = GroupOutput { group: agent_aggregate_group(day), ..Default::default() };
+    let Some(d0) = day_start(day) else { return out };
+    let d1 = d0 + 86_400;
+    let c = |t: &MartTable, n: &str| col(t, n);
+    for (table, width) in [(&AG2_AGENT_SUBHR, INTERVAL_SECS), (&AG2_AGENT_HOUR, 3600), (&AG2_AGENT_DAY, 86_400)] {
+        let mut buckets: BTreeMap<(i64, i64), AgentMeasures> = BTreeMap::new();
+        for r in legs {
+            if text_at(r, c(&IRF, "resource_role")) != Some("Received") {
+                continue;
+            }
+            let (Some(agent), Some(start)) = (int_at(r, c(&IRF, "resource_key")), int_at(r, c(&IRF, "start_ts")))
+            else {
+                continue;
+            };
+            if start < d0 || start >= d1 {
+                continue;
+            }
+            let m = buckets.entry((agent, start - start.rem_euclid(width))).or_default();
+            m.offered += 1;
+            let g = |n: &str| int_at(r, c(&IRF, n)).unwrap_or(0);
+            if g("talk_count") > 0 {
+                m.accepted += 1;
+            }
+            match text_at(r, c(&IRF, "technical_result")) {
+                Some("Redirected") => m.redirected += 1,
+                Some("Transferred") => m.transferred += 1,
+                _ => {}
+            }
+            m.talk += g("talk_duration");
+            m.hold += g("hold_duration");
+            m.hold_count += g("hold_count");
+            m.acw += g("after_call_work_duration");
+            m.acw_count += g("after_call_work_count");
+        }
+        for r in states {
+            let (Some(agent), Some(s), Some(e)) =
+                (int_at(r, c(&SRS, "resource_key")), int_at(r, c(&SRS, "start_ts")), int_at(r, c(&SRS, "end_ts")))
+            else {
+                continue;
+            };
+            let (s, e) = (s.max(d0), e.min(d1));
+            let mut b = s - s.rem_euclid(width);
+            while b < e {
+                let secs = e.min(b + width) - s.max(b);
+                if secs > 0 {
+                    let m = buckets.entry((agent, b)).or_default();
+                    match text_at(r, c(&SRS, "resource_state")) {
+                        Some("Ready") => m.ready += secs,
+                        Some("NotReady") => m.not_ready += secs,
+                        Some("Busy") => m.busy += secs,
+                        Some("AfterCallWork") => m.acw_state += secs,
+                        _ => {}
+                    }
+                }
+                b += width;
+            }
+        }
+        for ((agent, bucket), m) in buckets {
+            let key = surrogate_key(&[table.name, &agent.to_string(), &bucket.to_string()]);
+            let v = [
+                m.offered,
+                m.accepted,
+                m.redirected,
+                m.transferred,
+                m.talk,
+                m.hold,
+                m.hold_count,
+                m.acw,
+                m.acw_count,
+                m.ready,
+                m.not_ready,
+                m.busy,
+                m.acw_state,
+            ];
+            let mut row = vec![Cell::Int(key), Cell::Int(agent), Cell::Int(bucket)];
+            row.extend(v.into_iter().map(Cell::Int));
+            row.push(Cell::Text(day.to_string()));
+            out.facts.push((FactAddress { table: table.name.to_string(), day: day.to_string(), key }, FactRow(row)));
         }
     }
     out

@@ -127,7 +127,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     };
     let day = day_of(start);
     let ixn_id = interaction_key(callid);
-    out.wake.push(aggregate::queue_aggregate_group(&day));
+    wake_aggregates(&day, out);
 
     let mut parties: Vec<&StagedRow> = m.rows("G_PARTY").iter().collect();
     parties.sort_by_key(|p| (party_cols.i(p, "CREATED_TS"), party_cols.i(p, "ID")));
@@ -269,6 +269,18 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     }
 }
 
+/// Facts of `day` feed the aggregates of that day and of the next (queue stays, legs and states can begin or run
+/// past midnight of their partition's day).
+fn wake_aggregates(day: &str, out: &mut GroupOutput) {
+    for d in [Some(day.to_string()), aggregate::neighbour_days(day).map(|(_, next)| next)].into_iter().flatten() {
+        for g in [aggregate::queue_aggregate_group(&d), aggregate::agent_aggregate_group(&d)] {
+            if !out.wake.contains(&g) {
+                out.wake.push(g);
+            }
+        }
+    }
+}
+
 /// Name of the technical result of a resource party, from how it left the call.
 pub fn technical_result(is_agent: bool, end_cause: i64) -> &'static str {
     match (is_agent, end_cause) {
@@ -343,6 +355,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
         let sid = sh.t(s, "LOGINSESSIONID").unwrap_or_default();
         let key = surrogate_key(&["STATE", sid, &seq.to_string()]);
         let day = day_of(start);
+        wake_aggregates(&day, out);
         out.facts.push((
             addr(&SM_RES_STATE_FACT, &day, key),
             FactRow(vec![

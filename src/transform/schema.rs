@@ -175,6 +175,36 @@ pub const AG2_QUEUE_HOUR: MartTable =
 /// Queue measures per UTC day.
 pub const AG2_QUEUE_DAY: MartTable = MartTable { name: "ag2_queue_day", columns: AG2_QUEUE_COLUMNS, partitioned: true };
 
+/// Columns of the agent aggregates (one row per agent and bucket with any activity).
+const AG2_AGENT_COLUMNS: &[(&str, ColumnKind)] = &[
+    ("ag2_agent_key", Int),
+    ("resource_key", Int),
+    ("date_time_key", Int),
+    ("offered", Int),
+    ("accepted", Int),
+    ("redirected", Int),
+    ("transferred", Int),
+    ("talk_secs", Int),
+    ("hold_secs", Int),
+    ("hold_count", Int),
+    ("after_call_work_secs", Int),
+    ("after_call_work_count", Int),
+    ("ready_secs", Int),
+    ("not_ready_secs", Int),
+    ("busy_secs", Int),
+    ("after_call_work_state_secs", Int),
+    ("day", Text),
+];
+
+/// Agent measures per 15-minute interval.
+pub const AG2_AGENT_SUBHR: MartTable =
+    MartTable { name: "ag2_agent_subhr", columns: AG2_AGENT_COLUMNS, partitioned: true };
+/// Agent measures per hour.
+pub const AG2_AGENT_HOUR: MartTable =
+    MartTable { name: "ag2_agent_hour", columns: AG2_AGENT_COLUMNS, partitioned: true };
+/// Agent measures per UTC day.
+pub const AG2_AGENT_DAY: MartTable = MartTable { name: "ag2_agent_day", columns: AG2_AGENT_COLUMNS, partitioned: true };
+
 /// Agents, queues, routing points and extensions.
 pub const RESOURCE: MartTable = MartTable {
     name: "resource_",
@@ -216,6 +246,9 @@ pub const MART_TABLES: &[MartTable] = &[
     AG2_QUEUE_SUBHR,
     AG2_QUEUE_HOUR,
     AG2_QUEUE_DAY,
+    AG2_AGENT_SUBHR,
+    AG2_AGENT_HOUR,
+    AG2_AGENT_DAY,
     RESOURCE,
     DATE_TIME,
 ];

@@ -39,20 +39,36 @@ pub fn postgres_config(dir: &Path, urls: [&str; 4], settings: SimSettings) -> Co
 
 /// Simulates `hours` of history into the config's IDBs (embedded ones from `app`), then lets every call end.
 pub async fn simulate(cfg: &Config, app: Option<&Appliance>, settings: SimSettings, hours: i64) -> GroundTruth {
-    let sim = Simulator::new(settings, T0);
+    simulate_from(cfg, app, settings, T0, hours).await
+}
+
+/// Like [`simulate`], starting at `start` (e.g. before midnight, so facts and aggregates span two days).
+pub async fn simulate_from(
+    cfg: &Config,
+    app: Option<&Appliance>,
+    settings: SimSettings,
+    start: i64,
+    hours: i64,
+) -> GroundTruth {
+    let sim = Simulator::new(settings, start);
     let embedded = app.map(|a| a.embedded_idbs().to_vec()).unwrap_or_default();
     let mut d = SimulationDriver::new(cfg, sim, &embedded).await.expect("simulator sinks");
-    d.advance(T0, T0 + hours * 3600, 1800).await.expect("simulate");
-    d.finish(T0 + hours * 3600).await.expect("finish");
+    d.advance(start, start + hours * 3600, 1800).await.expect("simulate");
+    d.finish(start + hours * 3600).await.expect("finish");
     d.simulator().truth()
 }
 
 /// An appliance over embedded IDBs filled with `hours` of simulated history, run until idle.
 pub async fn embedded_mart(dir: &Path, seed: u64, hours: i64) -> (Appliance, GroundTruth) {
+    embedded_mart_from(dir, seed, T0, hours).await
+}
+
+/// Like [`embedded_mart`], starting at `start`.
+pub async fn embedded_mart_from(dir: &Path, seed: u64, start: i64, hours: i64) -> (Appliance, GroundTruth) {
     let settings = small_settings(seed);
     let cfg = embedded_config(dir, settings.clone());
     let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
-    let truth = simulate(&cfg, Some(&app), settings, hours).await;
+    let truth = simulate_from(&cfg, Some(&app), settings, start, hours).await;
     app.drain(1000).await.expect("drain");
     (app, truth)
 }
@@ -286,6 +302,58 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
         got.sort();
         expected.sort();
         assert_eq!(got, expected, "{table} (queue, bucket, offered, accepted, abandoned, short, within SL, waits)");
+    }
+    // Agent aggregates, from the truth's legs (bucket of the offer) and state periods (split over buckets).
+    for (table, width) in [("AG2_AGENT_SUBHR", 900i64), ("AG2_AGENT_HOUR", 3600), ("AG2_AGENT_DAY", 86_400)] {
+        let rows = sql(
+            app,
+            &format!(
+                "SELECT r.resource_cfg_dbid, a.date_time_key, a.offered, a.accepted, a.redirected, a.transferred, \
+                 a.talk_secs, a.hold_secs, a.hold_count, a.after_call_work_secs, a.after_call_work_count, a.ready_secs, \
+                 a.not_ready_secs, a.busy_secs, a.after_call_work_state_secs \
+                 FROM {table} a JOIN RESOURCE_ r ON a.resource_key = r.resource_key"
+            ),
+        )
+        .await;
+        let mut buckets: BTreeMap<(i64, i64), [i64; 13]> = BTreeMap::new();
+        for l in truth.calls.values().flat_map(|c| c.legs.iter()) {
+            let b = buckets.entry((l.agent_dbid, l.start_ts - l.start_ts.rem_euclid(width))).or_default();
+            b[0] += 1;
+            b[1] += i64::from(l.talk_secs > 0);
+            b[2] += i64::from(l.result == ccmart::sim::truth::LegResult::Redirected);
+            b[3] += i64::from(l.result == ccmart::sim::truth::LegResult::Transferred);
+            b[4] += l.talk_secs;
+            b[5] += l.hold_secs;
+            b[6] += l.hold_count;
+            b[7] += l.acw_secs;
+            b[8] += l.acw_count;
+        }
+        for st in &truth.states {
+            let slot = match st.state {
+                ccmart::source::contract::agent_state::READY => 9,
+                ccmart::source::contract::agent_state::NOT_READY => 10,
+                ccmart::source::contract::agent_state::BUSY => 11,
+                ccmart::source::contract::agent_state::AFTER_CALL_WORK => 12,
+                _ => continue,
+            };
+            let mut t = st.start_ts - st.start_ts.rem_euclid(width);
+            while t < st.end_ts {
+                let secs = st.end_ts.min(t + width) - st.start_ts.max(t);
+                if secs > 0 {
+                    buckets.entry((st.agent_dbid, t)).or_default()[slot] += secs;
+                }
+                t += width;
+            }
+        }
+        let mut expected: Vec<Vec<String>> = buckets
+            .into_iter()
+            .map(|((a, t), m)| [a, t].into_iter().chain(m).map(|x| x.to_string()).collect())
+            .collect();
+        let mut got = rows;
+        got.sort();
+        expected.sort();
+        assert_eq!(got.len(), expected.len(), "{table}: one row per agent and bucket with activity");
+        assert_eq!(got, expected, "{table} (agent, bucket, offered, accepted, redirected, transferred, talk, hold, holds, acw, acws, ready, not ready, busy, acw state)");
     }
     truth.calls.len()
 }

@@ -5,7 +5,9 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_pipeline_matches_ground_truth() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, truth) = embedded_mart(dir.path(), 7, 6).await;
+    // From 21:00 to 03:00 UTC: calls, sessions, state periods and aggregates span midnight.
+    let (app, truth) = embedded_mart_from(dir.path(), 7, T0 - 3 * 3600, 6).await;
+    assert!(truth.calls.values().any(|c| c.start_ts < T0 && c.end_ts > T0), "a call spans midnight");
     assert!(truth.call_count() > 500, "enough calls to mean something: {}", truth.call_count());
     let n = assert_mart_matches_truth(&app, &truth).await;
     eprintln!("{n} calls match");
