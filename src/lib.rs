@@ -11,6 +11,7 @@ pub mod mart;
 pub mod merge;
 pub mod pipeline;
 pub mod query;
+pub mod replicate;
 pub mod serve;
 pub mod sim;
 pub mod source;

@@ -104,6 +104,25 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Compare this appliance's mart with another site's (active-active): identical, or every difference down to
+    /// the key. Exits non-zero when they differ.
+    Compare {
+        /// The other appliance.
+        #[arg(long)]
+        peer: String,
+        /// This appliance.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// One table (default: all).
+        #[arg(long)]
+        table: Option<String>,
+        /// One day (default: all).
+        #[arg(long)]
+        day: Option<String>,
+        /// Keys listed per differing partition.
+        #[arg(long, default_value_t = 20)]
+        max_keys: usize,
+    },
     /// Print the IDB contract: per extracted table, the columns ccmart reads (for DBAs and benchmarks).
     Contract,
     /// Validate a config file and print the effective configuration.
@@ -170,6 +189,33 @@ fn main_inner() -> Result<()> {
             }
             Command::Export { table, from, to, out, url, data_dir: None } => export(&url, &table, from, to, &out).await,
             Command::Digest { table, day, url, data_dir } => digest(&url, data_dir.as_deref(), table, day).await,
+            Command::Compare { peer, url, table, day, max_keys } => {
+                let c = ccmart::replicate::compare(&url, &peer, table.as_deref(), day.as_deref()).await?;
+                println!("# {url} (mart version {}) vs {peer} (mart version {})", c.versions.0, c.versions.1);
+                if c.differences.is_empty() {
+                    println!("identical: {} partitions, {} rows", c.partitions, c.rows);
+                    return Ok(());
+                }
+                for d in &c.differences {
+                    let day = if d.day.is_empty() { "-" } else { d.day.as_str() };
+                    let n = |v: Option<u64>| v.map_or("missing".to_string(), |v| v.to_string());
+                    println!("DIFFERENT {} {day}: rows {} vs {}", d.table, n(d.rows.0), n(d.rows.1));
+                    for (what, keys) in
+                        [("only here", &d.only_local), ("only at peer", &d.only_peer), ("different", &d.different)]
+                    {
+                        if !keys.is_empty() {
+                            let shown: Vec<String> = keys.iter().take(max_keys).map(i64::to_string).collect();
+                            let more = if keys.len() > max_keys {
+                                format!(" (+{} more)", keys.len() - max_keys)
+                            } else {
+                                String::new()
+                            };
+                            println!("  {what}: {}{more}", shown.join(" "));
+                        }
+                    }
+                }
+                bail!("the marts differ in {} of {} partitions", c.differences.len(), c.partitions)
+            }
             Command::Contract => {
                 for t in ccmart::source::contract::EXTRACTED_TABLES {
                     let cols: Vec<&str> = t.columns.iter().map(|c| c.name).collect();

@@ -89,3 +89,35 @@ pub async fn digests(
     }
     Ok(out)
 }
+
+/// Per-row digests of one partition (`day` empty for unpartitioned tables): surrogate key → BLAKE3 of the row, in
+/// key order. Used to find, down to the key, where two appliances differ once partition digests disagree.
+pub async fn row_digests(
+    engine: &QueryEngine,
+    snapshot: &MartSnapshot,
+    table: &MartTable,
+    day: Option<&str>,
+) -> Result<Vec<(i64, String)>, QueryError> {
+    let ctx = engine.context(snapshot).await?;
+    let key = table.columns[0].0;
+    let mut df = ctx.table(table.name).await.map_err(exec)?;
+    if let (true, Some(d)) = (table.partitioned, day) {
+        df = df.filter(col("day").eq(lit(d.to_string()))).map_err(exec)?;
+    }
+    let df = df.sort(vec![col(key).sort(true, false)]).map_err(exec)?;
+    let fields: Vec<SortField> = df.schema().fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
+    let converter = RowConverter::new(fields).map_err(exec)?;
+    let mut out = Vec::new();
+    let mut stream = df.execute_stream().await.map_err(exec)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(exec)?;
+        let keys = cast(batch.column(0), &DataType::Int64).map_err(exec)?;
+        let keys = keys.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().cloned();
+        let rows = converter.convert_columns(batch.columns()).map_err(exec)?;
+        for (i, row) in rows.iter().enumerate() {
+            let k = keys.as_ref().filter(|a| !a.is_null(i)).map_or(0, |a| a.value(i));
+            out.push((k, blake3::hash(row.as_ref()).to_hex().to_string()));
+        }
+    }
+    Ok(out)
+}

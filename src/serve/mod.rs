@@ -159,6 +159,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/query", post(query))
         .route("/v1/export/{table}", get(export))
         .route("/v1/digest", get(digest))
+        .route("/v1/digest/rows", get(digest_rows))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -262,6 +263,23 @@ async fn digest(State(state): State<ServeState>, Query(p): Query<DigestParams>) 
     let snap = snapshot(&state, p.mart_version)?;
     let digests = crate::query::digest::digests(&state.engine, &snap, &tables, day.as_deref()).await?;
     Ok(Json(serde_json::json!({"mart_version": snap.version, "digests": digests})).into_response())
+}
+
+async fn digest_rows(State(state): State<ServeState>, Query(p): Query<DigestParams>) -> Result<Response, ApiError> {
+    let name = p.table.as_deref().ok_or_else(|| ApiError::bad_request("bad_parameter", "'table' is required"))?;
+    let table = mart_table(name)
+        .ok_or_else(|| ApiError::bad_request("unknown_table", format!("no mart table '{name}'; see GET /v1/tables")))?;
+    let day = parse_day("day", &p.day).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
+    if table.partitioned && day.is_none() {
+        return Err(ApiError::bad_request(
+            "bad_parameter",
+            format!("'day' is required for the partitioned table {}", table.name),
+        ));
+    }
+    let snap = snapshot(&state, p.mart_version)?;
+    let rows = crate::query::digest::row_digests(&state.engine, &snap, table, day.as_deref()).await?;
+    Ok(Json(serde_json::json!({"mart_version": snap.version, "table": table.name, "day": day, "rows": rows}))
+        .into_response())
 }
 
 /// Query string of `GET /v1/export/{table}`.

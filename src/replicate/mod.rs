@@ -1,0 +1,153 @@
+//! Site-to-site operations. This version has the active-active comparison: two appliances that read the same IDBs
+//! must hold identical marts (DESIGN.md invariant 2); [`compare`] proves it, or lists every difference down to the
+//! surrogate key. Snapshot shipping, fencing and bootstrap are not here yet.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Errors of a comparison.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CompareError {
+    /// An appliance could not be reached or answered with an error.
+    #[error("{url}: {message}")]
+    Peer {
+        /// Base URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// One partition whose digests differ, with the keys that explain it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionDifference {
+    /// Mart table.
+    pub table: String,
+    /// Day partition (empty for unpartitioned tables).
+    pub day: String,
+    /// Rows on the local / peer side (`None`: the partition is missing there).
+    pub rows: (Option<u64>, Option<u64>),
+    /// Keys only the local appliance has.
+    pub only_local: Vec<i64>,
+    /// Keys only the peer has.
+    pub only_peer: Vec<i64>,
+    /// Keys present on both sides with different content.
+    pub different: Vec<i64>,
+}
+
+/// The result of comparing two marts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Mart version compared on each side.
+    pub versions: (u64, u64),
+    /// Partitions compared.
+    pub partitions: usize,
+    /// Rows compared (local side).
+    pub rows: u64,
+    /// Differences (empty when the marts are identical).
+    pub differences: Vec<PartitionDifference>,
+}
+
+type PartitionMap = BTreeMap<(String, String), (u64, String)>;
+
+async fn get_json(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<serde_json::Value, CompareError> {
+    let url = base.trim_end_matches('/').to_string();
+    let err = |message: String| CompareError::Peer { url: url.clone(), message };
+    let resp =
+        client.get(format!("{url}{path}")).query(query).send().await.map_err(|e| err(format!("unreachable: {e}")))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
+    if !status.is_success() {
+        return Err(err(format!("{status}: {}", String::from_utf8_lossy(&body))));
+    }
+    serde_json::from_slice(&body).map_err(|e| err(format!("answer is not JSON: {e}")))
+}
+
+fn partitions(v: &serde_json::Value) -> PartitionMap {
+    v["digests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let key = (
+                d["table"].as_str().unwrap_or_default().to_string(),
+                d["day"].as_str().unwrap_or_default().to_string(),
+            );
+            (key, (d["rows"].as_u64().unwrap_or(0), d["digest"].as_str().unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+fn row_map(v: &serde_json::Value) -> BTreeMap<i64, String> {
+    v["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r[0].as_i64()?, r[1].as_str()?.to_string())))
+        .collect()
+}
+
+/// Compares the newest marts of two appliances (`table`/`day` narrow it), partition digests first, then row
+/// digests of the partitions that differ.
+pub async fn compare(
+    local: &str,
+    peer: &str,
+    table: Option<&str>,
+    day: Option<&str>,
+) -> Result<Comparison, CompareError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .map_err(|e| CompareError::Peer { url: local.to_string(), message: e.to_string() })?;
+    let mut q: Vec<(&str, String)> = Vec::new();
+    if let Some(t) = table {
+        q.push(("table", t.to_string()));
+    }
+    if let Some(d) = day {
+        q.push(("day", d.to_string()));
+    }
+    let (a, b) = (get_json(&client, local, "/v1/digest", &q).await?, get_json(&client, peer, "/v1/digest", &q).await?);
+    let versions = (a["mart_version"].as_u64().unwrap_or(0), b["mart_version"].as_u64().unwrap_or(0));
+    let (pa, pb) = (partitions(&a), partitions(&b));
+    let keys: BTreeSet<&(String, String)> = pa.keys().chain(pb.keys()).collect();
+    let mut differences = Vec::new();
+    for k in &keys {
+        let (x, y) = (pa.get(*k), pb.get(*k));
+        if x.is_some() && x == y {
+            continue;
+        }
+        let (t, d) = (&k.0, &k.1);
+        let mut rq = vec![("table", t.clone()), ("mart_version", versions.0.to_string())];
+        if !d.is_empty() {
+            rq.push(("day", d.clone()));
+        }
+        let ra = if x.is_some() {
+            row_map(&get_json(&client, local, "/v1/digest/rows", &rq).await?)
+        } else {
+            BTreeMap::new()
+        };
+        rq[1].1 = versions.1.to_string();
+        let rb = if y.is_some() {
+            row_map(&get_json(&client, peer, "/v1/digest/rows", &rq).await?)
+        } else {
+            BTreeMap::new()
+        };
+        differences.push(PartitionDifference {
+            table: t.clone(),
+            day: d.clone(),
+            rows: (x.map(|v| v.0), y.map(|v| v.0)),
+            only_local: ra.keys().filter(|key| !rb.contains_key(key)).copied().collect(),
+            only_peer: rb.keys().filter(|key| !ra.contains_key(key)).copied().collect(),
+            different: ra.iter().filter(|(key, h)| rb.get(key).is_some_and(|o| o != *h)).map(|(key, _)| *key).collect(),
+        });
+    }
+    Ok(Comparison { versions, partitions: keys.len(), rows: pa.values().map(|v| v.0).sum(), differences })
+}
