@@ -243,7 +243,7 @@ impl Appliance {
                             self.store.partition_facts(MEDIATION_SEGMENT_FACT.name, &d)?.into_iter().map(|(_, r)| r),
                         );
                     }
-                    outputs.push(queue_aggregates(day, &segments, self.config.transform));
+                    outputs.push(queue_aggregates(day, &segments, &self.config.transform));
                     continue;
                 }
                 let merged = merge_group(g, loaded.rows, &self.preference);
@@ -252,13 +252,13 @@ impl Appliance {
                 outputs.push(out);
             }
             for day in days {
-                let first = transform::calendar_day(&day);
-                let exists = match first.facts.first() {
-                    Some((a, _)) => self.store.has_fact(DATE_TIME.name, &day, a.key)?,
+                let calendar = transform::calendar_day(&day, self.config.transform.tz());
+                let exists = match calendar.facts.first() {
+                    Some((a, row)) => self.store.fact(DATE_TIME.name, &day, a.key)?.as_ref() == Some(row),
                     None => true,
                 };
                 if !exists {
-                    outputs.push(first);
+                    outputs.push(calendar);
                 }
             }
             self.store.commit_group_outputs(&groups, &outputs)?;

@@ -64,9 +64,9 @@ pub struct Config {
     /// Query limits.
     #[serde(default)]
     pub query: QueryLimits,
-    /// Thresholds of the queue aggregates.
+    /// Thresholds of the queue aggregates and the reporting time zone.
     #[serde(default)]
-    pub transform: crate::transform::aggregate::QueueThresholds,
+    pub transform: crate::transform::aggregate::TransformSettings,
     /// The IDBs to extract from; each belongs to an HA pair.
     #[serde(default, rename = "idb")]
     pub idbs: Vec<IdbConfig>,
@@ -245,6 +245,12 @@ impl Config {
         }
         if self.query.max_rows == 0 || self.query.timeout_secs == 0 || self.query.memory_limit_mb < 16 {
             return invalid("query", "max_rows and timeout_secs must be positive, memory_limit_mb at least 16".into());
+        }
+        if self.transform.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return invalid(
+                "transform.time_zone",
+                format!("'{}' is not an IANA time zone like Europe/Berlin or UTC", self.transform.time_zone),
+            );
         }
         if self.transform.service_level_secs < 0 || self.transform.short_abandon_secs < 0 {
             return invalid("transform", "service_level_secs and short_abandon_secs must not be negative".into());

@@ -522,11 +522,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether a fact row exists (used to emit calendar rows once).
-    pub fn has_fact(&self, table: &str, day: &str, key: i64) -> Result<bool> {
+    /// One fact row, if present (used to emit calendar rows only when missing or changed).
+    pub fn fact(&self, table: &str, day: &str, key: i64) -> Result<Option<FactRow>> {
         let tx = self.db.begin_read().map_err(storage("read fact"))?;
         let t = tx.open_table(FACTS).map_err(storage("read fact"))?;
-        Ok(t.get((table.as_bytes(), day.as_bytes(), key)).map_err(storage("read fact"))?.is_some())
+        let v = t.get((table.as_bytes(), day.as_bytes(), key)).map_err(storage("read fact"))?;
+        v.map(|v| FactRow::decode(v.value())).transpose()
     }
 
     /// Publishes a mart version: records the snapshot and clears the partitions it covers, in one transaction.

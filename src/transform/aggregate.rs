@@ -17,22 +17,32 @@ pub const DEFAULT_SERVICE_LEVEL_SECS: i64 = 20;
 /// Default short-abandon threshold: a call abandoned within this many seconds counts as a short abandon.
 pub const DEFAULT_SHORT_ABANDON_SECS: i64 = 10;
 
-/// Thresholds of the queue aggregates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Transform settings (`[transform]` in the config): aggregate thresholds and the reporting time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct QueueThresholds {
+pub struct TransformSettings {
     /// Service-level threshold, seconds.
     pub service_level_secs: i64,
     /// Short-abandon threshold, seconds.
     pub short_abandon_secs: i64,
+    /// IANA time zone of the `DATE_TIME` `local_*` columns (e.g. `Europe/Berlin`).
+    pub time_zone: String,
 }
 
-impl Default for QueueThresholds {
+impl Default for TransformSettings {
     fn default() -> Self {
-        QueueThresholds {
+        TransformSettings {
             service_level_secs: DEFAULT_SERVICE_LEVEL_SECS,
             short_abandon_secs: DEFAULT_SHORT_ABANDON_SECS,
+            time_zone: "UTC".into(),
         }
+    }
+}
+
+impl TransformSettings {
+    /// The configured time zone (UTC when it does not parse; configuration validation rejects that earlier).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::UTC)
     }
 }
 
@@ -66,7 +76,7 @@ fn int_at(r: &FactRow, i: usize) -> Option<i64> {
 
 /// Computes the three queue aggregate tables of `day` from the mediation segments of `day` and the day before
 /// (a queue stay can begin after midnight of its interaction's partition); only stays that began on `day` count.
-pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: QueueThresholds) -> GroupOutput {
+pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: &TransformSettings) -> GroupOutput {
     let t = &MEDIATION_SEGMENT_FACT;
     let (queue, start, wait, abandoned, distributed) = (
         col(t, "resource_key"),

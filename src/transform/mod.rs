@@ -472,8 +472,10 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
     }
 }
 
-/// The 96 `DATE_TIME` rows of one UTC day, as the output of the calendar group `D:<day>`.
-pub fn calendar_day(day: &str) -> GroupOutput {
+/// The 96 `DATE_TIME` rows of one UTC day, as the output of the calendar group `D:<day>`. Intervals are UTC (so
+/// every day has 96, whatever daylight saving does); the `local_*` columns give each interval's start in `tz`.
+pub fn calendar_day(day: &str, tz: chrono_tz::Tz) -> GroupOutput {
+    use chrono::{Datelike, TimeZone, Timelike};
     let mut out = GroupOutput { group: format!("D:{day}"), ..Default::default() };
     let Ok(date) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
         return out;
@@ -485,6 +487,8 @@ pub fn calendar_day(day: &str) -> GroupOutput {
     for i in 0..96 {
         let key = base + i * INTERVAL_SECS;
         let (hour, minute) = (i / 4, (i % 4) * 15);
+        let Some(local) = tz.timestamp_opt(key, 0).single() else { continue };
+        let local_date = local.format("%Y-%m-%d").to_string();
         out.facts.push((
             addr(&DATE_TIME, day, key),
             FactRow(vec![
@@ -493,6 +497,16 @@ pub fn calendar_day(day: &str) -> GroupOutput {
                 int(hour),
                 int(minute),
                 text(&format!("{day} {hour:02}:{minute:02}")),
+                text(tz.name()),
+                text(&local_date),
+                int(i64::from(local.hour())),
+                int(i64::from(local.minute())),
+                int(i64::from(local.weekday().number_from_monday())),
+                int(i64::from(local.iso_week().week())),
+                int(i64::from(local.month())),
+                int(i64::from((local.month() - 1) / 3 + 1)),
+                int(i64::from(local.year())),
+                text(&local.format("%Y-%m-%d %H:%M").to_string()),
                 text(day),
             ]),
         ));
@@ -516,13 +530,29 @@ mod tests {
 
     #[test]
     fn calendar_has_96_intervals_aligned_to_the_day() {
-        let out = calendar_day("2026-11-24");
+        let out = calendar_day("2026-11-24", chrono_tz::UTC);
         assert_eq!(out.facts.len(), 96);
         let first = out.facts[0].0.key;
         assert_eq!(day_of(first), "2026-11-24");
         assert_eq!(interval_key(first + 899), first);
         assert_eq!(out.facts[95].0.key, first + 95 * INTERVAL_SECS);
-        assert!(calendar_day("not a day").facts.is_empty());
+        assert!(calendar_day("not a day", chrono_tz::UTC).facts.is_empty());
+    }
+
+    #[test]
+    fn calendar_local_columns_follow_the_configured_time_zone() {
+        let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let out = calendar_day("2026-11-24", tz);
+        let first = &out.facts[0].1 .0;
+        // 2026-11-24 00:00 UTC is Monday 2026-11-23 19:00 in New York (EST, UTC-5), ISO week 48, Q4.
+        assert_eq!(first[5], Cell::Text("America/New_York".into()));
+        assert_eq!(first[6], Cell::Text("2026-11-23".into()));
+        assert_eq!(
+            (first[7].clone(), first[9].clone(), first[10].clone(), first[12].clone()),
+            (Cell::Int(19), Cell::Int(1), Cell::Int(48), Cell::Int(4))
+        );
+        // A daylight-saving change day still has 96 UTC intervals.
+        assert_eq!(calendar_day("2026-03-08", tz).facts.len(), 96);
     }
 
     #[test]

@@ -199,6 +199,16 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     assert_eq!(got.len(), expected.len(), "one state fact per agent state period");
     assert_eq!(got, expected, "agent state periods");
+    // Calendar: every day with facts has its 96 intervals, and every fact's interval is in it.
+    let per_day = sql(app, "SELECT day, count(*) FROM DATE_TIME GROUP BY day").await;
+    assert!(!per_day.is_empty() && per_day.iter().all(|r| r[1] == "96"), "{per_day:?}");
+    let orphans = sql(
+        app,
+        "SELECT count(*) FROM INTERACTION_RESOURCE_FACT f LEFT JOIN DATE_TIME d ON f.start_date_time_key = d.date_time_key \
+         WHERE d.date_time_key IS NULL",
+    )
+    .await;
+    assert_eq!(orphans, vec![vec!["0".to_string()]]);
     // Mediation segments (queue stays).
     let rows = sql(
         app,

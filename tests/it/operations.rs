@@ -93,6 +93,7 @@ fn check_config_names_the_bad_key() {
         ("[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"mysql://x\"\n", "idb[0].url"),
         ("[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"postgres://x@h/d\"\n[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"postgres://x@h/d\"\n", "idb[1].name"),
         ("[extract]\nchunk_rows = 1\n", "extract.chunk_rows"),
+        ("[transform]\ntime_zone = \"Mars/Olympus\"\n[[idb]]\nname = \"a\"\npair = \"p\"\nsite = \"s\"\nurl = \"postgres://x@h/d\"\n", "transform.time_zone"),
         ("this is not toml", "line 1"),
     ] {
         let p = write("bad.toml", text);
