@@ -247,7 +247,7 @@ impl Appliance {
                     continue;
                 }
                 let merged = merge_group(g, loaded.rows, &self.preference);
-                let out = transform_group(g, &merged, &loaded.after_call_work);
+                let out = transform_group(g, &merged, &loaded.after_call_work, &self.config.transform);
                 days.extend(out.facts.iter().filter(|(a, _)| !a.day.is_empty()).map(|(a, _)| a.day.clone()));
                 outputs.push(out);
             }

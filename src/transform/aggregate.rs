@@ -27,6 +27,8 @@ pub struct TransformSettings {
     pub short_abandon_secs: i64,
     /// IANA time zone of the `DATE_TIME` `local_*` columns (e.g. `Europe/Berlin`).
     pub time_zone: String,
+    /// Attached-data keys reported in `INTERACTION_USER_DATA_FACT`.
+    pub user_data_keys: Vec<String>,
 }
 
 impl Default for TransformSettings {
@@ -35,6 +37,7 @@ impl Default for TransformSettings {
             service_level_secs: DEFAULT_SERVICE_LEVEL_SECS,
             short_abandon_secs: DEFAULT_SHORT_ABANDON_SECS,
             time_zone: "UTC".into(),
+            user_data_keys: vec!["ServiceType".into(), "CustomerSegment".into()],
         }
     }
 }

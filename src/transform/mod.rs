@@ -13,8 +13,8 @@ use crate::source::contract::{
 };
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
 use schema::{
-    DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, RESOURCE, SM_RES_SESSION_FACT,
-    SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
+    DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, INTERACTION_USER_DATA_FACT, MEDIATION_SEGMENT_FACT,
+    RESOURCE, SM_RES_SESSION_FACT, SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
 };
 use std::collections::BTreeMap;
 
@@ -100,10 +100,18 @@ pub type AfterCallWork = BTreeMap<(i64, i64), i64>;
 
 /// Transforms one merged group. `after_call_work` is the derived after-call work of an interaction group, found
 /// earlier in the agents' login sessions.
-pub fn transform_group(group: &str, merged: &MergedGroup, after_call_work: &AfterCallWork) -> GroupOutput {
+pub fn transform_group(
+    group: &str,
+    merged: &MergedGroup,
+    after_call_work: &AfterCallWork,
+    settings: &aggregate::TransformSettings,
+) -> GroupOutput {
     let mut out = GroupOutput { group: group.to_string(), ..Default::default() };
     if let Some(callid) = group.strip_prefix("I:") {
         interaction(callid, merged, after_call_work, &mut out);
+        if !out.facts.is_empty() {
+            user_data(callid, merged, &settings.user_data_keys, &mut out);
+        }
     } else if group.starts_with("S:") {
         login_session(merged, &mut out);
     } else if group.starts_with("C:") {
@@ -278,6 +286,31 @@ fn wake_aggregates(day: &str, out: &mut GroupOutput) {
                 out.wake.push(g);
             }
         }
+    }
+}
+
+/// One `INTERACTION_USER_DATA_FACT` row per configured attached-data key the interaction carries: the last value
+/// set (by `ADDED_TS`, then row order).
+fn user_data(callid: &str, m: &MergedGroup, keys: &[String], out: &mut GroupOutput) {
+    let c = Cols { spec: &contract::G_USERDATA_HISTORY };
+    let Some((day, ixn_id)) = out.facts.first().map(|(a, _)| (a.day.clone(), a.key)) else { return };
+    let mut latest: BTreeMap<&str, (i64, i64, &str)> = BTreeMap::new();
+    for r in m.rows("G_USERDATA_HISTORY") {
+        let (Some(k), Some(added)) = (c.t(r, "KEYNAME"), c.i(r, "ADDED_TS")) else { continue };
+        if !keys.iter().any(|x| x == k) {
+            continue;
+        }
+        let cand = (added, c.i(r, "ID").unwrap_or(0), c.t(r, "VALUE").unwrap_or_default());
+        if latest.get(k).is_none_or(|old| (old.0, old.1) < (cand.0, cand.1)) {
+            latest.insert(k, cand);
+        }
+    }
+    for (k, (added, _, value)) in latest {
+        let key = surrogate_key(&["UD", callid, k]);
+        out.facts.push((
+            addr(&INTERACTION_USER_DATA_FACT, &day, key),
+            FactRow(vec![int(key), int(ixn_id), text(callid), text(k), text(value), int(added), text(&day)]),
+        ));
     }
 }
 

@@ -94,6 +94,21 @@ pub const SM_RES_STATE_FACT: MartTable = MartTable {
     partitioned: true,
 };
 
+/// One row per interaction and configured attached-data key (`[transform] user_data_keys`): the last value set.
+pub const INTERACTION_USER_DATA_FACT: MartTable = MartTable {
+    name: "interaction_user_data_fact",
+    columns: &[
+        ("interaction_user_data_key", Int),
+        ("interaction_id", Int),
+        ("media_server_ixn_guid", Text),
+        ("key_name", Text),
+        ("value", Text),
+        ("added_ts", Int),
+        ("day", Text),
+    ],
+    partitioned: true,
+};
+
 /// One row per stay of an interaction in an ACD queue (time before reaching an agent, or before abandoning).
 pub const MEDIATION_SEGMENT_FACT: MartTable = MartTable {
     name: "mediation_segment_fact",
@@ -249,6 +264,7 @@ pub const DATE_TIME: MartTable = MartTable {
 pub const MART_TABLES: &[MartTable] = &[
     INTERACTION_FACT,
     INTERACTION_RESOURCE_FACT,
+    INTERACTION_USER_DATA_FACT,
     MEDIATION_SEGMENT_FACT,
     SM_RES_SESSION_FACT,
     SM_RES_STATE_FACT,

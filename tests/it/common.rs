@@ -199,6 +199,18 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     assert_eq!(got.len(), expected.len(), "one state fact per agent state period");
     assert_eq!(got, expected, "agent state periods");
+    // Attached data: the configured keys (default ServiceType, CustomerSegment) of every call.
+    let rows = sql(app, "SELECT media_server_ixn_guid, key_name, value FROM INTERACTION_USER_DATA_FACT").await;
+    let mut expected: Vec<Vec<String>> = truth
+        .calls
+        .values()
+        .flat_map(|c| c.user_data.iter().map(move |(k, v)| vec![c.callid.clone(), k.clone(), v.clone()]))
+        .collect();
+    let mut got = rows;
+    got.sort();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected, "attached data (callid, key, value)");
     // Calendar: every day with facts has its 96 intervals, and every fact's interval is in it.
     let per_day = sql(app, "SELECT day, count(*) FROM DATE_TIME GROUP BY day").await;
     assert!(!per_day.is_empty() && per_day.iter().all(|r| r[1] == "96"), "{per_day:?}");
