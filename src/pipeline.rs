@@ -14,7 +14,9 @@ use crate::source::postgres::{PostgresIdb, PostgresWriter};
 use crate::source::{Idb, IdbSink, RowNumbering, SourceError};
 use crate::staging::{StagingError, Store};
 use crate::transform::aggregate::{agent_aggregates, neighbour_days, queue_aggregates};
-use crate::transform::schema::{DATE_TIME, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, SM_RES_STATE_FACT};
+use crate::transform::schema::{
+    DATE_TIME, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
+};
 use crate::transform::{self, transform_group};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -250,6 +252,32 @@ impl Appliance {
                 let out = transform_group(g, &merged, &loaded.after_call_work, &self.config.transform);
                 days.extend(out.facts.iter().filter(|(a, _)| !a.day.is_empty()).map(|(a, _)| a.day.clone()));
                 outputs.push(out);
+            }
+            // Dimension rows: the fixed ones once, a reason code's row the first time it is seen.
+            let fixed = transform::fixed_dimensions();
+            if let Some((a, row)) = fixed.facts.last() {
+                if self.store.fact(&a.table, "", a.key)?.as_ref() != Some(row) {
+                    outputs.push(fixed);
+                }
+            }
+            let reason_idx = SM_RES_STATE_REASON_FACT.columns.iter().position(|(c, _)| *c == "reason_code");
+            let mut reasons = BTreeSet::new();
+            for out in &outputs {
+                for (a, row) in &out.facts {
+                    if a.table == SM_RES_STATE_REASON_FACT.name {
+                        if let Some(crate::staging::Cell::Text(code)) = reason_idx.and_then(|i| row.0.get(i)) {
+                            reasons.insert(code.clone());
+                        }
+                    }
+                }
+            }
+            for code in reasons {
+                let dim = transform::reason_dimension(&code);
+                if let Some((a, _)) = dim.facts.first() {
+                    if self.store.fact(&a.table, "", a.key)?.is_none() {
+                        outputs.push(dim);
+                    }
+                }
             }
             for day in days {
                 let calendar = transform::calendar_day(&day, self.config.transform.tz());

@@ -13,8 +13,9 @@ use crate::source::contract::{
 };
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
 use schema::{
-    DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, INTERACTION_USER_DATA_FACT, MEDIATION_SEGMENT_FACT,
-    RESOURCE, SM_RES_SESSION_FACT, SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
+    DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, INTERACTION_TYPE, INTERACTION_USER_DATA_FACT,
+    MEDIATION_SEGMENT_FACT, MEDIA_TYPE, RESOURCE, RESOURCE_STATE, RESOURCE_STATE_REASON, SM_RES_SESSION_FACT,
+    SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT, TECHNICAL_DESCRIPTOR,
 };
 use std::collections::BTreeMap;
 
@@ -161,7 +162,9 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
             int(ixn_id),
             text(callid),
             text(contract::call_type::name(call_type)),
+            int(dimension_key(&INTERACTION_TYPE, &[contract::call_type::name(call_type)])),
             text(contract::media_type::name(media)),
+            int(dimension_key(&MEDIA_TYPE, &[contract::media_type::name(media)])),
             opt_text(source),
             opt_text(target),
             int(start),
@@ -236,6 +239,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
                 int(resource_key),
                 text(role),
                 text(technical_result(is_agent, end_cause)),
+                int(dimension_key(&TECHNICAL_DESCRIPTOR, &[role, technical_result(is_agent, end_cause)])),
                 int(seq as i64 + 1),
                 int(created),
                 int(party_end),
@@ -274,6 +278,54 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
             ));
         }
         previous = Some(key);
+    }
+}
+
+/// Key of a dimension row: a hash of the dimension's name and the row's values.
+pub fn dimension_key(dim: &schema::MartTable, values: &[&str]) -> i64 {
+    let mut parts = vec![dim.name];
+    parts.extend_from_slice(values);
+    surrogate_key(&parts)
+}
+
+/// Every row of the fixed dimensions (interaction and media types, technical descriptors, agent states), as the
+/// output of the group `X:dimensions`.
+pub fn fixed_dimensions() -> GroupOutput {
+    let mut out = GroupOutput { group: "X:dimensions".into(), ..Default::default() };
+    let mut add = |dim: &schema::MartTable, values: &[&str]| {
+        let key = dimension_key(dim, values);
+        let mut row = vec![int(key)];
+        row.extend(values.iter().map(|v| text(v)));
+        out.facts.push((addr(dim, "", key), FactRow(row)));
+    };
+    for &c in contract::call_type::ALL {
+        add(&INTERACTION_TYPE, &[contract::call_type::name(c)]);
+    }
+    for &m in contract::media_type::ALL {
+        add(&MEDIA_TYPE, &[contract::media_type::name(m)]);
+    }
+    for &is_agent in &[true, false] {
+        let role = if is_agent { "Received" } else { "Queue" };
+        let mut results: Vec<&str> = cause::ALL.iter().map(|&c| technical_result(is_agent, c)).collect();
+        results.sort_unstable();
+        results.dedup();
+        for r in results {
+            add(&TECHNICAL_DESCRIPTOR, &[role, r]);
+        }
+    }
+    for &st in &[agent_state::READY, agent_state::NOT_READY, agent_state::AFTER_CALL_WORK, agent_state::BUSY] {
+        add(&RESOURCE_STATE, &[agent_state::name(st)]);
+    }
+    out
+}
+
+/// The `RESOURCE_STATE_REASON` row of a reason code, as the output of the group `R:<code>`.
+pub fn reason_dimension(code: &str) -> GroupOutput {
+    let key = dimension_key(&RESOURCE_STATE_REASON, &[code]);
+    GroupOutput {
+        group: format!("R:{code}"),
+        facts: vec![(addr(&RESOURCE_STATE_REASON, "", key), FactRow(vec![int(key), text(code)]))],
+        ..Default::default()
     }
 }
 
@@ -397,6 +449,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
                 text(sid),
                 int(seq),
                 text(agent_state::name(state)),
+                int(dimension_key(&RESOURCE_STATE, &[agent_state::name(state)])),
                 opt_text(reasons.get(&seq).copied()),
                 int(start),
                 int(end),
@@ -415,6 +468,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
                     text(sid),
                     int(seq),
                     text(reason),
+                    int(dimension_key(&RESOURCE_STATE_REASON, &[reason])),
                     int(start),
                     int(end),
                     int(end - start),

@@ -31,7 +31,9 @@ pub const INTERACTION_FACT: MartTable = MartTable {
         ("interaction_id", Int),
         ("media_server_ixn_guid", Text),
         ("interaction_type", Text),
+        ("interaction_type_key", Int),
         ("media_type", Text),
+        ("media_type_key", Int),
         ("source_address", Text),
         ("target_address", Text),
         ("start_ts", Int),
@@ -56,6 +58,7 @@ pub const INTERACTION_RESOURCE_FACT: MartTable = MartTable {
         ("resource_key", Int),
         ("resource_role", Text),
         ("technical_result", Text),
+        ("technical_descriptor_key", Int),
         ("party_seq", Int),
         ("start_ts", Int),
         ("end_ts", Int),
@@ -84,6 +87,7 @@ pub const SM_RES_STATE_FACT: MartTable = MartTable {
         ("login_session_id", Text),
         ("state_seq", Int),
         ("resource_state", Text),
+        ("resource_state_key", Int),
         ("state_reason", Text),
         ("start_ts", Int),
         ("end_ts", Int),
@@ -156,6 +160,7 @@ pub const SM_RES_STATE_REASON_FACT: MartTable = MartTable {
         ("login_session_id", Text),
         ("state_seq", Int),
         ("reason_code", Text),
+        ("resource_state_reason_key", Int),
         ("start_ts", Int),
         ("end_ts", Int),
         ("total_duration", Int),
@@ -236,6 +241,38 @@ pub const RESOURCE: MartTable = MartTable {
     partitioned: false,
 };
 
+/// Interaction types (Inbound, Outbound, Internal, Consult).
+pub const INTERACTION_TYPE: MartTable = MartTable {
+    name: "interaction_type",
+    columns: &[("interaction_type_key", Int), ("interaction_type", Text)],
+    partitioned: false,
+};
+
+/// Media types (Voice, Email, Chat).
+pub const MEDIA_TYPE: MartTable =
+    MartTable { name: "media_type", columns: &[("media_type_key", Int), ("media_type", Text)], partitioned: false };
+
+/// Resource role and technical result combinations of `INTERACTION_RESOURCE_FACT`.
+pub const TECHNICAL_DESCRIPTOR: MartTable = MartTable {
+    name: "technical_descriptor",
+    columns: &[("technical_descriptor_key", Int), ("resource_role", Text), ("technical_result", Text)],
+    partitioned: false,
+};
+
+/// Agent states.
+pub const RESOURCE_STATE: MartTable = MartTable {
+    name: "resource_state",
+    columns: &[("resource_state_key", Int), ("resource_state", Text)],
+    partitioned: false,
+};
+
+/// Not-ready reason codes seen in the data.
+pub const RESOURCE_STATE_REASON: MartTable = MartTable {
+    name: "resource_state_reason",
+    columns: &[("resource_state_reason_key", Int), ("reason_code", Text)],
+    partitioned: false,
+};
+
 /// The 15-minute calendar.
 pub const DATE_TIME: MartTable = MartTable {
     name: "date_time",
@@ -276,6 +313,11 @@ pub const MART_TABLES: &[MartTable] = &[
     AG2_AGENT_HOUR,
     AG2_AGENT_DAY,
     RESOURCE,
+    INTERACTION_TYPE,
+    MEDIA_TYPE,
+    TECHNICAL_DESCRIPTOR,
+    RESOURCE_STATE,
+    RESOURCE_STATE_REASON,
     DATE_TIME,
 ];
 

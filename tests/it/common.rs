@@ -211,6 +211,29 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     assert!(!expected.is_empty());
     assert_eq!(got, expected, "attached data (callid, key, value)");
+    // Dimensions: every key on a fact resolves, and the reason dimension holds exactly the codes agents used.
+    for (fact, dim, key) in [
+        ("interaction_fact", "interaction_type", "interaction_type_key"),
+        ("interaction_fact", "media_type", "media_type_key"),
+        ("interaction_resource_fact", "technical_descriptor", "technical_descriptor_key"),
+        ("sm_res_state_fact", "resource_state", "resource_state_key"),
+        ("sm_res_state_reason_fact", "resource_state_reason", "resource_state_reason_key"),
+    ] {
+        let orphans = sql(
+            app,
+            &format!("SELECT count(*) FROM {fact} f LEFT JOIN {dim} d ON f.{key} = d.{key} WHERE d.{key} IS NULL"),
+        )
+        .await;
+        assert_eq!(orphans, vec![vec!["0".to_string()]], "{fact}.{key} → {dim}");
+    }
+    let mut codes: Vec<String> =
+        sql(app, "SELECT reason_code FROM resource_state_reason").await.into_iter().map(|r| r[0].clone()).collect();
+    codes.sort();
+    let mut expected: Vec<String> = truth.states.iter().filter_map(|s| s.reason.clone()).collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(codes, expected, "reason codes");
+    assert_eq!(sql(app, "SELECT count(*) FROM technical_descriptor").await, vec![vec!["9".to_string()]]);
     // Calendar: every day with facts has its 96 intervals, and every fact's interval is in it.
     let per_day = sql(app, "SELECT day, count(*) FROM DATE_TIME GROUP BY day").await;
     assert!(!per_day.is_empty() && per_day.iter().all(|r| r[1] == "96"), "{per_day:?}");
