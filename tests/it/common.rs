@@ -98,6 +98,28 @@ pub async fn sql(app: &Appliance, q: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// Asserts two row sets are equal regardless of order, with the first differing row in the message.
+pub fn assert_same_rows(mut got: Vec<Vec<String>>, mut expected: Vec<Vec<String>>, what: impl std::fmt::Display) {
+    got.sort();
+    expected.sort();
+    assert_eq!(got.len(), expected.len(), "{what}: row count");
+    if let Some((g, e)) = got.iter().zip(&expected).find(|(g, e)| g != e) {
+        panic!("{what}: first difference\n  mart:  {g:?}\n  truth: {e:?}");
+    }
+}
+
+/// Serves an appliance's HTTP API on an ephemeral loopback port until the returned sender is dropped.
+pub async fn serve_app(app: &Appliance) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("local address"));
+    let state = ccmart::serve::ServeState { store: app.store(), engine: app.engine(), status: app.status() };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ccmart::serve::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
 /// Asserts the mart equals the ground truth: every call, every agent leg and queue visit with its durations and
 /// result, every agent state period. Returns the number of calls compared.
 pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> usize {
@@ -144,13 +166,11 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             );
         }
     }
-    let mut got = rows.clone();
-    got.sort();
-    expected.sort();
-    assert_eq!(got.len(), expected.len(), "one resource fact per agent leg");
-    for (g, e) in got.iter().zip(&expected) {
-        assert_eq!(g, e, "agent leg (callid, agent, start, end, ring, talk, holds, hold, acw count, acw, result)");
-    }
+    assert_same_rows(
+        rows,
+        expected,
+        "agent legs (callid, agent, start, end, ring, talk, holds, hold, acw count, acw, result)",
+    );
     // Queue visits.
     let rows = sql(
         app,
@@ -158,7 +178,7 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
          FROM INTERACTION_RESOURCE_FACT f JOIN RESOURCE_ r ON f.resource_key = r.resource_key WHERE f.resource_role = 'Queue'",
     )
     .await;
-    let mut expected: Vec<Vec<String>> = truth
+    let expected: Vec<Vec<String>> = truth
         .calls
         .values()
         .flat_map(|c| {
@@ -173,15 +193,12 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             })
         })
         .collect();
-    let mut got = rows;
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected, "queue visits (callid, queue, start, wait, result)");
+    assert_same_rows(rows, expected, "queue visits (callid, queue, start, wait, result)");
     // Agent states.
     let rows =
         sql(app, "SELECT login_session_id, start_ts, end_ts, resource_state, state_reason FROM SM_RES_STATE_FACT")
             .await;
-    let mut expected: Vec<Vec<String>> = truth
+    let expected: Vec<Vec<String>> = truth
         .states
         .iter()
         .map(|s| {
@@ -194,23 +211,16 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             ]
         })
         .collect();
-    let mut got = rows;
-    got.sort();
-    expected.sort();
-    assert_eq!(got.len(), expected.len(), "one state fact per agent state period");
-    assert_eq!(got, expected, "agent state periods");
+    assert_same_rows(rows, expected, "agent state periods");
     // Attached data: the configured keys (default ServiceType, CustomerSegment) of every call.
     let rows = sql(app, "SELECT media_server_ixn_guid, key_name, value FROM INTERACTION_USER_DATA_FACT").await;
-    let mut expected: Vec<Vec<String>> = truth
+    let expected: Vec<Vec<String>> = truth
         .calls
         .values()
         .flat_map(|c| c.user_data.iter().map(move |(k, v)| vec![c.callid.clone(), k.clone(), v.clone()]))
         .collect();
-    let mut got = rows;
-    got.sort();
-    expected.sort();
     assert!(!expected.is_empty());
-    assert_eq!(got, expected, "attached data (callid, key, value)");
+    assert_same_rows(rows, expected, "attached data (callid, key, value)");
     // Dimensions: every key on a fact resolves, and the reason dimension holds exactly the codes agents used.
     for (fact, dim, key) in [
         ("interaction_fact", "interaction_type", "interaction_type_key"),
@@ -251,7 +261,7 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
          m.distributed FROM MEDIATION_SEGMENT_FACT m JOIN RESOURCE_ r ON m.resource_key = r.resource_key",
     )
     .await;
-    let mut expected: Vec<Vec<String>> = truth
+    let expected: Vec<Vec<String>> = truth
         .calls
         .values()
         .flat_map(|c| {
@@ -268,10 +278,7 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             })
         })
         .collect();
-    let mut got = rows;
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected, "mediation segments (callid, queue, start, end, wait, abandoned, distributed)");
+    assert_same_rows(rows, expected, "mediation segments (callid, queue, start, end, wait, abandoned, distributed)");
     // Login sessions.
     let rows = sql(
         app,
@@ -279,7 +286,7 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
          FROM SM_RES_SESSION_FACT s JOIN RESOURCE_ r ON s.resource_key = r.resource_key",
     )
     .await;
-    let mut expected: Vec<Vec<String>> = truth
+    let expected: Vec<Vec<String>> = truth
         .sessions
         .iter()
         .map(|s| {
@@ -292,14 +299,11 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             ]
         })
         .collect();
-    let mut got = rows;
-    got.sort();
-    expected.sort();
     assert!(!expected.is_empty(), "agents logged out");
-    assert_eq!(got, expected, "login sessions");
+    assert_same_rows(rows, expected, "login sessions");
     // Not-ready reasons.
     let rows = sql(app, "SELECT login_session_id, start_ts, end_ts, reason_code FROM SM_RES_STATE_REASON_FACT").await;
-    let mut expected: Vec<Vec<String>> = truth
+    let expected: Vec<Vec<String>> = truth
         .states
         .iter()
         .filter(|s| s.state == ccmart::source::contract::agent_state::NOT_READY)
@@ -307,11 +311,8 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             Some(vec![s.session_id.clone(), s.start_ts.to_string(), s.end_ts.to_string(), s.reason.clone()?])
         })
         .collect();
-    let mut got = rows;
-    got.sort();
-    expected.sort();
     assert!(!expected.is_empty(), "agents took breaks");
-    assert_eq!(got, expected, "not-ready reason periods");
+    assert_same_rows(rows, expected, "not-ready reason periods");
     // Queue aggregates, computed here from the truth's queue stays (default thresholds: 20 s, 10 s).
     for (table, width) in [("AG2_QUEUE_SUBHR", 900), ("AG2_QUEUE_HOUR", 3600), ("AG2_QUEUE_DAY", 86_400)] {
         let rows = sql(
@@ -339,14 +340,15 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             }
             b[7] = b[7].max(wait);
         }
-        let mut expected: Vec<Vec<String>> = buckets
+        let expected: Vec<Vec<String>> = buckets
             .into_iter()
             .map(|((q, t), m)| [q, t].into_iter().chain(m).map(|x| x.to_string()).collect())
             .collect();
-        let mut got = rows;
-        got.sort();
-        expected.sort();
-        assert_eq!(got, expected, "{table} (queue, bucket, offered, accepted, abandoned, short, within SL, waits)");
+        assert_same_rows(
+            rows,
+            expected,
+            "{table} (queue, bucket, offered, accepted, abandoned, short, within SL, waits)",
+        );
     }
     // Agent aggregates, from the truth's legs (bucket of the offer) and state periods (split over buckets).
     for (table, width) in [("AG2_AGENT_SUBHR", 900i64), ("AG2_AGENT_HOUR", 3600), ("AG2_AGENT_DAY", 86_400)] {
@@ -390,15 +392,11 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
                 t += width;
             }
         }
-        let mut expected: Vec<Vec<String>> = buckets
+        let expected: Vec<Vec<String>> = buckets
             .into_iter()
             .map(|((a, t), m)| [a, t].into_iter().chain(m).map(|x| x.to_string()).collect())
             .collect();
-        let mut got = rows;
-        got.sort();
-        expected.sort();
-        assert_eq!(got.len(), expected.len(), "{table}: one row per agent and bucket with activity");
-        assert_eq!(got, expected, "{table} (agent, bucket, offered, accepted, redirected, transferred, talk, hold, holds, acw, acws, ready, not ready, busy, acw state)");
+        assert_same_rows(rows, expected, "{table} (agent, bucket, offered, accepted, redirected, transferred, talk, hold, holds, acw, acws, ready, not ready, busy, acw state)");
     }
     truth.calls.len()
 }

@@ -2,18 +2,6 @@
 //! exits 0); a tampered row in one site's IDBs is reported with its table, day and key (non-zero exit).
 
 use crate::common::*;
-use ccmart::serve::{self, ServeState};
-
-async fn serve_app(app: &ccmart::pipeline::Appliance) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = ServeState { store: app.store(), engine: app.engine(), status: app.status() };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
-    (base, tx)
-}
 
 fn compare(local: &str, peer: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))

@@ -2,33 +2,8 @@
 //! precise 400, the server keeps answering, and exports are readable by an independent Parquet reader (DuckDB).
 
 use crate::common::*;
-use ccmart::serve::{self, ServeState};
 use datafusion::arrow::array::Int64Array;
 use std::time::Duration;
-
-struct Server {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn start(app: &ccmart::pipeline::Appliance) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = ServeState { store: app.store(), engine: app.engine(), status: app.status() };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
-    Server { base, stop: Some(tx) }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
@@ -52,8 +27,7 @@ async fn http_api_formats_errors_and_export() {
     let (app, truth) = embedded_mart(dir.path(), 3, 3).await;
     let calls = truth.call_count() as i64;
     let total_secs: i64 = truth.calls.values().map(|c| c.end_ts - c.start_ts).sum();
-    let srv = start(&app).await;
-    let base = srv.base.clone();
+    let (base, _stop) = serve_app(&app).await;
 
     // JSON.
     let (status, body) =
@@ -225,5 +199,4 @@ async fn http_api_formats_errors_and_export() {
     let f = std::fs::read_dir(&cli_out).unwrap().next().unwrap().unwrap().path();
     let legs: usize = truth.calls.values().map(|c| c.legs.len() + c.queue_visits.len()).sum();
     assert_eq!(duckdb_scalar(&f, "SELECT count(*) FROM read_parquet('{}')"), legs.to_string());
-    drop(srv);
 }
