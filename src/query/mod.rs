@@ -6,6 +6,7 @@
 //! rows, memory and time.
 
 pub mod digest;
+pub mod reports;
 
 use crate::mart::Mart;
 use crate::staging::MartSnapshot;
@@ -193,13 +194,26 @@ impl QueryEngine {
 
     /// Runs one read-only statement against `snapshot`.
     pub async fn run(&self, snapshot: &MartSnapshot, sql: &str) -> Result<QueryResult, QueryError> {
+        self.run_with_params(snapshot, sql, None).await
+    }
+
+    /// Runs one read-only statement with named placeholder values (`$name`), bound as values.
+    pub async fn run_with_params(
+        &self,
+        snapshot: &MartSnapshot,
+        sql: &str,
+        params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
+    ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
         let ctx = self.context(snapshot).await?;
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let limit = self.limits.max_rows;
         let timeout = Duration::from_secs(self.limits.timeout_secs.max(1));
         let work = async {
-            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            let mut df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            if let Some(p) = params {
+                df = df.with_param_values(p).map_err(classify)?;
+            }
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut stream = df
                 .limit(0, Some(limit.saturating_add(1)))

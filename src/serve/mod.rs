@@ -158,6 +158,8 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/tables", get(tables))
         .route("/v1/query", post(query))
         .route("/v1/export/{table}", get(export))
+        .route("/v1/reports", get(reports))
+        .route("/v1/reports/{name}", get(run_report))
         .route("/v1/digest", get(digest))
         .route("/v1/digest/rows", get(digest_rows))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -233,6 +235,51 @@ async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response,
     }
     let snap = snapshot(&state, req.mart_version)?;
     let result = state.engine.run(&snap, &req.sql).await?;
+    format::render(format, &result).map_err(|m| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "encoding_error",
+        message: m,
+    })
+}
+
+fn report_catalog() -> Result<std::collections::BTreeMap<String, crate::query::reports::Report>, ApiError> {
+    crate::query::reports::saved_reports().map_err(|m| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "bad_report",
+        message: m,
+    })
+}
+
+async fn reports() -> Result<Response, ApiError> {
+    let list: Vec<_> = report_catalog()?.into_values().collect();
+    Ok(Json(serde_json::json!({ "reports": list })).into_response())
+}
+
+async fn run_report(
+    State(state): State<ServeState>,
+    UrlPath(name): UrlPath<String>,
+    Query(mut params): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let catalog = report_catalog()?;
+    let report = catalog.get(&name).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "unknown_report",
+        message: format!("no saved report '{name}'; see GET /v1/reports"),
+    })?;
+    let format = params.remove("format").unwrap_or_else(|| "json".into());
+    let format = OutputFormat::parse(&format).ok_or_else(|| {
+        ApiError::bad_request("bad_format", format!("unknown format '{format}': use json, csv, arrow or parquet"))
+    })?;
+    let version = match params.remove("mart_version") {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("bad_parameter", format!("mart_version '{v}' is not a number")))?,
+        ),
+        None => None,
+    };
+    let bound = crate::query::reports::bind(report, &params).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
+    let snap = snapshot(&state, version)?;
+    let result = state.engine.run_with_params(&snap, &report.sql, Some(bound)).await?;
     format::render(format, &result).map_err(|m| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "encoding_error",

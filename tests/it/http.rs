@@ -174,6 +174,32 @@ async fn http_api_formats_errors_and_export() {
     let r = client().get(format!("{base}/v1/export/nope")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
+    // Saved reports over HTTP: listed with their parameters, run with parameters bound as values.
+    let v: serde_json::Value = client().get(format!("{base}/v1/reports")).send().await.unwrap().json().await.unwrap();
+    let list = v["reports"].as_array().unwrap();
+    let cpi = list.iter().find(|r| r["name"] == "calls_per_interval").expect("calls_per_interval listed");
+    assert!(cpi["params"].as_array().unwrap().iter().any(|p| p["name"] == "from" && p["kind"] == "date"));
+    let r = client()
+        .get(format!("{base}/v1/reports/calls_per_interval?from={day}&to={day}&format=csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "interactions").unwrap();
+    let total: usize = text.lines().skip(1).map(|l| l.split(',').nth(col).unwrap().parse::<usize>().unwrap()).sum();
+    assert_eq!(total, expected_day);
+    for (url, status, code) in [
+        ("/v1/reports/calls_per_interval?from=tomorrow", 400, "bad_parameter"),
+        ("/v1/reports/calls_per_interval?bogus=1", 400, "bad_parameter"),
+        ("/v1/reports/no_such_report", 404, "unknown_report"),
+    ] {
+        let r = client().get(format!("{base}{url}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{url}");
+        assert_eq!(error_code(&r.bytes().await.unwrap()), code, "{url}");
+    }
+
     // Digests per table and day.
     let v: serde_json::Value = client().get(format!("{base}/v1/digest")).send().await.unwrap().json().await.unwrap();
     let all = v["digests"].as_array().unwrap();
