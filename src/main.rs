@@ -349,6 +349,8 @@ fn print_examples(addr: &str) {
     println!(
         "  curl -s http://{addr}/v1/query -H 'content-type: application/json' -d '{{\"sql\": \"SELECT technical_result, count(*) FROM INTERACTION_RESOURCE_FACT GROUP BY 1 ORDER BY 2 DESC\", \"format\": \"csv\"}}'"
     );
+    println!("  curl -s http://{addr}/v1/reports");
+    println!("  curl -s 'http://{addr}/v1/reports/queue_service_level?format=csv'");
     println!("  curl -s -o interactions.parquet 'http://{addr}/v1/export/INTERACTION_FACT'");
     println!("Live calls keep arriving; press Ctrl-C to stop.");
 }
