@@ -183,8 +183,7 @@ fn main_inner() -> Result<()> {
             }
             Command::Simulate { config, days, live } => simulate(config, days, live).await,
             Command::Query { sql, url, format } => query(&url, &sql, &format).await,
-            Command::Export { table, from, to, out, url, data_dir: Some(dir) } => {
-                let _ = url;
+            Command::Export { table, from, to, out, url: _, data_dir: Some(dir) } => {
                 export_offline(&dir, &table, from, to, &out).await
             }
             Command::Export { table, from, to, out, url, data_dir: None } => export(&url, &table, from, to, &out).await,

@@ -74,14 +74,6 @@ pub fn numbering(name: &str, index_in_pair: usize, global_index: usize) -> RowNu
     }
 }
 
-/// The fact partitions an aggregate of `day` reads: the day itself and the day before.
-fn aggregate_source_days(day: &str) -> Vec<String> {
-    match neighbour_days(day) {
-        Some((previous, _)) => vec![previous, day.to_string()],
-        None => vec![day.to_string()],
-    }
-}
-
 /// One running appliance: staging, mart, query engine, IDB readers and status.
 pub struct Appliance {
     config: Config,
@@ -226,25 +218,13 @@ impl Appliance {
             let mut days = BTreeSet::new();
             for (g, loaded) in groups.iter().zip(self.store.load_groups(&groups)?) {
                 if let Some(day) = g.strip_prefix("Z:AGA:") {
-                    let (mut legs, mut states) = (Vec::new(), Vec::new());
-                    let previous = aggregate_source_days(day);
-                    for d in previous.iter() {
-                        legs.extend(
-                            self.store.partition_facts(INTERACTION_RESOURCE_FACT.name, d)?.into_iter().map(|(_, r)| r),
-                        );
-                        states
-                            .extend(self.store.partition_facts(SM_RES_STATE_FACT.name, d)?.into_iter().map(|(_, r)| r));
-                    }
+                    let legs = self.facts_of_day_and_before(INTERACTION_RESOURCE_FACT.name, day)?;
+                    let states = self.facts_of_day_and_before(SM_RES_STATE_FACT.name, day)?;
                     outputs.push(agent_aggregates(day, &legs, &states));
                     continue;
                 }
                 if let Some(day) = g.strip_prefix("Z:AGQ:") {
-                    let mut segments = Vec::new();
-                    for d in aggregate_source_days(day) {
-                        segments.extend(
-                            self.store.partition_facts(MEDIATION_SEGMENT_FACT.name, &d)?.into_iter().map(|(_, r)| r),
-                        );
-                    }
+                    let segments = self.facts_of_day_and_before(MEDIATION_SEGMENT_FACT.name, day)?;
                     outputs.push(queue_aggregates(day, &segments, &self.config.transform));
                     continue;
                 }
@@ -300,6 +280,20 @@ impl Appliance {
         report.mart_version = published.snapshot.map(|s| s.version);
         report.publish_ms = phase.elapsed().as_millis() as u64;
         Ok(report)
+    }
+
+    /// Staged fact rows of `table` in the partitions of `day` and the day before: what an aggregate of `day` reads,
+    /// since queue stays, legs and state periods can begin or run past midnight of their partition's day.
+    fn facts_of_day_and_before(&self, table: &str, day: &str) -> Result<Vec<crate::staging::FactRow>, StagingError> {
+        let mut days = vec![day.to_string()];
+        if let Some((previous, _)) = neighbour_days(day) {
+            days.insert(0, previous);
+        }
+        let mut out = Vec::new();
+        for d in days {
+            out.extend(self.store.partition_facts(table, &d)?.into_iter().map(|(_, r)| r));
+        }
+        Ok(out)
     }
 
     /// Runs cycles back to back until nothing is left to do (or `max_cycles`); for tests, `simulate` and batch use.

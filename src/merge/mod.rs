@@ -18,8 +18,6 @@ pub type GroupRows = BTreeMap<(String, String), Vec<StagedRow>>;
 pub struct MergedGroup {
     /// The IDB the group was taken from (None for configuration, which is merged per row).
     pub chosen_idb: Option<String>,
-    /// Why that IDB was chosen.
-    pub reason: &'static str,
     /// Table → rows.
     pub tables: BTreeMap<String, Vec<StagedRow>>,
 }
@@ -57,20 +55,11 @@ pub fn merge_group(group: &str, rows: GroupRows, preference: &[String]) -> Merge
             ((complete(tables), n, std::cmp::Reverse(rank(idb))), idb.clone())
         })
         .max();
-    let Some(((is_complete, _, _), idb)) = best else {
+    let Some((_, idb)) = best else {
         return MergedGroup::default();
     };
-    let many = per_idb.len() > 1;
     let tables = per_idb.remove(&idb).unwrap_or_default();
-    MergedGroup {
-        chosen_idb: Some(idb),
-        reason: match (many, is_complete) {
-            (false, _) => "only copy",
-            (true, true) => "complete copy with most rows (ties: configured IDB order)",
-            (true, false) => "no complete copy yet; most rows",
-        },
-        tables,
-    }
+    MergedGroup { chosen_idb: Some(idb), tables }
 }
 
 fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
@@ -93,7 +82,6 @@ fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
     }
     MergedGroup {
         chosen_idb: None,
-        reason: "configuration merged per DBID (latest change, ties: configured IDB order)",
         tables: tables.into_iter().map(|(t, m)| (t, m.into_values().map(|(_, _, r)| r).collect())).collect(),
     }
 }

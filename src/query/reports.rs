@@ -79,9 +79,12 @@ pub fn parse_report(name: &str, text: &str) -> Result<Report, String> {
     Ok(Report { name: name.to_string(), description, params, sql: text.to_string() })
 }
 
-/// Every embedded report, by name.
-pub fn saved_reports() -> Result<BTreeMap<String, Report>, String> {
-    SAVED_REPORTS.iter().map(|(n, t)| parse_report(n, t).map(|r| (n.to_string(), r))).collect()
+/// Every embedded report, by name. The embedded files never change at run time, so they are parsed once.
+pub fn saved_reports() -> Result<&'static BTreeMap<String, Report>, String> {
+    static CATALOG: std::sync::LazyLock<Result<BTreeMap<String, Report>, String>> = std::sync::LazyLock::new(|| {
+        SAVED_REPORTS.iter().map(|(n, t)| parse_report(n, t).map(|r| (n.to_string(), r))).collect()
+    });
+    CATALOG.as_ref().map_err(Clone::clone)
 }
 
 /// Checks and converts the caller's parameters (unknown names, missing required ones and malformed values are

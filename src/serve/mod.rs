@@ -242,7 +242,7 @@ async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response,
     })
 }
 
-fn report_catalog() -> Result<std::collections::BTreeMap<String, crate::query::reports::Report>, ApiError> {
+fn report_catalog() -> Result<&'static std::collections::BTreeMap<String, crate::query::reports::Report>, ApiError> {
     crate::query::reports::saved_reports().map_err(|m| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "bad_report",
@@ -251,7 +251,7 @@ fn report_catalog() -> Result<std::collections::BTreeMap<String, crate::query::r
 }
 
 async fn reports() -> Result<Response, ApiError> {
-    let list: Vec<_> = report_catalog()?.into_values().collect();
+    let list: Vec<_> = report_catalog()?.values().collect();
     Ok(Json(serde_json::json!({ "reports": list })).into_response())
 }
 

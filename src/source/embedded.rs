@@ -126,11 +126,6 @@ impl EmbeddedIdb {
         ids
     }
 
-    /// Number of rows in a table.
-    pub fn row_count(&self, table: &str) -> usize {
-        self.lock().tables.get(table).map_or(0, |t| t.rows.len())
-    }
-
     /// Reads up to `limit` rows whose `counter` is above `after`, in counter order, as contract text rows.
     pub fn read_chunk(&self, spec: &TableSpec, counter: Counter, after: i64, limit: usize) -> Vec<TextRow> {
         let st = self.lock();

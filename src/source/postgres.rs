@@ -223,14 +223,6 @@ impl PostgresWriter {
         self.counter = counter;
         Ok(())
     }
-
-    /// Runs raw SQL on the IDB (tests and fault injection).
-    pub async fn execute_raw(&self, sql: &str) -> Result<()> {
-        self.client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| SourceError::Write { idb: self.name.clone(), message: db_message(&e) })
-    }
 }
 
 fn copy_field(out: &mut String, v: Option<&str>) {

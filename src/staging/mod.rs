@@ -258,24 +258,6 @@ impl Store {
         Ok(HighWaterMark { seq: get("seq")?, useq: get("useq")? })
     }
 
-    /// All high-water marks: (IDB, table) → mark.
-    pub fn high_water_marks(&self) -> Result<BTreeMap<(String, String), HighWaterMark>> {
-        let tx = self.db.begin_read().map_err(storage("read high-water marks"))?;
-        let t = tx.open_table(HWM).map_err(storage("read high-water marks"))?;
-        let mut out: BTreeMap<(String, String), HighWaterMark> = BTreeMap::new();
-        for item in t.iter().map_err(storage("read high-water marks"))? {
-            let (k, v) = item.map_err(storage("read high-water marks"))?;
-            let (idb, table, c) = k.value();
-            let e = out.entry((idb.to_string(), table.to_string())).or_default();
-            if c == "seq" {
-                e.seq = v.value();
-            } else {
-                e.useq = v.value();
-            }
-        }
-        Ok(out)
-    }
-
     /// Stages a chunk: rows (keeping the newest version of each), quarantined rows and the new high-water mark,
     /// in one transaction.
     pub fn commit_chunk(&self, chunk: &ExtractedChunk<'_>) -> Result<ChunkOutcome> {
