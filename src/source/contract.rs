@@ -33,6 +33,9 @@ pub enum Grouping {
     LoginSession(&'static str),
     /// Configuration rows: one group per table, merged by configuration DBID.
     Configuration,
+    /// Data source session control: when each collector was connected to its data source and how far its IDB
+    /// has progressed. Never transformed; the merge reads it to decide which IDB is complete for a time slice.
+    SessionControl,
 }
 
 /// One IDB table ccmart extracts.
@@ -412,7 +415,39 @@ pub const GC_ENDPOINT: TableSpec = TableSpec {
     grouping: Grouping::Configuration,
 };
 
-/// Every table ccmart extracts, in extraction order (configuration first, so facts find their resources).
+/// Columns shared by both session-control tables.
+const SESSION_CONTROL_COLUMNS: &[ColumnSpec] = &[
+    int_req("DSS_ID"),
+    int_req("ICON_DBID"),
+    int("DS_DBID"),
+    int_req("DSCONN_STIME"),
+    int("DSCONN_TYPE"),
+    int("ICON_ETIME"),
+    int("DSCONN_ETIME"),
+    int("LEVENT_ITIME"),
+    int("GSYS_DOMAIN"),
+    int_req("GSYS_SEQ"),
+    int("GSYS_USEQ"),
+];
+
+const fn session_control(name: &'static str) -> TableSpec {
+    TableSpec { name, columns: SESSION_CONTROL_COLUMNS, grouping: Grouping::SessionControl }
+}
+
+/// `G_DSS_GCC_PROVIDER`: one row per connection of a collector (role `gcc`) to its data source. `DSCONN_STIME` /
+/// `DSCONN_ETIME` bound the connection (epoch seconds; `DSCONN_ETIME` null while connected), `ICON_ETIME` is set
+/// when the collector shut down cleanly, and `LEVENT_ITIME` is the collector's heartbeat: every row of the IDB
+/// written for events up to that time has been committed before it.
+pub const G_DSS_GCC_PROVIDER: TableSpec = session_control("G_DSS_GCC_PROVIDER");
+
+/// `G_DSS_GLS_PROVIDER`: the same for role `gls` (agent login sessions and states).
+pub const G_DSS_GLS_PROVIDER: TableSpec = session_control("G_DSS_GLS_PROVIDER");
+
+/// Session-control tables, extracted before and committed after the data tables of an IDB (see `extract`).
+pub const SESSION_CONTROL_TABLES: &[TableSpec] = &[G_DSS_GCC_PROVIDER, G_DSS_GLS_PROVIDER];
+
+/// Every table ccmart extracts, in extraction order (configuration first, so facts find their resources;
+/// session control last, see [`SESSION_CONTROL_TABLES`]).
 pub const EXTRACTED_TABLES: &[TableSpec] = &[
     GC_AGENT,
     GC_ENDPOINT,
@@ -423,6 +458,8 @@ pub const EXTRACTED_TABLES: &[TableSpec] = &[
     G_PARTY,
     G_PARTY_HISTORY,
     G_USERDATA_HISTORY,
+    G_DSS_GCC_PROVIDER,
+    G_DSS_GLS_PROVIDER,
 ];
 
 /// Look up an extracted table by name.

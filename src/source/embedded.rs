@@ -2,7 +2,7 @@
 //! The demo and unit tests use it so they need no database server; it is never used for production data.
 
 use super::contract::TableSpec;
-use super::{Counter, IdbWrite, RowNumbering, TextRow, WriteKind};
+use super::{Counter, IdbWrite, RowNumbering, SourceError, TextRow, WriteKind};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,6 +20,7 @@ struct EmbeddedState {
     numbering: RowNumbering,
     counter: i64,
     tables: HashMap<String, EmbeddedTable>,
+    reachable: bool,
 }
 
 /// A shared handle to one in-memory IDB. Cloning shares the same data.
@@ -34,7 +35,12 @@ impl EmbeddedIdb {
     pub fn new(name: &str, numbering: RowNumbering) -> Self {
         EmbeddedIdb {
             name: Arc::from(name),
-            state: Arc::new(Mutex::new(EmbeddedState { numbering, counter: 0, tables: HashMap::new() })),
+            state: Arc::new(Mutex::new(EmbeddedState {
+                numbering,
+                counter: 0,
+                tables: HashMap::new(),
+                reachable: true,
+            })),
         }
     }
 
@@ -127,21 +133,39 @@ impl EmbeddedIdb {
     }
 
     /// Reads up to `limit` rows whose `counter` is above `after`, in counter order, as contract text rows.
-    pub fn read_chunk(&self, spec: &TableSpec, counter: Counter, after: i64, limit: usize) -> Vec<TextRow> {
+    /// Makes the IDB unreachable for readers (or reachable again), as a network partition or a lost site would;
+    /// writers are not affected (the simulated collectors decide themselves what they can write).
+    pub fn set_reachable(&self, reachable: bool) {
+        self.lock().reachable = reachable;
+    }
+
+    pub fn read_chunk(
+        &self,
+        spec: &TableSpec,
+        counter: Counter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<TextRow>, SourceError> {
         let st = self.lock();
+        if !st.reachable {
+            return Err(SourceError::Unreachable {
+                idb: self.name.to_string(),
+                message: "the simulated network cannot reach it".into(),
+            });
+        }
         let Some(t) = st.tables.get(spec.name) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let index = match counter {
             Counter::Seq => &t.by_seq,
             Counter::Useq => &t.by_useq,
         };
-        index
+        Ok(index
             .range(after.saturating_add(1)..)
             .take(limit)
             .filter_map(|(_, id)| t.rows.get(id))
             .map(|row| spec.columns.iter().map(|c| row.get(c.name).cloned().flatten()).collect())
-            .collect()
+            .collect())
     }
 }
 

@@ -135,7 +135,7 @@ impl Idb {
     ) -> Result<Vec<TextRow>> {
         match self {
             Idb::Postgres(p) => p.read_chunk(table, counter, after, limit).await,
-            Idb::Embedded(e) => Ok(e.read_chunk(table, counter, after, limit)),
+            Idb::Embedded(e) => e.read_chunk(table, counter, after, limit),
         }
     }
 }
