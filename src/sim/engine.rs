@@ -263,27 +263,9 @@ impl Simulator {
         w
     }
 
-    /// The session-control row the collector `icon_dbid` writes when it connects to site `site`'s SIP Server.
-    pub fn session_control_write(&self, site: usize, icon_dbid: i64, dss_id: i64) -> IdbWrite {
-        let t = self.start_ts;
-        IdbWrite {
-            table: "G_DSS_GCC_PROVIDER",
-            handle: dss_id,
-            kind: WriteKind::Insert,
-            columns: vec![
-                ("ICON_DBID", IdbValue::Int(icon_dbid)),
-                ("DS_DBID", IdbValue::Int(100 + site as i64)),
-                ("DS_DBID_PRIM", IdbValue::Int(100 + site as i64)),
-                ("DS2_DBID", IdbValue::Int(site as i64 + 1)),
-                ("DS_TYPE", IdbValue::Int(1)),
-                ("ICON_STIME", IdbValue::Int(t)),
-                ("DSCONN_STIME", IdbValue::Int(t)),
-                ("DSCONN_TYPE", IdbValue::Int(1)),
-                ("FEVENT_ITIME", IdbValue::Int(t)),
-                ("FEVENT_DSTIME", IdbValue::Int(t)),
-                ("LEVENT_ITIME", IdbValue::Int(t)),
-            ],
-        }
+    /// Simulated time: the latest event handled or instant advanced to, over all sites.
+    pub fn now(&self) -> i64 {
+        self.sites.iter().map(|s| s.now).max().unwrap_or(self.start_ts)
     }
 
     /// Simulates every site up to (not including) `until` and returns, per site, the writes its collectors made,

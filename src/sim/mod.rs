@@ -6,6 +6,7 @@
 //! IDBs of the pair (each IDB numbers rows its own way, see [`crate::source::RowNumbering`]). The same seed and
 //! settings always produce the same writes and the same truth.
 
+pub mod collector;
 mod engine;
 pub mod truth;
 
