@@ -6,6 +6,9 @@
 //! published. A crash between two transactions therefore only repeats work, never loses or doubles it.
 
 mod codec;
+mod records;
+
+pub use records::SourceAuditEntry;
 
 pub use codec::{Cell, FactRow, StagedRow, Value};
 
@@ -243,6 +246,10 @@ impl Store {
             tx.open_table(CATALOG).map_err(storage("open"))?;
             tx.open_table(KEY_OWNERS).map_err(storage("open"))?;
             tx.open_table(ACW).map_err(storage("open"))?;
+            tx.open_table(records::MERGE_STATE).map_err(storage("open"))?;
+            tx.open_table(records::MERGE_DECISIONS).map_err(storage("open"))?;
+            tx.open_table(records::IGNORED_SITES).map_err(storage("open"))?;
+            tx.open_table(records::SOURCE_AUDIT).map_err(storage("open"))?;
         }
         tx.commit().map_err(storage("open"))?;
         Ok(Store { db, faults })
@@ -338,10 +345,20 @@ impl Store {
 
     /// Groups waiting for the transform (at most `limit`), in key order.
     pub fn dirty_groups(&self, limit: usize) -> Result<Vec<String>> {
+        self.dirty_groups_after(None, limit)
+    }
+
+    /// Groups waiting for the transform after `after` (exclusive), at most `limit`, in key order: lets a cycle
+    /// walk past groups the merge holds back.
+    pub fn dirty_groups_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         let tx = self.db.begin_read().map_err(storage("read dirty groups"))?;
         let t = tx.open_table(DIRTY_GROUPS).map_err(storage("read dirty groups"))?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(storage("read dirty groups"))?.take(limit) {
+        let range = match after {
+            Some(a) => t.range::<&[u8]>((std::ops::Bound::Excluded(a.as_bytes()), std::ops::Bound::Unbounded)),
+            None => t.range::<&[u8]>(..),
+        };
+        for item in range.map_err(storage("read dirty groups"))?.take(limit) {
             out.push(String::from_utf8_lossy(item.map_err(storage("read dirty groups"))?.0.value()).into_owned());
         }
         Ok(out)
