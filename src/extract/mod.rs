@@ -5,12 +5,15 @@
 //! mark in one transaction. A crash anywhere re-reads at most one chunk, which staging then recognises (same
 //! version) instead of doubling. Malformed rows are quarantined with the reason and the mark moves past them.
 
-use crate::source::contract::{ColumnType, Grouping, TableSpec, EXTRACTED_TABLES};
+use crate::source::contract::{ColumnType, Grouping, TableSpec, EXTRACTED_TABLES, SESSION_CONTROL_TABLES};
 use crate::source::{Counter, Idb, SourceError, TextRow};
 use crate::staging::{ExtractedChunk, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+
+/// The staging group holding every session-control row of every IDB (read by the merge, never transformed).
+pub const SESSION_CONTROL_GROUP: &str = "K:";
 
 /// Default rows per chunk: bounds memory per read and the work a crash can repeat.
 pub const DEFAULT_CHUNK_ROWS: usize = 5_000;
@@ -33,6 +36,9 @@ pub enum ExtractError {
 /// Extraction settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractSettings {
+    /// Longest wait before retrying an unreachable IDB (the wait doubles from 1 s up to this; 0 retries every
+    /// cycle).
+    pub max_backoff: Duration,
     /// Rows per chunk.
     pub chunk_rows: usize,
     /// Chunks per table per cycle.
@@ -41,7 +47,11 @@ pub struct ExtractSettings {
 
 impl Default for ExtractSettings {
     fn default() -> Self {
-        ExtractSettings { chunk_rows: DEFAULT_CHUNK_ROWS, max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE }
+        ExtractSettings {
+            max_backoff: MAX_BACKOFF,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE,
+        }
     }
 }
 
@@ -84,12 +94,13 @@ impl IdbHealth {
         }
     }
 
-    fn failed(&mut self, e: &SourceError, now: i64) {
+    fn failed(&mut self, e: &SourceError, now: i64, max_backoff: Duration) {
         self.reachable = false;
         self.last_error = Some(e.to_string());
         self.failing_since.get_or_insert(now);
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        let wait = self.backoff.min(max_backoff);
+        self.retry_at = Some(Instant::now() + wait);
+        self.backoff = (self.backoff * 2).min(max_backoff.max(INITIAL_BACKOFF));
     }
 
     fn succeeded(&mut self, now: i64) {
@@ -133,24 +144,107 @@ pub async fn extract_idb(
         return Ok(report);
     }
     let now = chrono::Utc::now().timestamp();
-    for spec in EXTRACTED_TABLES {
+    // Session control is read first and committed last, and only when every data table was read to its end: a
+    // heartbeat (`LEVENT_ITIME`) then never claims rows that are not staged yet, which is what lets the merge
+    // trust "this IDB is complete up to T" (rows the collector wrote after our read of session control carry
+    // times after the heartbeat we read).
+    let mut session_control = Vec::new();
+    let mut failure = None;
+    'read: for spec in SESSION_CONTROL_TABLES {
         for counter in [Counter::Seq, Counter::Useq] {
-            match extract_table(store, idb, spec, counter, settings, &mut report).await {
-                Ok(()) => {}
-                Err(TableError::Source(e)) => {
-                    tracing::warn!(idb = idb.name(), table = spec.name, error = %e, "IDB read failed; will retry");
-                    health.failed(&e, now);
-                    report.skipped = true;
-                    return Ok(report);
+            match read_all(idb, spec, counter, store).await {
+                Ok(chunk) => session_control.push(chunk),
+                Err(e) => {
+                    failure = Some((spec.name, e));
+                    break 'read;
                 }
-                Err(TableError::Staging(e)) => return Err(e.into()),
             }
+        }
+    }
+    if failure.is_none() {
+        'data: for spec in EXTRACTED_TABLES.iter().filter(|t| t.grouping != Grouping::SessionControl) {
+            for counter in [Counter::Seq, Counter::Useq] {
+                if let Err(e) = extract_table(store, idb, spec, counter, settings, &mut report).await {
+                    failure = Some((spec.name, e));
+                    break 'data;
+                }
+            }
+        }
+    }
+    match failure {
+        Some((_, TableError::Staging(e))) => return Err(e.into()),
+        Some((table, TableError::Source(e))) => {
+            tracing::warn!(idb = idb.name(), table, error = %e, "IDB read failed; will retry");
+            health.failed(&e, now, settings.max_backoff);
+            report.skipped = true;
+            return Ok(report);
+        }
+        None => {}
+    }
+    if !report.backlog {
+        for chunk in &session_control {
+            let outcome = store.commit_chunk(chunk)?;
+            report.rows_staged += outcome.staged;
+            report.rows_quarantined += outcome.quarantined;
         }
     }
     health.rows_staged += report.rows_staged as u64;
     health.rows_quarantined += report.rows_quarantined as u64;
     health.succeeded(now);
     Ok(report)
+}
+
+/// Reads every row of a (small) session-control table above its high-water mark into one chunk, uncommitted.
+async fn read_all<'a>(
+    idb: &'a Idb,
+    spec: &'a TableSpec,
+    counter: Counter,
+    store: &Store,
+) -> Result<ExtractedChunk<'a>, TableError> {
+    let mark = store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
+    let mut chunk = ExtractedChunk {
+        idb: idb.name(),
+        table: spec.name,
+        counter,
+        rows: Vec::new(),
+        quarantined: Vec::new(),
+        new_mark: mark,
+    };
+    loop {
+        let before = chunk.new_mark;
+        let rows = idb.read_chunk(spec, counter, before, DEFAULT_CHUNK_ROWS).await.map_err(TableError::Source)?;
+        let full = rows.len() >= DEFAULT_CHUNK_ROWS;
+        add_rows(idb, spec, counter, &rows, &mut chunk);
+        if !full || chunk.new_mark == before {
+            return Ok(chunk);
+        }
+    }
+}
+
+/// Validates raw rows into `chunk`, quarantining the malformed ones and moving its mark past all of them.
+fn add_rows(idb: &Idb, spec: &TableSpec, counter: Counter, rows: &[TextRow], chunk: &mut ExtractedChunk<'_>) {
+    let counter_idx = spec.column_index(counter.column()).unwrap_or(0);
+    for raw in rows {
+        let counter_value = raw.get(counter_idx).and_then(|v| v.as_deref()).and_then(|v| v.trim().parse::<i64>().ok());
+        if let Some(c) = counter_value {
+            chunk.new_mark = chunk.new_mark.max(c);
+        }
+        match validate(spec, raw) {
+            Ok(r) => chunk.rows.push(r),
+            Err((column, reason)) => {
+                let key = raw.first().cloned().flatten().unwrap_or_else(|| "NULL".into());
+                tracing::warn!(idb = idb.name(), table = spec.name, key, column, reason, "row quarantined");
+                chunk.quarantined.push(QuarantinedRow {
+                    idb: idb.name().to_string(),
+                    table: spec.name.to_string(),
+                    key,
+                    column: column.to_string(),
+                    reason,
+                    counter_value: counter_value.unwrap_or(chunk.new_mark),
+                });
+            }
+        }
+    }
 }
 
 enum TableError {
@@ -166,7 +260,6 @@ async fn extract_table(
     settings: ExtractSettings,
     report: &mut ExtractReport,
 ) -> Result<(), TableError> {
-    let counter_idx = spec.column_index(counter.column()).unwrap_or(0);
     let mut mark = store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
     for _ in 0..settings.max_chunks_per_cycle.max(1) {
         let rows = idb.read_chunk(spec, counter, mark, settings.chunk_rows).await.map_err(TableError::Source)?;
@@ -183,28 +276,7 @@ async fn extract_table(
             quarantined: Vec::new(),
             new_mark: mark,
         };
-        for raw in &rows {
-            let counter_value =
-                raw.get(counter_idx).and_then(|v| v.as_deref()).and_then(|v| v.trim().parse::<i64>().ok());
-            if let Some(c) = counter_value {
-                chunk.new_mark = chunk.new_mark.max(c);
-            }
-            match validate(spec, raw) {
-                Ok(r) => chunk.rows.push(r),
-                Err((column, reason)) => {
-                    let key = raw.first().cloned().flatten().unwrap_or_else(|| "NULL".into());
-                    tracing::warn!(idb = idb.name(), table = spec.name, key, column, reason, "row quarantined");
-                    chunk.quarantined.push(QuarantinedRow {
-                        idb: idb.name().to_string(),
-                        table: spec.name.to_string(),
-                        key,
-                        column: column.to_string(),
-                        reason,
-                        counter_value: counter_value.unwrap_or(chunk.new_mark),
-                    });
-                }
-            }
-        }
+        add_rows(idb, spec, counter, &rows, &mut chunk);
         let outcome = store.commit_chunk(&chunk).map_err(TableError::Staging)?;
         report.chunks += 1;
         report.rows_staged += outcome.staged;
@@ -256,6 +328,7 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
             format!("S:{}", spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default())
         }
         Grouping::Configuration => format!("C:{}", spec.name),
+        Grouping::SessionControl => SESSION_CONTROL_GROUP.to_string(),
     };
     Ok(RowToStage { id, group, row: StagedRow { version: seq.max(useq), ..row } })
 }
