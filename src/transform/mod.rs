@@ -128,10 +128,9 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     let Some(call) = m.rows("G_CALL").iter().max_by_key(|r| r.version) else {
         return;
     };
-    if call_cols.i(call, "STATE") != Some(contract::call_state::TERMINATED) {
-        return;
-    }
-    let (Some(start), Some(end)) = (call_cols.i(call, "CREATED_TS"), call_cols.i(call, "TERMINATED_TS")) else {
+    let closed = call_cols.i(call, "STATE") == Some(contract::call_state::TERMINATED);
+    let end = if closed { call_cols.i(call, "TERMINATED_TS") } else { m.close_stuck_at };
+    let (Some(start), Some(end)) = (call_cols.i(call, "CREATED_TS"), end) else {
         return;
     };
     let day = day_of(start);
@@ -174,6 +173,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
             int(interval_key(end)),
             opt_int(call_cols.i(call, "SWITCHID")),
             opt_text(m.chosen_idb.as_deref()),
+            text(m.quality.name()),
             text(&day),
         ]),
     ));
@@ -224,6 +224,9 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
         }
         let party_end = party_cols.i(p, "TERMINATED_TS").unwrap_or(end);
         let end_cause = party_cols.i(p, "CCEVENT").unwrap_or(cause::NONE);
+        // A party the source never released (CTI link loss, collector crash) is closed with the interaction.
+        let result =
+            if party_cols.i(p, "TERMINATED_TS").is_none() { STUCK } else { technical_result(is_agent, end_cause) };
         let (role, resource_key) = if is_agent {
             ("Received", agent_resource_key(party_cols.i(p, "AGENTID").unwrap_or(0)))
         } else {
@@ -238,8 +241,8 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
                 text(callid),
                 int(resource_key),
                 text(role),
-                text(technical_result(is_agent, end_cause)),
-                int(dimension_key(&TECHNICAL_DESCRIPTOR, &[role, technical_result(is_agent, end_cause)])),
+                text(result),
+                int(dimension_key(&TECHNICAL_DESCRIPTOR, &[role, result])),
                 int(seq as i64 + 1),
                 int(created),
                 int(party_end),
@@ -269,7 +272,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
                     int(created),
                     int(party_end),
                     int(d.queued),
-                    text(technical_result(false, end_cause)),
+                    text(result),
                     int(i64::from(end_cause == cause::ABANDONED)),
                     int(i64::from(end_cause == cause::DISTRIBUTED)),
                     int(interval_key(created)),
@@ -307,6 +310,7 @@ pub fn fixed_dimensions() -> GroupOutput {
     for &is_agent in &[true, false] {
         let role = if is_agent { "Received" } else { "Queue" };
         let mut results: Vec<&str> = cause::ALL.iter().map(|&c| technical_result(is_agent, c)).collect();
+        results.push(STUCK);
         results.sort_unstable();
         results.dedup();
         for r in results {
@@ -365,6 +369,9 @@ fn user_data(callid: &str, m: &MergedGroup, keys: &[String], out: &mut GroupOutp
         ));
     }
 }
+
+/// Technical result of a party the source never released, in an interaction ccmart closed as stuck.
+pub const STUCK: &str = "Stuck";
 
 /// Name of the technical result of a resource party, from how it left the call.
 pub fn technical_result(is_agent: bool, end_cause: i64) -> &'static str {

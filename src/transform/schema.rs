@@ -43,6 +43,7 @@ pub const INTERACTION_FACT: MartTable = MartTable {
         ("end_date_time_key", Int),
         ("switch_id", Int),
         ("source_idb", Text),
+        ("data_quality", Text),
         ("day", Text),
     ],
     partitioned: true,
