@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod reports;
+pub mod system;
 
 use crate::mart::Mart;
 use crate::staging::MartSnapshot;
@@ -143,6 +144,7 @@ pub struct QueryEngine {
     mart: Mart,
     limits: QueryLimits,
     contexts: Arc<Mutex<Vec<(u64, SessionContext)>>>,
+    store: Option<Arc<crate::staging::Store>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -157,7 +159,13 @@ const CONTEXT_CACHE: usize = 4;
 impl QueryEngine {
     /// An engine over `mart` with `limits`.
     pub fn new(mart: Mart, limits: QueryLimits) -> Self {
-        QueryEngine { mart, limits, contexts: Arc::new(Mutex::new(Vec::new())) }
+        QueryEngine { mart, limits, contexts: Arc::new(Mutex::new(Vec::new())), store: None }
+    }
+
+    /// Also serves the system tables (`ccmart_merge_decisions`, `ccmart_source_audit`) from `store`.
+    pub fn with_system_tables(mut self, store: Arc<crate::staging::Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// The limits in force.
@@ -184,6 +192,12 @@ impl QueryEngine {
             table.update_datafusion_session(&ctx.state()).map_err(|e| QueryError::Mart(e.to_string()))?;
             let provider = table.table_provider().await.map_err(|e| QueryError::Mart(e.to_string()))?;
             ctx.register_table(t.name, provider).map_err(|e| QueryError::Mart(e.to_string()))?;
+        }
+        if let Some(store) = &self.store {
+            for (name, kind) in system::SYSTEM_TABLES {
+                let provider = Arc::new(system::SystemTable::new(*kind, store.clone()));
+                ctx.register_table(*name, provider).map_err(|e| QueryError::Mart(e.to_string()))?;
+            }
         }
         cache.push((snapshot.version, ctx.clone()));
         if cache.len() > CONTEXT_CACHE {
