@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use ccmart::config::Config;
 use ccmart::fault::FaultInjector;
 use ccmart::pipeline::{Appliance, SimulationDriver};
-use ccmart::serve::{self, ServeState};
+use ccmart::serve;
 use ccmart::sim::Simulator;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -123,6 +123,26 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         max_keys: usize,
     },
+    /// Disaster recovery: stop (or resume) waiting for the IDBs of a failed site, on a running appliance, without
+    /// a restart. Needs an operator token.
+    Sources {
+        /// `ignore` or `restore`.
+        #[arg(value_parser = ["ignore", "restore"])]
+        action: String,
+        /// The site (as in the [[idb]] `site` keys).
+        site: String,
+        /// Appliance URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Operator token (the secret printed by `ccmart token create`).
+        #[arg(long, env = "CCMART_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Print the IDB contract: per extracted table, the columns ccmart reads (for DBAs and benchmarks).
     Contract,
     /// Validate a config file and print the effective configuration.
@@ -130,6 +150,20 @@ enum Command {
         /// Config file.
         #[arg(long, short, env = "CCMART_CONFIG", default_value = "/etc/ccmart/ccmart.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new token: prints the secret once (give it to the user) and the `[[token]]` entry for the config,
+    /// which holds only its SHA-256.
+    Create {
+        /// `reader`, `operator` or `peer`.
+        #[arg(long, value_parser = ["reader", "operator", "peer"])]
+        role: String,
+        /// Who it is for (shown in audit trails).
+        #[arg(long, default_value = "operator")]
+        name: String,
     },
 }
 
@@ -215,6 +249,29 @@ fn main_inner() -> Result<()> {
                 }
                 bail!("the marts differ in {} of {} partitions", c.differences.len(), c.partitions)
             }
+            Command::Sources { action, site, url, token } => {
+                let endpoint = format!("{}/v1/admin/sources/{site}/{action}", url.trim_end_matches('/'));
+                let body = fetch(reqwest::Client::new().post(&endpoint).bearer_auth(token), &endpoint).await?;
+                let v: serde_json::Value = serde_json::from_slice(&body).context("reading the appliance's answer")?;
+                let changed = v.get("changed").and_then(|c| c.as_bool()).unwrap_or(false);
+                println!(
+                    "site {site}: {}{}",
+                    if action == "ignore" { "ignored" } else { "restored" },
+                    if changed { "" } else { " (it already was)" }
+                );
+                Ok(())
+            }
+            Command::Token { command: TokenCommand::Create { role, name } } => {
+                let secret = serve::admin::new_token_secret();
+                println!("# Token for {name} (role {role}). The secret is shown only now:");
+                println!("#   {secret}");
+                println!("# Add this to the config file and restart the appliance:");
+                println!(
+                    "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"",
+                    serve::admin::hash_token(&secret)
+                );
+                Ok(())
+            }
             Command::Contract => {
                 for t in ccmart::source::contract::EXTRACTED_TABLES {
                     let cols: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
@@ -241,7 +298,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    let state = ServeState { store: app.store(), engine: app.engine(), status: app.status() };
+    let state = app.serve_state();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(serve::serve(listener, state, async move {

@@ -67,6 +67,12 @@ pub struct Config {
     /// Thresholds of the queue aggregates and the reporting time zone.
     #[serde(default)]
     pub transform: crate::transform::aggregate::TransformSettings,
+    /// HA-pair merge: stuck threshold, backfill window, stuck calls, ignored sites (`[merge]`).
+    #[serde(default)]
+    pub merge: crate::merge::MergeSettings,
+    /// API tokens (`[[token]]`), stored as SHA-256 hashes; `ccmart token create` makes one.
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<TokenConfig>,
     /// The IDBs to extract from; each belongs to an HA pair.
     #[serde(default, rename = "idb")]
     pub idbs: Vec<IdbConfig>,
@@ -116,6 +122,8 @@ pub struct ExtractConfig {
     /// While extraction has a backlog (initial load, catch-up after an outage), publish a mart version at most this
     /// often, seconds; in steady state every cycle publishes.
     pub backlog_publish_secs: u64,
+    /// Longest wait (seconds) before retrying an unreachable IDB; the wait doubles from 1 s up to this.
+    pub retry_max_secs: u64,
 }
 
 impl Default for ExtractConfig {
@@ -125,6 +133,7 @@ impl Default for ExtractConfig {
             max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE,
             transform_batch: 2_000,
             backlog_publish_secs: DEFAULT_BACKLOG_PUBLISH_SECS,
+            retry_max_secs: crate::extract::MAX_BACKOFF.as_secs(),
         }
     }
 }
@@ -141,6 +150,31 @@ pub struct IdbConfig {
     pub site: String,
     /// `postgres://user:password@host:port/db`, or `embedded:` for an in-process simulated IDB.
     pub url: String,
+    /// The data source the pair collects from: `voice` (SIP Server), `multimedia`, `configuration` or `outbound`.
+    #[serde(default = "default_data_source")]
+    pub data_source: String,
+}
+
+/// The data sources an HA pair can collect from.
+pub const DATA_SOURCES: &[&str] = &["voice", "multimedia", "configuration", "outbound"];
+
+fn default_data_source() -> String {
+    "voice".into()
+}
+
+/// Roles a token can have.
+pub const TOKEN_ROLES: &[&str] = &["reader", "operator", "peer"];
+
+/// One API token: only the SHA-256 of the secret is kept, so the config file does not hold usable secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who uses it (shown in the audit trail).
+    pub name: String,
+    /// `reader`, `operator` or `peer`.
+    pub role: String,
+    /// Lower-case hex SHA-256 of the secret.
+    pub sha256: String,
 }
 
 impl IdbConfig {
@@ -163,6 +197,9 @@ pub struct SimulatorConfig {
     /// The contact center.
     #[serde(default)]
     pub settings: SimSettings,
+    /// Injected faults (`[[simulator.fault]]`), applied by the simulated collectors.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<crate::sim::collector::FaultSpec>,
 }
 
 fn default_history_days() -> f64 {
@@ -191,6 +228,7 @@ impl Config {
             pair: pair.into(),
             site: site.into(),
             url: format!("{EMBEDDED_SCHEME}:"),
+            data_source: default_data_source(),
         };
         Config {
             appliance: ApplianceConfig {
@@ -202,6 +240,8 @@ impl Config {
             extract: ExtractConfig::default(),
             query: QueryLimits::default(),
             transform: Default::default(),
+            merge: Default::default(),
+            tokens: Vec::new(),
             idbs: vec![
                 idb("site1-voice-a", "site1-voice", "site1"),
                 idb("site1-voice-b", "site1-voice", "site2"),
@@ -212,6 +252,7 @@ impl Config {
                 history_days: 1.0,
                 live: true,
                 settings: SimSettings { seed, ..SimSettings::default() },
+                faults: Vec::new(),
             }),
         }
     }
@@ -278,6 +319,55 @@ impl Config {
             if members.len() > 2 {
                 return invalid("idb", format!("HA pair '{pair}' has {} IDBs; a pair has one or two", members.len()));
             }
+            let kinds: std::collections::BTreeSet<&str> =
+                self.idbs.iter().filter(|i| i.pair == pair).map(|i| i.data_source.as_str()).collect();
+            if kinds.len() > 1 {
+                return invalid("idb", format!("HA pair '{pair}' mixes data sources {kinds:?}; both IDBs see one"));
+            }
+        }
+        for (i, idb) in self.idbs.iter().enumerate() {
+            if !DATA_SOURCES.contains(&idb.data_source.as_str()) {
+                return invalid(
+                    &format!("idb[{i}].data_source"),
+                    format!("'{}' is not one of {DATA_SOURCES:?}", idb.data_source),
+                );
+            }
+            if idb.site.trim().is_empty() {
+                return invalid(&format!("idb[{i}].site"), "must name the site the IDB is at".into());
+            }
+        }
+        let m = &self.merge;
+        if m.stuck_threshold_secs < 1 {
+            return invalid("merge.stuck_threshold_secs", "must be at least 1".into());
+        }
+        if m.backfill_window_secs.is_some_and(|w| w < 0) {
+            return invalid("merge.backfill_window_secs", "must not be negative (leave it out for no limit)".into());
+        }
+        if m.max_call_duration_secs < 60 {
+            return invalid("merge.max_call_duration_secs", "must be at least 60".into());
+        }
+        if m.slice_secs < 60 || 86_400 % m.slice_secs != 0 {
+            return invalid("merge.slice_secs", format!("{} must be at least 60 and divide a day", m.slice_secs));
+        }
+        let sites: std::collections::BTreeSet<&str> = self.idbs.iter().map(|i| i.site.as_str()).collect();
+        for (i, site) in m.ignore_sources.iter().enumerate() {
+            if !sites.contains(site.as_str()) {
+                return invalid(
+                    &format!("merge.ignore_sources[{i}]"),
+                    format!("'{site}' is not the site of any [[idb]] (sites: {sites:?})"),
+                );
+            }
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            if !TOKEN_ROLES.contains(&t.role.as_str()) {
+                return invalid(&format!("token[{i}].role"), format!("'{}' is not one of {TOKEN_ROLES:?}", t.role));
+            }
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid(
+                    &format!("token[{i}].sha256"),
+                    "must be 64 hex digits (the SHA-256 printed by `ccmart token create`)".into(),
+                );
+            }
         }
         if let Some(sim) = &self.simulator {
             let expected = sim.settings.sites;
@@ -289,6 +379,28 @@ impl Config {
                         self.pairs().len()
                     ),
                 );
+            }
+            let names: std::collections::BTreeSet<&str> = self.idbs.iter().map(|i| i.name.as_str()).collect();
+            let sites: std::collections::BTreeSet<&str> = self.idbs.iter().map(|i| i.site.as_str()).collect();
+            for (i, f) in sim.faults.iter().enumerate() {
+                use crate::sim::collector::FaultKind as K;
+                let ok = match f.kind {
+                    K::NetworkPartition => true,
+                    K::CtiLinkLoss | K::SiteFailure => sites.contains(f.target.as_str()),
+                    _ => names.contains(f.target.as_str()),
+                };
+                if !ok {
+                    return invalid(
+                        &format!("simulator.fault[{i}].target"),
+                        format!("'{}' is not an IDB name (or, for cti_link_loss and site_failure, a site)", f.target),
+                    );
+                }
+                if f.start_secs < 0 || f.duration_secs < 0 {
+                    return invalid(
+                        &format!("simulator.fault[{i}]"),
+                        "start_secs and duration_secs must not be negative".into(),
+                    );
+                }
             }
             if !(0.0..=400.0).contains(&sim.history_days) {
                 return invalid("simulator.history_days", "must be between 0 and 400".into());

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 pub use format::{OutputFormat, ParquetExport};
 
+pub mod admin;
+
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -60,6 +62,12 @@ pub struct ApplianceStatus {
     pub idbs: Vec<IdbHealth>,
     /// Rows in quarantine.
     pub quarantined_rows: u64,
+    /// Per HA pair: how far it may be transformed and which IDBs it waits for (or proceeds without).
+    pub pairs: Vec<PairStatus>,
+    /// Sites whose IDBs the merge does not wait for (configuration and run-time ignores).
+    pub ignored_sites: Vec<String>,
+    /// Newest heartbeat of any IDB (data time, epoch seconds).
+    pub data_clock: Option<i64>,
     /// Last cycle.
     pub last_cycle: Option<CycleSummary>,
 }
@@ -69,6 +77,36 @@ impl ApplianceStatus {
     pub fn new(site: &str) -> Self {
         ApplianceStatus { site: site.into(), role: "active".into(), ..Default::default() }
     }
+}
+
+/// One HA pair in `/v1/status`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PairStatus {
+    /// Pair name.
+    pub pair: String,
+    /// Its IDBs.
+    pub members: Vec<String>,
+    /// Interactions that ended before this (epoch seconds, data time) may be reported; later ones wait.
+    pub ready_through: Option<i64>,
+    /// IDBs the pair is behind on: `stuck: false` = waiting for it, `true` = proceeding without it.
+    pub waits: Vec<PairWait>,
+    /// IDBs not waited for because their site is ignored.
+    pub ignored: Vec<String>,
+}
+
+/// An IDB a pair waits for.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PairWait {
+    /// IDB name.
+    pub idb: String,
+    /// Its newest heartbeat (data time): behind since then.
+    pub behind_since: i64,
+    /// Seconds behind the newest heartbeat of any IDB.
+    pub behind_secs: i64,
+    /// Past the stuck threshold: the merge proceeds without it.
+    pub stuck: bool,
+    /// Wall-clock time ccmart first saw it behind (epoch seconds).
+    pub waiting_since: i64,
 }
 
 /// Status shared between the pipeline (writer) and the HTTP server (readers).
@@ -100,6 +138,8 @@ pub struct ServeState {
     pub engine: QueryEngine,
     /// Live status.
     pub status: SharedStatus,
+    /// Tokens and sites for the operator calls.
+    pub admin: admin::AdminAccess,
 }
 
 /// An API error answer.
@@ -162,6 +202,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/reports/{name}", get(run_report))
         .route("/v1/digest", get(digest))
         .route("/v1/digest/rows", get(digest_rows))
+        .route("/v1/admin/sources/{site}/{action}", post(admin::change_source))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
