@@ -2,12 +2,16 @@
 //! transform what changed, publish a mart version — and the simulator feeding embedded IDBs.
 
 use crate::config::Config;
+use crate::extract::SESSION_CONTROL_GROUP;
 use crate::extract::{self, ExtractSettings, IdbHealth};
 use crate::fault::FaultInjector;
 use crate::mart::{self, Mart};
-use crate::merge::merge_group;
+use crate::merge::{
+    merge_group, pair_progress, slice_decisions, DataQuality, MergedGroup, PairProgress, PairState, SessionTimeline,
+};
 use crate::query::QueryEngine;
-use crate::serve::{ApplianceStatus, CycleSummary, SharedStatus};
+use crate::serve::{ApplianceStatus, CycleSummary, PairStatus, PairWait, SharedStatus};
+use crate::sim::collector::{site_name, CollectorPlacement, Collectors};
 use crate::sim::Simulator;
 use crate::source::embedded::EmbeddedIdb;
 use crate::source::postgres::{PostgresIdb, PostgresWriter};
@@ -18,7 +22,7 @@ use crate::transform::schema::{
     DATE_TIME, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
 };
 use crate::transform::{self, transform_group};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -62,6 +66,8 @@ pub struct CycleReport {
     pub transform_ms: u64,
     /// Time spent writing Delta partitions and publishing, ms.
     pub publish_ms: u64,
+    /// Groups held back because their pair waits for an IDB (or the interaction is still open).
+    pub held: usize,
 }
 
 /// The numbering an IDB uses: position `i` within its pair decides the `ID` offset, so the two IDBs of a pair
@@ -74,6 +80,9 @@ pub fn numbering(name: &str, index_in_pair: usize, global_index: usize) -> RowNu
     }
 }
 
+/// How far back (data time) slice decisions are recomputed each cycle; older ones stay as last decided.
+const DECISION_WINDOW_SECS: i64 = 2 * 86_400;
+
 /// One running appliance: staging, mart, query engine, IDB readers and status.
 pub struct Appliance {
     config: Config,
@@ -83,6 +92,17 @@ pub struct Appliance {
     idbs: Vec<Idb>,
     health: Vec<IdbHealth>,
     preference: Vec<String>,
+    /// IDB → its pair.
+    pair_of: BTreeMap<String, String>,
+    /// Pair → (IDB, site) in configured order.
+    pair_members: BTreeMap<String, Vec<(String, String)>>,
+    pair_states: BTreeMap<String, PairState>,
+    progress: BTreeMap<String, PairProgress>,
+    timelines: BTreeMap<String, SessionTimeline>,
+    data_clock: Option<i64>,
+    ignored_sites: BTreeSet<String>,
+    /// (pair, IDB) → wall-clock time it was first seen behind.
+    waiting_since: BTreeMap<(String, String), i64>,
     embedded: Vec<(String, EmbeddedIdb)>,
     faults: FaultInjector,
     status: SharedStatus,
@@ -100,7 +120,7 @@ impl Appliance {
             config.appliance.staging_cache_mb,
         )?);
         let mart = Mart::open(&dir.join("mart")).await?;
-        let engine = QueryEngine::new(mart.clone(), config.query);
+        let engine = QueryEngine::new(mart.clone(), config.query).with_system_tables(store.clone());
         let mut idbs = Vec::new();
         let mut embedded = Vec::new();
         let pairs = config.pairs();
@@ -116,6 +136,12 @@ impl Appliance {
         }
         let health = config.idbs.iter().map(|c| IdbHealth::new(&c.name)).collect();
         let preference = config.idbs.iter().map(|c| c.name.clone()).collect();
+        let pair_of = config.idbs.iter().map(|c| (c.name.clone(), c.pair.clone())).collect();
+        let mut pair_members: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for c in &config.idbs {
+            pair_members.entry(c.pair.clone()).or_default().push((c.name.clone(), c.site.clone()));
+        }
+        let pair_states = store.merge_states()?;
         let status = SharedStatus::new(ApplianceStatus::new(&config.appliance.site));
         let app = Appliance {
             config,
@@ -125,6 +151,14 @@ impl Appliance {
             idbs,
             health,
             preference,
+            pair_of,
+            pair_members,
+            pair_states,
+            progress: BTreeMap::new(),
+            timelines: BTreeMap::new(),
+            data_clock: None,
+            ignored_sites: BTreeSet::new(),
+            waiting_since: BTreeMap::new(),
             embedded,
             faults,
             status,
@@ -137,6 +171,23 @@ impl Appliance {
     /// The staging store (shared with the HTTP server for snapshots and status).
     pub fn store(&self) -> Arc<Store> {
         self.store.clone()
+    }
+
+    /// What the HTTP server needs to serve this appliance.
+    pub fn serve_state(&self) -> crate::serve::ServeState {
+        let mut sites: Vec<String> = self.config.idbs.iter().map(|i| i.site.clone()).collect();
+        sites.sort();
+        sites.dedup();
+        crate::serve::ServeState {
+            store: self.store(),
+            engine: self.engine(),
+            status: self.status(),
+            admin: crate::serve::admin::AdminAccess {
+                tokens: self.config.tokens.clone(),
+                sites,
+                config_ignored: self.config.merge.ignore_sources.clone(),
+            },
+        }
     }
 
     /// The query engine.
@@ -189,6 +240,7 @@ impl Appliance {
         let mut report = CycleReport::default();
         let phase = Instant::now();
         let settings = ExtractSettings {
+            max_backoff: Duration::from_secs(self.config.extract.retry_max_secs),
             chunk_rows: self.config.extract.chunk_rows,
             max_chunks_per_cycle: self.config.extract.max_chunks_per_cycle,
         };
@@ -208,30 +260,47 @@ impl Appliance {
             return Ok(report);
         }
         self.last_publish = Some(Instant::now());
-        // Transform in bounded batches; after-call work found in sessions wakes calls, handled in a later batch.
+        self.advance_pairs()?;
+        // Transform in bounded batches, walking past groups the merge holds back (they stay dirty); after-call
+        // work found in sessions wakes calls, handled in a later batch.
+        let mut cursor: Option<String> = None;
+        let mut exhausted = true;
         for _ in 0..50 {
-            let groups = self.store.dirty_groups(self.config.extract.transform_batch)?;
-            if groups.is_empty() {
+            let groups = self.store.dirty_groups_after(cursor.as_deref(), self.config.extract.transform_batch)?;
+            let Some(last) = groups.last() else {
+                exhausted = false;
                 break;
-            }
+            };
+            cursor = Some(last.clone());
             let mut outputs = Vec::with_capacity(groups.len());
+            let mut processed = Vec::with_capacity(groups.len());
             let mut days = BTreeSet::new();
             for (g, loaded) in groups.iter().zip(self.store.load_groups(&groups)?) {
+                if g == SESSION_CONTROL_GROUP {
+                    processed.push(g.clone());
+                    continue;
+                }
                 if let Some(day) = g.strip_prefix("Z:AGA:") {
                     let legs = self.facts_of_day_and_before(INTERACTION_RESOURCE_FACT.name, day)?;
                     let states = self.facts_of_day_and_before(SM_RES_STATE_FACT.name, day)?;
                     outputs.push(agent_aggregates(day, &legs, &states));
+                    processed.push(g.clone());
                     continue;
                 }
                 if let Some(day) = g.strip_prefix("Z:AGQ:") {
                     let segments = self.facts_of_day_and_before(MEDIATION_SEGMENT_FACT.name, day)?;
                     outputs.push(queue_aggregates(day, &segments, &self.config.transform));
+                    processed.push(g.clone());
                     continue;
                 }
-                let merged = merge_group(g, loaded.rows, &self.preference);
+                let Some(merged) = self.merge(g, loaded.rows) else {
+                    report.held += 1;
+                    continue;
+                };
                 let out = transform_group(g, &merged, &loaded.after_call_work, &self.config.transform);
                 days.extend(out.facts.iter().filter(|(a, _)| !a.day.is_empty()).map(|(a, _)| a.day.clone()));
                 outputs.push(out);
+                processed.push(g.clone());
             }
             // Dimension rows: the fixed ones once, a reason code's row the first time it is seen.
             let fixed = transform::fixed_dimensions();
@@ -269,10 +338,10 @@ impl Appliance {
                     outputs.push(calendar);
                 }
             }
-            self.store.commit_group_outputs(&groups, &outputs)?;
-            report.groups += groups.len();
+            self.store.commit_group_outputs(&processed, &outputs)?;
+            report.groups += processed.len();
         }
-        report.more |= !self.store.dirty_groups(1)?.is_empty();
+        report.more |= exhausted;
         report.transform_ms = phase.elapsed().as_millis() as u64;
         let phase = Instant::now();
         let published = mart::publish_changes(&self.store, &self.mart, &self.faults).await?;
@@ -280,6 +349,84 @@ impl Appliance {
         report.mart_version = published.snapshot.map(|s| s.version);
         report.publish_ms = phase.elapsed().as_millis() as u64;
         Ok(report)
+    }
+
+    /// Reads the session-control timelines, works out every pair's progress (waits, stuck IDBs, late-data
+    /// cut-offs) and persists the pairs' state and slice decisions before any group is merged with them.
+    fn advance_pairs(&mut self) -> Result<(), StagingError> {
+        let loaded = self.store.load_groups(&[SESSION_CONTROL_GROUP.to_string()])?;
+        let mut per_idb: BTreeMap<String, BTreeMap<String, Vec<crate::staging::StagedRow>>> = BTreeMap::new();
+        for ((idb, table), rows) in loaded.into_iter().next().map(|l| l.rows).unwrap_or_default() {
+            per_idb.entry(idb).or_default().insert(table, rows);
+        }
+        self.timelines = per_idb.iter().map(|(i, t)| (i.clone(), SessionTimeline::from_rows(t))).collect();
+        self.data_clock = self.timelines.values().filter_map(|t| t.known_through).max();
+        let mut ignored: BTreeSet<String> = self.config.merge.ignore_sources.iter().cloned().collect();
+        ignored.extend(self.store.ignored_sites()?);
+        let mut decisions = Vec::new();
+        let now = chrono::Utc::now().timestamp();
+        let mut still_waiting = BTreeSet::new();
+        for (pair, members) in &self.pair_members {
+            let state = self.pair_states.entry(pair.clone()).or_default();
+            let p = pair_progress(pair, members, &self.timelines, &ignored, self.data_clock, &self.config.merge, state);
+            if let Some(clock) = self.data_clock {
+                let first = members
+                    .iter()
+                    .filter_map(|(m, _)| self.timelines.get(m).and_then(|t| t.covered.first()).map(|c| c.0))
+                    .min();
+                let from = first.unwrap_or(clock).max(clock - DECISION_WINDOW_SECS);
+                for d in slice_decisions(&p, &self.timelines, state, &self.config.merge, from, clock) {
+                    decisions.push((pair.clone(), d.slice_start, d));
+                }
+            }
+            for w in &p.waits {
+                let key = (pair.clone(), w.idb.clone());
+                self.waiting_since.entry(key.clone()).or_insert(now);
+                still_waiting.insert(key);
+            }
+            self.progress.insert(pair.clone(), p);
+        }
+        self.waiting_since.retain(|k, _| still_waiting.contains(k));
+        self.ignored_sites = ignored;
+        self.store.save_merge(&self.pair_states, &decisions)
+    }
+
+    /// Merges a group, or returns `None` while the merge holds it back: its pair is not ready past the group's
+    /// last event, or it is an interaction the source has not closed yet (and is not overdue as stuck).
+    fn merge(&self, g: &str, mut rows: crate::merge::GroupRows) -> Option<MergedGroup> {
+        if g.starts_with("C:") {
+            return Some(merge_group(g, rows, &self.preference, &self.timelines));
+        }
+        let pair = rows.keys().find_map(|(idb, _)| self.pair_of.get(idb)).cloned();
+        let progress = pair.as_ref().and_then(|p| self.progress.get(p));
+        if let Some(state) = pair.as_ref().and_then(|p| self.pair_states.get(p)) {
+            let mut starts: BTreeMap<String, i64> = BTreeMap::new();
+            for ((idb, table), rs) in &rows {
+                if let Some(s) = crate::merge::rows_span([(table.as_str(), rs.as_slice())]).map(|s| s.0) {
+                    let e = starts.entry(idb.clone()).or_insert(s);
+                    *e = (*e).min(s);
+                }
+            }
+            rows.retain(|(idb, _), _| !starts.get(idb).is_some_and(|s| state.drops(idb, *s)));
+        }
+        let span = crate::merge::copy_span_of(&rows);
+        let members: Vec<String> = progress.map(|p| p.members.clone()).unwrap_or_else(|| self.preference.clone());
+        let mut merged = merge_group(g, rows, &members, &self.timelines);
+        let Some((start, end)) = span else { return Some(merged) };
+        let ready = progress.and_then(|p| p.ready_through);
+        if ready.is_some_and(|r| end >= r) {
+            return None;
+        }
+        if g.starts_with("I:") && !merged.is_closed() {
+            let max = self.config.merge.max_call_duration_secs;
+            let overdue = self.data_clock.is_some_and(|c| c - start > max) && ready.is_none_or(|r| r > start + max);
+            if !overdue {
+                return None;
+            }
+            merged.close_stuck_at = Some(merged.span().map_or(end, |s| s.1));
+            merged.quality = DataQuality::Stuck;
+        }
+        Some(merged)
     }
 
     /// Staged fact rows of `table` in the partitions of `day` and the day before: what an aggregate of `day` reads,
@@ -315,6 +462,33 @@ impl Appliance {
             s.mart_version = snapshot.as_ref().map(|s| s.version);
             s.newest_interaction_end_ts = snapshot.as_ref().and_then(|s| s.newest_end_ts);
             s.quarantined_rows = quarantined;
+            s.data_clock = self.data_clock;
+            s.ignored_sites = self.ignored_sites.iter().cloned().collect();
+            s.pairs = self
+                .progress
+                .values()
+                .map(|p| PairStatus {
+                    pair: p.pair.clone(),
+                    members: p.members.clone(),
+                    ready_through: p.ready_through,
+                    waits: p
+                        .waits
+                        .iter()
+                        .map(|w| PairWait {
+                            idb: w.idb.clone(),
+                            behind_since: w.since,
+                            behind_secs: w.behind_secs,
+                            stuck: w.stuck,
+                            waiting_since: self
+                                .waiting_since
+                                .get(&(p.pair.clone(), w.idb.clone()))
+                                .copied()
+                                .unwrap_or_default(),
+                        })
+                        .collect(),
+                    ignored: p.ignored.clone(),
+                })
+                .collect();
             if let Some(c) = cycle {
                 s.last_cycle = Some(c);
             }
@@ -323,36 +497,54 @@ impl Appliance {
     }
 }
 
-/// Feeds simulated collector output into IDBs: one sink per IDB, grouped by the simulated site (HA pair) whose
-/// events it receives. Both IDBs of a pair get the same writes.
+/// Feeds simulated collector output into IDBs: the simulator's per-site event streams go through the simulated
+/// collectors of each HA pair ([`Collectors`], which apply the configured faults) into one sink per IDB, and the
+/// embedded IDBs are made unreachable for this appliance while a fault says its network cannot reach them.
 pub struct SimulationDriver {
     sim: Simulator,
+    collectors: Collectors,
     sinks: Vec<Vec<IdbSink>>,
+    readers: Vec<(EmbeddedIdb, String)>,
+    appliance_site: String,
 }
 
 impl SimulationDriver {
     /// Builds sinks for the configured IDBs: embedded ones from `embedded`, PostgreSQL ones by connecting.
-    /// Site `s` of the simulator feeds the `s`-th HA pair (pairs in name order).
+    /// Site `s` of the simulator (named `site{s+1}`) feeds the `s`-th HA pair (pairs in name order); its
+    /// collectors are at that site.
     pub async fn new(config: &Config, sim: Simulator, embedded: &[(String, EmbeddedIdb)]) -> Result<Self, SourceError> {
         let pairs = config.pairs();
         let mut sinks = Vec::new();
+        let mut placements = Vec::new();
         for (s, (_, members)) in pairs.iter().enumerate().take(sim.settings().sites) {
             let mut site_sinks = Vec::new();
+            let mut site_places = Vec::new();
             for (idx, name) in members.iter().enumerate() {
                 let gi = config.idbs.iter().position(|c| &c.name == name).unwrap_or(0);
                 let c = &config.idbs[gi];
-                let mut sink = if let Some((_, e)) = embedded.iter().find(|(n, _)| n == name) {
+                let sink = if let Some((_, e)) = embedded.iter().find(|(n, _)| n == name) {
                     IdbSink::Embedded(e.clone())
                 } else {
                     IdbSink::Postgres(Box::new(PostgresWriter::connect(name, &c.url, numbering(name, idx, gi)).await?))
                 };
-                let dss = sim.session_control_write(s, 200 + gi as i64, 1);
-                sink.apply(&[dss]).await?;
                 site_sinks.push(sink);
+                site_places.push(CollectorPlacement {
+                    idb: name.clone(),
+                    idb_site: c.site.clone(),
+                    collector_site: site_name(s),
+                    icon_dbid: 200 + gi as i64,
+                });
             }
             sinks.push(site_sinks);
+            placements.push(site_places);
         }
-        Ok(SimulationDriver { sim, sinks })
+        let faults = config.simulator.as_ref().map(|s| s.faults.clone()).unwrap_or_default();
+        let collectors = Collectors::new(sim.now(), placements, faults);
+        let readers = embedded
+            .iter()
+            .filter_map(|(n, e)| config.idbs.iter().find(|c| &c.name == n).map(|c| (e.clone(), c.site.clone())))
+            .collect();
+        Ok(SimulationDriver { sim, collectors, sinks, readers, appliance_site: config.appliance.site.clone() })
     }
 
     /// The simulator (ground truth).
@@ -360,34 +552,51 @@ impl SimulationDriver {
         &self.sim
     }
 
-    async fn write(&mut self, per_site: Vec<Vec<crate::source::IdbWrite>>) -> Result<usize, SourceError> {
-        let mut n = 0;
-        for (site, writes) in per_site.into_iter().enumerate() {
-            if let Some(sinks) = self.sinks.get_mut(site) {
-                for sink in sinks.iter_mut() {
+    /// The simulated collectors (their faults are part of the ground truth).
+    pub fn collectors(&self) -> &Collectors {
+        &self.collectors
+    }
+
+    async fn write(
+        &mut self,
+        from: i64,
+        t: i64,
+        events: Vec<Vec<crate::source::IdbWrite>>,
+    ) -> Result<usize, SourceError> {
+        let n = events.iter().map(Vec::len).sum();
+        let per_site = self.collectors.step(from, t, events);
+        for (sinks, per_idb) in self.sinks.iter_mut().zip(per_site) {
+            for (sink, writes) in sinks.iter_mut().zip(per_idb) {
+                if !writes.is_empty() {
                     sink.apply(&writes).await?;
                 }
-                n += writes.len();
             }
+        }
+        for (idb, site) in &self.readers {
+            idb.set_reachable(self.collectors.readable(site, &self.appliance_site, t));
         }
         Ok(n)
     }
 
-    /// Simulates up to `until` in steps of `step_secs` (one IDB transaction per step and site); returns writes.
+    /// Simulates up to `until` in steps of `step_secs` (one IDB transaction per step and collector); returns the
+    /// number of events generated.
     pub async fn advance(&mut self, from: i64, until: i64, step_secs: i64) -> Result<usize, SourceError> {
         let mut t = from;
         let mut n = 0;
         while t < until {
+            let previous = t;
             t = (t + step_secs.max(1)).min(until);
             let w = self.sim.advance_to(t);
-            n += self.write(w).await?;
+            n += self.write(previous, t, w).await?;
         }
         Ok(n)
     }
 
-    /// Ends the simulation at `at` (calls finish, agents log out) and writes the rest.
+    /// Ends the simulation at `at` (calls finish, agents log out) and writes the rest, with a last heartbeat
+    /// after the last event.
     pub async fn finish(&mut self, at: i64) -> Result<usize, SourceError> {
         let w = self.sim.finish(at);
-        self.write(w).await
+        let end = self.sim.now().max(at) + 1;
+        self.write(at, end, w).await
     }
 }
