@@ -32,7 +32,13 @@ pub fn postgres_config(dir: &Path, urls: [&str; 4], settings: SimSettings) -> Co
     let pairs = ["site1-voice", "site1-voice", "site2-voice", "site2-voice"];
     let sites = ["site1", "site2", "site2", "site1"];
     cfg.idbs = (0..4)
-        .map(|i| IdbConfig { name: names[i].into(), pair: pairs[i].into(), site: sites[i].into(), url: urls[i].into() })
+        .map(|i| IdbConfig {
+            name: names[i].into(),
+            pair: pairs[i].into(),
+            site: sites[i].into(),
+            url: urls[i].into(),
+            data_source: "voice".into(),
+        })
         .collect();
     cfg
 }
@@ -112,7 +118,7 @@ pub fn assert_same_rows(mut got: Vec<Vec<String>>, mut expected: Vec<Vec<String>
 pub async fn serve_app(app: &Appliance) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let base = format!("http://{}", listener.local_addr().expect("local address"));
-    let state = ccmart::serve::ServeState { store: app.store(), engine: app.engine(), status: app.status() };
+    let state = app.serve_state();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(ccmart::serve::serve(listener, state, async move {
         let _ = rx.await;
@@ -243,7 +249,7 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     expected.dedup();
     assert_eq!(codes, expected, "reason codes");
-    assert_eq!(sql(app, "SELECT count(*) FROM technical_descriptor").await, vec![vec!["9".to_string()]]);
+    assert_eq!(sql(app, "SELECT count(*) FROM technical_descriptor").await, vec![vec!["11".to_string()]]);
     // Calendar: every day with facts has its 96 intervals, and every fact's interval is in it.
     let per_day = sql(app, "SELECT day, count(*) FROM DATE_TIME GROUP BY day").await;
     assert!(!per_day.is_empty() && per_day.iter().all(|r| r[1] == "96"), "{per_day:?}");

@@ -5,6 +5,7 @@ mod compare;
 mod crash;
 mod determinism;
 mod e2e;
+mod ha;
 mod http;
 mod operations;
 mod pg_e2e;

@@ -121,10 +121,24 @@ async fn demo_command_serves_sql_over_http() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // The examples are printed once the history is loaded; the API may answer before that (progressive publish).
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = printed.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let example = format!("curl -s http://127.0.0.1:{port}/v1/query");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut calls = None;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !(calls.is_some() && printed.lock().unwrap().contains(&example)) {
         if let Ok(r) = client
             .post(format!("http://127.0.0.1:{port}/v1/query"))
             .json(&serde_json::json!({"sql": "SELECT count(*) FROM INTERACTION_FACT"}))
@@ -134,19 +148,16 @@ async fn demo_command_serves_sql_over_http() {
             if let Ok(v) = r.json::<serde_json::Value>().await {
                 if let Some(n) = v["rows"][0][0].as_i64().filter(|n| *n > 0) {
                     calls = Some(n);
-                    break;
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
     let n = calls.expect("the demo answered a count of calls");
     assert!(n > 20, "0.2 days of two sites hold many calls: {n}");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        printed.contains(&format!("curl -s http://127.0.0.1:{port}/v1/query")),
-        "ready-to-paste examples: {printed}"
-    );
+    let printed = printed.lock().unwrap().clone();
+    assert!(printed.contains(&example), "ready-to-paste examples: {printed}");
 }
