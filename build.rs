@@ -12,15 +12,18 @@ fn main() {
             if path.extension().and_then(|x| x.to_str()) == Some("sql") {
                 println!("cargo:rerun-if-changed={}", path.display());
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-                let abs = std::fs::canonicalize(&path).unwrap_or(path);
-                entries.push((name, abs.display().to_string()));
+                let file = path.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+                entries.push((name, file));
             }
         }
     }
     entries.sort();
     let mut out = String::from("/// Saved reports embedded from `queries/`: (name, SQL text).\npub const SAVED_REPORTS: &[(&str, &str)] = &[\n");
-    for (name, path) in entries {
-        let _ = writeln!(out, "    ({name:?}, include_str!({path:?})),");
+    // Paths are resolved against CARGO_MANIFEST_DIR when the crate compiles, not baked in here: a target dir shared
+    // by several checkouts (CI clones next to the working copy) must never read another checkout's queries.
+    for (name, file) in entries {
+        let rel = format!("/queries/{file}");
+        let _ = writeln!(out, "    ({name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {rel:?}))),");
     }
     out.push_str("];\n");
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into())).join("saved_reports.rs");

@@ -305,6 +305,31 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
         let _ = server_stop.changed().await;
     }));
     tracing::info!(%addr, "HTTP API listening");
+    let metrics_addr = match cfg.appliance.metrics_listen.as_str() {
+        "" => None,
+        m => {
+            let listener = match tokio::net::TcpListener::bind(m).await {
+                Ok(l) => l,
+                // The demo must start on a machine where the default port is taken; an installed appliance must not
+                // silently move its scrape target.
+                Err(e) if demo => {
+                    tracing::warn!(error = %e, "metrics port {m} is taken; the demo uses a free port instead");
+                    let ip = m.parse::<std::net::SocketAddr>().map(|a| a.ip()).unwrap_or([127, 0, 0, 1].into());
+                    tokio::net::TcpListener::bind((ip, 0)).await.context("listening for metrics")?
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("listening for metrics on {m} (appliance.metrics_listen)"))
+                }
+            };
+            let maddr = listener.local_addr()?;
+            let mut metrics_stop = stop_rx.clone();
+            tokio::spawn(serve::metrics::serve_metrics(listener, app.metrics(), async move {
+                let _ = metrics_stop.changed().await;
+            }));
+            tracing::info!(addr = %maddr, "Prometheus metrics at /metrics");
+            Some(maddr)
+        }
+    };
 
     // The simulator feeds embedded IDBs (demo, or a config with embedded IDBs).
     let mut driver = None;
@@ -323,7 +348,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     let snap = app.store().latest_snapshot()?;
     eprintln!("  mart version {} after {cycles} cycle(s)", snap.map_or(0, |s| s.version));
     if demo {
-        print_examples(&addr.to_string());
+        print_examples(&addr.to_string(), metrics_addr);
     }
     let mut ticker = tokio::time::interval(cycle);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -390,7 +415,7 @@ async fn run_batch(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-fn print_examples(addr: &str) {
+fn print_examples(addr: &str, metrics: Option<std::net::SocketAddr>) {
     println!();
     println!("ccmart demo is ready: http://{addr}");
     println!("Try (copy and paste):");
@@ -408,6 +433,9 @@ fn print_examples(addr: &str) {
     println!("  curl -s http://{addr}/v1/reports");
     println!("  curl -s 'http://{addr}/v1/reports/queue_service_level?format=csv'");
     println!("  curl -s -o interactions.parquet 'http://{addr}/v1/export/INTERACTION_FACT'");
+    if let Some(m) = metrics {
+        println!("  curl -s http://{m}/metrics | grep -E '^ccmart_(pair|idb|freshness)'");
+    }
     println!("Live calls keep arriving; press Ctrl-C to stop.");
 }
 

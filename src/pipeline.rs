@@ -10,6 +10,7 @@ use crate::merge::{
     merge_group, pair_progress, slice_decisions, DataQuality, MergedGroup, PairProgress, PairState, SessionTimeline,
 };
 use crate::query::QueryEngine;
+use crate::serve::metrics::ApplianceMetrics;
 use crate::serve::{ApplianceStatus, CycleSummary, PairStatus, PairWait, SharedStatus};
 use crate::sim::collector::{site_name, CollectorPlacement, Collectors};
 use crate::sim::Simulator;
@@ -106,6 +107,7 @@ pub struct Appliance {
     embedded: Vec<(String, EmbeddedIdb)>,
     faults: FaultInjector,
     status: SharedStatus,
+    metrics: ApplianceMetrics,
     last_publish: Option<Instant>,
 }
 
@@ -162,6 +164,7 @@ impl Appliance {
             embedded,
             faults,
             status,
+            metrics: ApplianceMetrics::new(),
             last_publish: None,
         };
         app.refresh_status(None)?;
@@ -187,6 +190,7 @@ impl Appliance {
                 sites,
                 config_ignored: self.config.merge.ignore_sources.clone(),
             },
+            metrics: self.metrics(),
         }
     }
 
@@ -198,6 +202,11 @@ impl Appliance {
     /// The live status shown by `/v1/status`.
     pub fn status(&self) -> SharedStatus {
         self.status.clone()
+    }
+
+    /// The appliance's Prometheus metrics (set after every cycle, requests counted by the API router).
+    pub fn metrics(&self) -> ApplianceMetrics {
+        self.metrics.clone()
     }
 
     /// The mart.
@@ -233,6 +242,7 @@ impl Appliance {
         if let Err(e) = self.refresh_status(Some(summary)) {
             tracing::warn!(error = %e, "status refresh failed");
         }
+        self.metrics.observe_cycle(&self.status.get(), chrono::Utc::now().timestamp());
         result
     }
 

@@ -16,6 +16,8 @@ pub const DEFAULT_CYCLE_SECS: u64 = 5;
 pub const DEFAULT_BACKLOG_PUBLISH_SECS: u64 = 60;
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default listen address of the Prometheus metrics endpoint (loopback only).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:8249";
 /// Default data directory of an installed appliance.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/ccmart";
 /// URL scheme of an in-process simulated IDB.
@@ -91,6 +93,8 @@ pub struct ApplianceConfig {
     pub data_dir: PathBuf,
     /// HTTP listen address.
     pub listen: String,
+    /// Listen address of the Prometheus metrics endpoint (`GET /metrics`); empty disables it.
+    pub metrics_listen: String,
     /// Seconds between pipeline cycles.
     pub cycle_secs: u64,
     /// Page cache of the staging store (redb), MiB.
@@ -103,6 +107,7 @@ impl Default for ApplianceConfig {
             site: "site1".into(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: DEFAULT_LISTEN.into(),
+            metrics_listen: DEFAULT_METRICS_LISTEN.into(),
             cycle_secs: DEFAULT_CYCLE_SECS,
             staging_cache_mb: crate::staging::DEFAULT_CACHE_MB,
         }
@@ -260,6 +265,13 @@ impl Config {
     /// Checks every value; the first problem is returned with its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
+        let m = &self.appliance.metrics_listen;
+        if !m.is_empty() && m.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "appliance.metrics_listen",
+                format!("'{m}' is not an ip:port address (e.g. 127.0.0.1:8249); leave it empty to disable metrics"),
+            );
+        }
         if self.appliance.listen.parse::<SocketAddr>().is_err() {
             return invalid(
                 "appliance.listen",

@@ -20,6 +20,7 @@ use std::time::Duration;
 pub use format::{OutputFormat, ParquetExport};
 
 pub mod admin;
+pub mod metrics;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -140,6 +141,8 @@ pub struct ServeState {
     pub status: SharedStatus,
     /// Tokens and sites for the operator calls.
     pub admin: admin::AdminAccess,
+    /// Where requests are counted.
+    pub metrics: metrics::ApplianceMetrics,
 }
 
 /// An API error answer.
@@ -192,6 +195,7 @@ pub struct QueryRequest {
 
 /// Builds the router.
 pub fn router(state: ServeState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
@@ -209,6 +213,7 @@ pub fn router(state: ServeState) -> Router {
             Duration::from_secs(300),
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track_requests))
 }
 
 fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, ApiError> {

@@ -126,6 +126,54 @@ pub async fn serve_app(app: &Appliance) -> (String, tokio::sync::oneshot::Sender
     (base, tx)
 }
 
+/// Scrapes the appliance's Prometheus endpoint over real HTTP (ephemeral loopback port); see [`scrape`].
+pub async fn scrape_metrics(app: &Appliance) -> Vec<prometheus_parse::Sample> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let url = format!("http://{}/metrics", listener.local_addr().expect("local address"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ccmart::serve::metrics::serve_metrics(listener, app.metrics(), async move {
+        let _ = rx.await;
+    }));
+    let samples = scrape(&url).await;
+    drop(tx);
+    samples
+}
+
+/// GETs a Prometheus endpoint and parses it with an independent parser of the text format; a malformed
+/// exposition or a wrong content type fails here.
+pub async fn scrape(url: &str) -> Vec<prometheus_parse::Sample> {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    let r = client.get(url).send().await.expect("scrape /metrics");
+    assert_eq!(r.status(), 200);
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = r.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition");
+    // Nothing silently dropped: every counter and gauge line is a sample, every histogram has one.
+    for l in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = l.split_once(' ').expect("TYPE line");
+        let parsed = scrape.samples.iter().filter(|s| s.metric == name).count();
+        let lines = text.lines().filter(|x| x.starts_with(&format!("{name}{{")) || x.starts_with(&format!("{name} ")));
+        match kind {
+            "counter" | "gauge" => assert_eq!(parsed, lines.count(), "series of {name} parse: {text}"),
+            _ => assert!(parsed > 0, "{name} parses: {text}"),
+        }
+    }
+    scrape.samples
+}
+
+/// The value of the series `name` whose labels include `labels` (counters, gauges, untyped).
+pub fn metric(samples: &[prometheus_parse::Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples.iter().filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).find_map(
+        |s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        },
+    )
+}
+
 /// Asserts the mart equals the ground truth: every call, every agent leg and queue visit with its durations and
 /// result, every agent state period. Returns the number of calls compared.
 pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> usize {

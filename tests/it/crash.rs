@@ -106,6 +106,8 @@ async fn kill_dash_nine_during_extraction_then_restart_matches_truth() {
     cfg.appliance.cycle_secs = 1;
     let port = free_port();
     cfg.appliance.listen = format!("127.0.0.1:{port}");
+    let metrics_port = free_port();
+    cfg.appliance.metrics_listen = format!("127.0.0.1:{metrics_port}");
     cfg.simulator = None;
     let truth = simulate(
         &postgres_config(dir.path(), [&urls[0], &urls[1], &urls[2], &urls[3]], settings.clone()),
@@ -153,6 +155,17 @@ async fn kill_dash_nine_during_extraction_then_restart_matches_truth() {
         v["last_cycle"]["rows_staged"].as_u64() == Some(0) && v["last_cycle"]["groups_transformed"].as_u64() == Some(0)
     })
     .await;
+    // The running process's metrics say the same as its status.
+    let status: serde_json::Value = client.get(format!("{base}/v1/status")).send().await.unwrap().json().await.unwrap();
+    let m = scrape(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
+    let version = metric(&m, "ccmart_mart_version", &[]).expect("mart version series");
+    assert!(version >= status["mart_version"].as_f64().unwrap(), "metrics are set after each cycle");
+    assert!(metric(&m, "ccmart_cycles_total", &[("outcome", "ok")]).unwrap() >= 1.0);
+    for idb in ["site1-voice-a", "site1-voice-b", "site2-voice-a", "site2-voice-b"] {
+        assert_eq!(metric(&m, "ccmart_idb_reachable", &[("idb", idb)]), Some(1.0), "{idb}");
+    }
+    let extracted: f64 = m.iter().filter(|s| s.metric == "ccmart_idb_rows_extracted_total").count() as f64;
+    assert_eq!(extracted, 4.0, "one extraction counter per IDB");
     child.kill().unwrap();
     child.wait().unwrap();
     let app = Appliance::open(cfg, FaultInjector::disarmed()).await.unwrap();

@@ -122,9 +122,22 @@ async fn partition_shorter_than_threshold_delays_then_loses_nothing() {
     assert!(status.pairs.iter().flat_map(|p| &p.waits).all(|w| !w.stuck), "shorter than the threshold");
     let waiting = sql(&s.app, "SELECT count(*) FROM ccmart_merge_decisions WHERE state = 'waiting'").await;
     assert_ne!(waiting[0][0], "0", "the waiting slices are visible as decisions");
+    // Monitoring sees the same: the pair waits for its remote IDB, which is unreachable, and is not stuck.
+    let m = scrape_metrics(&s.app).await;
+    let pair_b = [("pair", "site1-voice"), ("idb", "site1-voice-b")];
+    assert_eq!(metric(&m, "ccmart_pair_waiting", &pair_b), Some(1.0));
+    assert_eq!(metric(&m, "ccmart_pair_waiting", &[("pair", "site1-voice"), ("idb", "site1-voice-a")]), Some(0.0));
+    assert_eq!(metric(&m, "ccmart_pair_proceeding_without", &pair_b), Some(0.0));
+    assert!(metric(&m, "ccmart_pair_idb_behind_seconds", &pair_b).unwrap() >= STEP as f64);
+    assert!(metric(&m, "ccmart_pair_waiting_since_timestamp_seconds", &pair_b).unwrap() > 0.0);
+    assert_eq!(metric(&m, "ccmart_idb_reachable", &[("idb", "site1-voice-b")]), Some(0.0));
+    assert_eq!(metric(&m, "ccmart_idb_reachable", &[("idb", "site1-voice-a")]), Some(1.0));
     s.run_until(5 * HOUR).await;
     let truth = s.finish().await;
     assert_mart_matches_truth(&s.app, &truth).await;
+    let m = scrape_metrics(&s.app).await;
+    assert_eq!(metric(&m, "ccmart_pair_waiting", &pair_b), Some(0.0), "the wait is over");
+    assert_eq!(metric(&m, "ccmart_idb_reachable", &[("idb", "site1-voice-b")]), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,6 +296,11 @@ async fn disaster_ignore_the_failed_site_via_the_api_and_keep_reporting() {
     assert!(s.newest_end(1).await > T0 + 3 * HOUR - 2 * STEP, "site1 data flows with a delay of about a cycle");
     let status: serde_json::Value = client.get(format!("{base}/v1/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["ignored_sites"], serde_json::json!(["site2"]));
+    let m = scrape_metrics(&s.app).await;
+    let refused = [("endpoint", "/v1/admin/sources/:site/:action")];
+    assert_eq!(metric(&m, "ccmart_auth_failures_total", &refused), Some(2.0), "two refused admin calls counted");
+    assert_eq!(metric(&m, "ccmart_pair_idb_ignored", &[("idb", "site1-voice-b")]), Some(1.0));
+    assert_eq!(metric(&m, "ccmart_ignored_sites", &[]), Some(1.0));
     let audit = sql(&s.app, "SELECT action, site, actor FROM ccmart_source_audit").await;
     assert_eq!(audit, vec![vec!["ignore".to_string(), "site2".into(), "api:ops".into()]]);
     let ignored =

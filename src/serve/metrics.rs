@@ -1,0 +1,202 @@
+//! Prometheus metrics: what an operator's monitoring needs to alert on (an IDB unreachable, a pair waiting or
+//! proceeding without an IDB, a stale mart, failing cycles, refused requests).
+//!
+//! Each appliance owns its own recorder (not the process-global one), so several appliances in one process — the
+//! tests — never mix their series. Gauges are set from the [`ApplianceStatus`] after every cycle, so `/metrics`
+//! and `/v1/status` always tell the same story; the label sets are bounded by the configuration (IDBs, pairs,
+//! route templates), never by user input.
+
+use super::ApplianceStatus;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Histogram buckets of the cycle duration, seconds.
+const CYCLE_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+/// Histogram buckets of HTTP request durations, seconds.
+const REQUEST_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The metrics of one appliance. Cheap to clone; clones share the series.
+#[derive(Clone)]
+pub struct ApplianceMetrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for ApplianceMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApplianceMetrics")
+    }
+}
+
+impl Default for ApplianceMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ApplianceMetrics {
+    /// A fresh set of series, each described (HELP) so a scrape is self-explanatory.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        // Both bucket lists are non-empty constants, the only way these calls can fail.
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Full("ccmart_cycle_duration_seconds".into()), CYCLE_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("ccmart_http_request_duration_seconds".into()), REQUEST_BUCKETS)
+            })
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let m = ApplianceMetrics { recorder: Arc::new(recorder), handle };
+        m.record(describe);
+        m
+    }
+
+    fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(self.recorder.as_ref(), f)
+    }
+
+    /// Records one pipeline cycle (its duration and outcome) and sets every gauge from the status it produced.
+    pub fn observe_cycle(&self, status: &ApplianceStatus, now: i64) {
+        self.record(|| {
+            if let Some(c) = &status.last_cycle {
+                histogram!("ccmart_cycle_duration_seconds").record(c.duration_ms as f64 / 1000.0);
+                let outcome = if c.error.is_some() { "error" } else { "ok" };
+                counter!("ccmart_cycles_total", "outcome" => outcome).increment(1);
+            }
+            gauge!("ccmart_mart_version").set(status.mart_version.unwrap_or(0) as f64);
+            if let Some(end) = status.newest_interaction_end_ts {
+                gauge!("ccmart_newest_interaction_end_timestamp_seconds").set(end as f64);
+                gauge!("ccmart_freshness_seconds").set((now - end).max(0) as f64);
+            }
+            if let Some(clock) = status.data_clock {
+                gauge!("ccmart_data_clock_timestamp_seconds").set(clock as f64);
+            }
+            gauge!("ccmart_quarantined_rows").set(status.quarantined_rows as f64);
+            gauge!("ccmart_ignored_sites").set(status.ignored_sites.len() as f64);
+            for i in &status.idbs {
+                let idb = i.idb.clone();
+                gauge!("ccmart_idb_reachable", "idb" => idb.clone()).set(if i.reachable { 1.0 } else { 0.0 });
+                let failing = i.failing_since.map_or(0, |t| (now - t).max(0));
+                gauge!("ccmart_idb_failing_seconds", "idb" => idb.clone()).set(failing as f64);
+                counter!("ccmart_idb_rows_extracted_total", "idb" => idb.clone()).absolute(i.rows_staged);
+                counter!("ccmart_idb_rows_quarantined_total", "idb" => idb).absolute(i.rows_quarantined);
+            }
+            for p in &status.pairs {
+                if let Some(r) = p.ready_through {
+                    gauge!("ccmart_pair_ready_through_timestamp_seconds", "pair" => p.pair.clone()).set(r as f64);
+                }
+                for member in &p.members {
+                    let wait = p.waits.iter().find(|w| &w.idb == member);
+                    let labels = [("pair", p.pair.clone()), ("idb", member.clone())];
+                    let waiting = wait.is_some_and(|w| !w.stuck);
+                    let stuck = wait.is_some_and(|w| w.stuck);
+                    gauge!("ccmart_pair_waiting", &labels).set(if waiting { 1.0 } else { 0.0 });
+                    gauge!("ccmart_pair_proceeding_without", &labels).set(if stuck { 1.0 } else { 0.0 });
+                    gauge!("ccmart_pair_idb_behind_seconds", &labels).set(wait.map_or(0, |w| w.behind_secs) as f64);
+                    gauge!("ccmart_pair_waiting_since_timestamp_seconds", &labels)
+                        .set(wait.map_or(0, |w| w.waiting_since) as f64);
+                    let ignored = p.ignored.contains(member);
+                    gauge!("ccmart_pair_idb_ignored", &labels).set(if ignored { 1.0 } else { 0.0 });
+                }
+            }
+        });
+        self.handle.run_upkeep();
+    }
+
+    /// Records one answered HTTP request. `endpoint` is the route template (`/v1/reports/:name`), never the raw
+    /// path, so clients cannot create series.
+    pub fn observe_request(&self, endpoint: &str, status: StatusCode, seconds: f64) {
+        let endpoint = endpoint.to_string();
+        self.record(|| {
+            let code = status.as_u16().to_string();
+            counter!("ccmart_http_requests_total", "endpoint" => endpoint.clone(), "status" => code).increment(1);
+            histogram!("ccmart_http_request_duration_seconds", "endpoint" => endpoint.clone()).record(seconds);
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                counter!("ccmart_auth_failures_total", "endpoint" => endpoint).increment(1);
+            }
+        });
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+fn describe() {
+    describe_histogram!("ccmart_cycle_duration_seconds", Unit::Seconds, "Duration of one pipeline cycle.");
+    describe_counter!("ccmart_cycles_total", "Pipeline cycles by outcome (ok, error).");
+    describe_gauge!("ccmart_mart_version", "Newest published mart version (0: none yet).");
+    describe_gauge!("ccmart_newest_interaction_end_timestamp_seconds", "End of the newest interaction visible.");
+    describe_gauge!("ccmart_freshness_seconds", Unit::Seconds, "Now minus the end of the newest visible interaction.");
+    describe_gauge!("ccmart_data_clock_timestamp_seconds", "Newest heartbeat (LEVENT_ITIME) of any IDB.");
+    describe_gauge!("ccmart_quarantined_rows", "Rows held in quarantine (malformed IDB rows).");
+    describe_gauge!("ccmart_ignored_sites", "Sites whose IDBs the merge does not wait for.");
+    describe_gauge!("ccmart_idb_reachable", "1 when the last extraction from the IDB succeeded.");
+    describe_gauge!("ccmart_idb_failing_seconds", Unit::Seconds, "How long the IDB has been failing (0: it is not).");
+    describe_counter!("ccmart_idb_rows_extracted_total", "Rows staged from the IDB since the appliance started.");
+    describe_counter!("ccmart_idb_rows_quarantined_total", "Rows of the IDB quarantined since the appliance started.");
+    describe_gauge!(
+        "ccmart_pair_ready_through_timestamp_seconds",
+        "Interactions of the pair ending before this are reported."
+    );
+    describe_gauge!("ccmart_pair_waiting", "1 while the HA pair holds data back waiting for this IDB.");
+    describe_gauge!(
+        "ccmart_pair_proceeding_without",
+        "1 while the pair proceeds without this IDB (past the stuck threshold)."
+    );
+    describe_gauge!(
+        "ccmart_pair_idb_behind_seconds",
+        Unit::Seconds,
+        "How far (data time) this IDB is behind the newest IDB."
+    );
+    describe_gauge!(
+        "ccmart_pair_waiting_since_timestamp_seconds",
+        "When ccmart first saw this IDB behind (0: it is not)."
+    );
+    describe_gauge!("ccmart_pair_idb_ignored", "1 when this IDB's site is ignored (disaster recovery).");
+    describe_counter!("ccmart_http_requests_total", "HTTP requests by route template and status code.");
+    describe_histogram!("ccmart_http_request_duration_seconds", Unit::Seconds, "HTTP request duration by route.");
+    describe_counter!("ccmart_auth_failures_total", "Requests refused with 401 or 403.");
+}
+
+/// Axum middleware counting every request of the API router by route template and status.
+pub async fn track_requests(State(metrics): State<ApplianceMetrics>, req: Request, next: Next) -> Response {
+    // Route parameters are written `:name` in the label: some text-format parsers mishandle braces in values.
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().replace('{', ":").replace('}', ""));
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics.observe_request(&endpoint, response.status(), started.elapsed().as_secs_f64());
+    response
+}
+
+/// The router of the metrics listener: `GET /metrics` in the Prometheus text format (version 0.0.4).
+pub fn metrics_router(metrics: ApplianceMetrics) -> Router {
+    Router::new().route("/metrics", get(render)).with_state(metrics)
+}
+
+async fn render(State(metrics): State<ApplianceMetrics>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+}
+
+/// Serves [`metrics_router`] on `listener` until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: ApplianceMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics_router(metrics)).with_graceful_shutdown(shutdown).await
+}
