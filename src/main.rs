@@ -14,9 +14,16 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Bearer token for calls to a running appliance (query, export, digest, compare, sources): the secret printed
+    /// by `ccmart token create`. Not needed when the appliance has no tokens configured.
+    #[arg(long, global = true, env = "CCMART_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The `--token` of this invocation, sent with every call to a running appliance.
+static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -122,6 +129,9 @@ enum Command {
         /// Keys listed per differing partition.
         #[arg(long, default_value_t = 20)]
         max_keys: usize,
+        /// Token for the other appliance (reader or peer role there); `--token` is used for this one.
+        #[arg(long, env = "CCMART_PEER_TOKEN", hide_env_values = true)]
+        peer_token: Option<String>,
     },
     /// Disaster recovery: stop (or resume) waiting for the IDBs of a failed site, on a running appliance, without
     /// a restart. Needs an operator token.
@@ -134,9 +144,6 @@ enum Command {
         /// Appliance URL.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
-        /// Operator token (the secret printed by `ccmart token create`).
-        #[arg(long, env = "CCMART_TOKEN", hide_env_values = true)]
-        token: String,
     },
     /// Manage API tokens.
     Token {
@@ -182,6 +189,7 @@ fn main_inner() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let _ = TOKEN.set(cli.token.clone());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
@@ -222,8 +230,10 @@ fn main_inner() -> Result<()> {
             }
             Command::Export { table, from, to, out, url, data_dir: None } => export(&url, &table, from, to, &out).await,
             Command::Digest { table, day, url, data_dir } => digest(&url, data_dir.as_deref(), table, day).await,
-            Command::Compare { peer, url, table, day, max_keys } => {
-                let c = ccmart::replicate::compare(&url, &peer, table.as_deref(), day.as_deref()).await?;
+            Command::Compare { peer, url, table, day, max_keys, peer_token } => {
+                let local = ccmart::replicate::Endpoint { url: url.clone(), token: cli.token.clone() };
+                let other = ccmart::replicate::Endpoint { url: peer.clone(), token: peer_token };
+                let c = ccmart::replicate::compare(&local, &other, table.as_deref(), day.as_deref()).await?;
                 println!("# {url} (mart version {}) vs {peer} (mart version {})", c.versions.0, c.versions.1);
                 if c.differences.is_empty() {
                     println!("identical: {} partitions, {} rows", c.partitions, c.rows);
@@ -249,9 +259,9 @@ fn main_inner() -> Result<()> {
                 }
                 bail!("the marts differ in {} of {} partitions", c.differences.len(), c.partitions)
             }
-            Command::Sources { action, site, url, token } => {
+            Command::Sources { action, site, url } => {
                 let endpoint = format!("{}/v1/admin/sources/{site}/{action}", url.trim_end_matches('/'));
-                let body = fetch(reqwest::Client::new().post(&endpoint).bearer_auth(token), &endpoint).await?;
+                let body = fetch(reqwest::Client::new().post(&endpoint), &endpoint).await?;
                 let v: serde_json::Value = serde_json::from_slice(&body).context("reading the appliance's answer")?;
                 let changed = v.get("changed").and_then(|c| c.as_bool()).unwrap_or(false);
                 println!(
@@ -262,13 +272,13 @@ fn main_inner() -> Result<()> {
                 Ok(())
             }
             Command::Token { command: TokenCommand::Create { role, name } } => {
-                let secret = serve::admin::new_token_secret();
+                let secret = serve::auth::new_token_secret();
                 println!("# Token for {name} (role {role}). The secret is shown only now:");
                 println!("#   {secret}");
                 println!("# Add this to the config file and restart the appliance:");
                 println!(
                     "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"",
-                    serve::admin::hash_token(&secret)
+                    serve::auth::hash_token(&secret)
                 );
                 Ok(())
             }
@@ -323,7 +333,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
             };
             let maddr = listener.local_addr()?;
             let mut metrics_stop = stop_rx.clone();
-            tokio::spawn(serve::metrics::serve_metrics(listener, app.metrics(), async move {
+            tokio::spawn(serve::metrics::serve_metrics(listener, app.metrics(), app.tokens(), async move {
                 let _ = metrics_stop.changed().await;
             }));
             tracing::info!(addr = %maddr, "Prometheus metrics at /metrics");
@@ -477,10 +487,17 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
 }
 
 /// Sends a request to a running appliance; a non-2xx answer becomes an error carrying the appliance's message.
-async fn fetch(request: reqwest::RequestBuilder, url: &str) -> Result<bytes::Bytes> {
+/// Sends `--token` when given.
+async fn fetch(mut request: reqwest::RequestBuilder, url: &str) -> Result<bytes::Bytes> {
+    if let Some(Some(token)) = TOKEN.get() {
+        request = request.bearer_auth(token);
+    }
     let resp = request.send().await.with_context(|| format!("cannot reach the appliance at {url}"))?;
     let status = resp.status();
     let body = resp.bytes().await?;
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        bail!("{status}: the appliance needs a token; pass --token SECRET or set CCMART_TOKEN (`ccmart token create`)");
+    }
     if !status.is_success() {
         bail!("{status}: {}", String::from_utf8_lossy(&body));
     }

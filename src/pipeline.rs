@@ -185,13 +185,15 @@ impl Appliance {
             store: self.store(),
             engine: self.engine(),
             status: self.status(),
-            admin: crate::serve::admin::AdminAccess {
-                tokens: self.config.tokens.clone(),
-                sites,
-                config_ignored: self.config.merge.ignore_sources.clone(),
-            },
+            admin: crate::serve::admin::AdminAccess { sites, config_ignored: self.config.merge.ignore_sources.clone() },
             metrics: self.metrics(),
+            tokens: self.tokens(),
         }
+    }
+
+    /// The configured API tokens, shared by the HTTP, metrics and PostgreSQL-protocol listeners.
+    pub fn tokens(&self) -> crate::serve::auth::TokenRegistry {
+        crate::serve::auth::TokenRegistry::new(&self.config.tokens)
     }
 
     /// The query engine.

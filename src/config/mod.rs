@@ -381,6 +381,23 @@ impl Config {
                 );
             }
         }
+        if self.tokens.is_empty() {
+            for (key, addr) in [
+                ("appliance.listen", &self.appliance.listen),
+                ("appliance.metrics_listen", &self.appliance.metrics_listen),
+            ] {
+                if addr.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback()) {
+                    return invalid(
+                        key,
+                        format!(
+                            "{addr} is reachable from other hosts but no [[token]] is configured, so anyone could \
+                             read the whole mart; add tokens (`ccmart token create --role reader`, and one with \
+                             --role operator) or listen on 127.0.0.1"
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(sim) = &self.simulator {
             let expected = sim.settings.sites;
             if self.pairs().len() < expected {
@@ -448,6 +465,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_listeners_need_tokens() {
+        let mut c = Config::demo(Path::new("/tmp/x"), "0.0.0.0:8080", 1);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("appliance.listen") && e.contains("no [[token]]"), "{e}");
+        c.appliance.listen = "127.0.0.1:8080".into();
+        c.appliance.metrics_listen = "[::]:8249".into();
+        assert!(c.validate().unwrap_err().to_string().contains("appliance.metrics_listen"));
+        c.tokens.push(TokenConfig { name: "r".into(), role: "reader".into(), sha256: "ab".repeat(32) });
+        c.validate().unwrap();
+        c.tokens[0].role = "admin".into();
+        assert!(c.validate().unwrap_err().to_string().contains("token[0].role"));
+    }
 
     #[test]
     fn demo_config_is_valid_and_round_trips_through_toml() {

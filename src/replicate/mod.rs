@@ -53,16 +53,28 @@ pub struct Comparison {
 
 type PartitionMap = BTreeMap<(String, String), (u64, String)>;
 
+/// A running appliance to talk to: its base URL and the bearer token to send (none when it has no tokens).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Base URL, e.g. `http://site2:8080`.
+    pub url: String,
+    /// Bearer token secret.
+    pub token: Option<String>,
+}
+
 async fn get_json(
     client: &reqwest::Client,
-    base: &str,
+    base: &Endpoint,
     path: &str,
     query: &[(&str, String)],
 ) -> Result<serde_json::Value, CompareError> {
-    let url = base.trim_end_matches('/').to_string();
+    let url = base.url.trim_end_matches('/').to_string();
     let err = |message: String| CompareError::Peer { url: url.clone(), message };
-    let resp =
-        client.get(format!("{url}{path}")).query(query).send().await.map_err(|e| err(format!("unreachable: {e}")))?;
+    let mut req = client.get(format!("{url}{path}")).query(query);
+    if let Some(t) = &base.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| err(format!("unreachable: {e}")))?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
     if !status.is_success() {
@@ -98,15 +110,15 @@ fn row_map(v: &serde_json::Value) -> BTreeMap<i64, String> {
 /// Compares the newest marts of two appliances (`table`/`day` narrow it), partition digests first, then row
 /// digests of the partitions that differ.
 pub async fn compare(
-    local: &str,
-    peer: &str,
+    local: &Endpoint,
+    peer: &Endpoint,
     table: Option<&str>,
     day: Option<&str>,
 ) -> Result<Comparison, CompareError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
-        .map_err(|e| CompareError::Peer { url: local.to_string(), message: e.to_string() })?;
+        .map_err(|e| CompareError::Peer { url: local.url.clone(), message: e.to_string() })?;
     let mut q: Vec<(&str, String)> = Vec::new();
     if let Some(t) = table {
         q.push(("table", t.to_string()));

@@ -184,8 +184,12 @@ pub async fn track_requests(State(metrics): State<ApplianceMetrics>, req: Reques
 }
 
 /// The router of the metrics listener: `GET /metrics` in the Prometheus text format (version 0.0.4).
-pub fn metrics_router(metrics: ApplianceMetrics) -> Router {
-    Router::new().route("/metrics", get(render)).with_state(metrics)
+pub fn metrics_router(metrics: ApplianceMetrics, tokens: super::auth::TokenRegistry) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .with_state(metrics.clone())
+        .layer(axum::middleware::from_fn_with_state(tokens, super::auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(metrics, track_requests))
 }
 
 async fn render(State(metrics): State<ApplianceMetrics>) -> impl IntoResponse {
@@ -196,7 +200,8 @@ async fn render(State(metrics): State<ApplianceMetrics>) -> impl IntoResponse {
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: ApplianceMetrics,
+    tokens: super::auth::TokenRegistry,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, metrics_router(metrics)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, metrics_router(metrics, tokens)).with_graceful_shutdown(shutdown).await
 }

@@ -12,7 +12,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use std::time::Duration;
 pub use format::{OutputFormat, ParquetExport};
 
 pub mod admin;
+pub mod auth;
 pub mod metrics;
 
 /// Largest accepted request body.
@@ -139,8 +140,10 @@ pub struct ServeState {
     pub engine: QueryEngine,
     /// Live status.
     pub status: SharedStatus,
-    /// Tokens and sites for the operator calls.
+    /// Sites for the operator calls.
     pub admin: admin::AdminAccess,
+    /// Who may call what.
+    pub tokens: auth::TokenRegistry,
     /// Where requests are counted.
     pub metrics: metrics::ApplianceMetrics,
 }
@@ -196,6 +199,7 @@ pub struct QueryRequest {
 /// Builds the router.
 pub fn router(state: ServeState) -> Router {
     let metrics = state.metrics.clone();
+    let tokens = state.tokens.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
@@ -213,6 +217,7 @@ pub fn router(state: ServeState) -> Router {
             Duration::from_secs(300),
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(tokens, auth::require_token))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track_requests))
 }
 
@@ -239,8 +244,27 @@ async fn healthz(State(state): State<ServeState>) -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok", "mart_version": v}))
 }
 
-async fn status(State(state): State<ServeState>) -> impl IntoResponse {
-    let mut s = serde_json::to_value(state.status.get()).unwrap_or_default();
+/// The status as `role` may see it: error texts (which may name hosts, databases and users) are replaced by a
+/// placeholder for anyone but operators; that there is an error stays visible.
+fn visible_status(mut status: ApplianceStatus, role: auth::Role) -> ApplianceStatus {
+    if role != auth::Role::Operator {
+        let hidden = || Some("(details need an operator token)".to_string());
+        for i in &mut status.idbs {
+            if i.last_error.is_some() {
+                i.last_error = hidden();
+            }
+        }
+        if let Some(c) = status.last_cycle.as_mut().filter(|c| c.error.is_some()) {
+            c.error = hidden();
+        }
+    }
+    status
+}
+
+/// `GET /v1/status`. Error texts (which may name hosts and databases) are shown to operators only.
+async fn status(State(state): State<ServeState>, Extension(caller): Extension<auth::Principal>) -> impl IntoResponse {
+    let status = visible_status(state.status.get(), caller.role);
+    let mut s = serde_json::to_value(status).unwrap_or_default();
     let now = chrono::Utc::now().timestamp();
     if let Some(end) = s.get("newest_interaction_end_ts").and_then(|v| v.as_i64()) {
         s["freshness_secs"] = serde_json::json!(now - end);
@@ -451,4 +475,22 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_details_are_for_operators() {
+        let mut s = ApplianceStatus::new("site1");
+        let mut idb = IdbHealth::new("a");
+        idb.last_error = Some("connection to postgres://ccmart:secret@db1 refused".into());
+        s.idbs.push(idb);
+        s.last_cycle = Some(CycleSummary { error: Some("db1: refused".into()), ..Default::default() });
+        let reader = visible_status(s.clone(), auth::Role::Reader);
+        assert!(!serde_json::to_string(&reader).unwrap().contains("db1"));
+        assert!(reader.idbs[0].last_error.is_some() && reader.last_cycle.unwrap().error.is_some());
+        assert!(serde_json::to_string(&visible_status(s, auth::Role::Operator)).unwrap().contains("secret@db1"));
+    }
 }

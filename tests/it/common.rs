@@ -128,13 +128,18 @@ pub async fn serve_app(app: &Appliance) -> (String, tokio::sync::oneshot::Sender
 
 /// Scrapes the appliance's Prometheus endpoint over real HTTP (ephemeral loopback port); see [`scrape`].
 pub async fn scrape_metrics(app: &Appliance) -> Vec<prometheus_parse::Sample> {
+    scrape_metrics_as(app, None).await
+}
+
+/// [`scrape_metrics`] with a bearer token (needed when the appliance has tokens configured).
+pub async fn scrape_metrics_as(app: &Appliance, token: Option<&str>) -> Vec<prometheus_parse::Sample> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let url = format!("http://{}/metrics", listener.local_addr().expect("local address"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(ccmart::serve::metrics::serve_metrics(listener, app.metrics(), async move {
+    tokio::spawn(ccmart::serve::metrics::serve_metrics(listener, app.metrics(), app.tokens(), async move {
         let _ = rx.await;
     }));
-    let samples = scrape(&url).await;
+    let samples = scrape_as(&url, token).await;
     drop(tx);
     samples
 }
@@ -142,8 +147,17 @@ pub async fn scrape_metrics(app: &Appliance) -> Vec<prometheus_parse::Sample> {
 /// GETs a Prometheus endpoint and parses it with an independent parser of the text format; a malformed
 /// exposition or a wrong content type fails here.
 pub async fn scrape(url: &str) -> Vec<prometheus_parse::Sample> {
+    scrape_as(url, None).await
+}
+
+/// [`scrape`] with a bearer token.
+pub async fn scrape_as(url: &str, token: Option<&str>) -> Vec<prometheus_parse::Sample> {
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
-    let r = client.get(url).send().await.expect("scrape /metrics");
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("scrape /metrics");
     assert_eq!(r.status(), 200);
     let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");

@@ -270,13 +270,13 @@ async fn cti_link_loss_closes_stuck_calls_then_corrects_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disaster_ignore_the_failed_site_via_the_api_and_keep_reporting() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = ccmart::serve::admin::new_token_secret();
+    let secret = ccmart::serve::auth::new_token_secret();
     let mut cfg =
         config(dir.path(), 26, vec![fault(FaultKind::SiteFailure, "site2", 2 * HOUR, 0)], MergeSettings::default());
     cfg.tokens.push(ccmart::config::TokenConfig {
         name: "ops".into(),
         role: "operator".into(),
-        sha256: ccmart::serve::admin::hash_token(&secret),
+        sha256: ccmart::serve::auth::hash_token(&secret),
     });
     let mut s = Scenario::with_injector(cfg, FaultInjector::disarmed()).await;
     s.run_until(3 * HOUR).await;
@@ -294,9 +294,10 @@ async fn disaster_ignore_the_failed_site_via_the_api_and_keep_reporting() {
     // Takes effect at the next cycle, without a restart.
     s.run_until(3 * HOUR + STEP).await;
     assert!(s.newest_end(1).await > T0 + 3 * HOUR - 2 * STEP, "site1 data flows with a delay of about a cycle");
-    let status: serde_json::Value = client.get(format!("{base}/v1/status")).send().await.unwrap().json().await.unwrap();
+    let status: serde_json::Value =
+        client.get(format!("{base}/v1/status")).bearer_auth(&secret).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["ignored_sites"], serde_json::json!(["site2"]));
-    let m = scrape_metrics(&s.app).await;
+    let m = scrape_metrics_as(&s.app, Some(&secret)).await;
     let refused = [("endpoint", "/v1/admin/sources/:site/:action")];
     assert_eq!(metric(&m, "ccmart_auth_failures_total", &refused), Some(2.0), "two refused admin calls counted");
     assert_eq!(metric(&m, "ccmart_pair_idb_ignored", &[("idb", "site1-voice-b")]), Some(1.0));
