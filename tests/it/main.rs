@@ -1,5 +1,6 @@
 //! Integration tests, compiled as one binary (every extra test binary would link DataFusion again).
 
+mod auth;
 mod common;
 mod compare;
 mod crash;
