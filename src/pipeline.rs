@@ -122,7 +122,15 @@ impl Appliance {
             config.appliance.staging_cache_mb,
         )?);
         let mart = Mart::open(&dir.join("mart")).await?;
-        let engine = QueryEngine::new(mart.clone(), config.query).with_system_tables(store.clone());
+        // Spill files of queries interrupted by a crash are garbage: start with an empty spill directory.
+        let spill = dir.join("tmp").join("spill");
+        if let Err(e) = std::fs::remove_dir_all(&spill) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %spill.display(), error = %e, "cannot clear old query spill files");
+            }
+        }
+        let engine =
+            QueryEngine::new(mart.clone(), config.query).with_system_tables(store.clone()).with_spill_dir(spill);
         let mut idbs = Vec::new();
         let mut embedded = Vec::new();
         let pairs = config.pairs();

@@ -296,8 +296,18 @@ impl Config {
         if self.extract.transform_batch == 0 {
             return invalid("extract.transform_batch", "must be at least 1".into());
         }
-        if self.query.max_rows == 0 || self.query.timeout_secs == 0 || self.query.memory_limit_mb < 16 {
+        let q = &self.query;
+        if q.max_rows == 0 || q.timeout_secs == 0 || q.memory_limit_mb < 16 {
             return invalid("query", "max_rows and timeout_secs must be positive, memory_limit_mb at least 16".into());
+        }
+        if q.max_concurrent == 0 || q.max_concurrent > 256 {
+            return invalid("query.max_concurrent", format!("{} is out of range 1..=256", q.max_concurrent));
+        }
+        if q.max_queued > 10_000 {
+            return invalid("query.max_queued", format!("{} is out of range 0..=10000", q.max_queued));
+        }
+        if q.max_result_mb == 0 {
+            return invalid("query.max_result_mb", "must be at least 1".into());
         }
         if self.transform.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return invalid(

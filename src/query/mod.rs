@@ -6,6 +6,7 @@
 //! rows, memory and time.
 
 pub mod digest;
+pub mod guard;
 pub mod reports;
 pub mod system;
 
@@ -15,14 +16,16 @@ use crate::transform::schema::MART_TABLES;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// Default largest number of rows a query returns.
 pub const DEFAULT_MAX_ROWS: usize = 100_000;
@@ -30,6 +33,14 @@ pub const DEFAULT_MAX_ROWS: usize = 100_000;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// Default memory limit of query execution (shared by concurrent queries).
 pub const DEFAULT_MEMORY_LIMIT_MB: usize = 1024;
+/// Default largest answer size.
+pub const DEFAULT_MAX_RESULT_MB: usize = 64;
+/// Default number of queries executing at once.
+pub const DEFAULT_MAX_CONCURRENT: usize = 4;
+/// Default number of queries waiting for a slot before new ones are turned away.
+pub const DEFAULT_MAX_QUEUED: usize = 32;
+/// Default disk space queries may spill to.
+pub const DEFAULT_SPILL_LIMIT_MB: u64 = 10 * 1024;
 
 /// Limits applied to every query.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -39,8 +50,17 @@ pub struct QueryLimits {
     pub max_rows: usize,
     /// Time limit per query, seconds.
     pub timeout_secs: u64,
-    /// Memory for query execution, MiB.
+    /// Memory for query execution, MiB, shared by all running queries; sorts, joins and aggregates spill to disk
+    /// beyond it.
     pub memory_limit_mb: usize,
+    /// Largest answer, MiB (in memory, Arrow); more rows are cut off and the answer says so.
+    pub max_result_mb: usize,
+    /// Queries executing at once (HTTP and PostgreSQL protocol together).
+    pub max_concurrent: usize,
+    /// Queries waiting for a slot; beyond this, new queries are refused at once (HTTP 503 with `Retry-After`).
+    pub max_queued: usize,
+    /// Disk space for spill files, MiB (in `<data_dir>/tmp/spill`); a query needing more fails.
+    pub spill_limit_mb: u64,
 }
 
 impl Default for QueryLimits {
@@ -49,6 +69,10 @@ impl Default for QueryLimits {
             max_rows: DEFAULT_MAX_ROWS,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
+            max_result_mb: DEFAULT_MAX_RESULT_MB,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_queued: DEFAULT_MAX_QUEUED,
+            spill_limit_mb: DEFAULT_SPILL_LIMIT_MB,
         }
     }
 }
@@ -78,6 +102,14 @@ pub enum QueryError {
     /// The mart could not be opened at the snapshot.
     #[error("mart unavailable: {0}")]
     Mart(String),
+    /// Every query slot is busy and the queue is full (or the wait for a slot outlasted the time limit).
+    #[error("the appliance is busy: {running} queries running and {queued} waiting; retry in a moment")]
+    Busy {
+        /// Queries running.
+        running: usize,
+        /// Queries waiting.
+        queued: usize,
+    },
 }
 
 impl QueryError {
@@ -91,6 +123,7 @@ impl QueryError {
             QueryError::Timeout(_) => "timeout",
             QueryError::NoSnapshot(_) => "no_snapshot",
             QueryError::Mart(_) => "mart_unavailable",
+            QueryError::Busy { .. } => "busy",
         }
     }
 
@@ -138,6 +171,21 @@ pub struct QueryResult {
     pub elapsed: Duration,
 }
 
+/// Admission control shared by every query path: at most `max_concurrent` run, at most `max_queued` wait.
+#[derive(Debug)]
+struct QueryGate {
+    admitted: Arc<Semaphore>,
+    running: Arc<Semaphore>,
+    limits: QueryLimits,
+}
+
+/// A query's slot; dropping it lets the next waiting query run.
+#[derive(Debug)]
+pub struct QueryPermit {
+    _admitted: OwnedSemaphorePermit,
+    _running: OwnedSemaphorePermit,
+}
+
 /// Runs queries against mart snapshots.
 #[derive(Clone)]
 pub struct QueryEngine {
@@ -145,6 +193,9 @@ pub struct QueryEngine {
     limits: QueryLimits,
     contexts: Arc<Mutex<Vec<(u64, SessionContext)>>>,
     store: Option<Arc<crate::staging::Store>>,
+    gate: Arc<QueryGate>,
+    spill_dir: Option<std::path::PathBuf>,
+    runtime: Arc<std::sync::OnceLock<Arc<RuntimeEnv>>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -159,7 +210,66 @@ const CONTEXT_CACHE: usize = 4;
 impl QueryEngine {
     /// An engine over `mart` with `limits`.
     pub fn new(mart: Mart, limits: QueryLimits) -> Self {
-        QueryEngine { mart, limits, contexts: Arc::new(Mutex::new(Vec::new())), store: None }
+        let gate = QueryGate {
+            admitted: Arc::new(Semaphore::new(limits.max_concurrent.max(1) + limits.max_queued)),
+            running: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            limits,
+        };
+        QueryEngine {
+            mart,
+            limits,
+            contexts: Arc::new(Mutex::new(Vec::new())),
+            store: None,
+            gate: Arc::new(gate),
+            spill_dir: None,
+            runtime: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Spills sorts, joins and aggregates that exceed the memory limit into `dir` (bounded by
+    /// `spill_limit_mb`) instead of the OS temp directory. Call before the first query.
+    pub fn with_spill_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.spill_dir = Some(dir);
+        self
+    }
+
+    /// Waits for a query slot: refused at once with [`QueryError::Busy`] when the queue is full, and when no slot
+    /// frees up within the query time limit.
+    pub async fn admit(&self) -> Result<QueryPermit, QueryError> {
+        let g = &self.gate;
+        let busy = || {
+            let running = g.limits.max_concurrent.max(1) - g.running.available_permits();
+            let total = g.limits.max_concurrent.max(1) + g.limits.max_queued;
+            QueryError::Busy { running, queued: (total - g.admitted.available_permits()).saturating_sub(running) }
+        };
+        let admitted = g.admitted.clone().try_acquire_owned().map_err(|_| busy())?;
+        let wait = Duration::from_secs(self.limits.timeout_secs.max(1));
+        let running = match tokio::time::timeout(wait, g.running.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(busy()),
+        };
+        Ok(QueryPermit { _admitted: admitted, _running: running })
+    }
+
+    /// The runtime shared by every snapshot's context, so the memory and spill limits hold for the appliance as a
+    /// whole, not per mart version.
+    fn runtime(&self) -> Result<Arc<RuntimeEnv>, QueryError> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r.clone());
+        }
+        let mut disk =
+            DiskManagerBuilder::default().with_max_temp_directory_size(self.limits.spill_limit_mb * 1024 * 1024);
+        if let Some(dir) = &self.spill_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| QueryError::Mart(format!("cannot create the spill directory {}: {e}", dir.display())))?;
+            disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.limits.memory_limit_mb.max(16) * 1024 * 1024)))
+            .with_disk_manager_builder(disk)
+            .build_arc()
+            .map_err(|e| QueryError::Mart(e.to_string()))?;
+        Ok(self.runtime.get_or_init(|| runtime).clone())
     }
 
     /// Also serves the system tables (`ccmart_merge_decisions`, `ccmart_source_audit`) from `store`.
@@ -179,13 +289,13 @@ impl QueryEngine {
         if let Some((_, ctx)) = cache.iter().find(|(v, _)| *v == snapshot.version) {
             return Ok(ctx.clone());
         }
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.limits.memory_limit_mb.max(16) * 1024 * 1024, 1.0)
-            .build_arc()
-            .map_err(|e| QueryError::Mart(e.to_string()))?;
-        let config =
+        let runtime = self.runtime()?;
+        let mut config =
             SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("ccmart", "mart");
+        // A recursive CTE can grow without bound inside one query; reports do not need them.
+        config.options_mut().execution.enable_recursive_ctes = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
         for t in MART_TABLES {
             let version = snapshot.tables.get(t.name).copied().unwrap_or(0);
             let table = self.mart.load(t.name, version).await.map_err(|e| QueryError::Mart(e.to_string()))?;
@@ -219,9 +329,11 @@ impl QueryEngine {
         params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
     ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
+        let _permit = self.admit().await?;
         let ctx = self.context(snapshot).await?;
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let limit = self.limits.max_rows;
+        let max_bytes = self.limits.max_result_mb.max(1) * 1024 * 1024;
         let timeout = Duration::from_secs(self.limits.timeout_secs.max(1));
         let work = async {
             let mut df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
@@ -229,18 +341,33 @@ impl QueryEngine {
                 df = df.with_param_values(p).map_err(classify)?;
             }
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df
-                .limit(0, Some(limit.saturating_add(1)))
-                .map_err(classify)?
-                .execute_stream()
-                .await
-                .map_err(classify)?;
+            let optimized = ctx.state().optimize(df.logical_plan()).map_err(classify)?;
+            guard::check_constants(&optimized).map_err(classify)?;
+            // EXPLAIN [ANALYZE] must stay the root of its plan; its answer is small anyway.
+            let explain = matches!(
+                df.logical_plan(),
+                datafusion::logical_expr::LogicalPlan::Explain(_) | datafusion::logical_expr::LogicalPlan::Analyze(_)
+            );
+            if !explain {
+                df = df.limit(0, Some(limit.saturating_add(1))).map_err(classify)?;
+            }
+            let mut stream = df.execute_stream().await.map_err(classify)?;
             let mut batches = Vec::new();
             let mut rows = 0usize;
             let mut truncated = false;
+            let mut bytes = 0usize;
             while let Some(b) = stream.next().await {
                 let b = b.map_err(classify)?;
-                let take = b.num_rows().min(limit - rows.min(limit));
+                let mut take = b.num_rows().min(limit - rows.min(limit));
+                let size = b.get_array_memory_size();
+                if bytes + size > max_bytes && b.num_rows() > 0 {
+                    // Keep the rows that fit (estimated by average row size), then stop.
+                    let fit =
+                        (max_bytes.saturating_sub(bytes) as u128 * b.num_rows() as u128 / size.max(1) as u128) as usize;
+                    take = take.min(fit);
+                    truncated = true;
+                }
+                bytes += size;
                 if take < b.num_rows() {
                     truncated = true;
                 }

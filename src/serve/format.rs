@@ -184,6 +184,7 @@ impl ParquetExport {
         from: Option<&str>,
         to: Option<&str>,
     ) -> Result<Self, QueryError> {
+        let _permit = engine.admit().await?;
         let ctx = engine.context(snap).await?;
         let mut df = ctx.table(t.name).await.map_err(|e| QueryError::Execution(e.to_string()))?;
         if t.partitioned {

@@ -167,7 +167,7 @@ impl From<QueryError> for ApiError {
         let status = match &e {
             _ if e.is_client_error() => StatusCode::BAD_REQUEST,
             QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            QueryError::NoSnapshot(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::NoSnapshot(_) | QueryError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Execution(m) if m.contains("Resources exhausted") => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -178,7 +178,11 @@ impl From<QueryError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 

@@ -8,6 +8,7 @@ mod determinism;
 mod e2e;
 mod ha;
 mod http;
+mod limits;
 mod operations;
 mod pg_e2e;
 mod quarantine;

@@ -1,0 +1,3 @@
+-- expect: refused
+-- Reading a local file through a table definition
+CREATE EXTERNAL TABLE passwd (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'

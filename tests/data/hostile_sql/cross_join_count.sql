@@ -1,0 +1,3 @@
+-- expect: bounded
+-- Four-way cross join of the fact table, counted: a trillion rows
+SELECT count(*) FROM interaction_fact a, interaction_fact b, interaction_fact c, interaction_fact d WHERE a.duration + b.duration + c.duration + d.duration >= 0

@@ -1,0 +1,3 @@
+-- expect: refused
+-- DDL
+DROP TABLE interaction_fact

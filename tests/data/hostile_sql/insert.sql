@@ -1,0 +1,3 @@
+-- expect: refused
+-- DML
+INSERT INTO interaction_fact (media_server_ixn_guid) VALUES ('x')

@@ -1,0 +1,3 @@
+-- expect: refused
+-- Server-side prepared statement
+PREPARE p AS SELECT 1

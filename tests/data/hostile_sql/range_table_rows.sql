@@ -1,0 +1,3 @@
+-- expect: bounded
+-- Returning a billion generated rows: cut off
+SELECT * FROM range(1000000000)

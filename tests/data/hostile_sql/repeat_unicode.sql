@@ -1,0 +1,3 @@
+-- expect: bounded
+-- Multi-byte characters repeated
+SELECT length(repeat('éééé', 500000000))

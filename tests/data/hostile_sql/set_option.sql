@@ -1,0 +1,3 @@
+-- expect: refused
+-- Re-enabling recursive CTEs from SQL
+SET datafusion.execution.enable_recursive_ctes = true

@@ -1,0 +1,153 @@
+//! Query limits against a hostile-SQL corpus (`tests/data/hostile_sql/`): every statement is refused or bounded
+//! (time, memory, rows, bytes, generated values), and while it runs another user's query still answers, right.
+//! The concurrency gate queues and then turns queries away with 503 + `Retry-After`.
+
+use crate::common::*;
+use ccmart::fault::FaultInjector;
+use ccmart::pipeline::Appliance;
+use std::time::{Duration, Instant};
+
+const TIMEOUT_SECS: u64 = 3;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+}
+
+async fn query(base: &str, sql: &str) -> (u16, serde_json::Value, Option<String>) {
+    let r = client().post(format!("{base}/v1/query")).json(&serde_json::json!({ "sql": sql })).send().await.unwrap();
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    let body = r.bytes().await.unwrap();
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| panic!("{status}: answer is JSON: {}", String::from_utf8_lossy(&body)));
+    (status, v, retry)
+}
+
+fn corpus() -> Vec<(String, String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile_sql");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let expect = text.lines().next().and_then(|l| l.strip_prefix("-- expect: ")).unwrap().trim().to_string();
+            assert!(["refused", "bounded"].contains(&expect.as_str()), "{}: expect refused|bounded", p.display());
+            (p.file_stem().unwrap().to_string_lossy().into_owned(), expect, text)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_refused_or_bounded_and_others_keep_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(43);
+    let mut cfg = embedded_config(dir.path(), settings.clone());
+    cfg.query.timeout_secs = TIMEOUT_SECS;
+    cfg.query.memory_limit_mb = 128;
+    cfg.query.max_rows = 10_000;
+    cfg.query.max_result_mb = 4;
+    cfg.query.max_concurrent = 2;
+    cfg.validate().unwrap();
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.unwrap();
+    let truth = simulate(&cfg, Some(&app), settings, 2).await;
+    app.drain(1000).await.unwrap();
+    let calls = truth.call_count() as i64;
+    let (base, _stop) = serve_app(&app).await;
+    let canary = "SELECT count(*) AS n FROM interaction_fact";
+
+    let cases = corpus();
+    assert!(cases.len() >= 30, "the corpus has {} statements", cases.len());
+    for (name, expect, sql) in cases {
+        let started = Instant::now();
+        let hostile = tokio::spawn({
+            let (base, sql) = (base.clone(), sql.clone());
+            async move { query(&base, &sql).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Another user meanwhile: answered, correctly, without waiting for the hostile query's time limit.
+        let c0 = Instant::now();
+        let (status, v, _) = query(&base, canary).await;
+        assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(calls)), "canary during {name}: {v}");
+        assert!(c0.elapsed() < Duration::from_secs(TIMEOUT_SECS + 5), "canary during {name} took {:?}", c0.elapsed());
+
+        let (status, v, _) = hostile.await.unwrap();
+        let took = started.elapsed();
+        let code = v["error"]["code"].as_str().unwrap_or_default().to_string();
+        assert!(took < Duration::from_secs(TIMEOUT_SECS + 20), "{name} took {took:?}");
+        match expect.as_str() {
+            "refused" => {
+                assert_eq!(status, 400, "{name} refused: {v}");
+                assert!(!code.is_empty() && v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
+            }
+            _ => {
+                let bounded = match status {
+                    200 => v["truncated"] == true || v["row_count"].as_u64().is_some_and(|n| n <= 10_000),
+                    400 | 408 | 422 => !code.is_empty(),
+                    _ => false,
+                };
+                assert!(bounded, "{name} bounded: {status} {v}");
+                if status == 200 {
+                    let bytes = serde_json::to_string(&v).unwrap().len();
+                    assert!(bytes < 64 * 1024 * 1024, "{name}: a {bytes}-byte answer");
+                }
+            }
+        }
+        eprintln!("{name}: {status} {code} in {took:?}");
+    }
+    // Still up, nothing changed.
+    let r = client().get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, v, _) = query(&base, canary).await;
+    assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(calls)));
+    assert!(!std::path::Path::new("/tmp/ccmart-hostile.csv").exists(), "COPY TO wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_turns_queries_away_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, truth) = embedded_mart(dir.path(), 44, 1).await;
+    let slow = "SELECT count(*) FROM generate_series(1, 100000000000)";
+    let limits = ccmart::query::QueryLimits {
+        timeout_secs: TIMEOUT_SECS,
+        max_concurrent: 1,
+        max_queued: 1,
+        ..Default::default()
+    };
+    let mart = ccmart::mart::Mart::open(&dir.path().join("mart")).await.unwrap();
+    let mut state = app.serve_state();
+    state.engine = ccmart::query::QueryEngine::new(mart, limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ccmart::serve::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+
+    let running = tokio::spawn({
+        let base = base.clone();
+        async move { query(&base, slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = tokio::spawn({
+        let base = base.clone();
+        async move { query(&base, "SELECT count(*) FROM interaction_fact").await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One running, one waiting: a third is turned away at once.
+    let t = Instant::now();
+    let (status, v, retry) = query(&base, "SELECT 1").await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "busy");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(t.elapsed() < Duration::from_secs(2), "refused without waiting");
+
+    let (status, v, _) = running.await.unwrap();
+    assert_eq!((status, v["error"]["code"].as_str()), (408, Some("timeout")), "{v}");
+    // The queued query ran once the slot was free.
+    let (status, v, _) = queued.await.unwrap();
+    assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(truth.call_count() as i64)), "{v}");
+    let (status, _, _) = query(&base, "SELECT 1").await;
+    assert_eq!(status, 200);
+    drop(tx);
+}
