@@ -28,17 +28,23 @@ if ! command -v python3 >/dev/null; then
     echo "test.sh: python3 is required (the export test reads Parquet with the duckdb module); install it, e.g. apt-get install -y python3 python3-pip" >&2
     exit 1
 fi
-if ! python3 -c "import duckdb" 2>/dev/null; then
-    echo "test.sh: Python module duckdb missing; running: python3 -m pip install --quiet duckdb"
-    python3 -m pip install --quiet duckdb || {
-        echo "test.sh: could not install duckdb with pip (the export test needs it as an independent Parquet reader)" >&2
-        exit 1
-    }
-    python3 -c "import duckdb" || {
-        echo "test.sh: duckdb was installed but python3 still cannot import it" >&2
-        exit 1
-    }
-fi
+# Independent checkers the tests call: duckdb (reads exported Parquet), openapi-spec-validator (checks
+# /v1/openapi.json against the OpenAPI 3.1 schema).
+for spec in duckdb:duckdb openapi_spec_validator:openapi-spec-validator; do
+    module=${spec%%:*}
+    package=${spec#*:}
+    if ! python3 -c "import $module" 2>/dev/null; then
+        echo "test.sh: Python module $module missing; running: python3 -m pip install --quiet $package"
+        python3 -m pip install --quiet "$package" || {
+            echo "test.sh: could not install $package with pip (the tests need it as an independent checker)" >&2
+            exit 1
+        }
+        python3 -c "import $module" || {
+            echo "test.sh: $package was installed but python3 still cannot import $module" >&2
+            exit 1
+        }
+    fi
+done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ccmart-target}"
 # Unit tests (lib), CLI and the integration binary; there are no doc tests (each would link DataFusion again).

@@ -56,7 +56,7 @@ impl Default for ExtractSettings {
 }
 
 /// Reachability and progress of one IDB, as shown by `/v1/status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IdbHealth {
     /// IDB name.
     pub idb: String,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 include!(concat!(env!("OUT_DIR"), "/saved_reports.rs"));
 
 /// Type of a report parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ParamKind {
     /// A day, `YYYY-MM-DD` (compared with the `day` partition columns).
@@ -24,7 +24,7 @@ pub enum ParamKind {
 }
 
 /// One declared parameter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReportParam {
     /// Name (the SQL uses `$name`).
     pub name: String,
@@ -37,7 +37,7 @@ pub struct ReportParam {
 }
 
 /// One saved report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// Name (the file name without `.sql`).
     pub name: String,

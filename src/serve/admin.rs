@@ -16,12 +16,33 @@ pub struct AdminAccess {
     pub config_ignored: Vec<String>,
 }
 
-/// `POST /v1/admin/sources/{site}/ignore` and `/restore`.
+/// Answer of the source ignore/restore call.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SourceChange {
+    /// The site.
+    pub site: String,
+    /// Whether its IDBs are now ignored.
+    pub ignored: bool,
+    /// False when it already was in that state.
+    pub changed: bool,
+}
+
+/// Disaster recovery: stop (`ignore`) or resume (`restore`) waiting for a site's IDBs, without a restart.
+/// Recorded in `ccmart_source_audit` with the token's name.
+#[utoipa::path(post, path = "/v1/admin/sources/{site}/{action}", tag = "operations",
+    params(("site" = String, Path, description = "Site of configured IDBs"),
+        ("action" = String, Path, description = "ignore or restore")),
+    responses((status = 200, description = "Done", body = SourceChange),
+        (status = 400, description = "Unknown action", body = super::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = super::ErrorBody),
+        (status = 403, description = "Not an operator token", body = super::ErrorBody),
+        (status = 404, description = "No IDB at that site", body = super::ErrorBody),
+        (status = 409, description = "Ignored by the configuration", body = super::ErrorBody)))]
 pub async fn change_source(
     State(state): State<ServeState>,
     UrlPath((site, action)): UrlPath<(String, String)>,
     Extension(caller): Extension<Principal>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SourceChange>, ApiError> {
     let who = caller.name;
     let ignore = match action.as_str() {
         "ignore" => true,
@@ -52,5 +73,5 @@ pub async fn change_source(
         .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?
         .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "staging", message: e.to_string() })?;
     tracing::warn!(site, ignore, changed, by = who, "source site ignore changed");
-    Ok(Json(serde_json::json!({"site": site, "ignored": ignore, "changed": changed})))
+    Ok(Json(SourceChange { site, ignored: ignore, changed }))
 }

@@ -72,6 +72,24 @@ fn json_values(a: &ArrayRef) -> Result<Vec<serde_json::Value>, String> {
     Ok(out)
 }
 
+/// A query answer in JSON.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct QueryAnswer {
+    /// Result columns (Arrow type names).
+    pub columns: Vec<super::ColumnInfo>,
+    /// Rows, values in column order (numbers, strings, booleans, null).
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Rows returned.
+    pub row_count: usize,
+    /// True when rows were cut off by `query.max_rows` or `query.max_result_mb`.
+    pub truncated: bool,
+    /// Mart version the query saw.
+    pub mart_version: u64,
+    /// Execution time.
+    pub elapsed_ms: u64,
+}
+
 /// Encodes a result in `format`.
 pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String> {
     let elapsed_ms = r.elapsed.as_millis() as u64;
@@ -81,7 +99,7 @@ pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String>
                 .schema
                 .fields()
                 .iter()
-                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .map(|f| super::ColumnInfo { name: f.name().clone(), data_type: f.data_type().to_string() })
                 .collect();
             let mut rows: Vec<Vec<serde_json::Value>> = Vec::with_capacity(r.row_count);
             for b in &r.batches {
@@ -91,10 +109,14 @@ pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String>
                     rows.push(cols.iter().map(|c| c[i].clone()).collect());
                 }
             }
-            let body = serde_json::json!({
-                "columns": columns, "rows": rows, "row_count": r.row_count, "truncated": r.truncated,
-                "mart_version": r.mart_version, "elapsed_ms": elapsed_ms,
-            });
+            let body = QueryAnswer {
+                columns,
+                rows,
+                row_count: r.row_count,
+                truncated: r.truncated,
+                mart_version: r.mart_version,
+                elapsed_ms,
+            };
             Ok(axum::Json(body).into_response())
         }
         OutputFormat::Csv => {

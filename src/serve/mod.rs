@@ -22,12 +22,13 @@ pub use format::{OutputFormat, ParquetExport};
 pub mod admin;
 pub mod auth;
 pub mod metrics;
+pub mod openapi;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Summary of the last pipeline cycle.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct CycleSummary {
     /// When it finished (epoch seconds).
     pub finished_at: i64,
@@ -50,7 +51,7 @@ pub struct CycleSummary {
 }
 
 /// What `/v1/status` reports.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ApplianceStatus {
     /// Site of this appliance.
     pub site: String,
@@ -72,6 +73,8 @@ pub struct ApplianceStatus {
     pub data_clock: Option<i64>,
     /// Last cycle.
     pub last_cycle: Option<CycleSummary>,
+    /// Now minus `newest_interaction_end_ts`, seconds (computed per request).
+    pub freshness_secs: Option<i64>,
 }
 
 impl ApplianceStatus {
@@ -82,7 +85,7 @@ impl ApplianceStatus {
 }
 
 /// One HA pair in `/v1/status`.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct PairStatus {
     /// Pair name.
     pub pair: String,
@@ -97,7 +100,7 @@ pub struct PairStatus {
 }
 
 /// An IDB a pair waits for.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct PairWait {
     /// IDB name.
     pub idb: String,
@@ -175,9 +178,25 @@ impl From<QueryError> for ApiError {
     }
 }
 
+/// Every error answer: `{"error": {"code": .., "message": ..}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`read_only`, `timeout`, `busy`, `unauthorized`, ...; see the README).
+    pub code: String,
+    /// What happened and what to do, for people.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message } };
         let mut r = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -187,7 +206,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Body of `POST /v1/query`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// One read-only SQL statement.
@@ -215,6 +234,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/digest", get(digest))
         .route("/v1/digest/rows", get(digest_rows))
         .route("/v1/admin/sources/{site}/{action}", post(admin::change_source))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -243,9 +263,21 @@ fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, Ap
     })
 }
 
-async fn healthz(State(state): State<ServeState>) -> impl IntoResponse {
+/// Answer of `GET /healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
+    pub status: String,
+    /// Newest published mart version, if any.
+    pub mart_version: Option<u64>,
+}
+
+/// Liveness, without a token.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The process is up", body = Health)))]
+async fn healthz(State(state): State<ServeState>) -> Json<Health> {
     let v = state.store.latest_snapshot().ok().flatten().map(|s| s.version);
-    Json(serde_json::json!({"status": "ok", "mart_version": v}))
+    Json(Health { status: "ok".into(), mart_version: v })
 }
 
 /// The status as `role` may see it: error texts (which may name hosts, databases and users) are replaced by a
@@ -265,32 +297,86 @@ fn visible_status(mut status: ApplianceStatus, role: auth::Role) -> ApplianceSta
     status
 }
 
-/// `GET /v1/status`. Error texts (which may name hosts and databases) are shown to operators only.
-async fn status(State(state): State<ServeState>, Extension(caller): Extension<auth::Principal>) -> impl IntoResponse {
-    let status = visible_status(state.status.get(), caller.role);
-    let mut s = serde_json::to_value(status).unwrap_or_default();
-    let now = chrono::Utc::now().timestamp();
-    if let Some(end) = s.get("newest_interaction_end_ts").and_then(|v| v.as_i64()) {
-        s["freshness_secs"] = serde_json::json!(now - end);
-    }
-    Json(s)
+/// Site, mart version and freshness, per-IDB reachability and lag, per HA pair what it waits for, last cycle.
+/// Error texts (which may name hosts and databases) are shown to operators only.
+#[utoipa::path(get, path = "/v1/status", tag = "operations",
+    responses((status = 200, description = "Live status", body = ApplianceStatus), (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),))]
+async fn status(
+    State(state): State<ServeState>,
+    Extension(caller): Extension<auth::Principal>,
+) -> Json<ApplianceStatus> {
+    let mut status = visible_status(state.status.get(), caller.role);
+    status.freshness_secs = status.newest_interaction_end_ts.map(|end| chrono::Utc::now().timestamp() - end);
+    Json(status)
 }
 
-async fn tables() -> impl IntoResponse {
-    let tables: Vec<_> = MART_TABLES
+/// A column of a mart table or of a query answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// SQL (tables) or Arrow (answers) type.
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+/// One mart table.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TableInfo {
+    /// Vendor-style upper-case name (queries may use either case).
+    pub name: String,
+    /// `day` for tables partitioned by day.
+    pub partitioned_by: Option<String>,
+    /// Columns in order.
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// Answer of `GET /v1/tables`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TableList {
+    /// The mart's tables (system tables are listed in the README).
+    pub tables: Vec<TableInfo>,
+}
+
+/// The mart's tables and columns.
+#[utoipa::path(get, path = "/v1/tables", tag = "query",
+    responses((status = 200, description = "Tables", body = TableList), (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),))]
+async fn tables() -> Json<TableList> {
+    let tables = MART_TABLES
         .iter()
-        .map(|t| {
-            let cols: Vec<_> = t
+        .map(|t| TableInfo {
+            name: t.name.to_uppercase(),
+            partitioned_by: t.partitioned.then(|| "day".to_string()),
+            columns: t
                 .columns
                 .iter()
-                .map(|(n, k)| serde_json::json!({"name": n, "type": match k { ColumnKind::Int => "BIGINT", ColumnKind::Text => "VARCHAR" }}))
-                .collect();
-            serde_json::json!({"name": t.name.to_uppercase(), "partitioned_by": if t.partitioned { Some("day") } else { None }, "columns": cols})
+                .map(|(n, k)| ColumnInfo {
+                    name: n.to_string(),
+                    data_type: match k {
+                        ColumnKind::Int => "BIGINT",
+                        ColumnKind::Text => "VARCHAR",
+                    }
+                    .into(),
+                })
+                .collect(),
         })
         .collect();
-    Json(serde_json::json!({ "tables": tables }))
+    Json(TableList { tables })
 }
 
+/// Runs one read-only SQL statement. `format`: `json` (default, [`format::QueryAnswer`]), `csv`, `arrow` (IPC
+/// stream) or `parquet`; the last three carry `x-ccmart-mart-version`, `x-ccmart-row-count`, `x-ccmart-truncated`.
+#[utoipa::path(post, path = "/v1/query", tag = "query", request_body = QueryRequest,
+    responses(
+        (status = 200, description = "The answer (JSON shown; CSV, Arrow IPC or Parquet by `format`)", body = format::QueryAnswer),
+        (status = 400, description = "Bad request: the error code says what", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),
+        (status = 408, description = "Time limit exceeded", body = ErrorBody),
+        (status = 422, description = "Memory limit or a size bound hit", body = ErrorBody),
+        (status = 503, description = "Busy (Retry-After) or nothing published yet", body = ErrorBody)))]
 async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response, ApiError> {
     let req: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
@@ -324,11 +410,32 @@ fn report_catalog() -> Result<&'static std::collections::BTreeMap<String, crate:
     })
 }
 
-async fn reports() -> Result<Response, ApiError> {
-    let list: Vec<_> = report_catalog()?.values().collect();
-    Ok(Json(serde_json::json!({ "reports": list })).into_response())
+/// Answer of `GET /v1/reports`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReportList {
+    /// Saved reports with their parameters.
+    pub reports: Vec<crate::query::reports::Report>,
 }
 
+/// The saved reports (`queries/*.sql`, built in) and their parameters.
+#[utoipa::path(get, path = "/v1/reports", tag = "reports",
+    responses((status = 200, description = "Saved reports", body = ReportList), (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),))]
+async fn reports() -> Result<Json<ReportList>, ApiError> {
+    Ok(Json(ReportList { reports: report_catalog()?.values().cloned().collect() }))
+}
+
+/// Runs a saved report. Its parameters come from the query string and are bound as values, never spliced into
+/// the SQL; `format` and `mart_version` work as for `/v1/query`.
+#[utoipa::path(get, path = "/v1/reports/{name}", tag = "reports",
+    params(("name" = String, Path, description = "Report name (see GET /v1/reports)"),
+        ("format" = Option<String>, Query, description = "json (default), csv, arrow or parquet"),
+        ("mart_version" = Option<u64>, Query, description = "An older published mart version"),
+        ("params" = Option<std::collections::HashMap<String, String>>, Query, style = Form, explode,
+            description = "The report's own parameters, e.g. from=2026-11-01&to=2026-11-30")),
+    responses((status = 200, description = "The answer", body = format::QueryAnswer), (status = 400, description = "Bad request: the error code says what", body = ErrorBody), (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),
+        (status = 404, description = "No such report", body = ErrorBody)))]
 async fn run_report(
     State(state): State<ServeState>,
     UrlPath(name): UrlPath<String>,
@@ -362,7 +469,8 @@ async fn run_report(
 }
 
 /// Query string of `GET /v1/digest`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DigestParams {
     /// One table (default: all).
@@ -373,6 +481,33 @@ pub struct DigestParams {
     pub mart_version: Option<u64>,
 }
 
+/// Answer of `GET /v1/digest`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DigestList {
+    /// Mart version digested.
+    pub mart_version: u64,
+    /// One per table and day.
+    pub digests: Vec<crate::query::digest::PartitionDigest>,
+}
+
+/// Answer of `GET /v1/digest/rows`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RowDigests {
+    /// Mart version digested.
+    pub mart_version: u64,
+    /// Table.
+    pub table: String,
+    /// Day partition, if the table is partitioned.
+    pub day: Option<String>,
+    /// `[key, BLAKE3 of the row]` in key order.
+    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
+    pub rows: Vec<(i64, String)>,
+}
+
+/// BLAKE3 content digest and row count per table and day, to compare two sites.
+#[utoipa::path(get, path = "/v1/digest", tag = "replication", params(DigestParams),
+    responses((status = 200, description = "Digests", body = DigestList), (status = 400, description = "Bad request: the error code says what", body = ErrorBody), (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),))]
 async fn digest(State(state): State<ServeState>, Query(p): Query<DigestParams>) -> Result<Response, ApiError> {
     let tables = match &p.table {
         Some(name) => vec![mart_table(name).ok_or_else(|| {
@@ -383,9 +518,13 @@ async fn digest(State(state): State<ServeState>, Query(p): Query<DigestParams>) 
     let day = parse_day("day", &p.day).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, p.mart_version)?;
     let digests = crate::query::digest::digests(&state.engine, &snap, &tables, day.as_deref()).await?;
-    Ok(Json(serde_json::json!({"mart_version": snap.version, "digests": digests})).into_response())
+    Ok(Json(DigestList { mart_version: snap.version, digests }).into_response())
 }
 
+/// Key → row digest of one partition, to find a difference down to the key.
+#[utoipa::path(get, path = "/v1/digest/rows", tag = "replication", params(DigestParams),
+    responses((status = 200, description = "Row digests", body = RowDigests), (status = 400, description = "Bad request: the error code says what", body = ErrorBody), (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),))]
 async fn digest_rows(State(state): State<ServeState>, Query(p): Query<DigestParams>) -> Result<Response, ApiError> {
     let name = p.table.as_deref().ok_or_else(|| ApiError::bad_request("bad_parameter", "'table' is required"))?;
     let table = mart_table(name)
@@ -399,12 +538,12 @@ async fn digest_rows(State(state): State<ServeState>, Query(p): Query<DigestPara
     }
     let snap = snapshot(&state, p.mart_version)?;
     let rows = crate::query::digest::row_digests(&state.engine, &snap, table, day.as_deref()).await?;
-    Ok(Json(serde_json::json!({"mart_version": snap.version, "table": table.name, "day": day, "rows": rows}))
-        .into_response())
+    Ok(Json(RowDigests { mart_version: snap.version, table: table.name.to_string(), day, rows }).into_response())
 }
 
 /// Query string of `GET /v1/export/{table}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// First day (YYYY-MM-DD), inclusive.
@@ -425,6 +564,13 @@ pub fn parse_day(name: &str, v: &Option<String>) -> Result<Option<String>, Strin
     }
 }
 
+/// A Parquet file of a table (a day range for partitioned tables) at one mart version.
+#[utoipa::path(get, path = "/v1/export/{table}", tag = "query",
+    params(("table" = String, Path, description = "Mart table (either case)"), ExportParams),
+    responses((status = 200, description = "Parquet file", content_type = "application/vnd.apache.parquet"),
+        (status = 400, description = "Bad request: the error code says what", body = ErrorBody), (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role", body = ErrorBody),
+        (status = 503, description = "Busy (Retry-After)", body = ErrorBody)))]
 async fn export(
     State(state): State<ServeState>,
     UrlPath(table): UrlPath<String>,

@@ -105,4 +105,41 @@ async fn every_route_checks_tokens_and_roles() {
         .sum();
     assert_eq!(counted, f64::from(refusals), "every 401/403 is counted");
     drop(tx);
+
+    // The OpenAPI document is public, valid OpenAPI 3.1 (checked by an independent validator), and describes
+    // exactly the routes of the access table with the right security.
+    let r = client.get(format!("{base}/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(&file)
+        .output()
+        .expect("python3 (scripts/test.sh installs openapi-spec-validator)");
+    assert!(check.status.success(), "openapi-spec-validator: {}", String::from_utf8_lossy(&check.stderr));
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            documented.push((method.to_uppercase(), path.clone()));
+            let access = ccmart::serve::auth::route_access(&method.to_uppercase().parse().unwrap(), path)
+                .unwrap_or_else(|| panic!("{method} {path} is documented but has no access rule"));
+            let open = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x.as_object().is_some_and(|o| o.is_empty())));
+            assert_eq!(open, access == Access::Public, "{method} {path}: documented security matches the access rule");
+        }
+    }
+    for (method, path, _) in ROUTE_ACCESS.iter().filter(|(_, p, _)| !["/", "/metrics"].contains(p)) {
+        assert!(
+            documented.contains(&(method.to_string(), path.to_string())),
+            "{method} {path} is not in the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
 }
