@@ -306,15 +306,24 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     let listen = cfg.appliance.listen.clone();
     let cycle = Duration::from_secs(cfg.appliance.cycle_secs);
     let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await?;
+    let tls = match (&cfg.appliance.tls_cert, &cfg.appliance.tls_key) {
+        (Some(cert), Some(key)) => Some(serve::tls::server_config(cert, key).context("appliance.tls_cert / tls_key")?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let state = app.serve_state();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(serve::serve(listener, state, async move {
+    let stopped = async move {
         let _ = server_stop.changed().await;
-    }));
-    tracing::info!(%addr, "HTTP API listening");
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(config) => tokio::spawn(serve::serve_tls(listener, state, config, stopped)),
+        None => tokio::spawn(serve::serve(listener, state, stopped)),
+    };
+    tracing::info!(%addr, scheme, "HTTP API listening");
     let metrics_addr = match cfg.appliance.metrics_listen.as_str() {
         "" => None,
         m => {

@@ -99,6 +99,12 @@ pub struct ApplianceConfig {
     pub cycle_secs: u64,
     /// Page cache of the staging store (redb), MiB.
     pub staging_cache_mb: usize,
+    /// PEM certificate chain for HTTPS on `listen`; with `tls_key`. Unset: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApplianceConfig {
@@ -110,6 +116,8 @@ impl Default for ApplianceConfig {
             metrics_listen: DEFAULT_METRICS_LISTEN.into(),
             cycle_secs: DEFAULT_CYCLE_SECS,
             staging_cache_mb: crate::staging::DEFAULT_CACHE_MB,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -276,6 +284,12 @@ impl Config {
             return invalid(
                 "appliance.listen",
                 format!("'{}' is not an address like 127.0.0.1:8080", self.appliance.listen),
+            );
+        }
+        if self.appliance.tls_cert.is_some() != self.appliance.tls_key.is_some() {
+            return invalid(
+                if self.appliance.tls_cert.is_some() { "appliance.tls_key" } else { "appliance.tls_cert" },
+                "HTTPS needs both tls_cert and tls_key (PEM files); set both or neither".into(),
             );
         }
         if self.appliance.cycle_secs == 0 || self.appliance.cycle_secs > 3600 {

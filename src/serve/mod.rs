@@ -23,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod metrics;
 pub mod openapi;
+pub mod tls;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -624,6 +625,17 @@ pub async fn serve(
     state: ServeState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves the API over HTTPS (see [`tls`]) on `listener` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: ServeState,
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, config)?;
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 

@@ -13,3 +13,4 @@ mod operations;
 mod pg_e2e;
 mod quarantine;
 mod support;
+mod tls;
