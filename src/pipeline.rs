@@ -108,6 +108,8 @@ pub struct Appliance {
     faults: FaultInjector,
     status: SharedStatus,
     metrics: ApplianceMetrics,
+    /// Cycles whose metrics were recorded (mart storage is measured on the first and whenever a cycle publishes).
+    cycles_observed: u64,
     last_publish: Option<Instant>,
 }
 
@@ -173,6 +175,7 @@ impl Appliance {
             faults,
             status,
             metrics: ApplianceMetrics::new(),
+            cycles_observed: 0,
             last_publish: None,
         };
         app.refresh_status(None)?;
@@ -252,7 +255,12 @@ impl Appliance {
         if let Err(e) = self.refresh_status(Some(summary)) {
             tracing::warn!(error = %e, "status refresh failed");
         }
-        self.metrics.observe_cycle(&self.status.get(), chrono::Utc::now().timestamp());
+        let status = self.status.get();
+        self.metrics.observe_cycle(&status, chrono::Utc::now().timestamp());
+        if status.last_cycle.as_ref().is_some_and(|c| c.partitions_published > 0) || self.cycles_observed == 0 {
+            self.metrics.observe_mart_storage(self.mart.root());
+        }
+        self.cycles_observed += 1;
         result
     }
 

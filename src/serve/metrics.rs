@@ -60,8 +60,41 @@ impl ApplianceMetrics {
         m
     }
 
-    fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// Runs `f` with this appliance's recorder, so `metrics` macros inside it land in this appliance's series
+    /// (several appliances may run in one process, e.g. in tests).
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
         metrics::with_local_recorder(self.recorder.as_ref(), f)
+    }
+
+    /// Sets the on-disk size of each mart table: Parquet files and bytes under its directory (every version kept
+    /// until vacuum), so disk growth and small-file build-up are visible per table.
+    pub fn observe_mart_storage(&self, mart_root: &std::path::Path) {
+        fn walk(dir: &std::path::Path, files: &mut u64, bytes: &mut u64) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    walk(&e.path(), files, bytes);
+                } else if e.path().extension().is_some_and(|x| x == "parquet") {
+                    *files += 1;
+                    *bytes += meta.len();
+                }
+            }
+        }
+        let sizes: Vec<(&str, u64, u64)> = crate::transform::schema::MART_TABLES
+            .iter()
+            .map(|t| {
+                let (mut files, mut bytes) = (0, 0);
+                walk(&mart_root.join(t.name), &mut files, &mut bytes);
+                (t.name, files, bytes)
+            })
+            .collect();
+        self.record(|| {
+            for (table, files, bytes) in sizes {
+                gauge!("ccmart_mart_table_files", "table" => table).set(files as f64);
+                gauge!("ccmart_mart_table_bytes", "table" => table).set(bytes as f64);
+            }
+        });
     }
 
     /// Records one pipeline cycle (its duration and outcome) and sets every gauge from the status it produced.
@@ -137,6 +170,8 @@ fn describe() {
     describe_histogram!("ccmart_cycle_duration_seconds", Unit::Seconds, "Duration of one pipeline cycle.");
     describe_counter!("ccmart_cycles_total", "Pipeline cycles by outcome (ok, error).");
     describe_gauge!("ccmart_mart_version", "Newest published mart version (0: none yet).");
+    describe_gauge!("ccmart_mart_table_files", "Parquet files of the mart table on disk (all versions until vacuum).");
+    describe_gauge!("ccmart_mart_table_bytes", Unit::Bytes, "Bytes of the mart table's Parquet files on disk.");
     describe_gauge!("ccmart_newest_interaction_end_timestamp_seconds", "End of the newest interaction visible.");
     describe_gauge!("ccmart_freshness_seconds", Unit::Seconds, "Now minus the end of the newest visible interaction.");
     describe_gauge!("ccmart_data_clock_timestamp_seconds", "Newest heartbeat (LEVENT_ITIME) of any IDB.");

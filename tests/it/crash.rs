@@ -166,6 +166,20 @@ async fn kill_dash_nine_during_extraction_then_restart_matches_truth() {
     }
     let extracted: f64 = m.iter().filter(|s| s.metric == "ccmart_idb_rows_extracted_total").count() as f64;
     assert_eq!(extracted, 4.0, "one extraction counter per IDB");
+    // Storage per table, as on disk.
+    fn parquet_files(dir: &std::path::Path) -> f64 {
+        std::fs::read_dir(dir).map_or(0.0, |d| {
+            d.flatten()
+                .map(|e| match e.file_type().unwrap().is_dir() {
+                    true => parquet_files(&e.path()),
+                    false => f64::from(u8::from(e.path().extension().is_some_and(|x| x == "parquet"))),
+                })
+                .sum()
+        })
+    }
+    let on_disk = parquet_files(&cfg.appliance.data_dir.join("mart").join("interaction_fact"));
+    assert!(on_disk > 0.0);
+    assert_eq!(metric(&m, "ccmart_mart_table_files", &[("table", "interaction_fact")]), Some(on_disk));
     child.kill().unwrap();
     child.wait().unwrap();
     let app = Appliance::open(cfg, FaultInjector::disarmed()).await.unwrap();
