@@ -10,6 +10,7 @@ pub mod fault;
 pub mod mart;
 pub mod merge;
 pub mod pipeline;
+pub mod progress;
 pub mod query;
 pub mod replicate;
 pub mod serve;

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use ccmart::config::Config;
 use ccmart::fault::FaultInjector;
 use ccmart::pipeline::{Appliance, SimulationDriver};
+use ccmart::progress::ProgressUnit;
 use ccmart::serve;
 use ccmart::sim::Simulator;
 use clap::{Parser, Subcommand};
@@ -176,9 +177,42 @@ enum TokenCommand {
 
 fn main() {
     if let Err(e) = main_inner() {
-        eprintln!("Error: {e:#}");
+        eprintln!("error: {e:#}");
+        if let Some(h) = hint(&e) {
+            eprintln!("hint: {h}");
+        }
         std::process::exit(1);
     }
+}
+
+/// What to do about the common failures, by the kind of error anywhere in the chain.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    for cause in e.chain() {
+        if cause.downcast_ref::<ccmart::config::ConfigError>().is_some() {
+            return Some("every key and its default is documented in /etc/ccmart/ccmart.toml (packaging/ccmart.toml); `ccmart check-config --config FILE` checks a file");
+        }
+        if let Some(r) = cause.downcast_ref::<reqwest::Error>() {
+            if r.is_connect() || r.is_timeout() {
+                return Some("is the appliance running and listening there? Check --url (default http://127.0.0.1:8080) and `systemctl status ccmart`");
+            }
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    return Some(
+                        "another process listens on that address; stop it or change appliance.listen / metrics_listen",
+                    )
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    return Some(
+                        "run as the ccmart user (sudo -u ccmart ...) or check who owns the data directory and config",
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 fn main_inner() -> Result<()> {
@@ -357,8 +391,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
         let start = now - (simcfg.history_days * 86_400.0) as i64;
         let sim = Simulator::new(simcfg.settings.clone(), start);
         let mut d = SimulationDriver::new(&cfg, sim, app.embedded_idbs()).await?;
-        eprintln!("Generating {} day(s) of simulated history...", simcfg.history_days);
-        let n = d.advance(start, now, 3600).await?;
+        let n = simulate_history(&mut d, start, now).await?;
         eprintln!("  {n} IDB writes into {} IDBs", app.embedded_idbs().len());
         driver = Some((d, simcfg.live));
     }
@@ -466,19 +499,8 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
     let start = now - (days * 86_400.0) as i64;
     let sim = Simulator::new(simcfg.settings.clone(), start);
     let mut d = SimulationDriver::new(&cfg, sim, &[]).await?;
-    let t0 = std::time::Instant::now();
-    let mut t = start;
-    while t < now {
-        let next = (t + 6 * 3600).min(now);
-        let n = d.advance(t, next, 3600).await?;
-        t = next;
-        eprintln!(
-            "  simulated up to {} ({n} writes, {:.0}%)",
-            ccmart::transform::day_of(t),
-            100.0 * (t - start) as f64 / (now - start).max(1) as f64
-        );
-    }
-    eprintln!("History of {days} day(s) written in {:.1}s", t0.elapsed().as_secs_f64());
+    let writes = simulate_history(&mut d, start, now).await?;
+    eprintln!("History of {days} day(s) written: {writes} IDB writes");
     if live {
         let mut last = now;
         loop {
@@ -493,6 +515,21 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// Writes simulated history from `start` to `end` in one-hour steps, showing progress in simulated hours.
+async fn simulate_history(d: &mut SimulationDriver, start: i64, end: i64) -> Result<usize> {
+    let hours = ((end - start).max(0) as u64).div_ceil(3600);
+    let mut progress = ccmart::progress::Progress::new("simulated history", Some(hours), ProgressUnit::Count("hours"));
+    let (mut t, mut writes) = (start, 0);
+    while t < end {
+        let next = (t + 3600).min(end);
+        writes += d.advance(t, next, 3600).await?;
+        t = next;
+        progress.inc(1);
+    }
+    progress.finish(&format!(", {writes} IDB writes"));
+    Ok(writes)
 }
 
 /// Sends a request to a running appliance; a non-2xx answer becomes an error carrying the appliance's message.
@@ -623,18 +660,33 @@ async fn export(url: &str, table: &str, from: Option<String>, to: Option<String>
     if let Some(t) = &to {
         params.push(("to", t.clone()));
     }
-    let request =
+    let mut request =
         reqwest::Client::new().get(format!("{}/v1/export/{}", url.trim_end_matches('/'), table)).query(&params);
-    let body = fetch(request, url).await?;
+    if let Some(Some(token)) = TOKEN.get() {
+        request = request.bearer_auth(token);
+    }
+    let mut resp = request.send().await.with_context(|| format!("cannot reach the appliance at {url}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        bail!("{status}: {}", resp.text().await.unwrap_or_default());
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let name = format!(
-        "{}_{}_{}.parquet",
-        table.to_lowercase(),
-        from.as_deref().unwrap_or("all"),
-        to.as_deref().unwrap_or("all")
-    );
-    let path = out.join(name);
-    std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
-    println!("{} ({} bytes)", path.display(), body.len());
+    let path = out.join(export_file_name(table, &from, &to));
+    // Written under a temporary name and renamed when complete: an interrupted export leaves no partial file.
+    let partial = path.with_extension("parquet.partial");
+    let mut file = tokio::fs::File::create(&partial).await.with_context(|| format!("writing {}", partial.display()))?;
+    let mut progress =
+        ccmart::progress::Progress::new(format!("export {table}"), resp.content_length(), ProgressUnit::Bytes);
+    while let Some(chunk) = resp.chunk().await.context("the export was cut off")? {
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .with_context(|| format!("writing {}", partial.display()))?;
+        progress.inc(chunk.len() as u64);
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file).await?;
+    drop(file);
+    std::fs::rename(&partial, &path).with_context(|| format!("renaming to {}", path.display()))?;
+    progress.finish(&format!(" -> {}", path.display()));
+    println!("{}", path.display());
     Ok(())
 }

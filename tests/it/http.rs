@@ -222,7 +222,11 @@ async fn http_api_formats_errors_and_export() {
         .output()
         .unwrap();
     assert!(o.status.success(), "ccmart export: {}", String::from_utf8_lossy(&o.stderr));
-    let f = std::fs::read_dir(&cli_out).unwrap().next().unwrap().unwrap().path();
+    let progress = String::from_utf8_lossy(&o.stderr);
+    assert!(progress.contains("export INTERACTION_RESOURCE_FACT: "), "a plain summary line off a terminal: {progress}");
+    let files: Vec<_> = std::fs::read_dir(&cli_out).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one finished file, no partial left: {files:?}");
+    let f = files[0].clone();
     let legs: usize = truth.calls.values().map(|c| c.legs.len() + c.queue_visits.len()).sum();
     assert_eq!(duckdb_scalar(&f, "SELECT count(*) FROM read_parquet('{}')"), legs.to_string());
 }

@@ -106,7 +106,21 @@ fn check_config_names_the_bad_key() {
     let o = ccmart(&["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/ccmart.toml")]);
     assert!(o.status.success(), "packaging/ccmart.toml: {}", String::from_utf8_lossy(&o.stderr));
     let o = ccmart(&["check-config", "--config", "/nonexistent/ccmart.toml"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read config file"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot read config file"));
+    // One line saying what went wrong, one saying what to do.
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("error: ") && lines[1].starts_with("hint: ") && lines[1].contains("check-config"));
+    // Nothing listening there (a loopback port just released): the hint says what to check.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = ccmart(&["query", "SELECT 1", "--url", &format!("http://127.0.0.1:{port}")]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("error: cannot reach the appliance") && err.contains("hint: is the appliance running"),
+        "{err}"
+    );
 }
 
 /// The README's first command: the demo builds a mart from the simulated two-site center and answers SQL.
