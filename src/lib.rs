@@ -7,6 +7,7 @@
 pub mod config;
 pub mod extract;
 pub mod fault;
+pub mod maintenance;
 pub mod mart;
 pub mod merge;
 pub mod pipeline;

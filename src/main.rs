@@ -217,9 +217,10 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
 
 fn main_inner() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "ccmart=info,warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // Vacuum's keep-versions option logs a warning on every use; it is how maintenance works.
+            "ccmart=info,warn,deltalake_core::operations::vacuum=error".into()
+        }))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -44,6 +44,9 @@ pub enum PipelineError {
     /// Writing simulated data failed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// Maintenance failed.
+    #[error(transparent)]
+    Maintenance(#[from] crate::maintenance::MaintenanceError),
 }
 
 /// What one cycle did.
@@ -110,6 +113,8 @@ pub struct Appliance {
     metrics: ApplianceMetrics,
     /// Cycles whose metrics were recorded (mart storage is measured on the first and whenever a cycle publishes).
     cycles_observed: u64,
+    /// When maintenance last ran (it first runs one interval after the start).
+    last_maintenance: Instant,
     last_publish: Option<Instant>,
 }
 
@@ -176,6 +181,7 @@ impl Appliance {
             status,
             metrics: ApplianceMetrics::new(),
             cycles_observed: 0,
+            last_maintenance: Instant::now(),
             last_publish: None,
         };
         app.refresh_status(None)?;
@@ -261,7 +267,30 @@ impl Appliance {
             self.metrics.observe_mart_storage(self.mart.root());
         }
         self.cycles_observed += 1;
+        let every = self.config.maintenance.interval_secs;
+        if every > 0 && self.last_maintenance.elapsed() >= Duration::from_secs(every) {
+            self.last_maintenance = Instant::now();
+            if let Err(e) = self.maintain(chrono::Utc::now().timestamp()).await {
+                tracing::error!(error = %e, "maintenance failed; it runs again after the next interval");
+            }
+        }
         result
+    }
+
+    /// Changes the maintenance settings; they apply from the next run.
+    pub fn set_maintenance(&mut self, settings: crate::maintenance::MaintenanceSettings) {
+        self.config.maintenance = settings;
+    }
+
+    /// Runs maintenance now (retention, catalog pruning, vacuum; see [`crate::maintenance`]) as of `now`, then
+    /// publishes the removal of expired days. Called by [`Self::cycle`] every `maintenance.interval_secs`.
+    pub async fn maintain(&mut self, now: i64) -> Result<crate::maintenance::MaintenanceReport, PipelineError> {
+        let report = crate::maintenance::run(&self.store, &self.mart, &self.config.maintenance, now).await?;
+        if report.expired_partitions > 0 {
+            mart::publish_changes(&self.store, &self.mart, &self.faults).await?;
+        }
+        self.metrics.observe_mart_storage(self.mart.root());
+        Ok(report)
     }
 
     async fn cycle_inner(&mut self) -> Result<CycleReport, PipelineError> {

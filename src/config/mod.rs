@@ -72,6 +72,9 @@ pub struct Config {
     /// HA-pair merge: stuck threshold, backfill window, stuck calls, ignored sites (`[merge]`).
     #[serde(default)]
     pub merge: crate::merge::MergeSettings,
+    /// Retention, catalog pruning and vacuum (`[maintenance]`).
+    #[serde(default)]
+    pub maintenance: crate::maintenance::MaintenanceSettings,
     /// API tokens (`[[token]]`), stored as SHA-256 hashes; `ccmart token create` makes one.
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
@@ -252,6 +255,7 @@ impl Config {
             },
             extract: ExtractConfig::default(),
             query: QueryLimits::default(),
+            maintenance: Default::default(),
             transform: Default::default(),
             merge: Default::default(),
             tokens: Vec::new(),
@@ -319,6 +323,9 @@ impl Config {
         }
         if q.max_queued > 10_000 {
             return invalid("query.max_queued", format!("{} is out of range 0..=10000", q.max_queued));
+        }
+        if self.maintenance.mart_retention_days == 0 {
+            return invalid("maintenance.mart_retention_days", "must be at least 1 (days of history kept)".into());
         }
         if q.max_result_mb == 0 {
             return invalid("query.max_result_mb", "must be at least 1".into());

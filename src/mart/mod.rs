@@ -239,6 +239,33 @@ impl Mart {
     }
 }
 
+impl Mart {
+    /// Deletes the files of `name` that neither its current Delta version nor any of `keep` (the Delta versions
+    /// that queryable mart versions point to) reads, including files no version references at all (left by a
+    /// write a crash interrupted). Queries on those versions are unaffected. (Delta's own count of deleted files
+    /// also counts files an earlier vacuum already deleted, so callers measure the directory instead.)
+    pub async fn vacuum(&self, name: &str, keep: &[u64]) -> Result<()> {
+        let keep: Vec<deltalake::kernel::Version> = keep.iter().map(|v| *v as _).collect();
+        let mut tables = self.tables.lock().await;
+        let Some(table) = tables.get(name).cloned() else {
+            return Err(MartError::Delta { table: name.into(), during: "vacuum", message: "table not open".into() });
+        };
+        let (table, _) = table
+            .vacuum()
+            .with_retention_period(chrono::Duration::zero())
+            .with_keep_versions(&keep)
+            .with_enforce_retention_duration(false)
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .await
+            .map_err(delta_err(name, "vacuum"))?;
+        let name_static = MART_TABLES.iter().find(|t| t.name == name).map(|t| t.name);
+        if let Some(n) = name_static {
+            tables.insert(n, table);
+        }
+        Ok(())
+    }
+}
+
 /// What one publish did.
 #[derive(Debug, Clone, Default)]
 pub struct PublishReport {

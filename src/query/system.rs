@@ -21,12 +21,15 @@ pub enum SystemTableKind {
     MergeDecisions,
     /// `ccmart_source_audit`: who ignored or restored which site when.
     SourceAudit,
+    /// `ccmart_maintenance_runs`: what each maintenance task did, with file and byte figures.
+    MaintenanceRuns,
 }
 
 /// Every system table with its SQL name.
 pub const SYSTEM_TABLES: &[(&str, SystemTableKind)] = &[
     ("ccmart_merge_decisions", SystemTableKind::MergeDecisions),
     ("ccmart_source_audit", SystemTableKind::SourceAudit),
+    ("ccmart_maintenance_runs", SystemTableKind::MaintenanceRuns),
 ];
 
 /// A system table backed by staging records.
@@ -60,6 +63,18 @@ impl SystemTable {
             SystemTableKind::SourceAudit => {
                 vec![int("seq"), int("at"), text("action", false), text("site", false), text("actor", false)]
             }
+            SystemTableKind::MaintenanceRuns => vec![
+                int("seq"),
+                int("started_at"),
+                text("task", false),
+                text("table_name", false),
+                int("files_before"),
+                int("files_after"),
+                int("bytes_before"),
+                int("bytes_after"),
+                int("duration_ms"),
+                text("detail", false),
+            ],
         };
         SystemTable { kind, store, schema: Arc::new(Schema::new(fields)) }
     }
@@ -87,6 +102,24 @@ impl SystemTable {
                     Arc::new(StringArray::from_iter_values(a.iter().map(|x| x.action.as_str()))),
                     Arc::new(StringArray::from_iter_values(a.iter().map(|x| x.site.as_str()))),
                     Arc::new(StringArray::from_iter_values(a.iter().map(|x| x.actor.as_str()))),
+                ]
+            }
+            SystemTableKind::MaintenanceRuns => {
+                let r: Vec<crate::staging::MaintenanceRecord> = self.store.maintenance_runs().map_err(ext)?;
+                let ints = |f: fn(&crate::staging::MaintenanceRecord) -> i64| -> ArrayRef {
+                    Arc::new(Int64Array::from_iter_values(r.iter().map(f)))
+                };
+                vec![
+                    ints(|x| x.seq as i64),
+                    ints(|x| x.started_at),
+                    Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.task.as_str()))),
+                    Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.table.as_str()))),
+                    ints(|x| x.files_before as i64),
+                    ints(|x| x.files_after as i64),
+                    ints(|x| x.bytes_before as i64),
+                    ints(|x| x.bytes_after as i64),
+                    ints(|x| x.duration_ms as i64),
+                    Arc::new(StringArray::from_iter_values(r.iter().map(|x| x.detail.as_str()))),
                 ]
             }
         };

@@ -69,23 +69,10 @@ impl ApplianceMetrics {
     /// Sets the on-disk size of each mart table: Parquet files and bytes under its directory (every version kept
     /// until vacuum), so disk growth and small-file build-up are visible per table.
     pub fn observe_mart_storage(&self, mart_root: &std::path::Path) {
-        fn walk(dir: &std::path::Path, files: &mut u64, bytes: &mut u64) {
-            let Ok(entries) = std::fs::read_dir(dir) else { return };
-            for e in entries.flatten() {
-                let Ok(meta) = e.metadata() else { continue };
-                if meta.is_dir() {
-                    walk(&e.path(), files, bytes);
-                } else if e.path().extension().is_some_and(|x| x == "parquet") {
-                    *files += 1;
-                    *bytes += meta.len();
-                }
-            }
-        }
         let sizes: Vec<(&str, u64, u64)> = crate::transform::schema::MART_TABLES
             .iter()
             .map(|t| {
-                let (mut files, mut bytes) = (0, 0);
-                walk(&mart_root.join(t.name), &mut files, &mut bytes);
+                let (files, bytes) = crate::maintenance::storage_of(&mart_root.join(t.name));
                 (t.name, files, bytes)
             })
             .collect();

@@ -8,7 +8,7 @@
 mod codec;
 mod records;
 
-pub use records::SourceAuditEntry;
+pub use records::{MaintenanceRecord, SourceAuditEntry};
 
 pub use codec::{Cell, FactRow, StagedRow, Value};
 
@@ -250,6 +250,7 @@ impl Store {
             tx.open_table(records::MERGE_DECISIONS).map_err(storage("open"))?;
             tx.open_table(records::IGNORED_SITES).map_err(storage("open"))?;
             tx.open_table(records::SOURCE_AUDIT).map_err(storage("open"))?;
+            tx.open_table(records::MAINTENANCE_RUNS).map_err(storage("open"))?;
         }
         tx.commit().map_err(storage("open"))?;
         Ok(Store { db, faults })
@@ -546,6 +547,80 @@ impl Store {
         }
         tx.commit().map_err(storage(during))?;
         Ok(())
+    }
+
+    /// Forgets mart versions published before `before` (epoch seconds), except the newest: queries can no longer
+    /// ask for them, so vacuum may delete their files. Returns how many were dropped.
+    pub fn prune_catalog(&self, before: i64) -> Result<usize> {
+        let during = "prune catalog";
+        let Some(latest) = self.latest_snapshot()? else { return Ok(0) };
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        let mut dropped = 0;
+        {
+            let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
+            let mut old = Vec::new();
+            for item in cat.range(..latest.version).map_err(storage(during))? {
+                let (k, v) = item.map_err(storage(during))?;
+                let s: MartSnapshot = rmp_serde::from_slice(v.value())
+                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?;
+                if s.published_at < before {
+                    old.push(k.value());
+                }
+            }
+            for v in old {
+                cat.remove(v).map_err(storage(during))?;
+                dropped += 1;
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(dropped)
+    }
+
+    /// Deletes the facts of `table` on days before `cutoff` (`YYYY-MM-DD`) and marks those partitions dirty, so
+    /// the next publish removes them from the mart in the same atomic way as any other change. Returns the days.
+    pub fn expire_facts_before(&self, table: &str, cutoff: &str) -> Result<Vec<String>> {
+        let during = "expire facts";
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        let mut days = BTreeSet::new();
+        {
+            let mut facts = tx.open_table(FACTS).map_err(storage(during))?;
+            let mut keys = Vec::new();
+            for item in facts
+                .range::<(&[u8], &[u8], i64)>(
+                    (table.as_bytes(), &b""[..], i64::MIN)..(table.as_bytes(), cutoff.as_bytes(), i64::MIN),
+                )
+                .map_err(storage(during))?
+            {
+                let (k, _) = item.map_err(storage(during))?;
+                let (_, day, key) = k.value();
+                days.insert(String::from_utf8_lossy(day).into_owned());
+                keys.push((day.to_vec(), key));
+            }
+            for (day, key) in &keys {
+                facts.remove((table.as_bytes(), day.as_slice(), *key)).map_err(storage(during))?;
+            }
+            let mut dirty = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
+            for d in &days {
+                dirty.insert((table, d.as_str()), ()).map_err(storage(during))?;
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(days.into_iter().collect())
+    }
+
+    /// Every mart version still queryable, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<MartSnapshot>> {
+        let tx = self.db.begin_read().map_err(storage("read catalog"))?;
+        let t = tx.open_table(CATALOG).map_err(storage("read catalog"))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(storage("read catalog"))? {
+            let (_, v) = item.map_err(storage("read catalog"))?;
+            out.push(
+                rmp_serde::from_slice(v.value())
+                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?,
+            );
+        }
+        Ok(out)
     }
 
     /// The newest published mart version.

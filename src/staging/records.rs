@@ -12,6 +12,32 @@ pub(super) const MERGE_STATE: TableDefinition<&str, &[u8]> = TableDefinition::ne
 pub(super) const MERGE_DECISIONS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("merge_decisions");
 pub(super) const IGNORED_SITES: TableDefinition<&str, ()> = TableDefinition::new("ignored_sites");
 pub(super) const SOURCE_AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("source_audit");
+pub(super) const MAINTENANCE_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance_runs");
+
+/// One maintenance task on one table (`ccmart_maintenance_runs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceRecord {
+    /// Sequence number (1, 2, ...), assigned when recorded.
+    pub seq: u64,
+    /// When the task started (epoch seconds).
+    pub started_at: i64,
+    /// `vacuum`, `retention` or `catalog`.
+    pub task: String,
+    /// Mart table, or empty for the catalog.
+    pub table: String,
+    /// Parquet files on disk before and after.
+    pub files_before: u64,
+    /// See `files_before`.
+    pub files_after: u64,
+    /// Bytes of those files before and after.
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// What it did, for people (e.g. "deleted 12 files", "expired 3 days", or the error).
+    pub detail: String,
+}
 
 /// One change of the set of ignored sites (`ccmart_source_audit`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +157,35 @@ impl Store {
         }
         tx.commit().map_err(storage(during))?;
         Ok(changed)
+    }
+
+    /// Appends maintenance records (their `seq` is assigned here), in one transaction.
+    pub fn record_maintenance(&self, records: &[MaintenanceRecord]) -> Result<()> {
+        let during = "record maintenance";
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        {
+            let mut t = tx.open_table(MAINTENANCE_RUNS).map_err(storage(during))?;
+            let mut seq = t.last().map_err(storage(during))?.map_or(0, |(k, _)| k.value());
+            for r in records {
+                seq += 1;
+                let r = MaintenanceRecord { seq, ..r.clone() };
+                t.insert(seq, encode(&r)?.as_slice()).map_err(storage(during))?;
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(())
+    }
+
+    /// Every maintenance record, oldest first.
+    pub fn maintenance_runs(&self) -> Result<Vec<MaintenanceRecord>> {
+        let during = "read maintenance runs";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let t = tx.open_table(MAINTENANCE_RUNS).map_err(storage(during))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(storage(during))? {
+            out.push(decode("maintenance_runs", item.map_err(storage(during))?.1.value())?);
+        }
+        Ok(out)
     }
 
     /// The audit trail of ignore/restore, oldest first.

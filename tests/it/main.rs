@@ -9,6 +9,7 @@ mod e2e;
 mod ha;
 mod http;
 mod limits;
+mod maintenance;
 mod operations;
 mod pg_e2e;
 mod quarantine;
