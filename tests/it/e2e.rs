@@ -52,7 +52,7 @@ async fn saved_reports_run_with_bound_parameters() {
     let (app, truth) = embedded_mart(dir.path(), 8, 3).await;
     let snap = app.store().latest_snapshot().unwrap().unwrap();
     let reports = ccmart::query::reports::saved_reports().unwrap();
-    assert!(reports.len() >= 8);
+    assert!(reports.len() >= 10);
     for r in reports.values() {
         let bound = ccmart::query::reports::bind(r, &Default::default()).unwrap();
         let res = app
@@ -62,6 +62,44 @@ async fn saved_reports_run_with_bound_parameters() {
             .unwrap_or_else(|e| panic!("{}: {e}", r.name));
         assert!(res.row_count > 0, "{} returns rows", r.name);
     }
+    // The new reports against the ground truth: hourly volumes add up to every call; the handle-time buckets
+    // hold every answered agent leg.
+    let column_sum = |res: &ccmart::query::QueryResult, name: &str| -> i64 {
+        let idx = res.schema.index_of(name).unwrap();
+        res.batches
+            .iter()
+            .map(|b| {
+                let c = datafusion::arrow::compute::cast(b.column(idx), &datafusion::arrow::datatypes::DataType::Int64)
+                    .unwrap();
+                c.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().iter().flatten().sum::<i64>()
+            })
+            .sum()
+    };
+    let run_default = |name: &str| {
+        let r = &reports[name];
+        (r, ccmart::query::reports::bind(r, &Default::default()).unwrap())
+    };
+    let (r, p) = run_default("hourly_volumes");
+    let res = app.engine().run_with_params(&snap, &r.sql, Some(p)).await.unwrap();
+    assert_eq!(column_sum(&res, "interactions"), truth.call_count() as i64);
+    let answered_calls = truth
+        .calls
+        .values()
+        .filter(|c| c.legs.iter().any(|l| l.result != ccmart::sim::truth::LegResult::Redirected))
+        .count();
+    assert_eq!(column_sum(&res, "answered"), answered_calls as i64);
+    let (r, p) = run_default("handle_time_distribution");
+    let res = app.engine().run_with_params(&snap, &r.sql, Some(p)).await.unwrap();
+    let answered_legs: usize = truth
+        .calls
+        .values()
+        .map(|c| c.legs.iter().filter(|l| l.result != ccmart::sim::truth::LegResult::Redirected).count())
+        .sum();
+    assert_eq!(column_sum(&res, "answered"), answered_legs as i64);
+    let (r, p) = run_default("calls_by_segment");
+    let res = app.engine().run_with_params(&snap, &r.sql, Some(p)).await.unwrap();
+    assert_eq!(column_sum(&res, "calls"), truth.call_count() as i64);
+
     // A day range: the per-interval counts add up to the calls of that day; another day has none.
     let r = &reports["calls_per_interval"];
     let day = ccmart::transform::day_of(T0);
