@@ -3,7 +3,8 @@
 #
 # Installs what the integration tests need and cannot skip without:
 #   - PostgreSQL server binaries (the tests start a throwaway cluster; see tests/it/support/pg.rs)
-#   - the `duckdb` Python module (an independent Parquet reader the export test checks against)
+#   - Debian's chromium (the status page is tested in a real headless browser)
+#   - the Python modules duckdb (an independent Parquet reader) and openapi-spec-validator (checks /v1/openapi.json)
 # then runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,16 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
     compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || {
         echo "test.sh: apt-get install postgresql did not provide /usr/lib/postgresql/*/bin/pg_ctl" >&2
+        exit 1
+    }
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+    echo "test.sh: no /usr/bin/chromium (the status page is tested in a headless browser); running: apt-get install -y chromium"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    [ -x /usr/bin/chromium ] || {
+        echo "test.sh: apt-get install chromium did not provide /usr/bin/chromium" >&2
         exit 1
     }
 fi

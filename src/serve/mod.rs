@@ -23,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod tls;
 
 /// Largest accepted request body.
@@ -225,6 +226,7 @@ pub fn router(state: ServeState) -> Router {
     let metrics = state.metrics.clone();
     let tokens = state.tokens.clone();
     Router::new()
+        .route("/", get(page::status_page))
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
         .route("/v1/tables", get(tables))

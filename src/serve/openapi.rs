@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         super::digest_rows,
         admin::change_source,
         openapi_json,
+        super::page::status_page,
     ),
     components(schemas(
         ErrorBody,

@@ -13,5 +13,6 @@ mod maintenance;
 mod operations;
 mod pg_e2e;
 mod quarantine;
+mod status_page;
 mod support;
 mod tls;
