@@ -60,6 +60,8 @@ const WRAPPED: &[(&str, Estimate)] = &[
     ("regexp_replace", Estimate::RegexpReplace),
     ("concat", Estimate::Sum),
     ("concat_ws", Estimate::Sum),
+    ("make_array", Estimate::Sum),
+    ("array_concat", Estimate::Sum),
 ];
 
 /// Name of the function that checks the size of a `||` result.
