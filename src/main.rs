@@ -393,7 +393,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
         let sim = Simulator::new(simcfg.settings.clone(), start);
         let mut d = SimulationDriver::new(&cfg, sim, app.embedded_idbs()).await?;
         let n = simulate_history(&mut d, start, now).await?;
-        eprintln!("  {n} IDB writes into {} IDBs", app.embedded_idbs().len());
+        tracing::debug!(writes = n, idbs = app.embedded_idbs().len(), "simulated history written");
         driver = Some((d, simcfg.live));
     }
     eprintln!("Building the mart...");
@@ -471,6 +471,7 @@ async fn run_batch(cfg: Config) -> Result<()> {
 fn print_examples(addr: &str, metrics: Option<std::net::SocketAddr>) {
     println!();
     println!("ccmart demo is ready: http://{addr}");
+    println!("Status page: open http://{addr}/ in a browser. API description: http://{addr}/v1/openapi.json");
     println!("Try (copy and paste):");
     println!("  curl -s http://{addr}/v1/status");
     println!("  curl -s http://{addr}/v1/tables");
