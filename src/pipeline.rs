@@ -115,6 +115,8 @@ pub struct Appliance {
     cycles_observed: u64,
     /// When maintenance last ran (it first runs one interval after the start).
     last_maintenance: Instant,
+    /// Set by `POST /v1/admin/maintenance`.
+    maintenance_trigger: crate::serve::admin::MaintenanceTrigger,
     last_publish: Option<Instant>,
 }
 
@@ -182,6 +184,7 @@ impl Appliance {
             metrics: ApplianceMetrics::new(),
             cycles_observed: 0,
             last_maintenance: Instant::now(),
+            maintenance_trigger: Default::default(),
             last_publish: None,
         };
         app.refresh_status(None)?;
@@ -205,6 +208,7 @@ impl Appliance {
             admin: crate::serve::admin::AdminAccess { sites, config_ignored: self.config.merge.ignore_sources.clone() },
             metrics: self.metrics(),
             tokens: self.tokens(),
+            maintenance: self.maintenance_trigger.clone(),
         }
     }
 
@@ -268,7 +272,8 @@ impl Appliance {
         }
         self.cycles_observed += 1;
         let every = self.config.maintenance.interval_secs;
-        if every > 0 && self.last_maintenance.elapsed() >= Duration::from_secs(every) {
+        let due = every > 0 && self.last_maintenance.elapsed() >= Duration::from_secs(every);
+        if self.maintenance_trigger.take() || due {
             self.last_maintenance = Instant::now();
             if let Err(e) = self.maintain(chrono::Utc::now().timestamp()).await {
                 tracing::error!(error = %e, "maintenance failed; it runs again after the next interval");

@@ -7,6 +7,50 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 
+/// A request for maintenance at the next cycle, shared by the HTTP server (which sets it) and the pipeline
+/// (which takes it): the pipeline owns the mart, so maintenance never runs concurrently with a publish.
+#[derive(Debug, Clone, Default)]
+pub struct MaintenanceTrigger(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl MaintenanceTrigger {
+    /// Asks for maintenance at the next cycle; true when it was not already asked for.
+    pub fn request(&self) -> bool {
+        !self.0.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Takes the request, if any.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Answer of `POST /v1/admin/maintenance`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MaintenanceScheduled {
+    /// Always true: maintenance runs after the current cycle.
+    pub scheduled: bool,
+    /// False when a run was already requested and has not started yet.
+    pub newly_requested: bool,
+    /// Where to see what it did.
+    pub results: String,
+}
+
+/// Runs maintenance (retention, catalog pruning, vacuum) after the current cycle instead of waiting for
+/// `maintenance.interval_secs`. The figures appear in `ccmart_maintenance_runs`.
+#[utoipa::path(post, path = "/v1/admin/maintenance", tag = "operations",
+    responses((status = 202, description = "Scheduled", body = MaintenanceScheduled),
+        (status = 401, description = "No valid bearer token", body = super::ErrorBody),
+        (status = 403, description = "Not an operator token", body = super::ErrorBody)))]
+pub async fn request_maintenance(
+    State(state): State<ServeState>,
+    Extension(caller): Extension<Principal>,
+) -> (StatusCode, Json<MaintenanceScheduled>) {
+    let newly_requested = state.maintenance.request();
+    tracing::info!(by = caller.name, newly_requested, "maintenance requested");
+    let results = "SELECT * FROM ccmart_maintenance_runs ORDER BY seq DESC".to_string();
+    (StatusCode::ACCEPTED, Json(MaintenanceScheduled { scheduled: true, newly_requested, results }))
+}
+
 /// What the admin endpoints need to know.
 #[derive(Debug, Clone, Default)]
 pub struct AdminAccess {

@@ -104,6 +104,7 @@ pub const ROUTE_ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/v1/digest", Access::ReadOrReplicate),
     ("GET", "/v1/digest/rows", Access::ReadOrReplicate),
     ("POST", "/v1/admin/sources/{site}/{action}", Access::Operate),
+    ("POST", "/v1/admin/maintenance", Access::Operate),
     ("GET", "/v1/openapi.json", Access::Public),
     ("GET", "/metrics", Access::AnyToken),
 ];

@@ -149,6 +149,8 @@ pub struct ServeState {
     pub admin: admin::AdminAccess,
     /// Who may call what.
     pub tokens: auth::TokenRegistry,
+    /// Operators' requests for maintenance now.
+    pub maintenance: admin::MaintenanceTrigger,
     /// Where requests are counted.
     pub metrics: metrics::ApplianceMetrics,
 }
@@ -237,6 +239,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/digest", get(digest))
         .route("/v1/digest/rows", get(digest_rows))
         .route("/v1/admin/sources/{site}/{action}", post(admin::change_source))
+        .route("/v1/admin/maintenance", post(admin::request_maintenance))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

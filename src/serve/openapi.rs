@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         super::digest,
         super::digest_rows,
         admin::change_source,
+        admin::request_maintenance,
         openapi_json,
         super::page::status_page,
     ),

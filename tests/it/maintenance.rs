@@ -95,4 +95,15 @@ async fn vacuum_and_retention_keep_what_is_needed_and_nothing_else() {
     assert_eq!((vacuum[2].clone(), vacuum[3].clone()), (before.to_string(), after.to_string()), "{vacuum:?}");
     assert!(runs.iter().any(|r| r[0] == "retention" && r[1] == "interaction_fact" && r[4].contains(&first_day)));
     assert!(runs.iter().any(|r| r[0] == "catalog"));
+
+    // An operator can ask for a run now; it happens after the next cycle.
+    let before = sql(&app, "SELECT count(*) FROM ccmart_maintenance_runs").await;
+    let (base, _stop) = serve_app(&app).await;
+    let r = reqwest::Client::new().post(format!("{base}/v1/admin/maintenance")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["newly_requested"], true);
+    app.cycle().await.unwrap();
+    let after = sql(&app, "SELECT count(*) FROM ccmart_maintenance_runs").await;
+    assert!(after[0][0].parse::<u64>().unwrap() > before[0][0].parse::<u64>().unwrap(), "a run was recorded");
 }
