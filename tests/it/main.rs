@@ -13,6 +13,7 @@ mod maintenance;
 mod operations;
 mod pg_e2e;
 mod quarantine;
+mod reports;
 mod status_page;
 mod support;
 mod tls;
