@@ -146,6 +146,13 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Disaster recovery: make this standby appliance active at the next epoch (operator token). The other site
+    /// stops writing as soon as it hears of the higher epoch.
+    Promote {
+        /// Appliance URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -293,6 +300,13 @@ fn main_inner() -> Result<()> {
                     }
                 }
                 bail!("the marts differ in {} of {} partitions", c.differences.len(), c.partitions)
+            }
+            Command::Promote { url } => {
+                let endpoint = format!("{}/v1/admin/promote", url.trim_end_matches('/'));
+                let body = fetch(reqwest::Client::new().post(&endpoint), &endpoint).await?;
+                let v: serde_json::Value = serde_json::from_slice(&body).context("reading the appliance's answer")?;
+                println!("active at epoch {} ({})", v["epoch"], v["reason"].as_str().unwrap_or_default());
+                Ok(())
             }
             Command::Sources { action, site, url } => {
                 let endpoint = format!("{}/v1/admin/sources/{site}/{action}", url.trim_end_matches('/'));

@@ -117,6 +117,10 @@ pub struct Appliance {
     last_maintenance: Instant,
     /// Set by `POST /v1/admin/maintenance`.
     maintenance_trigger: crate::serve::admin::MaintenanceTrigger,
+    /// Role and epoch: only an active appliance extracts and publishes.
+    fence: crate::replicate::fencing::SharedFence,
+    /// The other site, as last checked.
+    peer: Option<crate::serve::PeerStatus>,
     last_publish: Option<Instant>,
 }
 
@@ -162,6 +166,11 @@ impl Appliance {
         }
         let pair_states = store.merge_states()?;
         let status = SharedStatus::new(ApplianceStatus::new(&config.appliance.site));
+        let fence = crate::replicate::fencing::SharedFence::load(
+            store.clone(),
+            config.replication.initial_role,
+            chrono::Utc::now().timestamp(),
+        )?;
         let app = Appliance {
             config,
             store,
@@ -185,6 +194,8 @@ impl Appliance {
             cycles_observed: 0,
             last_maintenance: Instant::now(),
             maintenance_trigger: Default::default(),
+            fence,
+            peer: None,
             last_publish: None,
         };
         app.refresh_status(None)?;
@@ -209,6 +220,7 @@ impl Appliance {
             metrics: self.metrics(),
             tokens: self.tokens(),
             maintenance: self.maintenance_trigger.clone(),
+            fence: self.fence.clone(),
         }
     }
 
@@ -250,7 +262,9 @@ impl Appliance {
     /// Runs one cycle: extract, merge + transform, publish.
     pub async fn cycle(&mut self) -> Result<CycleReport, PipelineError> {
         let started = Instant::now();
-        let result = self.cycle_inner().await;
+        self.check_peer().await?;
+        // A standby writes nothing: its mart comes from the active site.
+        let result = if self.fence.is_active() { self.cycle_inner().await } else { Ok(CycleReport::default()) };
         let summary = CycleSummary {
             finished_at: chrono::Utc::now().timestamp(),
             duration_ms: started.elapsed().as_millis() as u64,
@@ -280,6 +294,45 @@ impl Appliance {
             }
         }
         result
+    }
+
+    /// Role and epoch (shared with the HTTP server, which promotes).
+    pub fn fence(&self) -> crate::replicate::fencing::SharedFence {
+        self.fence.clone()
+    }
+
+    /// Asks the peer site (if configured) for its role and epoch and obeys a higher epoch or a split-brain at once,
+    /// before this cycle writes anything. An unreachable peer changes nothing: this site keeps its role.
+    async fn check_peer(&mut self) -> Result<(), PipelineError> {
+        let Some(url) = self.config.replication.peer_url.clone() else { return Ok(()) };
+        let endpoint = format!("{}/v1/replication/fence", url.trim_end_matches('/'));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build();
+        let answer = async {
+            let mut req = client.map_err(|e| e.to_string())?.get(&endpoint);
+            if let Some(t) = &self.config.replication.peer_token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.map_err(|e| format!("unreachable: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("{} from {endpoint}", resp.status()));
+            }
+            resp.json::<crate::replicate::fencing::PeerFence>().await.map_err(|e| format!("bad answer: {e}"))
+        }
+        .await;
+        let now = chrono::Utc::now().timestamp();
+        let mut status = crate::serve::PeerStatus { url, checked_at: now, ..Default::default() };
+        match answer {
+            Ok(peer) => {
+                self.fence.hear(&peer, now)?;
+                status.reachable = true;
+                status.site = Some(peer.site);
+                status.role = Some(peer.fence.role.as_str().into());
+                status.epoch = Some(peer.fence.epoch);
+            }
+            Err(e) => status.last_error = Some(e),
+        }
+        self.peer = Some(status);
+        Ok(())
     }
 
     /// Changes the maintenance settings; they apply from the next run.
@@ -526,6 +579,11 @@ impl Appliance {
             s.quarantined_rows = quarantined;
             s.data_clock = self.data_clock;
             s.ignored_sites = self.ignored_sites.iter().cloned().collect();
+            let fence = self.fence.get();
+            s.role = fence.role.as_str().into();
+            s.epoch = fence.epoch;
+            s.role_reason = fence.reason;
+            s.peer = self.peer.clone();
             s.pairs = self
                 .progress
                 .values()

@@ -75,6 +75,9 @@ pub struct Config {
     /// Retention, catalog pruning and vacuum (`[maintenance]`).
     #[serde(default)]
     pub maintenance: crate::maintenance::MaintenanceSettings,
+    /// Role, epoch and the peer site (`[replication]`).
+    #[serde(default)]
+    pub replication: crate::replicate::fencing::ReplicationSettings,
     /// API tokens (`[[token]]`), stored as SHA-256 hashes; `ccmart token create` makes one.
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
@@ -256,6 +259,7 @@ impl Config {
             extract: ExtractConfig::default(),
             query: QueryLimits::default(),
             maintenance: Default::default(),
+            replication: Default::default(),
             transform: Default::default(),
             merge: Default::default(),
             tokens: Vec::new(),
@@ -323,6 +327,14 @@ impl Config {
         }
         if q.max_queued > 10_000 {
             return invalid("query.max_queued", format!("{} is out of range 0..=10000", q.max_queued));
+        }
+        if let Some(url) = &self.replication.peer_url {
+            if url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                return invalid(
+                    "replication.peer_url",
+                    format!("'{url}' is not an http(s) URL like http://site2:8080"),
+                );
+            }
         }
         if self.maintenance.mart_retention_days == 0 {
             return invalid("maintenance.mart_retention_days", "must be at least 1 (days of history kept)".into());

@@ -1,6 +1,8 @@
 //! Site-to-site operations. This version has the active-active comparison: two appliances that read the same IDBs
 //! must hold identical marts (DESIGN.md invariant 2); [`compare`] proves it, or lists every difference down to the
-//! surrogate key. Snapshot shipping, fencing and bootstrap are not here yet.
+//! surrogate key. [`fencing`] decides which appliance may write. Snapshot shipping and bootstrap are not here yet.
+
+pub mod fencing;
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

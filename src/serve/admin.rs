@@ -3,6 +3,7 @@
 
 use super::auth::Principal;
 use super::{ApiError, ServeState};
+use crate::replicate::fencing::{Fence, PeerFence, Role};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -40,15 +41,69 @@ pub struct MaintenanceScheduled {
 #[utoipa::path(post, path = "/v1/admin/maintenance", tag = "operations",
     responses((status = 202, description = "Scheduled", body = MaintenanceScheduled),
         (status = 401, description = "No valid bearer token", body = super::ErrorBody),
-        (status = 403, description = "Not an operator token", body = super::ErrorBody)))]
+        (status = 403, description = "Not an operator token", body = super::ErrorBody),
+        (status = 409, description = "Standby: maintenance runs at the active site", body = super::ErrorBody)))]
 pub async fn request_maintenance(
     State(state): State<ServeState>,
     Extension(caller): Extension<Principal>,
-) -> (StatusCode, Json<MaintenanceScheduled>) {
+) -> Result<(StatusCode, Json<MaintenanceScheduled>), ApiError> {
+    refuse_on_standby(&state)?;
     let newly_requested = state.maintenance.request();
     tracing::info!(by = caller.name, newly_requested, "maintenance requested");
     let results = "SELECT * FROM ccmart_maintenance_runs ORDER BY seq DESC".to_string();
-    (StatusCode::ACCEPTED, Json(MaintenanceScheduled { scheduled: true, newly_requested, results }))
+    Ok((StatusCode::ACCEPTED, Json(MaintenanceScheduled { scheduled: true, newly_requested, results })))
+}
+
+/// Refuses calls that would change what a standby writes: only the active site changes its mart.
+fn refuse_on_standby(state: &ServeState) -> Result<(), ApiError> {
+    let f = state.fence.get();
+    if f.role == Role::Standby {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "standby",
+            message: format!(
+                "this appliance is standby at epoch {} ({}); make the change at the active site, or promote this one",
+                f.epoch, f.reason
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Disaster recovery: makes this standby appliance active at the next epoch. The other site stops writing as
+/// soon as it hears of the higher epoch.
+#[utoipa::path(post, path = "/v1/admin/promote", tag = "operations",
+    responses((status = 200, description = "Now active", body = Fence),
+        (status = 401, description = "No valid bearer token", body = super::ErrorBody),
+        (status = 403, description = "Not an operator token", body = super::ErrorBody),
+        (status = 409, description = "Already active", body = super::ErrorBody)))]
+pub async fn promote(
+    State(state): State<ServeState>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<Fence>, ApiError> {
+    let fence = state.fence.clone();
+    let by = format!("api:{}", caller.name);
+    let now = chrono::Utc::now().timestamp();
+    let promoted = tokio::task::spawn_blocking(move || fence.promote(&by, now))
+        .await
+        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?
+        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "staging", message: e.to_string() })?;
+    promoted.map(Json).ok_or_else(|| {
+        let f = state.fence.get();
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "already_active",
+            message: format!("this appliance is already active at epoch {}", f.epoch),
+        }
+    })
+}
+
+/// This appliance's site, role and epoch: what the peer site checks every cycle.
+#[utoipa::path(get, path = "/v1/replication/fence", tag = "replication",
+    responses((status = 200, description = "Role and epoch", body = PeerFence),
+        (status = 401, description = "No valid bearer token", body = super::ErrorBody)))]
+pub async fn fence(State(state): State<ServeState>) -> Json<PeerFence> {
+    Json(PeerFence { site: state.status.get().site, fence: state.fence.get() })
 }
 
 /// What the admin endpoints need to know.
@@ -88,6 +143,7 @@ pub async fn change_source(
     Extension(caller): Extension<Principal>,
 ) -> Result<Json<SourceChange>, ApiError> {
     let who = caller.name;
+    refuse_on_standby(&state)?;
     let ignore = match action.as_str() {
         "ignore" => true,
         "restore" => false,

@@ -105,6 +105,8 @@ pub const ROUTE_ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/v1/digest/rows", Access::ReadOrReplicate),
     ("POST", "/v1/admin/sources/{site}/{action}", Access::Operate),
     ("POST", "/v1/admin/maintenance", Access::Operate),
+    ("POST", "/v1/admin/promote", Access::Operate),
+    ("GET", "/v1/replication/fence", Access::ReadOrReplicate),
     ("GET", "/v1/openapi.json", Access::Public),
     ("GET", "/metrics", Access::AnyToken),
 ];

@@ -93,6 +93,11 @@ impl ApplianceMetrics {
                 counter!("ccmart_cycles_total", "outcome" => outcome).increment(1);
             }
             gauge!("ccmart_mart_version").set(status.mart_version.unwrap_or(0) as f64);
+            gauge!("ccmart_epoch").set(status.epoch as f64);
+            gauge!("ccmart_role_active").set(if status.role == "active" { 1.0 } else { 0.0 });
+            if let Some(p) = &status.peer {
+                gauge!("ccmart_peer_reachable").set(if p.reachable { 1.0 } else { 0.0 });
+            }
             if let Some(end) = status.newest_interaction_end_ts {
                 gauge!("ccmart_newest_interaction_end_timestamp_seconds").set(end as f64);
                 gauge!("ccmart_freshness_seconds").set((now - end).max(0) as f64);
@@ -157,6 +162,9 @@ fn describe() {
     describe_histogram!("ccmart_cycle_duration_seconds", Unit::Seconds, "Duration of one pipeline cycle.");
     describe_counter!("ccmart_cycles_total", "Pipeline cycles by outcome (ok, error).");
     describe_gauge!("ccmart_mart_version", "Newest published mart version (0: none yet).");
+    describe_gauge!("ccmart_epoch", "Fencing epoch of this appliance's role.");
+    describe_gauge!("ccmart_role_active", "1 when this appliance is active (writes its mart), 0 when standby.");
+    describe_gauge!("ccmart_peer_reachable", "1 when the last check of the peer site succeeded.");
     describe_gauge!("ccmart_mart_table_files", "Parquet files of the mart table on disk (all versions until vacuum).");
     describe_gauge!("ccmart_mart_table_bytes", Unit::Bytes, "Bytes of the mart table's Parquet files on disk.");
     describe_gauge!("ccmart_newest_interaction_end_timestamp_seconds", "End of the newest interaction visible.");

@@ -77,6 +77,31 @@ pub struct ApplianceStatus {
     pub last_cycle: Option<CycleSummary>,
     /// Now minus `newest_interaction_end_ts`, seconds (computed per request).
     pub freshness_secs: Option<i64>,
+    /// Fencing epoch of `role` (grows with every promotion).
+    pub epoch: u64,
+    /// Why this appliance has its role (promotion, demotion by a peer, split-brain).
+    pub role_reason: String,
+    /// The other site, when `replication.peer_url` is configured.
+    pub peer: Option<PeerStatus>,
+}
+
+/// The other site as this appliance last saw it.
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
+pub struct PeerStatus {
+    /// Its URL.
+    pub url: String,
+    /// Whether the last check reached it.
+    pub reachable: bool,
+    /// Its site, role and epoch at the last check.
+    pub site: Option<String>,
+    /// See `site`.
+    pub role: Option<String>,
+    /// See `site`.
+    pub epoch: Option<u64>,
+    /// Why the last check failed.
+    pub last_error: Option<String>,
+    /// When it was last checked (epoch seconds).
+    pub checked_at: i64,
 }
 
 impl ApplianceStatus {
@@ -151,6 +176,8 @@ pub struct ServeState {
     pub tokens: auth::TokenRegistry,
     /// Operators' requests for maintenance now.
     pub maintenance: admin::MaintenanceTrigger,
+    /// Role and epoch.
+    pub fence: crate::replicate::fencing::SharedFence,
     /// Where requests are counted.
     pub metrics: metrics::ApplianceMetrics,
 }
@@ -240,6 +267,8 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/digest/rows", get(digest_rows))
         .route("/v1/admin/sources/{site}/{action}", post(admin::change_source))
         .route("/v1/admin/maintenance", post(admin::request_maintenance))
+        .route("/v1/admin/promote", post(admin::promote))
+        .route("/v1/replication/fence", get(admin::fence))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -30,6 +30,8 @@ use utoipa::{Modify, OpenApi};
         super::digest_rows,
         admin::change_source,
         admin::request_maintenance,
+        admin::promote,
+        admin::fence,
         openapi_json,
         super::page::status_page,
     ),

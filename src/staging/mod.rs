@@ -251,6 +251,7 @@ impl Store {
             tx.open_table(records::IGNORED_SITES).map_err(storage("open"))?;
             tx.open_table(records::SOURCE_AUDIT).map_err(storage("open"))?;
             tx.open_table(records::MAINTENANCE_RUNS).map_err(storage("open"))?;
+            tx.open_table(records::FENCE).map_err(storage("open"))?;
         }
         tx.commit().map_err(storage("open"))?;
         Ok(Store { db, faults })

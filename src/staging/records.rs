@@ -13,6 +13,7 @@ pub(super) const MERGE_DECISIONS: TableDefinition<(&str, i64), &[u8]> = TableDef
 pub(super) const IGNORED_SITES: TableDefinition<&str, ()> = TableDefinition::new("ignored_sites");
 pub(super) const SOURCE_AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("source_audit");
 pub(super) const MAINTENANCE_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance_runs");
+pub(super) const FENCE: TableDefinition<&str, &[u8]> = TableDefinition::new("fence");
 
 /// One maintenance task on one table (`ccmart_maintenance_runs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +158,27 @@ impl Store {
         }
         tx.commit().map_err(storage(during))?;
         Ok(changed)
+    }
+
+    /// This appliance's role and epoch, if one was ever recorded.
+    pub fn fence(&self) -> Result<Option<crate::replicate::fencing::Fence>> {
+        let during = "read fence";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let t = tx.open_table(FENCE).map_err(storage(during))?;
+        let v = t.get("fence").map_err(storage(during))?;
+        v.map(|v| decode("fence", v.value())).transpose()
+    }
+
+    /// Records this appliance's role and epoch (durably, before anyone acts on it).
+    pub fn set_fence(&self, fence: &crate::replicate::fencing::Fence) -> Result<()> {
+        let during = "write fence";
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        tx.open_table(FENCE)
+            .map_err(storage(during))?
+            .insert("fence", encode(fence)?.as_slice())
+            .map_err(storage(during))?;
+        tx.commit().map_err(storage(during))?;
+        Ok(())
     }
 
     /// Appends maintenance records (their `seq` is assigned here), in one transaction.

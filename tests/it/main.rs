@@ -6,6 +6,7 @@ mod compare;
 mod crash;
 mod determinism;
 mod e2e;
+mod fencing;
 mod ha;
 mod http;
 mod limits;

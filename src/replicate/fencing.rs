@@ -1,0 +1,202 @@
+//! Roles and epochs: which appliance may write its mart.
+//!
+//! Exactly one appliance of a pair of sites is `active` (extracts, transforms, publishes); the other is `standby`
+//! (serves reads, writes nothing). Every change of role is tied to an epoch that only grows: promotion makes a
+//! standby active at epoch + 1. An appliance that learns of a peer with a higher epoch stops writing at once and
+//! becomes standby at that epoch; two appliances that find each other active at the *same* epoch (a partition
+//! healed after both were promoted, or a misconfiguration) both stop writing and report split-brain, so their marts
+//! can never diverge silently — an operator promotes one of them, which raises the epoch and settles it.
+
+use serde::{Deserialize, Serialize};
+
+/// What an appliance may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Extracts from the IDBs and publishes mart versions.
+    Active,
+    /// Serves reads only.
+    Standby,
+}
+
+impl Role {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+/// An appliance's role at an epoch, persisted in staging so a restart keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Fence {
+    /// The role.
+    pub role: Role,
+    /// Grows by one with every promotion; a lower epoch never overrides a higher one.
+    pub epoch: u64,
+    /// When this state began (epoch seconds).
+    pub since: i64,
+    /// Why (promotion by whom, demotion because of which peer, split-brain).
+    pub reason: String,
+    /// Stopped because both sites were active at this epoch; the peer stops too when it sees this.
+    #[serde(default)]
+    pub split_brain: bool,
+}
+
+/// `[replication]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationSettings {
+    /// Role of a new appliance (an empty data directory); afterwards the persisted role and epoch rule.
+    pub initial_role: Role,
+    /// The other site's appliance (`http(s)://host:port`); its role and epoch are checked every cycle.
+    pub peer_url: Option<String>,
+    /// Token this appliance presents to the peer (a `peer`-role token configured there).
+    pub peer_token: Option<String>,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings { initial_role: Role::Active, peer_url: None, peer_token: None }
+    }
+}
+
+/// What the peer said about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerFence {
+    /// The peer's site.
+    pub site: String,
+    /// Its fence.
+    pub fence: Fence,
+}
+
+/// The fence this appliance must move to, given its own and its peer's, or `None` to stay.
+pub fn after_hearing(local: &Fence, peer: &PeerFence, now: i64) -> Option<Fence> {
+    let p = &peer.fence;
+    if p.epoch > local.epoch {
+        let reason = match p.role {
+            Role::Active => format!("site {} is active at epoch {}", peer.site, p.epoch),
+            Role::Standby => format!("site {} is at the higher epoch {}", peer.site, p.epoch),
+        };
+        return Some(Fence { role: Role::Standby, epoch: p.epoch, since: now, reason, split_brain: false });
+    }
+    // Both active at one epoch — or the peer already stopped over exactly that: nobody may go on writing.
+    if p.epoch == local.epoch && local.role == Role::Active && (p.role == Role::Active || p.split_brain) {
+        let reason = format!(
+            "split-brain: site {} is also active at epoch {}; both stopped writing — promote one site",
+            peer.site, p.epoch
+        );
+        return Some(Fence { role: Role::Standby, epoch: local.epoch, since: now, reason, split_brain: true });
+    }
+    None
+}
+
+/// The fence after promoting `current`: active at the next epoch. `None` when it already is active.
+pub fn promoted(current: &Fence, by: &str, now: i64) -> Option<Fence> {
+    (current.role == Role::Standby).then(|| Fence {
+        role: Role::Active,
+        epoch: current.epoch + 1,
+        since: now,
+        reason: format!("promoted by {by}"),
+        split_brain: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(role: Role, epoch: u64) -> Fence {
+        Fence { role, epoch, since: 0, reason: String::new(), split_brain: false }
+    }
+    fn peer(role: Role, epoch: u64) -> PeerFence {
+        PeerFence { site: "site2".into(), fence: f(role, epoch) }
+    }
+
+    #[test]
+    fn a_higher_epoch_fences_and_an_equal_active_epoch_is_split_brain() {
+        let demoted = after_hearing(&f(Role::Active, 1), &peer(Role::Active, 2), 5).unwrap();
+        assert_eq!((demoted.role, demoted.epoch), (Role::Standby, 2));
+        let split = after_hearing(&f(Role::Active, 3), &peer(Role::Active, 3), 5).unwrap();
+        assert_eq!((split.role, split.epoch), (Role::Standby, 3));
+        assert!(split.reason.contains("split-brain"));
+        assert_eq!(after_hearing(&f(Role::Active, 3), &peer(Role::Standby, 3), 5), None);
+        let stopped = PeerFence { site: "site2".into(), fence: split };
+        let both = after_hearing(&f(Role::Active, 3), &stopped, 5).unwrap();
+        assert!(both.split_brain && both.role == Role::Standby, "the second site stops too");
+        assert_eq!(after_hearing(&f(Role::Active, 3), &peer(Role::Active, 2), 5), None, "a lower epoch is ignored");
+        assert_eq!(after_hearing(&f(Role::Standby, 2), &peer(Role::Active, 2), 5), None);
+        let p = promoted(&f(Role::Standby, 2), "ops", 9).unwrap();
+        assert_eq!((p.role, p.epoch), (Role::Active, 3));
+        assert_eq!(promoted(&p, "ops", 9), None);
+    }
+}
+
+/// The fence shared by the pipeline (which obeys it and reacts to the peer) and the HTTP server (promotion);
+/// every change is persisted before it is visible.
+#[derive(Debug, Clone)]
+pub struct SharedFence {
+    current: std::sync::Arc<std::sync::RwLock<Fence>>,
+    store: std::sync::Arc<crate::staging::Store>,
+}
+
+impl SharedFence {
+    /// The fence persisted in `store`, or `initial` (persisted now) for a new data directory.
+    pub fn load(
+        store: std::sync::Arc<crate::staging::Store>,
+        initial: Role,
+        now: i64,
+    ) -> Result<Self, crate::staging::StagingError> {
+        let fence = match store.fence()? {
+            Some(f) => f,
+            None => {
+                let reason = "initial role from the configuration".to_string();
+                let f = Fence { role: initial, epoch: 1, since: now, reason, split_brain: false };
+                store.set_fence(&f)?;
+                f
+            }
+        };
+        Ok(SharedFence { current: std::sync::Arc::new(std::sync::RwLock::new(fence)), store })
+    }
+
+    /// The fence now.
+    pub fn get(&self) -> Fence {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// True when this appliance may write its mart.
+    pub fn is_active(&self) -> bool {
+        self.get().role == Role::Active
+    }
+
+    fn replace(&self, next: Fence) -> Result<Fence, crate::staging::StagingError> {
+        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+        self.store.set_fence(&next)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    /// Promotes a standby (epoch + 1); `Ok(None)` when already active.
+    pub fn promote(&self, by: &str, now: i64) -> Result<Option<Fence>, crate::staging::StagingError> {
+        match promoted(&self.get(), by, now) {
+            Some(next) => {
+                tracing::warn!(epoch = next.epoch, by, "promoted to active");
+                self.replace(next).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Applies what the peer said (see [`after_hearing`]); returns the new fence when it changed.
+    pub fn hear(&self, peer: &PeerFence, now: i64) -> Result<Option<Fence>, crate::staging::StagingError> {
+        match after_hearing(&self.get(), peer, now) {
+            Some(next) => {
+                tracing::error!(epoch = next.epoch, reason = next.reason, "stopped writing: now standby");
+                self.replace(next).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Fencing between two real appliances over HTTP: a standby writes nothing; promotion raises the epoch and the
+//! old active stops writing as soon as it hears of it; two actives at the same epoch (split-brain) both stop
+//! writing, so their marts cannot diverge, until an operator promotes one.
+
+use crate::common::*;
+use ccmart::config::Config;
+use ccmart::fault::FaultInjector;
+use ccmart::pipeline::{Appliance, SimulationDriver};
+use ccmart::replicate::fencing::Role;
+use ccmart::sim::Simulator;
+
+/// Two appliances over their own embedded IDBs (fed by simulators with the same seed: same IDB contents), each
+/// serving HTTP on an ephemeral loopback port and checking the other as its peer.
+async fn pair(
+    dirs: [&std::path::Path; 2],
+    seed: u64,
+    roles: [Role; 2],
+) -> [(Appliance, Config, String, tokio::sync::oneshot::Sender<()>); 2] {
+    let l0 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let urls = [format!("http://{}", l0.local_addr().unwrap()), format!("http://{}", l1.local_addr().unwrap())];
+    let mut out = Vec::new();
+    for (i, listener) in [l0, l1].into_iter().enumerate() {
+        let mut cfg = embedded_config(dirs[i], small_settings(seed));
+        cfg.replication.initial_role = roles[i];
+        cfg.replication.peer_url = Some(urls[1 - i].clone());
+        cfg.maintenance.interval_secs = 0;
+        let app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(ccmart::serve::serve(listener, app.serve_state(), async move {
+            let _ = rx.await;
+        }));
+        out.push((app, cfg, urls[i].clone(), tx));
+    }
+    let second = out.pop().unwrap();
+    let first = out.pop().unwrap();
+    [first, second]
+}
+
+async fn feed(app: &Appliance, cfg: &Config, seed: u64, from: i64, hours: i64) -> SimulationDriver {
+    let mut d =
+        SimulationDriver::new(cfg, Simulator::new(small_settings(seed), T0), app.embedded_idbs()).await.unwrap();
+    d.advance(T0, from + hours * 3600, 1800).await.unwrap();
+    d
+}
+
+fn version(app: &Appliance) -> Option<u64> {
+    app.store().latest_snapshot().unwrap().map(|s| s.version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_fences_the_old_active_and_survives_a_restart() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let [(mut a, cfg_a, base_a, stop_a), (mut b, cfg_b, base_b, _stop_b)] =
+        pair([da.path(), db.path()], 50, [Role::Active, Role::Standby]).await;
+
+    let mut feed_a = feed(&a, &cfg_a, 50, T0, 2).await;
+    let mut feed_b = feed(&b, &cfg_b, 50, T0, 2).await;
+    a.drain(1000).await.unwrap();
+    b.drain(1000).await.unwrap();
+    assert!(version(&a).is_some(), "the active site publishes");
+    assert_eq!(version(&b), None, "the standby writes nothing");
+    let http = reqwest::Client::new();
+    let refused = http.post(format!("{base_b}/v1/admin/sources/site2/ignore")).send().await.unwrap();
+    assert_eq!(refused.status(), 409, "a standby refuses writes");
+
+    // Disaster recovery: promote B. A hears of epoch 2 on its next cycle and stops writing.
+    let r = http.post(format!("{base_b}/v1/admin/promote")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let f: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((f["role"].as_str(), f["epoch"].as_u64()), (Some("active"), Some(2)));
+    assert_eq!(http.post(format!("{base_b}/v1/admin/promote")).send().await.unwrap().status(), 409);
+    let frozen = version(&a);
+    feed_a.advance(T0 + 2 * 3600, T0 + 3 * 3600, 1800).await.unwrap();
+    feed_b.advance(T0 + 2 * 3600, T0 + 3 * 3600, 1800).await.unwrap();
+    a.drain(1000).await.unwrap();
+    assert_eq!(a.fence().get().role, Role::Standby);
+    assert_eq!(a.fence().get().epoch, 2);
+    assert_eq!(version(&a), frozen, "the fenced site published nothing more");
+    let status: serde_json::Value = http.get(format!("{base_a}/v1/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((status["role"].as_str(), status["epoch"].as_u64()), (Some("standby"), Some(2)));
+    assert_eq!(status["peer"]["reachable"], true);
+    // B extracts from the IDBs: after the calls end, its mart is the ground truth.
+    feed_b.finish(T0 + 3 * 3600).await.unwrap();
+    b.drain(1000).await.unwrap();
+    assert_mart_matches_truth(&b, &feed_b.simulator().truth()).await;
+    // A restart keeps the fence.
+    drop(stop_a);
+    drop(feed_a);
+    drop(a);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let a = Appliance::open(cfg_a, FaultInjector::disarmed()).await.unwrap();
+    assert_eq!((a.fence().get().role, a.fence().get().epoch), (Role::Standby, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_stops_both_sites_until_one_is_promoted() {
+    let (dc, dd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let [(mut c, cfg_c, base_c, _s1), (mut d, cfg_d, _base_d, _s2)] =
+        pair([dc.path(), dd.path()], 51, [Role::Active, Role::Active]).await;
+    let _fc = feed(&c, &cfg_c, 51, T0, 1).await;
+    let _fd = feed(&d, &cfg_d, 51, T0, 1).await;
+    // Both believe they are active at epoch 1: the first cycle of each finds the other active too.
+    c.cycle().await.unwrap();
+    d.cycle().await.unwrap();
+    for app in [&c, &d] {
+        let f = app.fence().get();
+        assert_eq!(f.role, Role::Standby, "{}", f.reason);
+        assert!(f.reason.contains("split-brain"), "{}", f.reason);
+    }
+    assert_eq!((version(&c), version(&d)), (None, None), "neither wrote: no divergence");
+    // The operator promotes C; D hears of epoch 2 and stays standby.
+    let r = reqwest::Client::new().post(format!("{base_c}/v1/admin/promote")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    c.drain(1000).await.unwrap();
+    d.drain(1000).await.unwrap();
+    assert!(version(&c).is_some());
+    assert_eq!(version(&d), None);
+    assert_eq!((d.fence().get().role, d.fence().get().epoch), (Role::Standby, 2));
+}
