@@ -121,6 +121,12 @@ pub struct Appliance {
     fence: crate::replicate::fencing::SharedFence,
     /// The other site, as last checked.
     peer: Option<crate::serve::PeerStatus>,
+    /// File hashes shared by replication (manifests served, files received).
+    hashes: crate::replicate::sync::HashCache,
+    /// True while the mart handles may be stale (a standby receiving files); reloaded on promotion.
+    mart_replicated: bool,
+    /// Standby: replication progress.
+    replication: Option<crate::serve::ReplicationStatus>,
     last_publish: Option<Instant>,
 }
 
@@ -196,6 +202,9 @@ impl Appliance {
             maintenance_trigger: Default::default(),
             fence,
             peer: None,
+            hashes: Default::default(),
+            mart_replicated: false,
+            replication: None,
             last_publish: None,
         };
         app.refresh_status(None)?;
@@ -221,6 +230,8 @@ impl Appliance {
             tokens: self.tokens(),
             maintenance: self.maintenance_trigger.clone(),
             fence: self.fence.clone(),
+            mart_root: self.mart.root().to_path_buf(),
+            hashes: self.hashes.clone(),
         }
     }
 
@@ -264,7 +275,17 @@ impl Appliance {
         let started = Instant::now();
         self.check_peer().await?;
         // A standby writes nothing: its mart comes from the active site.
-        let result = if self.fence.is_active() { self.cycle_inner().await } else { Ok(CycleReport::default()) };
+        let result = if self.fence.is_active() {
+            if self.mart_replicated {
+                // Promoted after receiving files: pick up the replicated tables before writing on top of them.
+                self.mart = Mart::open(self.mart.root()).await?;
+                self.mart_replicated = false;
+            }
+            self.cycle_inner().await
+        } else {
+            self.replicate().await;
+            Ok(CycleReport::default())
+        };
         let summary = CycleSummary {
             finished_at: chrono::Utc::now().timestamp(),
             duration_ms: started.elapsed().as_millis() as u64,
@@ -333,6 +354,34 @@ impl Appliance {
         }
         self.peer = Some(status);
         Ok(())
+    }
+
+    /// Standby: copies the active site's new mart files and versions (see [`crate::replicate::sync`]). Failures
+    /// are reported in the status and retried next cycle.
+    async fn replicate(&mut self) {
+        let Some(url) = self.config.replication.peer_url.clone() else { return };
+        let peer = crate::replicate::Endpoint { url, token: self.config.replication.peer_token.clone() };
+        let result = crate::replicate::sync::pull(&peer, self.mart.root(), &self.store, &self.hashes).await;
+        self.mart_replicated = true;
+        let now = chrono::Utc::now().timestamp();
+        let r = self.replication.get_or_insert_with(Default::default);
+        match result {
+            Ok(report) => {
+                r.last_sync = Some(now);
+                r.versions_behind =
+                    report.peer_mart_version.unwrap_or(0).saturating_sub(report.mart_version.unwrap_or(0));
+                r.files_received += report.files as u64;
+                r.bytes_received += report.bytes;
+                r.last_error = None;
+                if report.versions > 0 {
+                    tracing::info!(files = report.files, bytes = report.bytes, mart_version = ?report.mart_version, "replicated");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "replication pass failed; retrying next cycle");
+                r.last_error = Some(e.to_string());
+            }
+        }
     }
 
     /// Changes the maintenance settings; they apply from the next run.
@@ -584,6 +633,10 @@ impl Appliance {
             s.epoch = fence.epoch;
             s.role_reason = fence.reason;
             s.peer = self.peer.clone();
+            s.replication = self.replication.clone().map(|mut r| {
+                r.lag_seconds = snapshot.as_ref().map(|v| chrono::Utc::now().timestamp() - v.published_at);
+                r
+            });
             s.pairs = self
                 .progress
                 .values()

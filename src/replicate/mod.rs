@@ -3,6 +3,7 @@
 //! surrogate key. [`fencing`] decides which appliance may write. Snapshot shipping and bootstrap are not here yet.
 
 pub mod fencing;
+pub mod sync;
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

@@ -107,6 +107,8 @@ pub const ROUTE_ACCESS: &[(&str, &str, Access)] = &[
     ("POST", "/v1/admin/maintenance", Access::Operate),
     ("POST", "/v1/admin/promote", Access::Operate),
     ("GET", "/v1/replication/fence", Access::ReadOrReplicate),
+    ("GET", "/v1/replication/manifest", Access::Replicate),
+    ("GET", "/v1/replication/file", Access::Replicate),
     ("GET", "/v1/openapi.json", Access::Public),
     ("GET", "/metrics", Access::AnyToken),
 ];

@@ -98,6 +98,11 @@ impl ApplianceMetrics {
             if let Some(p) = &status.peer {
                 gauge!("ccmart_peer_reachable").set(if p.reachable { 1.0 } else { 0.0 });
             }
+            if let Some(r) = &status.replication {
+                gauge!("ccmart_replication_versions_behind").set(r.versions_behind as f64);
+                gauge!("ccmart_replication_lag_seconds").set(r.lag_seconds.unwrap_or(0) as f64);
+                counter!("ccmart_replication_bytes_received_total").absolute(r.bytes_received);
+            }
             if let Some(end) = status.newest_interaction_end_ts {
                 gauge!("ccmart_newest_interaction_end_timestamp_seconds").set(end as f64);
                 gauge!("ccmart_freshness_seconds").set((now - end).max(0) as f64);
@@ -165,6 +170,9 @@ fn describe() {
     describe_gauge!("ccmart_epoch", "Fencing epoch of this appliance's role.");
     describe_gauge!("ccmart_role_active", "1 when this appliance is active (writes its mart), 0 when standby.");
     describe_gauge!("ccmart_peer_reachable", "1 when the last check of the peer site succeeded.");
+    describe_gauge!("ccmart_replication_versions_behind", "Standby: mart versions the active serves and this not yet.");
+    describe_gauge!("ccmart_replication_lag_seconds", "Standby: seconds since the served version was published.");
+    describe_counter!("ccmart_replication_bytes_received_total", "Standby: bytes of mart files received.");
     describe_gauge!("ccmart_mart_table_files", "Parquet files of the mart table on disk (all versions until vacuum).");
     describe_gauge!("ccmart_mart_table_bytes", Unit::Bytes, "Bytes of the mart table's Parquet files on disk.");
     describe_gauge!("ccmart_newest_interaction_end_timestamp_seconds", "End of the newest interaction visible.");

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod replication;
 pub mod tls;
 
 /// Largest accepted request body.
@@ -83,6 +84,25 @@ pub struct ApplianceStatus {
     pub role_reason: String,
     /// The other site, when `replication.peer_url` is configured.
     pub peer: Option<PeerStatus>,
+    /// Standby: how the copy from the active site goes.
+    pub replication: Option<ReplicationStatus>,
+}
+
+/// A standby's replication from the active site.
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
+pub struct ReplicationStatus {
+    /// Last successful pass (epoch seconds).
+    pub last_sync: Option<i64>,
+    /// Files received since start.
+    pub files_received: u64,
+    /// Bytes received since start.
+    pub bytes_received: u64,
+    /// Mart versions the active site serves that this one does not yet.
+    pub versions_behind: u64,
+    /// Seconds since the active site published the version this one serves.
+    pub lag_seconds: Option<i64>,
+    /// Why the last pass failed.
+    pub last_error: Option<String>,
 }
 
 /// The other site as this appliance last saw it.
@@ -178,6 +198,10 @@ pub struct ServeState {
     pub maintenance: admin::MaintenanceTrigger,
     /// Role and epoch.
     pub fence: crate::replicate::fencing::SharedFence,
+    /// The mart directory (served to the standby).
+    pub mart_root: std::path::PathBuf,
+    /// File hashes for replication manifests.
+    pub hashes: crate::replicate::sync::HashCache,
     /// Where requests are counted.
     pub metrics: metrics::ApplianceMetrics,
 }
@@ -269,6 +293,8 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/admin/maintenance", post(admin::request_maintenance))
         .route("/v1/admin/promote", post(admin::promote))
         .route("/v1/replication/fence", get(admin::fence))
+        .route("/v1/replication/manifest", get(replication::manifest))
+        .route("/v1/replication/file", get(replication::file))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -32,6 +32,8 @@ use utoipa::{Modify, OpenApi};
         admin::request_maintenance,
         admin::promote,
         admin::fence,
+        super::replication::manifest,
+        super::replication::file,
         openapi_json,
         super::page::status_page,
     ),

@@ -1,0 +1,233 @@
+//! Snapshot replication, standby side: copy the active site's mart files and catalog.
+//!
+//! The active site lists every file under its mart directory with its size and BLAKE3 hash, and the mart versions
+//! it serves ([`Manifest`]). The standby downloads what it lacks or holds differently, verifying each file's hash
+//! while it streams (a file that does not verify is discarded and fetched again next time, never used), then
+//! records the new mart versions in its catalog, oldest first — only after every file is in place, so a query on
+//! the standby never sees a version whose files are incomplete. Delta data files are immutable and uniquely named,
+//! so a transfer that stops halfway resumes with only what is still missing.
+
+use crate::staging::{MartSnapshot, StagingError, Store};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+
+/// One file of the active site's mart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ManifestFile {
+    /// Path relative to the mart directory, `/`-separated.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// BLAKE3 of the content, hex.
+    pub blake3: String,
+}
+
+/// What the active site serves: its files and the mart versions they make up.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Manifest {
+    /// Site, role and epoch of the sender.
+    pub fence: super::fencing::PeerFence,
+    /// Queryable mart versions, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub versions: Vec<MartSnapshot>,
+    /// Every file under the mart directory.
+    pub files: Vec<ManifestFile>,
+}
+
+/// Why a replication pass stopped (it is retried at the next cycle; nothing half-copied is used).
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// The active site could not be reached or refused.
+    #[error("peer {url}: {message}")]
+    Peer {
+        /// Where.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+    /// A file arrived with other content than announced.
+    #[error("{path}: received content does not match its BLAKE3 ({expected}); discarded, fetched again next time")]
+    Checksum {
+        /// The file.
+        path: String,
+        /// Announced hash.
+        expected: String,
+    },
+    /// The manifest named a path outside the mart directory.
+    #[error("refusing manifest path '{0}': not a plain relative path")]
+    BadPath(String),
+    /// Local disk.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        message: String,
+    },
+    /// Staging.
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// Files downloaded.
+    pub files: usize,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// Mart versions applied.
+    pub versions: usize,
+    /// The newest mart version now served, if any.
+    pub mart_version: Option<u64>,
+    /// The newest mart version the active site serves.
+    pub peer_mart_version: Option<u64>,
+}
+
+/// A file's size and modification time when it was hashed, and the hash.
+type HashedFile = (u64, SystemTime, String);
+
+/// Hashes of files by (size, modification time), so a manifest does not re-read unchanged files.
+#[derive(Debug, Clone, Default)]
+pub struct HashCache(Arc<Mutex<HashMap<PathBuf, HashedFile>>>);
+
+impl HashCache {
+    /// BLAKE3 of `path`, from the cache when size and modification time are unchanged.
+    pub fn hash(&self, path: &Path) -> std::io::Result<(u64, String)> {
+        let meta = std::fs::metadata(path)?;
+        let mtime = meta.modified()?;
+        if let Some((size, m, h)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            if *size == meta.len() && *m == mtime {
+                return Ok((*size, h.clone()));
+            }
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(std::fs::File::open(path)?)?;
+        let h = hasher.finalize().to_hex().to_string();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (meta.len(), mtime, h.clone()));
+        Ok((meta.len(), h))
+    }
+}
+
+/// Every file under `root` (skipping partial downloads), with sizes and hashes.
+pub fn list_files(root: &Path, cache: &HashCache) -> std::io::Result<Vec<ManifestFile>> {
+    fn walk(root: &Path, dir: &Path, cache: &HashCache, out: &mut Vec<ManifestFile>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                walk(root, &p, cache, out)?;
+            } else if !p.to_string_lossy().ends_with(".partial") {
+                let rel = p.strip_prefix(root).unwrap_or(&p);
+                let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                let (size, blake3) = cache.hash(&p)?;
+                out.push(ManifestFile { path: rel.join("/"), size, blake3 });
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    if root.is_dir() {
+        walk(root, root, cache, &mut out)?;
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// The local path of a manifest path, refusing anything but plain relative paths.
+pub fn local_path(root: &Path, rel: &str) -> Result<PathBuf, SyncError> {
+    let p = Path::new(rel);
+    if rel.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(SyncError::BadPath(rel.to_string()));
+    }
+    Ok(root.join(p))
+}
+
+/// One replication pass from `peer` (base URL, token) into `mart_root` and `store`.
+pub async fn pull(
+    peer: &super::Endpoint,
+    mart_root: &Path,
+    store: &Store,
+    cache: &HashCache,
+) -> Result<SyncReport, SyncError> {
+    let base = peer.url.trim_end_matches('/').to_string();
+    let err = |message: String| SyncError::Peer { url: base.clone(), message };
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(600)).build().map_err(|e| err(e.to_string()))?;
+    let get = |path: String| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = &peer.token {
+            req = req.bearer_auth(t);
+        }
+        req
+    };
+    let resp = get("/v1/replication/manifest".into()).send().await.map_err(|e| err(format!("unreachable: {e}")))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        return Err(err(format!("{status}: {}", resp.text().await.unwrap_or_default())));
+    }
+    let manifest: Manifest = resp.json().await.map_err(|e| err(format!("bad manifest: {e}")))?;
+    let mut report = SyncReport::default();
+    for f in &manifest.files {
+        let local = local_path(mart_root, &f.path)?;
+        let io = |e: std::io::Error| SyncError::Io { path: local.clone(), message: e.to_string() };
+        if local.exists() {
+            let (size, hash) = cache.hash(&local).map_err(io)?;
+            if size == f.size && hash == f.blake3 {
+                continue;
+            }
+        }
+        if let Some(dir) = local.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        let partial = local.with_file_name(format!(
+            "{}.partial",
+            local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        let resp = get(format!("/v1/replication/file?path={}", url_encode(&f.path)))
+            .send()
+            .await
+            .map_err(|e| err(format!("{}: {e}", f.path)))?;
+        if !resp.status().is_success() {
+            return Err(err(format!("{}: {}", f.path, resp.status())));
+        }
+        let mut out = tokio::fs::File::create(&partial).await.map_err(io)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut stream = resp.bytes_stream();
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| err(format!("{}: cut off: {e}", f.path)))?;
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.sync_all().await.map_err(io)?;
+        drop(out);
+        if hasher.finalize().to_hex().as_str() != f.blake3 || bytes != f.size {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(SyncError::Checksum { path: f.path.clone(), expected: f.blake3.clone() });
+        }
+        tokio::fs::rename(&partial, &local).await.map_err(io)?;
+        report.files += 1;
+        report.bytes += bytes;
+    }
+    // Every file is in place: the versions can be served.
+    let have = store.latest_snapshot()?.map_or(0, |s| s.version);
+    for v in manifest.versions.iter().filter(|v| v.version > have) {
+        store.publish(v, &[])?;
+        report.versions += 1;
+    }
+    report.mart_version = store.latest_snapshot()?.map(|s| s.version);
+    report.peer_mart_version = manifest.versions.last().map(|v| v.version);
+    Ok(report)
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
