@@ -146,6 +146,23 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Return to normal: copy the full mart of a running site into this (new or recovered) site's data directory,
+    /// verifying every file, then start this appliance and it continues as standby. Resumes after an interruption
+    /// (files already copied and verified are kept).
+    Bootstrap {
+        /// The running site's appliance URL.
+        #[arg(long)]
+        from: String,
+        /// This appliance's config (its data directory is filled; the appliance must be stopped).
+        #[arg(long, short, env = "CCMART_CONFIG", default_value = "/etc/ccmart/ccmart.toml")]
+        config: PathBuf,
+        /// A peer-role token of the running site (default: replication.peer_token of the config).
+        #[arg(long, env = "CCMART_PEER_TOKEN", hide_env_values = true)]
+        peer_token: Option<String>,
+        /// Bandwidth limit, MB/s (default: none).
+        #[arg(long)]
+        bandwidth_mbps: Option<f64>,
+    },
     /// Disaster recovery: make this standby appliance active at the next epoch (operator token). The other site
     /// stops writing as soon as it hears of the higher epoch.
     Promote {
@@ -224,6 +241,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
 
 fn main_inner() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             // Vacuum's keep-versions option logs a warning on every use; it is how maintenance works.
             "ccmart=info,warn,deltalake_core::operations::vacuum=error".into()
@@ -300,6 +318,41 @@ fn main_inner() -> Result<()> {
                     }
                 }
                 bail!("the marts differ in {} of {} partitions", c.differences.len(), c.partitions)
+            }
+            Command::Bootstrap { from, config, peer_token, bandwidth_mbps } => {
+                let cfg = Config::load(&config)?;
+                let dir = &cfg.appliance.data_dir;
+                std::fs::create_dir_all(dir.join("mart")).with_context(|| format!("creating {}", dir.display()))?;
+                let store = std::sync::Arc::new(
+                    ccmart::staging::Store::open(&dir.join("staging.redb"), FaultInjector::disarmed())
+                        .context("opening staging (is the appliance still running?)")?,
+                );
+                let fence = ccmart::replicate::fencing::SharedFence::load(
+                    store.clone(),
+                    ccmart::replicate::fencing::Role::Standby,
+                    chrono::Utc::now().timestamp(),
+                )?;
+                if fence.is_active() && store.latest_snapshot()?.is_some() {
+                    bail!("{} holds an active mart; bootstrap only fills a new or standby site", dir.display());
+                }
+                let peer = ccmart::replicate::Endpoint {
+                    url: from.clone(),
+                    token: peer_token.or(cfg.replication.peer_token.clone()),
+                };
+                let options = ccmart::replicate::sync::PullOptions {
+                    bandwidth: bandwidth_mbps.map(|m| (m * 1_000_000.0) as u64),
+                    progress: true,
+                };
+                let cache = ccmart::replicate::sync::HashCache::default();
+                let r = ccmart::replicate::sync::pull_with(&peer, &dir.join("mart"), &store, &cache, &options).await?;
+                println!(
+                    "bootstrapped from {from}: {} file(s), {} bytes, mart version {}; start the appliance: it continues as standby{}",
+                    r.files,
+                    r.bytes,
+                    r.mart_version.map_or("none".into(), |v| v.to_string()),
+                    if cfg.replication.peer_url.is_none() { " (set replication.peer_url so it keeps copying)" } else { "" }
+                );
+                Ok(())
             }
             Command::Promote { url } => {
                 let endpoint = format!("{}/v1/admin/promote", url.trim_end_matches('/'));

@@ -149,12 +149,32 @@ pub fn local_path(root: &Path, rel: &str) -> Result<PathBuf, SyncError> {
     Ok(root.join(p))
 }
 
+/// Options of a replication pass.
+#[derive(Debug, Default)]
+pub struct PullOptions {
+    /// Bytes per second at most (a bootstrap over a thin line between sites); `None`: as fast as it goes.
+    pub bandwidth: Option<u64>,
+    /// Shows bytes, files, throughput and ETA (a bootstrap from the command line).
+    pub progress: bool,
+}
+
 /// One replication pass from `peer` (base URL, token) into `mart_root` and `store`.
 pub async fn pull(
     peer: &super::Endpoint,
     mart_root: &Path,
     store: &Store,
     cache: &HashCache,
+) -> Result<SyncReport, SyncError> {
+    pull_with(peer, mart_root, store, cache, &PullOptions::default()).await
+}
+
+/// [`pull`] with a bandwidth limit and progress display.
+pub async fn pull_with(
+    peer: &super::Endpoint,
+    mart_root: &Path,
+    store: &Store,
+    cache: &HashCache,
+    options: &PullOptions,
 ) -> Result<SyncReport, SyncError> {
     let base = peer.url.trim_end_matches('/').to_string();
     let err = |message: String| SyncError::Peer { url: base.clone(), message };
@@ -174,15 +194,32 @@ pub async fn pull(
     }
     let manifest: Manifest = resp.json().await.map_err(|e| err(format!("bad manifest: {e}")))?;
     let mut report = SyncReport::default();
+    // What is missing or different, decided before downloading (so progress knows the total).
+    let mut wanted = Vec::new();
     for f in &manifest.files {
         let local = local_path(mart_root, &f.path)?;
-        let io = |e: std::io::Error| SyncError::Io { path: local.clone(), message: e.to_string() };
         if local.exists() {
-            let (size, hash) = cache.hash(&local).map_err(io)?;
+            let (size, hash) =
+                cache.hash(&local).map_err(|e| SyncError::Io { path: local.clone(), message: e.to_string() })?;
             if size == f.size && hash == f.blake3 {
                 continue;
             }
         }
+        wanted.push((f, local));
+    }
+    let total: u64 = wanted.iter().map(|(f, _)| f.size).sum();
+    let mut progress = options.progress.then(|| {
+        tracing::info!(
+            files = wanted.len(),
+            bytes = total,
+            already_present = manifest.files.len() - wanted.len(),
+            "copying the mart"
+        );
+        crate::progress::Progress::new("mart copy", Some(total), crate::progress::ProgressUnit::Bytes)
+    });
+    let started = std::time::Instant::now();
+    for (f, local) in wanted {
+        let io = |e: std::io::Error| SyncError::Io { path: local.clone(), message: e.to_string() };
         if let Some(dir) = local.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(io)?;
         }
@@ -206,6 +243,16 @@ pub async fn pull(
             hasher.update(&chunk);
             bytes += chunk.len() as u64;
             out.write_all(&chunk).await.map_err(io)?;
+            if let Some(p) = progress.as_mut() {
+                p.inc(chunk.len() as u64);
+            }
+            if let Some(limit) = options.bandwidth.filter(|l| *l > 0) {
+                // Sleep until the bytes so far fit the limit.
+                let due = Duration::from_secs_f64((report.bytes + bytes) as f64 / limit as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
         out.sync_all().await.map_err(io)?;
         drop(out);
@@ -225,6 +272,9 @@ pub async fn pull(
     }
     report.mart_version = store.latest_snapshot()?.map(|s| s.version);
     report.peer_mart_version = manifest.versions.last().map(|v| v.version);
+    if let Some(p) = progress {
+        p.finish(&format!(", {} file(s), mart version {:?}", report.files, report.mart_version));
+    }
     Ok(report)
 }
 

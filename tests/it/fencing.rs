@@ -177,3 +177,54 @@ async fn the_standby_copies_the_active_mart_verifies_it_and_takes_over() {
     a.cycle().await.unwrap();
     assert_eq!(a.fence().get().role, Role::Standby, "the old active heard of the promotion");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_copies_a_running_site_resumes_after_an_interruption_and_continues_as_standby() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let [(mut a, cfg_a, base_a, _sa), (b, cfg_b, _base_b, sb)] =
+        pair([da.path(), db.path()], 53, [Role::Active, Role::Standby]).await;
+    // B's directory is to be filled by the command line, not by a running appliance.
+    drop(sb);
+    drop(b);
+    std::fs::remove_dir_all(db.path()).unwrap();
+    let _feed_a = feed(&a, &cfg_a, 53, T0, 3).await;
+    a.drain(1000).await.unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), cfg_b.to_toml()).unwrap();
+    let bootstrap = |limit: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"));
+        c.args(["bootstrap", "--from", &base_a, "--config"]).arg(config.path());
+        if let Some(l) = limit {
+            c.args(["--bandwidth-mbps", l]);
+        }
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c
+    };
+    // Interrupted: a slow copy killed after a moment.
+    let mut slow = bootstrap(Some("0.02")).spawn().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    slow.kill().unwrap();
+    let _ = slow.wait();
+    // Resumed: completes, keeping what was already copied and verified.
+    let mut resumed = bootstrap(None);
+    let out = tokio::task::spawn_blocking(move || resumed.output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bootstrap: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("continues as standby"));
+    let figure = |name: &str| -> usize {
+        stderr
+            .split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the copy says {name}: {stderr}"))
+    };
+    assert!(figure("already_present") > 0, "the resumed copy kept the files the first one finished: {stderr}");
+    assert!(figure("files") > 0, "and copied the rest: {stderr}");
+    assert!(stderr.contains("mart copy: "), "progress summary: {stderr}");
+    // The copied site starts as standby and serves exactly the running site's mart.
+    let b = Appliance::open(cfg_b, FaultInjector::disarmed()).await.unwrap();
+    assert_eq!(b.fence().get().role, Role::Standby);
+    assert_eq!(version(&b), version(&a));
+    assert_eq!(digests(&b).await, digests(&a).await);
+}
