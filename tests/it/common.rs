@@ -479,3 +479,11 @@ pub fn duckdb_scalar(file: &std::path::Path, sql: &str) -> String {
     assert!(o.status.success(), "duckdb: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// A file of this repository. Resolved when the test runs (cargo sets `CARGO_MANIFEST_DIR` for the test process), not
+/// when it compiles: CI reuses one target directory across clones at different paths, and an unchanged test binary
+/// keeps whatever path it was first compiled at.
+pub fn repo_file(rel: &str) -> std::path::PathBuf {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    std::path::Path::new(&root).join(rel)
+}

@@ -24,7 +24,7 @@ async fn query(base: &str, sql: &str) -> (u16, serde_json::Value, Option<String>
 }
 
 fn corpus() -> Vec<(String, String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile_sql");
+    let dir = crate::common::repo_file("tests/data/hostile_sql");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files

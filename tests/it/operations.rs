@@ -103,7 +103,8 @@ fn check_config_names_the_bad_key() {
         assert!(err.contains(expect), "error for {text:?} names {expect}: {err}");
     }
     // The shipped example config is valid.
-    let o = ccmart(&["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/ccmart.toml")]);
+    let shipped = crate::common::repo_file("packaging/ccmart.toml");
+    let o = ccmart(&["check-config", "--config", &shipped.to_string_lossy()]);
     assert!(o.status.success(), "packaging/ccmart.toml: {}", String::from_utf8_lossy(&o.stderr));
     let o = ccmart(&["check-config", "--config", "/nonexistent/ccmart.toml"]);
     let err = String::from_utf8_lossy(&o.stderr);

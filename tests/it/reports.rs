@@ -98,8 +98,9 @@ fn measure(res: &ccmart::query::QueryResult, measure: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_saved_report_agrees_with_the_ground_truth() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/reports/expected.toml");
-    let spec: Expectations = toml::from_str(&std::fs::read_to_string(path).unwrap()).expect("expected.toml parses");
+    let path = crate::common::repo_file("tests/data/reports/expected.toml").display().to_string();
+    let spec: Expectations = toml::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .expect("expected.toml parses");
     let reports = ccmart::query::reports::saved_reports().unwrap();
     for name in reports.keys() {
         assert!(spec.check.iter().any(|c| &c.report == name), "report {name} has no expectation in {path}");
