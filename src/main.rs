@@ -429,19 +429,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     let metrics_addr = match cfg.appliance.metrics_listen.as_str() {
         "" => None,
         m => {
-            let listener = match tokio::net::TcpListener::bind(m).await {
-                Ok(l) => l,
-                // The demo must start on a machine where the default port is taken; an installed appliance must not
-                // silently move its scrape target.
-                Err(e) if demo => {
-                    tracing::warn!(error = %e, "metrics port {m} is taken; the demo uses a free port instead");
-                    let ip = m.parse::<std::net::SocketAddr>().map(|a| a.ip()).unwrap_or([127, 0, 0, 1].into());
-                    tokio::net::TcpListener::bind((ip, 0)).await.context("listening for metrics")?
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("listening for metrics on {m} (appliance.metrics_listen)"))
-                }
-            };
+            let listener = bind_service(m, demo, "metrics", "appliance.metrics_listen").await?;
             let maddr = listener.local_addr()?;
             let mut metrics_stop = stop_rx.clone();
             tokio::spawn(serve::metrics::serve_metrics(listener, app.metrics(), app.tokens(), async move {
@@ -449,6 +437,28 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
             }));
             tracing::info!(addr = %maddr, "Prometheus metrics at /metrics");
             Some(maddr)
+        }
+    };
+    let pg_addr = match cfg.pgwire.listen.as_str() {
+        "" => None,
+        p => {
+            let pg_tls = match (&cfg.pgwire.tls_cert, &cfg.pgwire.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(serve::tls::server_config(cert, key).context("pgwire.tls_cert / tls_key")?)
+                }
+                _ => None,
+            };
+            let listener = bind_service(p, demo, "PostgreSQL protocol", "pgwire.listen").await?;
+            let paddr = listener.local_addr()?;
+            let st = app.serve_state();
+            let frontend = serve::pgwire::PgFrontend::new(st.engine, st.store, st.tokens, st.metrics);
+            let mut pg_stop = stop_rx.clone();
+            let secure = pg_tls.is_some();
+            tokio::spawn(serve::pgwire::serve(listener, frontend, cfg.pgwire.max_connections, pg_tls, async move {
+                let _ = pg_stop.changed().await;
+            }));
+            tracing::info!(addr = %paddr, tls = secure, "PostgreSQL protocol listening");
+            Some(paddr)
         }
     };
 
@@ -468,7 +478,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     let snap = app.store().latest_snapshot()?;
     eprintln!("  mart version {} after {cycles} cycle(s)", snap.map_or(0, |s| s.version));
     if demo {
-        print_examples(&addr.to_string(), metrics_addr);
+        print_examples(&addr.to_string(), metrics_addr, pg_addr);
     }
     let mut ticker = tokio::time::interval(cycle);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -495,6 +505,21 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = server.await;
     Ok(())
+}
+
+/// Binds a secondary listener (metrics, PostgreSQL protocol). The demo must start on a machine where a default
+/// port is taken, so it falls back to a free port there; an installed appliance must not silently move a port that
+/// scrapers and BI tools are configured with.
+async fn bind_service(addr: &str, demo: bool, what: &str, key: &str) -> Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if demo => {
+            tracing::warn!(error = %e, "{what} port {addr} is taken; the demo uses a free port instead");
+            let ip = addr.parse::<std::net::SocketAddr>().map(|a| a.ip()).unwrap_or([127, 0, 0, 1].into());
+            tokio::net::TcpListener::bind((ip, 0)).await.with_context(|| format!("listening for {what}"))
+        }
+        Err(e) => Err(e).with_context(|| format!("listening for {what} on {addr} ({key})")),
+    }
 }
 
 async fn run_batch(cfg: Config) -> Result<()> {
@@ -535,7 +560,7 @@ async fn run_batch(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-fn print_examples(addr: &str, metrics: Option<std::net::SocketAddr>) {
+fn print_examples(addr: &str, metrics: Option<std::net::SocketAddr>, pg: Option<std::net::SocketAddr>) {
     println!();
     println!("ccmart demo is ready: http://{addr}");
     println!("Status page: open http://{addr}/ in a browser. API description: http://{addr}/v1/openapi.json");
@@ -556,6 +581,14 @@ fn print_examples(addr: &str, metrics: Option<std::net::SocketAddr>) {
     println!("  curl -s -o interactions.parquet 'http://{addr}/v1/export/INTERACTION_FACT'");
     if let Some(m) = metrics {
         println!("  curl -s http://{m}/metrics | grep -E '^ccmart_(pair|idb|freshness)'");
+    }
+    if let Some(p) = pg {
+        // Any password works in the demo (no tokens are configured; loopback only).
+        println!(
+            "  psql 'postgresql://demo:demo@{}:{}/ccmart' -c '\\dt' -c 'SELECT r.resource_name AS queue, q.day, q.offered, q.abandoned, q.accepted_within_sl FROM ag2_queue_day q JOIN resource_ r USING (resource_key) ORDER BY 2, 1'",
+            p.ip(),
+            p.port()
+        );
     }
     println!("Live calls keep arriving; press Ctrl-C to stop.");
 }

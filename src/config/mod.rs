@@ -18,6 +18,11 @@ pub const DEFAULT_BACKLOG_PUBLISH_SECS: u64 = 60;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default listen address of the Prometheus metrics endpoint (loopback only).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:8249";
+/// Default listen address of the PostgreSQL wire protocol (BI tools); 5433 so it never collides with a local
+/// PostgreSQL server on 5432.
+pub const DEFAULT_PGWIRE_LISTEN: &str = "127.0.0.1:5433";
+/// Default limit of simultaneous PostgreSQL-protocol connections.
+pub const DEFAULT_PGWIRE_MAX_CONNECTIONS: usize = 64;
 /// Default data directory of an installed appliance.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/ccmart";
 /// URL scheme of an in-process simulated IDB.
@@ -78,6 +83,9 @@ pub struct Config {
     /// Role, epoch and the peer site (`[replication]`).
     #[serde(default)]
     pub replication: crate::replicate::fencing::ReplicationSettings,
+    /// PostgreSQL wire protocol for BI tools.
+    #[serde(default)]
+    pub pgwire: PgwireConfig,
     /// API tokens (`[[token]]`), stored as SHA-256 hashes; `ccmart token create` makes one.
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
@@ -122,6 +130,34 @@ impl Default for ApplianceConfig {
             metrics_listen: DEFAULT_METRICS_LISTEN.into(),
             cycle_secs: DEFAULT_CYCLE_SECS,
             staging_cache_mb: crate::staging::DEFAULT_CACHE_MB,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// The PostgreSQL wire-protocol listener: BI tools (psql, DBeaver, Metabase, Grafana, drivers) connect here and
+/// read the same snapshots as `/v1/query`, with the same tokens as passwords and the same query limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgwireConfig {
+    /// Listen address; empty disables the listener.
+    pub listen: String,
+    /// Simultaneous connections; more are refused at once (the client sees the connection closed).
+    pub max_connections: usize,
+    /// PEM certificate chain for TLS (clients ask with `sslmode=require`); with `tls_key`. Unset: plain only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for PgwireConfig {
+    fn default() -> Self {
+        PgwireConfig {
+            listen: DEFAULT_PGWIRE_LISTEN.into(),
+            max_connections: DEFAULT_PGWIRE_MAX_CONNECTIONS,
             tls_cert: None,
             tls_key: None,
         }
@@ -260,6 +296,14 @@ impl Config {
             query: QueryLimits::default(),
             maintenance: Default::default(),
             replication: Default::default(),
+            // Tests ask for ephemeral ports; so does the PostgreSQL listener then.
+            pgwire: PgwireConfig {
+                listen: match listen.parse::<SocketAddr>() {
+                    Ok(a) if a.port() == 0 => SocketAddr::new(a.ip(), 0).to_string(),
+                    _ => DEFAULT_PGWIRE_LISTEN.into(),
+                },
+                ..PgwireConfig::default()
+            },
             transform: Default::default(),
             merge: Default::default(),
             tokens: Vec::new(),
@@ -298,6 +342,22 @@ impl Config {
             return invalid(
                 if self.appliance.tls_cert.is_some() { "appliance.tls_key" } else { "appliance.tls_cert" },
                 "HTTPS needs both tls_cert and tls_key (PEM files); set both or neither".into(),
+            );
+        }
+        let p = &self.pgwire;
+        if !p.listen.is_empty() && p.listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "pgwire.listen",
+                format!("'{}' is not an ip:port address (e.g. 127.0.0.1:5433); leave it empty to disable", p.listen),
+            );
+        }
+        if p.max_connections == 0 || p.max_connections > 10_000 {
+            return invalid("pgwire.max_connections", format!("{} is out of range 1..=10000", p.max_connections));
+        }
+        if p.tls_cert.is_some() != p.tls_key.is_some() {
+            return invalid(
+                if p.tls_cert.is_some() { "pgwire.tls_key" } else { "pgwire.tls_cert" },
+                "TLS needs both tls_cert and tls_key (PEM files); set both or neither".into(),
             );
         }
         if self.appliance.cycle_secs == 0 || self.appliance.cycle_secs > 3600 {
@@ -428,6 +488,7 @@ impl Config {
             for (key, addr) in [
                 ("appliance.listen", &self.appliance.listen),
                 ("appliance.metrics_listen", &self.appliance.metrics_listen),
+                ("pgwire.listen", &self.pgwire.listen),
             ] {
                 if addr.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback()) {
                     return invalid(

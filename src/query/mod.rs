@@ -291,7 +291,7 @@ impl QueryEngine {
         }
         let runtime = self.runtime()?;
         let mut config =
-            SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("ccmart", "mart");
+            SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("ccmart", "public");
         // A recursive CTE can grow without bound inside one query; reports do not need them.
         config.options_mut().execution.enable_recursive_ctes = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
@@ -309,6 +309,16 @@ impl QueryEngine {
                 ctx.register_table(*name, provider).map_err(|e| QueryError::Mart(e.to_string()))?;
             }
         }
+        // PostgreSQL's catalog (pg_class, pg_namespace, ...) and functions (current_schema(), format_type(), ...), so
+        // BI tools that discover tables through them work over the wire protocol, and HTTP users can ask the same
+        // questions. It wraps table functions (generate_series, range) rather than replacing them, so the size
+        // guards installed above stay in force.
+        datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog(
+            &ctx,
+            "ccmart",
+            datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        )
+        .map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?;
         cache.push((snapshot.version, ctx.clone()));
         if cache.len() > CONTEXT_CACHE {
             cache.remove(0);

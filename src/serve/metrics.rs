@@ -52,6 +52,12 @@ impl ApplianceMetrics {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full("ccmart_http_request_duration_seconds".into()), REQUEST_BUCKETS)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("ccmart_pgwire_statement_duration_seconds".into()),
+                    REQUEST_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -156,6 +162,26 @@ impl ApplianceMetrics {
         });
     }
 
+    /// Records one statement answered over the PostgreSQL protocol: `outcome` is `ok` or the SQLSTATE class of the
+    /// error (`57` canceled/timeout, `53` busy, `42` bad SQL, ...), so the label set stays small.
+    pub fn observe_pg_statement(&self, outcome: &str, seconds: f64) {
+        let outcome = outcome.to_string();
+        self.record(|| {
+            counter!("ccmart_pgwire_statements_total", "outcome" => outcome).increment(1);
+            histogram!("ccmart_pgwire_statement_duration_seconds").record(seconds);
+        });
+    }
+
+    /// Records a PostgreSQL-protocol login refused (bad password, or a token whose role may not query).
+    pub fn observe_pg_auth_failure(&self) {
+        self.record(|| counter!("ccmart_auth_failures_total", "endpoint" => "pgwire").increment(1));
+    }
+
+    /// Adds `delta` (+1 on accept, −1 on close) to the open PostgreSQL-protocol connections.
+    pub fn observe_pg_connections(&self, delta: f64) {
+        self.record(|| gauge!("ccmart_pgwire_connections").increment(delta));
+    }
+
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         self.handle.run_upkeep();
@@ -205,7 +231,20 @@ fn describe() {
     describe_gauge!("ccmart_pair_idb_ignored", "1 when this IDB's site is ignored (disaster recovery).");
     describe_counter!("ccmart_http_requests_total", "HTTP requests by route template and status code.");
     describe_histogram!("ccmart_http_request_duration_seconds", Unit::Seconds, "HTTP request duration by route.");
-    describe_counter!("ccmart_auth_failures_total", "Requests refused with 401 or 403.");
+    describe_counter!(
+        "ccmart_auth_failures_total",
+        "Requests refused with 401 or 403, and PostgreSQL-protocol logins refused (endpoint=pgwire)."
+    );
+    describe_counter!(
+        "ccmart_pgwire_statements_total",
+        "PostgreSQL-protocol statements by outcome (ok or SQLSTATE class)."
+    );
+    describe_histogram!(
+        "ccmart_pgwire_statement_duration_seconds",
+        Unit::Seconds,
+        "PostgreSQL-protocol statement duration, until its last row is sent."
+    );
+    describe_gauge!("ccmart_pgwire_connections", "Open PostgreSQL-protocol connections.");
 }
 
 /// Axum middleware counting every request of the API router by route template and status.

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod pgwire;
 pub mod replication;
 pub mod tls;
 

@@ -13,6 +13,7 @@ mod limits;
 mod maintenance;
 mod operations;
 mod pg_e2e;
+mod pgwire;
 mod quarantine;
 mod reports;
 mod status_page;

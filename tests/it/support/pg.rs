@@ -423,3 +423,9 @@ fn db_name(db_url_or_name: &str) -> String {
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+/// The `psql` client of the PostgreSQL installation the tests use (the same one as the throwaway cluster's), for
+/// tests that talk to ccmart's own PostgreSQL protocol. Panics with the install hint when it is missing.
+pub fn psql_binary() -> PathBuf {
+    find_bin_dir().unwrap_or_else(|e| panic!("{e}; {INSTALL_HINT}")).join("psql")
+}

@@ -1,0 +1,252 @@
+//! The PostgreSQL protocol with real clients on a real socket: `psql` (queries, `\dt`, `\d TABLE`), the
+//! `tokio-postgres` driver (prepared statements with parameters, simple protocol), and the catalog queries DBeaver,
+//! Metabase and Grafana send on connect (`tests/data/bi_catalog.toml`). Answers are checked against the simulator's
+//! ground truth; tokens, read-only policy and limits against what the HTTP API promises.
+
+use crate::common::*;
+use ccmart::config::TokenConfig;
+use ccmart::fault::FaultInjector;
+use ccmart::pipeline::Appliance;
+use ccmart::serve::auth::hash_token;
+use ccmart::sim::GroundTruth;
+use std::time::Duration;
+
+const READER: &str = "ccm_reader_secret_for_tests";
+const OPERATOR: &str = "ccm_operator_secret_for_tests";
+const PEER: &str = "ccm_peer_secret_for_tests";
+const TIMEOUT_SECS: u64 = 4;
+
+/// An appliance with reader, operator and peer tokens over `hours` of simulated calls, and its PostgreSQL listener
+/// on an ephemeral loopback port.
+async fn pg_appliance(
+    dir: &std::path::Path,
+    seed: u64,
+    hours: i64,
+    max_rows: usize,
+) -> (Appliance, GroundTruth, u16, tokio::sync::oneshot::Sender<()>) {
+    let settings = small_settings(seed);
+    let mut cfg = embedded_config(dir, settings.clone());
+    for (name, role, secret) in [("bi", "reader", READER), ("ops", "operator", OPERATOR), ("site2", "peer", PEER)] {
+        cfg.tokens.push(TokenConfig { name: name.into(), role: role.into(), sha256: hash_token(secret) });
+    }
+    cfg.query.max_rows = max_rows;
+    cfg.query.timeout_secs = TIMEOUT_SECS;
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
+    let truth = simulate(&cfg, Some(&app), settings, hours).await;
+    app.drain(1000).await.expect("drain");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let port = listener.local_addr().expect("local address").port();
+    let st = app.serve_state();
+    let frontend = ccmart::serve::pgwire::PgFrontend::new(st.engine, st.store, st.tokens, st.metrics);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ccmart::serve::pgwire::serve(listener, frontend, 16, None, async move {
+        let _ = rx.await;
+    }));
+    (app, truth, port, tx)
+}
+
+async fn connect(port: u16, password: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let conn = format!("host=127.0.0.1 port={port} user=bi password={password} dbname=ccmart connect_timeout=10");
+    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The server's message and SQLSTATE, or the client-side error.
+fn detail(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| format!("{}: {}", d.code().code(), d.message()))
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+/// Runs psql (the PostgreSQL installation's own client) against the listener; unaligned, tuples only.
+async fn psql(port: u16, password: &str, commands: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(crate::support::pg::psql_binary());
+    cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "bi", "-d", "ccmart"])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", "disable");
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run psql")).await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_and_a_driver_read_the_mart_with_tokens_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_rows = 40;
+    let (app, truth, port, _stop) = pg_appliance(dir.path(), 61, 3, max_rows).await;
+    let calls = truth.call_count() as i64;
+    assert!(calls > max_rows as i64, "the row limit test needs more calls than {max_rows}");
+    let total_secs: i64 = truth.calls.values().map(|c| c.end_ts - c.start_ts).sum();
+
+    // The driver, simple protocol.
+    let client = connect(port, READER).await.expect("a reader token logs in");
+    let rows = client.simple_query("SELECT count(*) AS n, sum(duration) AS secs FROM interaction_fact").await.unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .expect("one row");
+    assert_eq!(row.get("n"), Some(calls.to_string().as_str()));
+    assert_eq!(row.get("secs"), Some(total_secs.to_string().as_str()));
+
+    // Prepared statements with parameters, bound as values (extended protocol, binary results).
+    let long = 120i64;
+    let stmt = client.prepare("SELECT count(*) FROM interaction_fact WHERE duration >= $1").await.unwrap();
+    let n: i64 = client.query_one(&stmt, &[&long]).await.unwrap().get(0);
+    assert_eq!(n, truth.calls.values().filter(|c| c.end_ts - c.start_ts >= long).count() as i64);
+    let some = truth.calls.values().nth(3).expect("a call");
+    let r = client
+        .query_one("SELECT duration FROM INTERACTION_FACT WHERE media_server_ixn_guid = $1", &[&some.callid])
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, i64>(0), some.end_ts - some.start_ts);
+    let hostile = "x' OR '1'='1";
+    let none = client
+        .query("SELECT duration FROM interaction_fact WHERE media_server_ixn_guid = $1", &[&hostile])
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "a parameter is a value, never SQL");
+
+    // Read-only: every kind of write is refused with a precise SQLSTATE, and nothing changes.
+    for (sql, code) in [
+        ("CREATE TABLE scratch (a INT)", "25006"),
+        ("INSERT INTO interaction_fact (duration) VALUES (1)", "25006"),
+        ("DELETE FROM interaction_fact", "25006"),
+        ("DROP TABLE interaction_fact", "25006"),
+        ("COPY interaction_fact TO '/tmp/x.csv'", "25006"),
+        ("SET datafusion.execution.enable_recursive_ctes = true", "42501"),
+    ] {
+        let e = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql}: {e}");
+        let e = client.prepare(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql} (prepared): {e}");
+    }
+    // The size guards hold here too (a giant value is refused before it is made), and the time limit ends a
+    // statement that would run for hours; the connection goes on.
+    let e = client.query("SELECT repeat('x', 1000000000)", &[]).await.expect_err("guarded");
+    assert!(detail(&e).contains("repeat"), "{}", detail(&e));
+    let started = std::time::Instant::now();
+    let e = client.simple_query("SELECT count(*) FROM generate_series(1, 100000000000)").await.expect_err("bounded");
+    assert_eq!(sqlstate(&e), "57014", "{}", detail(&e));
+    assert!(started.elapsed() < Duration::from_secs(TIMEOUT_SECS * 4), "stopped at the time limit");
+    // Client settings are accepted.
+    client.simple_query("SET application_name = 'test'; SET extra_float_digits = 3; BEGIN; COMMIT").await.unwrap();
+    let n: i64 = client.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
+    assert_eq!(n, calls, "the refused writes changed nothing");
+
+    // The row limit: a result longer than query.max_rows ends in an error, not a silently cut answer.
+    let e = client.query("SELECT * FROM interaction_fact", &[]).await.expect_err("over the row limit");
+    assert_eq!(sqlstate(&e), "54000", "{e}");
+    let e = client.simple_query("SELECT * FROM interaction_fact").await.expect_err("over the row limit");
+    assert_eq!(sqlstate(&e), "54000", "{e}");
+    let few = client.query("SELECT * FROM interaction_fact LIMIT 5", &[]).await.unwrap();
+    assert_eq!(few.len(), 5, "the same connection keeps answering");
+
+    // Logins: a wrong password and a peer token are refused, and counted.
+    let e = connect(port, "not-a-token").await.err().expect("wrong password refused");
+    assert_eq!(sqlstate(&e), "28P01", "{e}");
+    let e = connect(port, PEER).await.err().expect("a peer token may not query");
+    assert_eq!(sqlstate(&e), "28000", "{e}");
+    connect(port, OPERATOR).await.expect("an operator token logs in");
+    let samples = scrape_metrics_as(&app, Some(OPERATOR)).await;
+    assert_eq!(metric(&samples, "ccmart_auth_failures_total", &[("endpoint", "pgwire")]), Some(2.0));
+    assert!(
+        metric(&samples, "ccmart_pgwire_statements_total", &[("outcome", "ok")]).is_some_and(|n| n >= 5.0),
+        "statements are counted"
+    );
+    assert!(metric(&samples, "ccmart_pgwire_statements_total", &[("outcome", "54")]).is_some_and(|n| n >= 2.0));
+
+    // psql: a query, then the meta-commands users type first.
+    let (ok, out, err) = psql(port, READER, &["SELECT count(*) FROM interaction_fact"]).await;
+    assert!(ok, "psql: {err}");
+    assert_eq!(out.trim(), calls.to_string());
+    let (ok, out, err) = psql(port, READER, &["\\dt"]).await;
+    assert!(ok, "psql \\dt: {err}");
+    for table in ["interaction_fact", "interaction_resource_fact", "ag2_queue_day", "resource_"] {
+        assert!(out.lines().any(|l| l.split('|').nth(1) == Some(table)), "\\dt lists {table}:\n{out}");
+    }
+    let (ok, out, err) = psql(port, READER, &["\\d interaction_fact"]).await;
+    assert!(ok, "psql \\d: {err}");
+    for column in ["media_server_ixn_guid", "duration", "day"] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("{column}|"))), "\\d shows {column}:\n{out}");
+    }
+    let (ok, _, err) = psql(port, "wrong", &["SELECT 1"]).await;
+    assert!(!ok && err.to_lowercase().contains("password authentication failed"), "psql with a wrong password: {err}");
+}
+
+#[derive(serde::Deserialize)]
+struct CatalogCorpus {
+    statement: Vec<CatalogStatement>,
+}
+
+#[derive(serde::Deserialize)]
+struct CatalogStatement {
+    client: String,
+    sql: String,
+    expect: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bi_tool_catalog_queries_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_app, _truth, port, _stop) = pg_appliance(dir.path(), 62, 1, 100_000).await;
+    let path = repo_file("tests/data/bi_catalog.toml");
+    let corpus: CatalogCorpus =
+        toml::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+            .expect("bi_catalog.toml parses");
+    assert!(corpus.statement.len() >= 20, "the corpus holds the tools' connect sequences");
+    let client = connect(port, READER).await.expect("log in");
+    let mut failures = Vec::new();
+    for s in &corpus.statement {
+        // Simple protocol (psql, pgAdmin), as text.
+        let answer =
+            tokio::time::timeout(Duration::from_secs(60), client.simple_query(&s.sql)).await.expect("answered in time");
+        match answer {
+            Ok(messages) => {
+                let values: Vec<String> = messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                        _ => None,
+                    })
+                    .flat_map(|r| (0..r.len()).filter_map(|i| r.get(i).map(str::to_string)).collect::<Vec<_>>())
+                    .collect();
+                if let Some(want) = &s.expect {
+                    if !values.iter().any(|v| v == want) {
+                        failures.push(format!("{}: the answer lacks {want}: {values:?}\n{}", s.client, s.sql));
+                    }
+                }
+            }
+            Err(e) => failures.push(format!("{} (simple protocol): {}\n{}", s.client, detail(&e), s.sql)),
+        }
+        // Extended protocol (JDBC, pgx): parse, describe, bind, execute.
+        match client.prepare(&s.sql).await {
+            Ok(stmt) => {
+                if let Err(e) = client.query(&stmt, &[]).await {
+                    failures.push(format!("{} (execute): {}\n{}", s.client, detail(&e), s.sql));
+                }
+            }
+            Err(e) => failures.push(format!("{} (prepare): {}\n{}", s.client, detail(&e), s.sql)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} statements failed:\n\n{}",
+        failures.len(),
+        2 * corpus.statement.len(),
+        failures.join("\n\n")
+    );
+}
