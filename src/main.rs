@@ -170,6 +170,23 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Planned switchover: the active site finishes its cycle and steps down, its standby copies up to that exact
+    /// mart version and becomes active at the next epoch. Nothing is lost; run it again with --from and --to
+    /// swapped to go back. Needs an operator token at both sites (--token, and --to-token when they differ).
+    Switchover {
+        /// The active site's appliance URL.
+        #[arg(long)]
+        from: String,
+        /// Its standby's appliance URL.
+        #[arg(long)]
+        to: String,
+        /// Operator token of the standby site, when it differs from --token.
+        #[arg(long, env = "CCMART_TO_TOKEN", hide_env_values = true)]
+        to_token: Option<String>,
+        /// Seconds to wait for the standby to copy the last version.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -224,7 +241,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
             match io.kind() {
                 std::io::ErrorKind::AddrInUse => {
                     return Some(
-                        "another process listens on that address; stop it or change appliance.listen / metrics_listen",
+                        "another process listens on that address; stop it or change appliance.listen / metrics_listen / pgwire.listen",
                     )
                 }
                 std::io::ErrorKind::PermissionDenied => {
@@ -351,6 +368,32 @@ fn main_inner() -> Result<()> {
                     r.bytes,
                     r.mart_version.map_or("none".into(), |v| v.to_string()),
                     if cfg.replication.peer_url.is_none() { " (set replication.peer_url so it keeps copying)" } else { "" }
+                );
+                Ok(())
+            }
+            Command::Switchover { from, to, to_token, timeout_secs } => {
+                let token = TOKEN.get().cloned().flatten();
+                let from = ccmart::replicate::Endpoint { url: from, token: token.clone() };
+                let to = ccmart::replicate::Endpoint { url: to, token: to_token.or(token) };
+                let started = std::time::Instant::now();
+                let report = ccmart::replicate::switchover::switchover(
+                    &from,
+                    &to,
+                    Duration::from_secs(timeout_secs),
+                    |step| eprintln!("  {step} ({:.1} s)", started.elapsed().as_secs_f64()),
+                )
+                .await?;
+                println!(
+                    "switchover done in {:.1} s: {} is active at epoch {}, from mart version {} \
+                     (step down {} ms, catch up {} ms, promote {} ms); {} copies from it as standby",
+                    started.elapsed().as_secs_f64(),
+                    to.url,
+                    report.fence.epoch,
+                    report.mart_version.map_or("none".into(), |v| v.to_string()),
+                    report.step_down_ms,
+                    report.catch_up_ms,
+                    report.promote_ms,
+                    from.url
                 );
                 Ok(())
             }

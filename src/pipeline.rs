@@ -275,6 +275,8 @@ impl Appliance {
         let started = Instant::now();
         self.check_peer().await?;
         // A standby writes nothing: its mart comes from the active site.
+        let fence = self.fence.clone();
+        let writing = fence.writing().await;
         let result = if self.fence.is_active() {
             if self.mart_replicated {
                 // Promoted after receiving files: pick up the replicated tables before writing on top of them.
@@ -283,6 +285,7 @@ impl Appliance {
             }
             self.cycle_inner().await
         } else {
+            drop(writing);
             self.replicate().await;
             Ok(CycleReport::default())
         };

@@ -140,6 +140,9 @@ mod tests {
 pub struct SharedFence {
     current: std::sync::Arc<std::sync::RwLock<Fence>>,
     store: std::sync::Arc<crate::staging::Store>,
+    /// Held by the pipeline while it writes (an active cycle) and by a planned demotion, so a demotion waits for
+    /// the cycle in flight and the version it reports is the last one this site writes.
+    writing: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SharedFence {
@@ -158,7 +161,11 @@ impl SharedFence {
                 f
             }
         };
-        Ok(SharedFence { current: std::sync::Arc::new(std::sync::RwLock::new(fence)), store })
+        Ok(SharedFence {
+            current: std::sync::Arc::new(std::sync::RwLock::new(fence)),
+            store,
+            writing: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// The fence now.
@@ -187,6 +194,31 @@ impl SharedFence {
             }
             None => Ok(None),
         }
+    }
+
+    /// Exclusive right to write the mart while the guard lives: the pipeline takes it for a cycle, [`demote`]
+    /// (`Self::demote`) waits for it.
+    pub async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writing.lock().await
+    }
+
+    /// Planned switchover, first step: the active site finishes the cycle in flight, then stops writing and becomes
+    /// standby at the same epoch (the other site is then promoted to epoch + 1). `Ok(None)` when not active.
+    pub async fn demote(&self, by: &str, now: i64) -> Result<Option<Fence>, crate::staging::StagingError> {
+        let _writing = self.writing().await;
+        let current = self.get();
+        if current.role != Role::Active {
+            return Ok(None);
+        }
+        let next = Fence {
+            role: Role::Standby,
+            epoch: current.epoch,
+            since: now,
+            reason: format!("stepped down for a planned switchover by {by}"),
+            split_brain: false,
+        };
+        tracing::warn!(epoch = next.epoch, by, "stepped down: now standby");
+        self.replace(next).map(Some)
     }
 
     /// Applies what the peer said (see [`after_hearing`]); returns the new fence when it changed.

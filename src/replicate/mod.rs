@@ -1,8 +1,10 @@
-//! Site-to-site operations. This version has the active-active comparison: two appliances that read the same IDBs
-//! must hold identical marts (DESIGN.md invariant 2); [`compare`] proves it, or lists every difference down to the
-//! surrogate key. [`fencing`] decides which appliance may write. Snapshot shipping and bootstrap are not here yet.
+//! Site-to-site operations. [`fencing`] decides which appliance may write; [`sync`] copies the active's mart to
+//! the standby (and bootstraps a new site); [`switchover`] swaps the roles with nothing lost. The active-active
+//! comparison is here: two appliances that read the same IDBs must hold identical marts (DESIGN.md invariant 2);
+//! [`compare`] proves it, or lists every difference down to the surrogate key.
 
 pub mod fencing;
+pub mod switchover;
 pub mod sync;
 
 use serde::Serialize;

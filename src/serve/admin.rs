@@ -98,6 +98,51 @@ pub async fn promote(
     })
 }
 
+/// Answer of `POST /v1/admin/demote`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SteppedDown {
+    /// The new fence: standby at the same epoch.
+    pub fence: Fence,
+    /// The last mart version this site wrote: the standby must hold exactly this version before it is promoted.
+    pub mart_version: Option<u64>,
+}
+
+/// Planned switchover, first step: this active appliance finishes the cycle in flight, stops writing and becomes
+/// standby at the same epoch, and reports its last mart version. `ccmart switchover` then waits until the other
+/// site has copied that version and promotes it. If the switchover is abandoned, promote this site again.
+#[utoipa::path(post, path = "/v1/admin/demote", tag = "operations",
+    responses((status = 200, description = "Now standby; the last version written", body = SteppedDown),
+        (status = 401, description = "No valid bearer token", body = super::ErrorBody),
+        (status = 403, description = "Not an operator token", body = super::ErrorBody),
+        (status = 409, description = "Not active", body = super::ErrorBody)))]
+pub async fn demote(
+    State(state): State<ServeState>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<SteppedDown>, ApiError> {
+    let by = format!("api:{}", caller.name);
+    let internal =
+        |code: &'static str, e: String| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code, message: e };
+    let fence = state
+        .fence
+        .demote(&by, chrono::Utc::now().timestamp())
+        .await
+        .map_err(|e| internal("staging", e.to_string()))?
+        .ok_or_else(|| {
+            let f = state.fence.get();
+            ApiError {
+                status: StatusCode::CONFLICT,
+                code: "not_active",
+                message: format!(
+                    "this appliance is standby at epoch {} ({}); nothing to step down from",
+                    f.epoch, f.reason
+                ),
+            }
+        })?;
+    let mart_version =
+        state.store.latest_snapshot().map_err(|e| internal("staging", e.to_string()))?.map(|s| s.version);
+    Ok(Json(SteppedDown { fence, mart_version }))
+}
+
 /// This appliance's site, role and epoch: what the peer site checks every cycle.
 #[utoipa::path(get, path = "/v1/replication/fence", tag = "replication",
     responses((status = 200, description = "Role and epoch", body = PeerFence),

@@ -106,6 +106,7 @@ pub const ROUTE_ACCESS: &[(&str, &str, Access)] = &[
     ("POST", "/v1/admin/sources/{site}/{action}", Access::Operate),
     ("POST", "/v1/admin/maintenance", Access::Operate),
     ("POST", "/v1/admin/promote", Access::Operate),
+    ("POST", "/v1/admin/demote", Access::Operate),
     ("GET", "/v1/replication/fence", Access::ReadOrReplicate),
     ("GET", "/v1/replication/manifest", Access::Replicate),
     ("GET", "/v1/replication/file", Access::Replicate),

@@ -293,6 +293,7 @@ pub fn router(state: ServeState) -> Router {
         .route("/v1/admin/sources/{site}/{action}", post(admin::change_source))
         .route("/v1/admin/maintenance", post(admin::request_maintenance))
         .route("/v1/admin/promote", post(admin::promote))
+        .route("/v1/admin/demote", post(admin::demote))
         .route("/v1/replication/fence", get(admin::fence))
         .route("/v1/replication/manifest", get(replication::manifest))
         .route("/v1/replication/file", get(replication::file))

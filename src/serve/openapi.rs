@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         admin::change_source,
         admin::request_maintenance,
         admin::promote,
+        admin::demote,
         admin::fence,
         super::replication::manifest,
         super::replication::file,

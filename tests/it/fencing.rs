@@ -228,3 +228,201 @@ async fn bootstrap_copies_a_running_site_resumes_after_an_interruption_and_conti
     assert_eq!(version(&b), version(&a));
     assert_eq!(digests(&b).await, digests(&a).await);
 }
+
+/// Runs both appliances' cycles (every 50 ms, at most 1200 rounds) until `task` — a switchover driven over HTTP,
+/// which needs both sites live — has finished.
+async fn cycle_both_until<T>(a: &mut Appliance, b: &mut Appliance, task: tokio::task::JoinHandle<T>) -> T {
+    for _ in 0..1200 {
+        if task.is_finished() {
+            return task.await.unwrap();
+        }
+        a.cycle().await.unwrap();
+        if task.is_finished() {
+            return task.await.unwrap();
+        }
+        b.cycle().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the switchover did not finish within 1200 rounds of cycles");
+}
+
+fn endpoint(url: &str) -> ccmart::replicate::Endpoint {
+    ccmart::replicate::Endpoint { url: url.into(), token: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_there_and_back_loses_nothing() {
+    use ccmart::replicate::switchover::switchover;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let [(mut a, cfg_a, base_a, _sa), (mut b, cfg_b, base_b, _sb)] =
+        pair([da.path(), db.path()], 54, [Role::Active, Role::Standby]).await;
+    let mut feed_a = feed(&a, &cfg_a, 54, T0, 2).await;
+    let mut feed_b = feed(&b, &cfg_b, 54, T0, 2).await;
+    a.drain(1000).await.unwrap();
+    b.drain(1000).await.unwrap();
+    assert_eq!(version(&b), version(&a));
+
+    // A → B while both sites run: A steps down after its cycle, B copies exactly A's last version, B takes over.
+    let task = tokio::spawn({
+        let (from, to) = (endpoint(&base_a), endpoint(&base_b));
+        async move { switchover(&from, &to, std::time::Duration::from_secs(60), |_| {}).await }
+    });
+    let r = cycle_both_until(&mut a, &mut b, task).await.expect("switchover A → B");
+    assert_eq!((r.fence.role, r.fence.epoch), (Role::Active, 2));
+    assert_eq!(version(&a), r.mart_version, "A wrote nothing after stepping down");
+    assert_eq!(b.fence().get().role, Role::Active);
+    // Calls keep coming; B extracts them, A (standby at B's epoch) copies them.
+    feed_a.advance(T0 + 2 * 3600, T0 + 3 * 3600, 1800).await.unwrap();
+    feed_b.advance(T0 + 2 * 3600, T0 + 3 * 3600, 1800).await.unwrap();
+    b.drain(1000).await.unwrap();
+    a.drain(1000).await.unwrap();
+    assert_eq!((a.fence().get().role, a.fence().get().epoch), (Role::Standby, 2));
+    assert!(version(&b) > r.mart_version, "B publishes as the active site");
+    assert_eq!(version(&a), version(&b), "A copies B's versions");
+
+    // A wrong direction is refused before anything changes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
+        .args(["switchover", "--from", &base_a, "--to", &base_b])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not active"), "{err}");
+    assert_eq!(b.fence().get().role, Role::Active, "nothing changed");
+
+    // And back, B → A, through the command line.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ccmart"));
+    cmd.args(["switchover", "--from", &base_b, "--to", &base_a, "--timeout-secs", "60"]);
+    let task = tokio::spawn(async move { cmd.output().await.unwrap() });
+    let out = cycle_both_until(&mut b, &mut a, task).await;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("is active at epoch 3"), "{stdout}");
+    assert!(stderr.contains("steps down") && stderr.contains("copies up to mart version"), "{stderr}");
+    assert_eq!((a.fence().get().role, a.fence().get().epoch), (Role::Active, 3));
+
+    // The last hour, every call ended: both marts are the ground truth, identical.
+    feed_a.advance(T0 + 3 * 3600, T0 + 4 * 3600, 1800).await.unwrap();
+    feed_b.advance(T0 + 3 * 3600, T0 + 4 * 3600, 1800).await.unwrap();
+    feed_a.finish(T0 + 4 * 3600).await.unwrap();
+    feed_b.finish(T0 + 4 * 3600).await.unwrap();
+    a.drain(1000).await.unwrap();
+    b.drain(1000).await.unwrap();
+    assert_eq!((b.fence().get().role, b.fence().get().epoch), (Role::Standby, 3));
+    assert_mart_matches_truth(&a, &feed_a.simulator().truth()).await;
+    assert_eq!(version(&b), version(&a));
+    assert_eq!(digests(&b).await, digests(&a).await, "the standby holds the same mart");
+}
+
+/// An HTTP proxy in front of `upstream` standing in for a bad line between the sites: it flips one byte in the
+/// middle of the next `flips` replication file bodies, then cuts the next `cuts` of them in half, and forwards
+/// everything else untouched.
+async fn damaging_proxy(
+    upstream: String,
+    flips: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let client = reqwest::Client::new();
+    let take = |n: &std::sync::atomic::AtomicUsize| {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
+    };
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (client, upstream, flips, cuts) = (client.clone(), upstream.clone(), flips.clone(), cuts.clone());
+        async move {
+            let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let mut forward = client.request(req.method().clone(), format!("{upstream}{target}"));
+            for (k, v) in req.headers() {
+                if k != "host" {
+                    forward = forward.header(k, v);
+                }
+            }
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+            let resp = forward.body(body).send().await.unwrap();
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let mut bytes = resp.bytes().await.unwrap().to_vec();
+            if target.starts_with("/v1/replication/file") && bytes.len() > 1 {
+                if take(&flips) {
+                    let i = bytes.len() / 2;
+                    bytes[i] ^= 0x5a;
+                } else if take(&cuts) {
+                    bytes.truncate(bytes.len() / 2);
+                }
+            }
+            let mut out = axum::http::Response::builder().status(status);
+            for (k, v) in headers.iter().filter(|(k, _)| *k != "content-length" && *k != "transfer-encoding") {
+                out = out.header(k, v);
+            }
+            out.body(axum::body::Body::from(bytes)).unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Every mart file of `root` (relative path → content), `.partial` leftovers included.
+fn mart_files(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_files_on_the_wire_are_detected_fetched_again_and_never_applied() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cfg_a = embedded_config(da.path(), small_settings(55));
+    cfg_a.maintenance.interval_secs = 0;
+    let mut a = Appliance::open(cfg_a.clone(), FaultInjector::disarmed()).await.unwrap();
+    let (base_a, _stop_a) = serve_app(&a).await;
+    let (flips, cuts) = (Arc::new(AtomicUsize::new(2)), Arc::new(AtomicUsize::new(2)));
+    let proxy = damaging_proxy(base_a, flips.clone(), cuts.clone()).await;
+    let mut cfg_b = embedded_config(db.path(), small_settings(55));
+    cfg_b.maintenance.interval_secs = 0;
+    cfg_b.replication.initial_role = Role::Standby;
+    cfg_b.replication.peer_url = Some(proxy);
+    let mut b = Appliance::open(cfg_b, FaultInjector::disarmed()).await.unwrap();
+    let _feed = feed(&a, &cfg_a, 55, T0, 2).await;
+    a.drain(1000).await.unwrap();
+    let (root_a, root_b) = (da.path().join("mart"), db.path().join("mart"));
+
+    // The standby's own empty tables (made when it opened) are what it holds before any transfer.
+    let own = mart_files(&root_b);
+    // Two flipped files, then two cut short: each pass stops at the damaged file, discards it, and serves nothing.
+    for damage in ["flipped", "flipped", "cut", "cut"] {
+        b.cycle().await.unwrap();
+        let r = b.status().get().replication.expect("replication status");
+        let e = r.last_error.unwrap_or_else(|| panic!("a {damage} file fails the pass"));
+        assert!(e.contains("checksum") || e.contains("BLAKE3"), "{damage}: {e}");
+        assert_eq!(version(&b), None, "{damage}: no version is served before all its files verify");
+        let (here, there) = (mart_files(&root_b), mart_files(&root_a));
+        for (path, bytes) in &here {
+            assert!(!path.ends_with(".partial"), "{damage}: the damaged download is removed: {path}");
+            if own.get(path) != Some(bytes) {
+                assert_eq!(Some(bytes), there.get(path), "{damage}: every file received is byte-identical: {path}");
+            }
+        }
+    }
+    assert_eq!(
+        (flips.load(std::sync::atomic::Ordering::SeqCst), cuts.load(std::sync::atomic::Ordering::SeqCst)),
+        (0, 0)
+    );
+    // The line is clean again: the next pass completes and serves exactly the active's mart.
+    b.cycle().await.unwrap();
+    assert_eq!(b.status().get().replication.unwrap().last_error, None);
+    assert_eq!(version(&b), version(&a));
+    assert_eq!(digests(&b).await, digests(&a).await);
+}

@@ -156,9 +156,9 @@ async fn psql_and_a_driver_read_the_mart_with_tokens_and_limits() {
     assert_eq!(few.len(), 5, "the same connection keeps answering");
 
     // Logins: a wrong password and a peer token are refused, and counted.
-    let e = connect(port, "not-a-token").await.err().expect("wrong password refused");
+    let Err(e) = connect(port, "not-a-token").await else { panic!("a wrong password is refused") };
     assert_eq!(sqlstate(&e), "28P01", "{e}");
-    let e = connect(port, PEER).await.err().expect("a peer token may not query");
+    let Err(e) = connect(port, PEER).await else { panic!("a peer token may not query") };
     assert_eq!(sqlstate(&e), "28000", "{e}");
     connect(port, OPERATOR).await.expect("an operator token logs in");
     let samples = scrape_metrics_as(&app, Some(OPERATOR)).await;
