@@ -425,7 +425,7 @@ CREATE TABLE IF NOT EXISTS GC_PLACE (
 CREATE INDEX IF NOT EXISTS GC_PLACE_GSYS_SEQ  ON GC_PLACE (GSYS_SEQ);
 CREATE INDEX IF NOT EXISTS GC_PLACE_GSYS_USEQ ON GC_PLACE (GSYS_USEQ);
 
--- Agent / place / DN groups. Not read yet.
+-- Agent / place / DN groups.
 CREATE TABLE IF NOT EXISTS GC_GROUP (
     ID              integer      PRIMARY KEY,
     TENANTID        integer,
@@ -452,6 +452,33 @@ CREATE TABLE IF NOT EXISTS GC_GROUP (
 );
 CREATE INDEX IF NOT EXISTS GC_GROUP_GSYS_SEQ  ON GC_GROUP (GSYS_SEQ);
 CREATE INDEX IF NOT EXISTS GC_GROUP_GSYS_USEQ ON GC_GROUP (GSYS_USEQ);
+
+-- Agent group membership: one row per membership; DELETED_TS ends it (the row stays, so history is kept).
+CREATE TABLE IF NOT EXISTS GCX_GROUP_AGENT (
+    ID              integer      PRIMARY KEY,
+    GROUPID         integer      NOT NULL,
+    AGENTID         integer      NOT NULL,
+    STATUS          integer,
+    CREATED         timestamp,
+    CREATED_TS      bigint       NOT NULL,
+    DELETED         timestamp,
+    DELETED_TS      bigint,
+    LASTCHANGE      timestamp,
+    LASTCHANGE_TS   bigint,
+    GSYS_DOMAIN     integer,
+    GSYS_SEQ        bigint       NOT NULL,
+    GSYS_USEQ       bigint,
+    GSYS_SYS_ID     integer,
+    GSYS_TS         timestamp,
+    GSYS_TC         integer,
+    GSYS_PARTITION  integer,
+    GSYS_EXT_VCH1   varchar(255),
+    GSYS_EXT_VCH2   varchar(255),
+    GSYS_EXT_INT1   integer,
+    GSYS_EXT_INT2   integer
+);
+CREATE INDEX IF NOT EXISTS GCX_GROUP_AGENT_GSYS_SEQ  ON GCX_GROUP_AGENT (GSYS_SEQ);
+CREATE INDEX IF NOT EXISTS GCX_GROUP_AGENT_GSYS_USEQ ON GCX_GROUP_AGENT (GSYS_USEQ);
 
 -- Switches. Not read yet.
 CREATE TABLE IF NOT EXISTS GC_SWITCH (

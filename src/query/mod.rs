@@ -186,6 +186,44 @@ pub struct QueryPermit {
     _running: OwnedSemaphorePermit,
 }
 
+/// The catalog tables shared by every context (static data parsed once).
+fn pg_static_tables(
+) -> Result<Arc<datafusion_postgres::datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>, QueryError> {
+    use datafusion_postgres::datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
+    static TABLES: std::sync::OnceLock<Arc<PgCatalogStaticTables>> = std::sync::OnceLock::new();
+    if let Some(t) = TABLES.get() {
+        return Ok(t.clone());
+    }
+    let t =
+        Arc::new(PgCatalogStaticTables::try_new().map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?);
+    Ok(TABLES.get_or_init(|| t).clone())
+}
+
+/// Replaces the `pg_catalog` schema that `setup_pg_catalog` registers with one that reads a view of the catalogs
+/// *without* itself. The stock provider holds the context's catalog list, which holds the provider: a reference
+/// cycle that kept every mart version's context (tables, the staging store) alive forever — a leak per published
+/// version, and a staging file that stayed locked after the appliance was dropped.
+fn install_acyclic_pg_catalog(ctx: &SessionContext) -> Result<(), QueryError> {
+    use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList};
+    use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
+        context::EmptyContextProvider, PgCatalogSchemaProvider,
+    };
+    let err = |e: datafusion::error::DataFusionError| QueryError::Mart(format!("PostgreSQL catalog: {e}"));
+    let catalog = ctx.catalog("ccmart").ok_or_else(|| QueryError::Mart("catalog ccmart is missing".into()))?;
+    let mart_view = Arc::new(MemoryCatalogProvider::new());
+    for name in catalog.schema_names().into_iter().filter(|n| n != "pg_catalog") {
+        if let Some(schema) = catalog.schema(&name) {
+            mart_view.register_schema(&name, schema).map_err(err)?;
+        }
+    }
+    let view = Arc::new(MemoryCatalogProviderList::new());
+    view.register_catalog("ccmart".into(), mart_view);
+    let view: Arc<dyn CatalogProviderList> = view;
+    let provider = PgCatalogSchemaProvider::try_new(view, pg_static_tables()?, EmptyContextProvider).map_err(err)?;
+    catalog.register_schema("pg_catalog", Arc::new(provider)).map_err(err)?;
+    Ok(())
+}
+
 /// Runs queries against mart snapshots.
 #[derive(Clone)]
 pub struct QueryEngine {
@@ -319,6 +357,7 @@ impl QueryEngine {
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?;
+        install_acyclic_pg_catalog(&ctx)?;
         cache.push((snapshot.version, ctx.clone()));
         if cache.len() > CONTEXT_CACHE {
             cache.remove(0);

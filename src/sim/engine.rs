@@ -1,6 +1,8 @@
 //! The discrete-event engine behind [`Simulator`].
 
-use super::truth::{GroundTruth, LegResult, TruthCall, TruthLeg, TruthQueueVisit, TruthSession, TruthStatePeriod};
+use super::truth::{
+    GroundTruth, LegResult, TruthCall, TruthLeg, TruthMembership, TruthQueueVisit, TruthSession, TruthStatePeriod,
+};
 use super::*;
 use crate::source::contract::{agent_state, call_state, call_type, endpoint_type, login_state, media_type};
 use crate::source::contract::{party_end_cause as cause, party_role, party_state, party_type};
@@ -94,6 +96,28 @@ pub struct Simulator {
     sites: Vec<Site>,
     start_ts: i64,
     config_written: bool,
+    /// Current agent-group memberships: (site, agent index) → (GCX_GROUP_AGENT row handle, queue index, since).
+    memberships: BTreeMap<(usize, usize), (i64, usize, i64)>,
+    /// Memberships that ended (ground truth).
+    ended_memberships: Vec<TruthMembership>,
+    /// When the next group change happens, and how many happened.
+    next_group_change: i64,
+    group_changes: i64,
+    /// No group change at or after this (set by [`finish`](Self::finish)).
+    changes_until: i64,
+}
+
+/// Columns of a new `GCX_GROUP_AGENT` row: agent `i` of site `s` joins the group of queue `q` at `t`.
+fn membership_columns(s: usize, i: usize, q: usize, t: i64) -> Vec<(&'static str, IdbValue)> {
+    vec![
+        ("GROUPID", IdbValue::Int(queue_dbid(s, q))),
+        ("AGENTID", IdbValue::Int(agent_dbid(s, i))),
+        ("STATUS", IdbValue::Int(1)),
+        ("CREATED", IdbValue::Timestamp(t)),
+        ("CREATED_TS", IdbValue::Int(t)),
+        ("LASTCHANGE", IdbValue::Timestamp(t)),
+        ("LASTCHANGE_TS", IdbValue::Int(t)),
+    ]
 }
 
 fn exp(rng: &mut ChaCha8Rng, mean: f64) -> f64 {
@@ -151,7 +175,26 @@ impl Simulator {
                 site
             })
             .collect();
-        Simulator { settings, sites, start_ts, config_written: false }
+        let mut memberships = BTreeMap::new();
+        if settings.queues_per_site > 0 {
+            for s in 0..settings.sites {
+                for i in 0..settings.agents_per_site {
+                    let handle = 5_000_000 + (s as i64) * 1000 + i as i64;
+                    memberships.insert((s, i), (handle, i % settings.queues_per_site, start_ts));
+                }
+            }
+        }
+        Simulator {
+            next_group_change: start_ts + settings.group_change_secs.max(1),
+            settings,
+            sites,
+            start_ts,
+            config_written: false,
+            memberships,
+            ended_memberships: Vec::new(),
+            group_changes: 0,
+            changes_until: i64::MAX,
+        }
     }
 
     /// The settings in use.
@@ -169,7 +212,64 @@ impl Simulator {
             all.sessions_started += site.truth.sessions_started;
             all.sessions_ended += site.truth.sessions_ended;
         }
+        all.memberships = self.ended_memberships.clone();
+        all.memberships.extend(self.memberships.iter().map(|(&(s, i), &(_, q, since))| TruthMembership {
+            agent_dbid: agent_dbid(s, i),
+            group_dbid: queue_dbid(s, q),
+            group_name: group_name(s, q),
+            from: since,
+            to: None,
+        }));
         all
+    }
+
+    /// The agent-group changes due before `until` (see [`SimSettings::group_change_secs`]): each ends one
+    /// membership row and starts another, written to every IDB like the rest of the configuration.
+    fn group_change_writes(&mut self, until: i64) -> Vec<IdbWrite> {
+        let mut w = Vec::new();
+        let (every, queues, agents) =
+            (self.settings.group_change_secs, self.settings.queues_per_site, self.settings.agents_per_site);
+        if every <= 0 || queues < 2 || agents == 0 {
+            return w;
+        }
+        while self.next_group_change < until.min(self.changes_until) {
+            let (t, k) = (self.next_group_change, self.group_changes);
+            let i = (k as usize) % agents;
+            for s in 0..self.settings.sites {
+                let Some((handle, q, since)) = self.memberships.get(&(s, i)).copied() else { continue };
+                w.push(IdbWrite {
+                    table: "GCX_GROUP_AGENT",
+                    handle,
+                    kind: WriteKind::Update,
+                    columns: vec![
+                        ("DELETED", IdbValue::Timestamp(t)),
+                        ("DELETED_TS", IdbValue::Int(t)),
+                        ("STATUS", IdbValue::Int(0)),
+                        ("LASTCHANGE", IdbValue::Timestamp(t)),
+                        ("LASTCHANGE_TS", IdbValue::Int(t)),
+                    ],
+                });
+                self.ended_memberships.push(TruthMembership {
+                    agent_dbid: agent_dbid(s, i),
+                    group_dbid: queue_dbid(s, q),
+                    group_name: group_name(s, q),
+                    from: since,
+                    to: Some(t),
+                });
+                let next_q = (q + 1) % queues;
+                let next_handle = 6_000_000 + k * 10_000 + (s as i64) * 1000 + i as i64;
+                w.push(IdbWrite {
+                    table: "GCX_GROUP_AGENT",
+                    handle: next_handle,
+                    kind: WriteKind::Insert,
+                    columns: membership_columns(s, i, next_q, t),
+                });
+                self.memberships.insert((s, i), (next_handle, next_q, t));
+            }
+            self.group_changes += 1;
+            self.next_group_change += every;
+        }
+        w
     }
 
     /// The configuration every collector writes into its IDB (tenant, switches, agents, places, DNs, groups).
@@ -226,10 +326,15 @@ impl Simulator {
                     queue_dbid(s, q),
                     stamp(vec![
                         ("TENANTID", IdbValue::Int(1)),
-                        ("NAME", IdbValue::Text(format!("{name} agents Site{site}"))),
+                        ("NAME", IdbValue::Text(group_name(s, q))),
                         ("GROUPTYPE", IdbValue::Int(1)),
                     ]),
                 ));
+            }
+            for (i, _) in self.sites[s].agents.iter().enumerate() {
+                if let Some((handle, q, since)) = self.memberships.get(&(s, i)).copied() {
+                    w.push(ins("GCX_GROUP_AGENT", handle, membership_columns(s, i, q, since)));
+                }
             }
             for a in &self.sites[s].agents {
                 w.push(ins(
@@ -271,8 +376,9 @@ impl Simulator {
     /// Simulates every site up to (not including) `until` and returns, per site, the writes its collectors made,
     /// in order. The first call also returns the configuration (in every site's stream).
     pub fn advance_to(&mut self, until: i64) -> Vec<Vec<IdbWrite>> {
-        let config = if self.config_written { Vec::new() } else { self.configuration_writes() };
+        let mut config = if self.config_written { Vec::new() } else { self.configuration_writes() };
         self.config_written = true;
+        config.extend(self.group_change_writes(until));
         let mut out = Vec::with_capacity(self.sites.len());
         for site in &mut self.sites {
             site.writes.extend(config.iter().cloned());
@@ -286,6 +392,7 @@ impl Simulator {
     /// the ground truth is complete and every IDB row is final.
     pub fn finish(&mut self, at: i64) -> Vec<Vec<IdbWrite>> {
         let mut first = self.advance_to(at);
+        self.changes_until = at;
         for site in &mut self.sites {
             site.arrivals = false;
             for a in 0..site.agents.len() {

@@ -54,6 +54,9 @@ pub struct SimSettings {
     pub session_secs: i64,
     /// Keep the ground truth in memory (tests); off for long benchmark histories where only the IDBs matter.
     pub record_truth: bool,
+    /// Every this many seconds, one agent per site moves to the next queue's agent group (its membership row ends,
+    /// a new one starts), so reports by group must follow membership history. 0: agents never change group.
+    pub group_change_secs: i64,
 }
 
 impl Default for SimSettings {
@@ -75,6 +78,7 @@ impl Default for SimSettings {
             mean_break_secs: 300.0,
             session_secs: 4 * 3600,
             record_truth: true,
+            group_change_secs: 3600,
         }
     }
 }
@@ -99,6 +103,10 @@ pub fn agent_dn_dbid(site: usize, i: usize) -> i64 {
 /// Endpoint DBID of queue `q` of site `s`.
 pub fn queue_dbid(site: usize, q: usize) -> i64 {
     9000 + (site as i64) * 100 + q as i64
+}
+/// Name of the agent group (GC_GROUP, DBID [`queue_dbid`]) that staffs queue `q` of site `s`.
+pub fn group_name(site: usize, q: usize) -> String {
+    format!("{} agents Site{}", QUEUE_NAMES[q % QUEUE_NAMES.len()], site + 1)
 }
 /// Endpoint DBID of the routing point of site `s`.
 pub fn routing_point_dbid(site: usize) -> i64 {

@@ -115,6 +115,21 @@ pub struct TruthSession {
     pub end_ts: i64,
 }
 
+/// One period of an agent's membership in an agent group.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TruthMembership {
+    /// Agent DBID.
+    pub agent_dbid: i64,
+    /// Group DBID.
+    pub group_dbid: i64,
+    /// Group name.
+    pub group_name: String,
+    /// Start (epoch seconds).
+    pub from: i64,
+    /// End (epoch seconds); `None` while current.
+    pub to: Option<i64>,
+}
+
 /// Everything generated so far. Calls appear once ended; their after-call work is filled in when it ends.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GroundTruth {
@@ -128,9 +143,16 @@ pub struct GroundTruth {
     pub sessions_started: usize,
     /// Number of login sessions ended.
     pub sessions_ended: usize,
+    /// Agent group memberships, ended and current.
+    pub memberships: Vec<TruthMembership>,
 }
 
 impl GroundTruth {
+    /// The group an agent belonged to at `ts`.
+    pub fn group_of(&self, agent_dbid: i64, ts: i64) -> Option<&TruthMembership> {
+        self.memberships.iter().find(|m| m.agent_dbid == agent_dbid && m.from <= ts && m.to.is_none_or(|t| ts < t))
+    }
+
     /// Number of ended calls.
     pub fn call_count(&self) -> usize {
         self.calls.len()

@@ -415,6 +415,43 @@ pub const GC_ENDPOINT: TableSpec = TableSpec {
     grouping: Grouping::Configuration,
 };
 
+/// `GC_GROUP`: agent groups (configuration DBID in `ID`), e.g. the team that staffs a queue.
+pub const GC_GROUP: TableSpec = TableSpec {
+    name: "GC_GROUP",
+    columns: &[
+        int_req("ID"),
+        int("TENANTID"),
+        text_req("NAME"),
+        int("GROUPTYPE"),
+        int("STATUS"),
+        int("LASTCHANGE_TS"),
+        int("GSYS_DOMAIN"),
+        int_req("GSYS_SEQ"),
+        int("GSYS_USEQ"),
+    ],
+    grouping: Grouping::Configuration,
+};
+
+/// `GCX_GROUP_AGENT`: which agent belongs to which group since when. A membership that ends is not deleted: its
+/// row gets `DELETED_TS` (and a newer `LASTCHANGE_TS`), and the new membership is a new row, so the IDB keeps the
+/// history that reports by group need.
+pub const GCX_GROUP_AGENT: TableSpec = TableSpec {
+    name: "GCX_GROUP_AGENT",
+    columns: &[
+        int_req("ID"),
+        int_req("GROUPID"),
+        int_req("AGENTID"),
+        int_req("CREATED_TS"),
+        int("DELETED_TS"),
+        int("STATUS"),
+        int("LASTCHANGE_TS"),
+        int("GSYS_DOMAIN"),
+        int_req("GSYS_SEQ"),
+        int("GSYS_USEQ"),
+    ],
+    grouping: Grouping::Configuration,
+};
+
 /// Columns shared by both session-control tables.
 const SESSION_CONTROL_COLUMNS: &[ColumnSpec] = &[
     int_req("DSS_ID"),
@@ -451,6 +488,8 @@ pub const SESSION_CONTROL_TABLES: &[TableSpec] = &[G_DSS_GCC_PROVIDER, G_DSS_GLS
 pub const EXTRACTED_TABLES: &[TableSpec] = &[
     GC_AGENT,
     GC_ENDPOINT,
+    GC_GROUP,
+    GCX_GROUP_AGENT,
     G_LOGIN_SESSION,
     G_AGENT_STATE_HISTORY,
     G_AGENT_STATE_RC,

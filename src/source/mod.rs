@@ -181,10 +181,10 @@ pub struct RowNumbering {
 }
 
 impl RowNumbering {
-    /// The `ID` this IDB gives the row with logical `handle`. Configuration tables keep the configuration DBID,
-    /// which is the same in every IDB.
+    /// The `ID` this IDB gives the row with logical `handle`. Configuration tables (`GC_*`, and their association
+    /// tables `GCX_*`) keep the configuration DBID, which is the same in every IDB.
     pub fn row_id(&self, table: &str, handle: i64) -> i64 {
-        if table.starts_with("GC_") {
+        if table.starts_with("GC_") || table.starts_with("GCX_") {
             handle
         } else {
             handle + self.id_offset

@@ -14,8 +14,8 @@ use crate::source::contract::{
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
 use schema::{
     DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, INTERACTION_TYPE, INTERACTION_USER_DATA_FACT,
-    MEDIATION_SEGMENT_FACT, MEDIA_TYPE, RESOURCE, RESOURCE_STATE, RESOURCE_STATE_REASON, SM_RES_SESSION_FACT,
-    SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT, TECHNICAL_DESCRIPTOR,
+    MEDIATION_SEGMENT_FACT, MEDIA_TYPE, RESOURCE, RESOURCE_GROUP, RESOURCE_GROUP_FACT, RESOURCE_STATE,
+    RESOURCE_STATE_REASON, SM_RES_SESSION_FACT, SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT, TECHNICAL_DESCRIPTOR,
 };
 use std::collections::BTreeMap;
 
@@ -38,6 +38,11 @@ pub fn surrogate_key(parts: &[&str]) -> i64 {
 /// Key of an agent in `RESOURCE_`.
 pub fn agent_resource_key(agent_dbid: i64) -> i64 {
     surrogate_key(&["AGENT", &agent_dbid.to_string()])
+}
+
+/// Key of an agent group in `RESOURCE_GROUP`.
+pub fn group_key(group_dbid: i64) -> i64 {
+    surrogate_key(&["GROUP", &group_dbid.to_string()])
 }
 
 /// Key of an endpoint (queue, routing point, extension) in `RESOURCE_`.
@@ -535,6 +540,46 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
                     opt_text(c.t(r, "LASTNAME")),
                     opt_text(c.t(r, "EMPLOYEEID")),
                     Cell::Null,
+                ]),
+            ));
+        }
+    } else if group == "C:GC_GROUP" {
+        let c = Cols { spec: &contract::GC_GROUP };
+        for r in m.rows("GC_GROUP") {
+            let Some(id) = c.i(r, "ID") else { continue };
+            let key = group_key(id);
+            let kind = match c.i(r, "GROUPTYPE") {
+                Some(1) => "Agent",
+                Some(2) => "Place",
+                Some(3) => "DN",
+                _ => "Other",
+            };
+            out.facts.push((
+                addr(&RESOURCE_GROUP, "", key),
+                FactRow(vec![int(key), opt_text(c.t(r, "NAME")), text(kind), int(id)]),
+            ));
+        }
+    } else if group == "C:GCX_GROUP_AGENT" {
+        let c = Cols { spec: &contract::GCX_GROUP_AGENT };
+        for r in m.rows("GCX_GROUP_AGENT") {
+            let (Some(id), Some(group), Some(agent), Some(start)) =
+                (c.i(r, "ID"), c.i(r, "GROUPID"), c.i(r, "AGENTID"), c.i(r, "CREATED_TS"))
+            else {
+                continue;
+            };
+            let end = c.i(r, "DELETED_TS");
+            let key = surrogate_key(&["GROUP_MEMBER", &id.to_string()]);
+            out.facts.push((
+                addr(&RESOURCE_GROUP_FACT, "", key),
+                FactRow(vec![
+                    int(key),
+                    int(agent_resource_key(agent)),
+                    int(group_key(group)),
+                    int(start),
+                    opt_int(end),
+                    int(interval_key(start)),
+                    opt_int(end.map(interval_key)),
+                    int(i64::from(end.is_none())),
                 ]),
             ));
         }

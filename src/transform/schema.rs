@@ -242,6 +242,30 @@ pub const RESOURCE: MartTable = MartTable {
     partitioned: false,
 };
 
+/// Agent groups (`GC_GROUP`), e.g. the team that staffs a queue.
+pub const RESOURCE_GROUP: MartTable = MartTable {
+    name: "resource_group",
+    columns: &[("group_key", Int), ("group_name", Text), ("group_type", Text), ("group_cfg_dbid", Int)],
+    partitioned: false,
+};
+
+/// Membership history: which agent (`resource_key`) belonged to which group from `start_ts` until `end_ts`
+/// (exclusive; NULL while current). Join a fact's time into this range to report it in the group of its period.
+pub const RESOURCE_GROUP_FACT: MartTable = MartTable {
+    name: "resource_group_fact",
+    columns: &[
+        ("resource_group_fact_key", Int),
+        ("resource_key", Int),
+        ("group_key", Int),
+        ("start_ts", Int),
+        ("end_ts", Int),
+        ("start_date_time_key", Int),
+        ("end_date_time_key", Int),
+        ("active", Int),
+    ],
+    partitioned: false,
+};
+
 /// Interaction types (Inbound, Outbound, Internal, Consult).
 pub const INTERACTION_TYPE: MartTable = MartTable {
     name: "interaction_type",
@@ -314,6 +338,8 @@ pub const MART_TABLES: &[MartTable] = &[
     AG2_AGENT_HOUR,
     AG2_AGENT_DAY,
     RESOURCE,
+    RESOURCE_GROUP,
+    RESOURCE_GROUP_FACT,
     INTERACTION_TYPE,
     MEDIA_TYPE,
     TECHNICAL_DESCRIPTOR,

@@ -143,3 +143,58 @@ async fn saved_reports_run_with_bound_parameters() {
         .unwrap();
     assert!(res.row_count >= 1);
 }
+
+/// Agents change group during the day (one per site every hour): the membership history in
+/// `RESOURCE_GROUP_FACT` equals the simulator's, and joining a fact's time into it reports each leg in the group
+/// the agent belonged to *then* — which differs from using any single assignment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_reported_in_the_group_of_each_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, truth) = embedded_mart(dir.path(), 11, 5).await;
+    let moved = truth.memberships.iter().filter(|m| m.to.is_some()).count();
+    assert!(moved >= 4, "agents changed group: {moved}");
+
+    let history = sql(
+        &app,
+        "SELECT r.resource_cfg_dbid, g.group_cfg_dbid, g.group_name, m.start_ts, coalesce(m.end_ts, -1), m.active \
+         FROM resource_group_fact m JOIN resource_ r USING (resource_key) JOIN resource_group g USING (group_key)",
+    )
+    .await;
+    let expected: Vec<Vec<String>> = truth
+        .memberships
+        .iter()
+        .map(|m| {
+            let to = m.to.unwrap_or(-1);
+            let active = i64::from(m.to.is_none());
+            [m.agent_dbid.to_string(), m.group_dbid.to_string(), m.group_name.clone()]
+                .into_iter()
+                .chain([m.from.to_string(), to.to_string(), active.to_string()])
+                .collect()
+        })
+        .collect();
+    assert_same_rows(history, expected, "membership history");
+
+    let by_group = sql(
+        &app,
+        "SELECT g.group_name, count(*), sum(f.talk_duration) FROM interaction_resource_fact f \
+         JOIN resource_group_fact m ON f.resource_key = m.resource_key AND f.start_ts >= m.start_ts \
+              AND (m.end_ts IS NULL OR f.start_ts < m.end_ts) \
+         JOIN resource_group g ON g.group_key = m.group_key GROUP BY 1",
+    )
+    .await;
+    let tally = |group_at: &dyn Fn(i64, i64) -> String| {
+        let mut t: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+        for leg in truth.calls.values().flat_map(|c| &c.legs) {
+            let e = t.entry(group_at(leg.agent_dbid, leg.start_ts)).or_default();
+            e.0 += 1;
+            e.1 += leg.talk_secs;
+        }
+        t.into_iter().map(|(g, (n, talk))| vec![g, n.to_string(), talk.to_string()]).collect::<Vec<_>>()
+    };
+    let in_period = tally(&|agent, ts| truth.group_of(agent, ts).expect("a member at every moment").group_name.clone());
+    let first_group = tally(&|agent, _| {
+        truth.memberships.iter().filter(|m| m.agent_dbid == agent).min_by_key(|m| m.from).unwrap().group_name.clone()
+    });
+    assert_ne!(in_period, first_group, "the history matters for this data");
+    assert_same_rows(by_group, in_period, "legs and talk time per group, by period");
+}
