@@ -311,7 +311,8 @@ impl Appliance {
         self.cycles_observed += 1;
         let every = self.config.maintenance.interval_secs;
         let due = every > 0 && self.last_maintenance.elapsed() >= Duration::from_secs(every);
-        if self.maintenance_trigger.take() || due {
+        // A standby mirrors the active site's maintenance when it replicates (see `replicate::sync`).
+        if (self.maintenance_trigger.take() || due) && self.fence.is_active() {
             self.last_maintenance = Instant::now();
             if let Err(e) = self.maintain(chrono::Utc::now().timestamp()).await {
                 tracing::error!(error = %e, "maintenance failed; it runs again after the next interval");
@@ -374,6 +375,13 @@ impl Appliance {
                 r.versions_behind =
                     report.peer_mart_version.unwrap_or(0).saturating_sub(report.mart_version.unwrap_or(0));
                 r.files_received += report.files as u64;
+                if report.files_removed > 0 || report.versions_pruned > 0 {
+                    tracing::info!(
+                        files_removed = report.files_removed,
+                        versions_pruned = report.versions_pruned,
+                        "mirrored the active site's maintenance"
+                    );
+                }
                 r.bytes_received += report.bytes;
                 r.last_error = None;
                 if report.versions > 0 {

@@ -88,6 +88,10 @@ pub struct SyncReport {
     pub mart_version: Option<u64>,
     /// The newest mart version the active site serves.
     pub peer_mart_version: Option<u64>,
+    /// Local files removed because the active site no longer has them (its vacuum).
+    pub files_removed: usize,
+    /// Mart versions forgotten because the active site no longer serves them (its catalog pruning).
+    pub versions_pruned: usize,
 }
 
 /// A file's size and modification time when it was hashed, and the hash.
@@ -117,24 +121,10 @@ impl HashCache {
 
 /// Every file under `root` (skipping partial downloads), with sizes and hashes.
 pub fn list_files(root: &Path, cache: &HashCache) -> std::io::Result<Vec<ManifestFile>> {
-    fn walk(root: &Path, dir: &Path, cache: &HashCache, out: &mut Vec<ManifestFile>) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let p = e.path();
-            if e.file_type()?.is_dir() {
-                walk(root, &p, cache, out)?;
-            } else if !p.to_string_lossy().ends_with(".partial") {
-                let rel = p.strip_prefix(root).unwrap_or(&p);
-                let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-                let (size, blake3) = cache.hash(&p)?;
-                out.push(ManifestFile { path: rel.join("/"), size, blake3 });
-            }
-        }
-        Ok(())
-    }
     let mut out = Vec::new();
-    if root.is_dir() {
-        walk(root, root, cache, &mut out)?;
+    for path in list_paths(root)?.into_iter().filter(|p| !p.ends_with(".partial")) {
+        let (size, blake3) = cache.hash(&root.join(&path))?;
+        out.push(ManifestFile { path, size, blake3 });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
@@ -272,10 +262,63 @@ pub async fn pull_with(
     }
     report.mart_version = store.latest_snapshot()?.map(|s| s.version);
     report.peer_mart_version = manifest.versions.last().map(|v| v.version);
+    mirror_maintenance(&manifest, mart_root, store, &mut report)?;
     if let Some(p) = progress {
         p.finish(&format!(", {} file(s), mart version {:?}", report.files, report.mart_version));
     }
     Ok(report)
+}
+
+/// Applies the active site's maintenance to this copy, which never runs its own (a vacuum here would write Delta
+/// commits the active does not have): versions the active no longer serves are forgotten, then files it no longer
+/// has are deleted — they belonged only to versions vacuumed there. Without this, a standby's disk would keep every
+/// file ever written. An empty manifest deletes nothing.
+fn mirror_maintenance(
+    manifest: &Manifest,
+    root: &Path,
+    store: &Store,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let Some(oldest) = manifest.versions.first().map(|v| v.version) else { return Ok(()) };
+    if manifest.files.is_empty() {
+        return Ok(());
+    }
+    report.versions_pruned = store.prune_catalog_below(oldest)?;
+    let listed: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    let local = list_paths(root).map_err(|e| SyncError::Io { path: root.into(), message: e.to_string() })?;
+    for rel in local.iter().filter(|p| !listed.contains(p.as_str()) && !p.ends_with(".partial")) {
+        let path = local_path(root, rel)?;
+        std::fs::remove_file(&path).map_err(|e| SyncError::Io { path: path.clone(), message: e.to_string() })?;
+        report.files_removed += 1;
+    }
+    Ok(())
+}
+
+/// Relative paths (`/`-separated) of every file under `root`.
+fn list_paths(root: &Path) -> std::io::Result<Vec<String>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                walk(root, &p, out)?;
+            } else {
+                let rel = p.strip_prefix(root).unwrap_or(&p);
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    if root.is_dir() {
+        walk(root, root, &mut out)?;
+    }
+    Ok(out)
 }
 
 fn url_encode(s: &str) -> String {

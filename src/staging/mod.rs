@@ -577,6 +577,29 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Forgets mart versions older than `oldest` (a standby mirroring the versions its active still serves).
+    /// Returns how many were dropped.
+    pub fn prune_catalog_below(&self, oldest: u64) -> Result<usize> {
+        let during = "prune catalog";
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        let mut dropped = 0;
+        {
+            let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
+            let old: Vec<u64> = cat
+                .range(..oldest)
+                .map_err(storage(during))?
+                .map(|item| item.map(|(k, _)| k.value()))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(storage(during))?;
+            for v in old {
+                cat.remove(v).map_err(storage(during))?;
+                dropped += 1;
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(dropped)
+    }
+
     /// Deletes the facts of `table` on days before `cutoff` (`YYYY-MM-DD`) and marks those partitions dirty, so
     /// the next publish removes them from the mart in the same atomic way as any other change. Returns the days.
     pub fn expire_facts_before(&self, table: &str, cutoff: &str) -> Result<Vec<String>> {

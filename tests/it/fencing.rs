@@ -167,6 +167,24 @@ async fn the_standby_copies_the_active_mart_verifies_it_and_takes_over() {
     b.cycle().await.unwrap();
     assert_eq!(digests(&b).await, digests(&a).await, "the damaged file was replaced");
 
+    // The active's maintenance reaches the standby, which never vacuums on its own: the versions and files the
+    // active dropped are gone there too, and both directories hold exactly the same files.
+    let before = mart_files(&db.path().join("mart"));
+    a.set_maintenance(ccmart::maintenance::MaintenanceSettings {
+        interval_secs: 0,
+        version_retention_secs: 0,
+        mart_retention_days: 100_000,
+    });
+    let done = a.maintain(chrono::Utc::now().timestamp()).await.unwrap();
+    assert!(done.files_deleted > 0, "the active vacuumed");
+    b.cycle().await.unwrap();
+    let (files_a, files_b) = (mart_files(&da.path().join("mart")), mart_files(&db.path().join("mart")));
+    assert!(before.keys().any(|p| !files_b.contains_key(p)), "the standby removed what the active vacuumed");
+    assert_eq!(files_b.keys().collect::<Vec<_>>(), files_a.keys().collect::<Vec<_>>());
+    assert!(files_a.iter().all(|(p, bytes)| files_b.get(p) == Some(bytes)), "byte for byte");
+    assert_eq!(b.store().snapshot(1).unwrap(), None, "pruned versions are pruned at the standby too");
+    assert_eq!(digests(&b).await, digests(&a).await);
+
     // Disaster: promote the standby. It takes over from the IDBs and reports everything.
     let r = http.post(format!("{base_b}/v1/admin/promote")).send().await.unwrap();
     assert_eq!(r.status(), 200);
