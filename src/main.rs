@@ -19,12 +19,28 @@ struct Cli {
     /// by `ccmart token create`. Not needed when the appliance has no tokens configured.
     #[arg(long, global = true, env = "CCMART_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of a CA (or an appliance's self-signed certificate) to trust for https:// URLs, besides the
+    /// system's roots.
+    #[arg(long, global = true, env = "CCMART_CACERT")]
+    cacert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 /// The `--token` of this invocation, sent with every call to a running appliance.
 static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// The `--cacert` of this invocation.
+static CACERT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// An appliance the command line talks to, trusting `--cacert`.
+fn endpoint(url: &str, token: Option<String>) -> ccmart::replicate::Endpoint {
+    ccmart::replicate::Endpoint { url: url.to_string(), token, ca: CACERT.get().cloned().flatten() }
+}
+
+/// The HTTP client of the command line (trusts `--cacert` besides the system's roots).
+fn http() -> Result<reqwest::Client> {
+    ccmart::replicate::client_for(&[&endpoint("", None)], Duration::from_secs(600)).map_err(anyhow::Error::msg)
+}
 
 #[derive(Subcommand)]
 enum Command {
@@ -267,6 +283,7 @@ fn main_inner() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let _ = TOKEN.set(cli.token.clone());
+    let _ = CACERT.set(cli.cacert.clone());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
@@ -308,8 +325,8 @@ fn main_inner() -> Result<()> {
             Command::Export { table, from, to, out, url, data_dir: None } => export(&url, &table, from, to, &out).await,
             Command::Digest { table, day, url, data_dir } => digest(&url, data_dir.as_deref(), table, day).await,
             Command::Compare { peer, url, table, day, max_keys, peer_token } => {
-                let local = ccmart::replicate::Endpoint { url: url.clone(), token: cli.token.clone() };
-                let other = ccmart::replicate::Endpoint { url: peer.clone(), token: peer_token };
+                let local = endpoint(&url, cli.token.clone());
+                let other = endpoint(&peer, peer_token);
                 let c = ccmart::replicate::compare(&local, &other, table.as_deref(), day.as_deref()).await?;
                 println!("# {url} (mart version {}) vs {peer} (mart version {})", c.versions.0, c.versions.1);
                 if c.differences.is_empty() {
@@ -352,10 +369,10 @@ fn main_inner() -> Result<()> {
                 if fence.is_active() && store.latest_snapshot()?.is_some() {
                     bail!("{} holds an active mart; bootstrap only fills a new or standby site", dir.display());
                 }
-                let peer = ccmart::replicate::Endpoint {
-                    url: from.clone(),
-                    token: peer_token.or(cfg.replication.peer_token.clone()),
-                };
+                let mut peer = endpoint(&from, peer_token.or(cfg.replication.peer_token.clone()));
+                if peer.ca.is_none() {
+                    peer.ca = cfg.replication.peer_ca.clone();
+                }
                 let options = ccmart::replicate::sync::PullOptions {
                     bandwidth: bandwidth_mbps.map(|m| (m * 1_000_000.0) as u64),
                     progress: true,
@@ -373,8 +390,8 @@ fn main_inner() -> Result<()> {
             }
             Command::Switchover { from, to, to_token, timeout_secs } => {
                 let token = TOKEN.get().cloned().flatten();
-                let from = ccmart::replicate::Endpoint { url: from, token: token.clone() };
-                let to = ccmart::replicate::Endpoint { url: to, token: to_token.or(token) };
+                let from = endpoint(&from, token.clone());
+                let to = endpoint(&to, to_token.or(token));
                 let started = std::time::Instant::now();
                 let report = ccmart::replicate::switchover::switchover(
                     &from,
@@ -399,14 +416,14 @@ fn main_inner() -> Result<()> {
             }
             Command::Promote { url } => {
                 let endpoint = format!("{}/v1/admin/promote", url.trim_end_matches('/'));
-                let body = fetch(reqwest::Client::new().post(&endpoint), &endpoint).await?;
+                let body = fetch(http()?.post(&endpoint), &endpoint).await?;
                 let v: serde_json::Value = serde_json::from_slice(&body).context("reading the appliance's answer")?;
                 println!("active at epoch {} ({})", v["epoch"], v["reason"].as_str().unwrap_or_default());
                 Ok(())
             }
             Command::Sources { action, site, url } => {
                 let endpoint = format!("{}/v1/admin/sources/{site}/{action}", url.trim_end_matches('/'));
-                let body = fetch(reqwest::Client::new().post(&endpoint), &endpoint).await?;
+                let body = fetch(http()?.post(&endpoint), &endpoint).await?;
                 let v: serde_json::Value = serde_json::from_slice(&body).context("reading the appliance's answer")?;
                 let changed = v.get("changed").and_then(|c| c.as_bool()).unwrap_or(false);
                 println!(
@@ -701,7 +718,7 @@ async fn query(url: &str, sql: &str, format: &str) -> Result<()> {
         "csv" | "json" => format,
         other => bail!("unknown --format '{other}': use table, csv or json"),
     };
-    let request = reqwest::Client::new()
+    let request = http()?
         .post(format!("{}/v1/query", url.trim_end_matches('/')))
         .json(&serde_json::json!({"sql": sql, "format": wire}));
     let body = fetch(request, url).await?;
@@ -742,7 +759,7 @@ async fn digest(
             if let Some(d) = &day {
                 params.push(("day", d.clone()));
             }
-            let request = reqwest::Client::new().get(format!("{}/v1/digest", url.trim_end_matches('/'))).query(&params);
+            let request = http()?.get(format!("{}/v1/digest", url.trim_end_matches('/'))).query(&params);
             serde_json::from_slice(&fetch(request, url).await?)?
         }
     };
@@ -805,8 +822,7 @@ async fn export(url: &str, table: &str, from: Option<String>, to: Option<String>
     if let Some(t) = &to {
         params.push(("to", t.clone()));
     }
-    let mut request =
-        reqwest::Client::new().get(format!("{}/v1/export/{}", url.trim_end_matches('/'), table)).query(&params);
+    let mut request = http()?.get(format!("{}/v1/export/{}", url.trim_end_matches('/'), table)).query(&params);
     if let Some(Some(token)) = TOKEN.get() {
         request = request.bearer_auth(token);
     }

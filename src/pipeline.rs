@@ -326,14 +326,23 @@ impl Appliance {
         self.fence.clone()
     }
 
+    /// The peer site at `url`, with the token and CA of `[replication]`.
+    fn peer_endpoint(&self, url: String) -> crate::replicate::Endpoint {
+        crate::replicate::Endpoint {
+            url,
+            token: self.config.replication.peer_token.clone(),
+            ca: self.config.replication.peer_ca.clone(),
+        }
+    }
+
     /// Asks the peer site (if configured) for its role and epoch and obeys a higher epoch or a split-brain at once,
     /// before this cycle writes anything. An unreachable peer changes nothing: this site keeps its role.
     async fn check_peer(&mut self) -> Result<(), PipelineError> {
         let Some(url) = self.config.replication.peer_url.clone() else { return Ok(()) };
         let endpoint = format!("{}/v1/replication/fence", url.trim_end_matches('/'));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build();
+        let client = crate::replicate::client_for(&[&self.peer_endpoint(url.clone())], Duration::from_secs(3));
         let answer = async {
-            let mut req = client.map_err(|e| e.to_string())?.get(&endpoint);
+            let mut req = client?.get(&endpoint);
             if let Some(t) = &self.config.replication.peer_token {
                 req = req.bearer_auth(t);
             }
@@ -364,7 +373,7 @@ impl Appliance {
     /// are reported in the status and retried next cycle.
     async fn replicate(&mut self) {
         let Some(url) = self.config.replication.peer_url.clone() else { return };
-        let peer = crate::replicate::Endpoint { url, token: self.config.replication.peer_token.clone() };
+        let peer = self.peer_endpoint(url);
         let result = crate::replicate::sync::pull(&peer, self.mart.root(), &self.store, &self.hashes).await;
         self.mart_replicated = true;
         let now = chrono::Utc::now().timestamp();

@@ -344,6 +344,14 @@ impl Config {
                 "HTTPS needs both tls_cert and tls_key (PEM files); set both or neither".into(),
             );
         }
+        if let Some(ca) = &self.replication.peer_ca {
+            if !ca.is_file() {
+                return invalid(
+                    "replication.peer_ca",
+                    format!("{} is not a readable file (a PEM certificate of the peer's CA)", ca.display()),
+                );
+            }
+        }
         let p = &self.pgwire;
         if !p.listen.is_empty() && p.listen.parse::<SocketAddr>().is_err() {
             return invalid(

@@ -55,11 +55,15 @@ pub struct ReplicationSettings {
     pub peer_url: Option<String>,
     /// Token this appliance presents to the peer (a `peer`-role token configured there).
     pub peer_token: Option<String>,
+    /// PEM file of the CA (or self-signed certificate) to trust for an `https://` `peer_url`, besides the system's
+    /// roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for ReplicationSettings {
     fn default() -> Self {
-        ReplicationSettings { initial_role: Role::Active, peer_url: None, peer_token: None }
+        ReplicationSettings { initial_role: Role::Active, peer_url: None, peer_token: None, peer_ca: None }
     }
 }
 

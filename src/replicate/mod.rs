@@ -59,12 +59,40 @@ pub struct Comparison {
 type PartitionMap = BTreeMap<(String, String), (u64, String)>;
 
 /// A running appliance to talk to: its base URL and the bearer token to send (none when it has no tokens).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Endpoint {
     /// Base URL, e.g. `http://site2:8080`.
     pub url: String,
     /// Bearer token secret.
     pub token: Option<String>,
+    /// PEM file of a CA (or the server's own self-signed certificate) to trust for an `https://` URL, besides the
+    /// system's roots: sites often use a private CA between them.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl Endpoint {
+    /// An appliance at `url`, called with `token`, trusting the system's roots.
+    pub fn new(url: impl Into<String>, token: Option<String>) -> Self {
+        Endpoint { url: url.into(), token, ca: None }
+    }
+}
+
+/// An HTTP client for calls to `endpoints` with a per-request `timeout`: the system's roots plus every endpoint's
+/// `ca`. The error names the CA file that could not be used.
+pub fn client_for(endpoints: &[&Endpoint], timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    for ca in endpoints.iter().filter_map(|e| e.ca.as_ref()) {
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{} is not a PEM certificate (bundle): {e}", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", ca.display()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 async fn get_json(
@@ -120,10 +148,8 @@ pub async fn compare(
     table: Option<&str>,
     day: Option<&str>,
 ) -> Result<Comparison, CompareError> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .map_err(|e| CompareError::Peer { url: local.url.clone(), message: e.to_string() })?;
+    let client = client_for(&[local, peer], Duration::from_secs(300))
+        .map_err(|message| CompareError::Peer { url: local.url.clone(), message })?;
     let mut q: Vec<(&str, String)> = Vec::new();
     if let Some(t) = table {
         q.push(("table", t.to_string()));

@@ -100,10 +100,8 @@ pub async fn switchover(
     timeout: Duration,
     mut step: impl FnMut(&str),
 ) -> Result<SwitchoverReport, SwitchoverError> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout.max(Duration::from_secs(30)))
-        .build()
-        .map_err(|e| SwitchoverError::Site { url: from.url.clone(), message: e.to_string() })?;
+    let client = super::client_for(&[from, to], timeout.max(Duration::from_secs(30)))
+        .map_err(|message| SwitchoverError::Site { url: from.url.clone(), message })?;
     let a: PeerFence = call(&client, from, false, "/v1/replication/fence").await?;
     let b: PeerFence = call(&client, to, false, "/v1/replication/fence").await?;
     if a.fence.role != Role::Active {

@@ -168,8 +168,7 @@ pub async fn pull_with(
 ) -> Result<SyncReport, SyncError> {
     let base = peer.url.trim_end_matches('/').to_string();
     let err = |message: String| SyncError::Peer { url: base.clone(), message };
-    let client =
-        reqwest::Client::builder().timeout(Duration::from_secs(600)).build().map_err(|e| err(e.to_string()))?;
+    let client = super::client_for(&[peer], Duration::from_secs(600)).map_err(err)?;
     let get = |path: String| {
         let mut req = client.get(format!("{base}{path}"));
         if let Some(t) = &peer.token {

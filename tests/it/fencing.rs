@@ -265,7 +265,7 @@ async fn cycle_both_until<T>(a: &mut Appliance, b: &mut Appliance, task: tokio::
 }
 
 fn endpoint(url: &str) -> ccmart::replicate::Endpoint {
-    ccmart::replicate::Endpoint { url: url.into(), token: None }
+    ccmart::replicate::Endpoint::new(url, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
