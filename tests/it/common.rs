@@ -487,3 +487,88 @@ pub fn repo_file(rel: &str) -> std::path::PathBuf {
     let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     std::path::Path::new(&root).join(rel)
 }
+
+/// What a [`relay_proxy`] does to replication file bodies: flip one byte in the middle of the next `flips`, then cut
+/// the next `cuts` in half, and send every file body in two halves `slow_ms` apart (so a copy is slow enough to
+/// be interrupted in the middle of a file).
+#[derive(Debug, Default)]
+pub struct LineDamage {
+    pub flips: std::sync::atomic::AtomicUsize,
+    pub cuts: std::sync::atomic::AtomicUsize,
+    pub slow_ms: std::sync::atomic::AtomicU64,
+}
+
+/// An HTTP proxy on an ephemeral loopback port in front of `upstream`, standing in for the line between two sites
+/// (see [`LineDamage`]); everything but replication file bodies is forwarded untouched. Returns its base URL.
+pub async fn relay_proxy(upstream: String, damage: std::sync::Arc<LineDamage>) -> String {
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let client = reqwest::Client::new();
+    let take = |n: &std::sync::atomic::AtomicUsize| {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
+    };
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (client, upstream, damage) = (client.clone(), upstream.clone(), damage.clone());
+        async move {
+            let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let mut forward = client.request(req.method().clone(), format!("{upstream}{target}"));
+            for (k, v) in req.headers() {
+                if k != "host" {
+                    forward = forward.header(k, v);
+                }
+            }
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+            let Ok(resp) = forward.body(body).send().await else {
+                return axum::http::Response::builder().status(502).body(axum::body::Body::empty()).unwrap();
+            };
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
+            let file = target.starts_with("/v1/replication/file");
+            if file && bytes.len() > 1 {
+                if take(&damage.flips) {
+                    let i = bytes.len() / 2;
+                    bytes[i] ^= 0x5a;
+                } else if take(&damage.cuts) {
+                    bytes.truncate(bytes.len() / 2);
+                }
+            }
+            let mut out = axum::http::Response::builder().status(status);
+            for (k, v) in headers.iter().filter(|(k, _)| *k != "content-length" && *k != "transfer-encoding") {
+                out = out.header(k, v);
+            }
+            let slow = damage.slow_ms.load(Ordering::SeqCst);
+            let body = if file && slow > 0 && bytes.len() > 1 {
+                let second = bytes.split_off(bytes.len() / 2);
+                let halves = futures::stream::iter([(bytes, 0u64), (second, slow)]).then(|(b, wait)| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(b))
+                });
+                axum::body::Body::from_stream(halves)
+            } else {
+                axum::body::Body::from(bytes)
+            };
+            out.body(body).unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Every mart file of `root` (relative path → content), `.partial` leftovers included.
+pub fn mart_files(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}

@@ -64,31 +64,45 @@ fn free_port() -> u16 {
 }
 
 fn spawn_run(config: &std::path::Path) -> std::process::Child {
+    // The log goes next to the config (appended across restarts), for the failure messages of the tests.
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_extension("log")).unwrap();
     std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
         .args(["run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn ccmart run")
 }
 
+/// The last lines of the log of the appliance run with `config` (see [`spawn_run`]).
+fn log_tail(config: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(25)..].join("\n")
+}
+
 /// Polls `/v1/status` until `pred` holds (bounded in time).
 async fn wait_status(base: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    try_wait_status(base, pred).await.unwrap_or_else(|| panic!("timed out waiting for: {what}"))
+}
+
+/// [`wait_status`], `None` after three minutes.
+async fn try_wait_status(base: &str, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{base}/v1/status")).send().await {
             if let Ok(v) = r.json::<serde_json::Value>().await {
                 if pred(&v) {
-                    return v;
+                    return Some(v);
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("timed out waiting for: {what}");
+    None
 }
 
 fn staged(v: &serde_json::Value) -> u64 {
@@ -183,5 +197,157 @@ async fn kill_dash_nine_during_extraction_then_restart_matches_truth() {
     child.kill().unwrap();
     child.wait().unwrap();
     let app = Appliance::open(cfg, FaultInjector::disarmed()).await.unwrap();
+    assert_mart_matches_truth(&app, &truth).await;
+}
+
+/// Waits (bounded) until a file under `root` is half copied — a `.partial` download is on disk.
+async fn half_copied(root: &std::path::Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if mart_files(root).keys().any(|p| p.ends_with(".partial")) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+/// The standby's answer to a count, with the version it came from (`None` while it is down or has no version).
+async fn count_at(client: &reqwest::Client, base: &str, version: Option<u64>) -> Option<(u64, u64)> {
+    let mut body = serde_json::json!({"sql": "SELECT count(*) FROM interaction_fact"});
+    if let Some(v) = version {
+        body["mart_version"] = v.into();
+    }
+    let r = client.post(format!("{base}/v1/query")).json(&body).send().await.ok()?;
+    let v: serde_json::Value = r.json().await.ok()?;
+    Some((v["mart_version"].as_u64()?, v["rows"][0][0].as_u64()?))
+}
+
+/// Active and standby as two real `ccmart run` processes over PostgreSQL IDBs, the line between them slow enough
+/// to interrupt. Three times, the standby is killed with -9 while a file is half copied and the active while it
+/// extracts. Every answer the standby gave meanwhile equals the active's at the same version (no partial version is
+/// ever served), and after the restarts both hold the same mart, equal to the ground truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_of_both_sites_during_replication_converges() {
+    use ccmart::replicate::fencing::Role;
+    let urls = four_idbs("repl");
+    let urls = [urls[0].as_str(), urls[1].as_str(), urls[2].as_str(), urls[3].as_str()];
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let settings = small_settings(13);
+    // Calls keep coming during the test: the simulator writes into the IDBs in steps.
+    let mut feed = ccmart::pipeline::SimulationDriver::new(
+        &postgres_config(da.path(), urls, settings.clone()),
+        ccmart::sim::Simulator::new(settings.clone(), T0),
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut fed_to = T0 + 2 * 3600;
+    feed.advance(T0, fed_to, 1800).await.unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let (base_a, base_b) = (format!("http://127.0.0.1:{pa}"), format!("http://127.0.0.1:{pb}"));
+    let line = std::sync::Arc::new(LineDamage::default());
+    line.slow_ms.store(40, std::sync::atomic::Ordering::SeqCst);
+    let proxy = relay_proxy(base_a.clone(), line).await;
+    let config = |dir: &std::path::Path, port: u16, role: Role, peer: &str| {
+        let mut cfg = postgres_config(dir, urls, settings.clone());
+        cfg.extract.chunk_rows = 100;
+        cfg.extract.max_chunks_per_cycle = 3;
+        cfg.appliance.cycle_secs = 1;
+        cfg.appliance.listen = format!("127.0.0.1:{port}");
+        cfg.appliance.metrics_listen = String::new();
+        cfg.pgwire.listen = String::new();
+        cfg.maintenance.interval_secs = 0;
+        cfg.simulator = None;
+        cfg.replication.initial_role = role;
+        cfg.replication.peer_url = Some(peer.to_string());
+        let file = dir.join("ccmart.toml");
+        std::fs::write(&file, cfg.to_toml()).unwrap();
+        (cfg, file)
+    };
+    let (cfg_a, file_a) = config(da.path(), pa, Role::Active, &base_b);
+    let (_, file_b) = config(db.path(), pb, Role::Standby, &proxy);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let mut a = spawn_run(&file_a);
+    let mut b = spawn_run(&file_b);
+    let mut answers = Vec::new();
+    for round in 0..3 {
+        // New calls: the active publishes them and the standby copies; it is killed in the middle of a file.
+        feed.advance(fed_to, fed_to + 1200, 600).await.unwrap();
+        fed_to += 1200;
+        assert!(
+            half_copied(&db.path().join("mart")).await,
+            "round {round}: the standby copies:\n{}",
+            log_tail(&file_b)
+        );
+        b.kill().unwrap();
+        b.wait().unwrap();
+        assert!(
+            mart_files(&db.path().join("mart")).keys().any(|p| p.ends_with(".partial")),
+            "round {round}: killed in the middle of a file"
+        );
+        b = spawn_run(&file_b);
+        // More calls: the active is killed as soon as it has staged some of them.
+        let Some(before) = try_wait_status(&base_a, |_| true).await else {
+            panic!("round {round}: the active does not answer:\n{}", log_tail(&file_a));
+        };
+        feed.advance(fed_to, fed_to + 1200, 600).await.unwrap();
+        fed_to += 1200;
+        let so_far = staged(&before);
+        if try_wait_status(&base_a, |v| staged(v) > so_far).await.is_none() {
+            panic!("round {round}: the active does not extract:\n{}", log_tail(&file_a));
+        }
+        a.kill().unwrap();
+        a.wait().unwrap();
+        a = spawn_run(&file_a);
+        // The restarted standby answers (from complete versions only: checked at the end).
+        let mut here = 0;
+        for _ in 0..200 {
+            if let Some(a) = count_at(&client, &base_b, None).await {
+                answers.push(a);
+                here += 1;
+                if here == 3 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    feed.finish(fed_to).await.unwrap();
+    let truth = feed.simulator().truth();
+    // Both run to the end: the active reaches the truth, the standby its last version.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let calls = truth.call_count() as u64;
+    let last = loop {
+        assert!(Instant::now() < deadline, "the active did not finish in time");
+        let idle = wait_status(&base_a, "an idle cycle", |v| v["last_cycle"]["rows_staged"].as_u64() == Some(0)).await;
+        let v = idle["mart_version"].as_u64();
+        if let (Some(v), Some((_, n))) = (v, count_at(&client, &base_a, v).await) {
+            if n == calls {
+                break v;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_status(&base_b, "the standby catches up", |v| v["mart_version"].as_u64() >= Some(last)).await;
+    answers.extend(count_at(&client, &base_b, None).await);
+    assert!(answers.len() >= 7, "the standby answered in every round: {answers:?}");
+    for (version, n) in &answers {
+        assert_eq!(count_at(&client, &base_a, Some(*version)).await, Some((*version, *n)), "version {version}");
+    }
+    let digests = |base: String| {
+        let client = client.clone();
+        async move {
+            let v: serde_json::Value =
+                client.get(format!("{base}/v1/digest")).send().await.unwrap().json().await.unwrap();
+            (v["mart_version"].clone(), v["digests"].clone())
+        }
+    };
+    assert_eq!(digests(base_b.clone()).await, digests(base_a.clone()).await, "the same mart, partition by partition");
+    a.kill().unwrap();
+    a.wait().unwrap();
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let app = Appliance::open(cfg_a, FaultInjector::disarmed()).await.unwrap();
     assert_mart_matches_truth(&app, &truth).await;
 }

@@ -332,82 +332,18 @@ async fn switchover_there_and_back_loses_nothing() {
     assert_eq!(digests(&b).await, digests(&a).await, "the standby holds the same mart");
 }
 
-/// An HTTP proxy in front of `upstream` standing in for a bad line between the sites: it flips one byte in the
-/// middle of the next `flips` replication file bodies, then cuts the next `cuts` of them in half, and forwards
-/// everything else untouched.
-async fn damaging_proxy(
-    upstream: String,
-    flips: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> String {
-    use std::sync::atomic::Ordering;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let client = reqwest::Client::new();
-    let take = |n: &std::sync::atomic::AtomicUsize| {
-        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
-    };
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let (client, upstream, flips, cuts) = (client.clone(), upstream.clone(), flips.clone(), cuts.clone());
-        async move {
-            let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-            let mut forward = client.request(req.method().clone(), format!("{upstream}{target}"));
-            for (k, v) in req.headers() {
-                if k != "host" {
-                    forward = forward.header(k, v);
-                }
-            }
-            let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
-            let resp = forward.body(body).send().await.unwrap();
-            let (status, headers) = (resp.status(), resp.headers().clone());
-            let mut bytes = resp.bytes().await.unwrap().to_vec();
-            if target.starts_with("/v1/replication/file") && bytes.len() > 1 {
-                if take(&flips) {
-                    let i = bytes.len() / 2;
-                    bytes[i] ^= 0x5a;
-                } else if take(&cuts) {
-                    bytes.truncate(bytes.len() / 2);
-                }
-            }
-            let mut out = axum::http::Response::builder().status(status);
-            for (k, v) in headers.iter().filter(|(k, _)| *k != "content-length" && *k != "transfer-encoding") {
-                out = out.header(k, v);
-            }
-            out.body(axum::body::Body::from(bytes)).unwrap()
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
-/// Every mart file of `root` (relative path → content), `.partial` leftovers included.
-fn mart_files(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_files_on_the_wire_are_detected_fetched_again_and_never_applied() {
-    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut cfg_a = embedded_config(da.path(), small_settings(55));
     cfg_a.maintenance.interval_secs = 0;
     let mut a = Appliance::open(cfg_a.clone(), FaultInjector::disarmed()).await.unwrap();
     let (base_a, _stop_a) = serve_app(&a).await;
-    let (flips, cuts) = (Arc::new(AtomicUsize::new(2)), Arc::new(AtomicUsize::new(2)));
-    let proxy = damaging_proxy(base_a, flips.clone(), cuts.clone()).await;
+    let line = Arc::new(LineDamage::default());
+    line.flips.store(2, std::sync::atomic::Ordering::SeqCst);
+    line.cuts.store(2, std::sync::atomic::Ordering::SeqCst);
+    let proxy = relay_proxy(base_a, line.clone()).await;
     let mut cfg_b = embedded_config(db.path(), small_settings(55));
     cfg_b.maintenance.interval_secs = 0;
     cfg_b.replication.initial_role = Role::Standby;
@@ -435,7 +371,7 @@ async fn damaged_files_on_the_wire_are_detected_fetched_again_and_never_applied(
         }
     }
     assert_eq!(
-        (flips.load(std::sync::atomic::Ordering::SeqCst), cuts.load(std::sync::atomic::Ordering::SeqCst)),
+        (line.flips.load(std::sync::atomic::Ordering::SeqCst), line.cuts.load(std::sync::atomic::Ordering::SeqCst)),
         (0, 0)
     );
     // The line is clean again: the next pass completes and serves exactly the active's mart.
