@@ -404,6 +404,12 @@ impl Config {
                 );
             }
         }
+        if self.maintenance.staging_retention_days == 0 {
+            return invalid(
+                "maintenance.staging_retention_days",
+                "must be at least 1 (days the IDB rows of a transformed interaction are kept)".into(),
+            );
+        }
         if self.maintenance.mart_retention_days == 0 {
             return invalid("maintenance.mart_retention_days", "must be at least 1 (days of history kept)".into());
         }

@@ -122,6 +122,9 @@ pub struct ExtractReport {
     pub rows_staged: usize,
     /// Rows quarantined.
     pub rows_quarantined: usize,
+    /// Rows of interactions purged from staging long ago (older than `maintenance.staging_retention_days`): not
+    /// staged, the mart keeps what it had.
+    pub rows_beyond_retention: usize,
     /// Chunks committed.
     pub chunks: usize,
     /// True when some table still had rows beyond this pass's chunk budget.
@@ -190,6 +193,14 @@ pub async fn extract_idb(
     }
     health.rows_staged += report.rows_staged as u64;
     health.rows_quarantined += report.rows_quarantined as u64;
+    if report.rows_beyond_retention > 0 {
+        tracing::warn!(
+            idb = %idb.name(),
+            rows = report.rows_beyond_retention,
+            "rows for interactions purged from staging (older than maintenance.staging_retention_days) were not \
+             staged; the mart keeps what it had for them"
+        );
+    }
     health.succeeded(now);
     Ok(report)
 }
@@ -281,6 +292,7 @@ async fn extract_table(
         report.chunks += 1;
         report.rows_staged += outcome.staged;
         report.rows_quarantined += outcome.quarantined;
+        report.rows_beyond_retention += outcome.beyond_retention;
         if chunk.new_mark == mark || !full {
             return Ok(());
         }

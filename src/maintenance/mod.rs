@@ -23,6 +23,13 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_VERSION_RETENTION_SECS: u64 = 24 * 3600;
 /// Default days of history the mart keeps.
 pub const DEFAULT_MART_RETENTION_DAYS: u32 = 400;
+/// Default days the staged IDB rows of a transformed interaction are kept (longer than IDBs usually keep data, so
+/// late rows the IDBs can still deliver find their interaction).
+pub const DEFAULT_STAGING_RETENTION_DAYS: u32 = 30;
+/// Groups purged per staging transaction (bounds its size).
+const PURGE_BATCH: usize = 5_000;
+/// Time one run spends purging staging at most; the next run goes on.
+const PURGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `[maintenance]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +41,9 @@ pub struct MaintenanceSettings {
     pub version_retention_secs: u64,
     /// Days of history kept in the mart (by the `day` partition); older days are removed.
     pub mart_retention_days: u32,
+    /// Days the staged IDB rows of a transformed interaction or login session are kept (by the days of its facts).
+    /// After that only its facts remain; rows the IDBs deliver for it later are not staged.
+    pub staging_retention_days: u32,
 }
 
 impl Default for MaintenanceSettings {
@@ -42,6 +52,7 @@ impl Default for MaintenanceSettings {
             interval_secs: DEFAULT_INTERVAL_SECS,
             version_retention_secs: DEFAULT_VERSION_RETENTION_SECS,
             mart_retention_days: DEFAULT_MART_RETENTION_DAYS,
+            staging_retention_days: DEFAULT_STAGING_RETENTION_DAYS,
         }
     }
 }
@@ -68,6 +79,8 @@ pub struct MaintenanceReport {
     pub versions_dropped: usize,
     /// Files deleted by vacuum.
     pub files_deleted: usize,
+    /// Staged rows purged (of transformed interactions older than the staging retention).
+    pub staging_rows_purged: usize,
 }
 
 /// Parquet files and bytes under a directory.
@@ -125,6 +138,23 @@ pub async fn run(
         }
     }
 
+    // Staged rows of long-transformed interactions: their facts are final.
+    let started = Instant::now();
+    let cutoff = crate::transform::day_of(now - i64::from(settings.staging_retention_days) * 86_400);
+    let (mut groups, mut more) = (0, true);
+    while more && started.elapsed() < PURGE_BUDGET {
+        let o = store.purge_groups_before(&cutoff, PURGE_BATCH, now)?;
+        groups += o.groups;
+        report.staging_rows_purged += o.rows;
+        more = o.more;
+    }
+    let detail = format!(
+        "purged the staged rows of {groups} interaction(s)/session(s) with facts before {cutoff} ({} rows){}",
+        report.staging_rows_purged,
+        if more { "; more next run" } else { "" }
+    );
+    report.records.push(record("staging purge", "", started, (0, 0), (0, 0), detail));
+
     // Older mart versions stop being queryable before their files go.
     let started = Instant::now();
     let before = now - settings.version_retention_secs as i64;
@@ -152,6 +182,7 @@ pub async fn run(
         expired_partitions = report.expired_partitions,
         versions_dropped = report.versions_dropped,
         files_deleted = report.files_deleted,
+        staging_rows_purged = report.staging_rows_purged,
         bytes_freed = freed,
         "maintenance done"
     );

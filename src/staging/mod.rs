@@ -35,6 +35,8 @@ const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new
 const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
 const KEY_OWNERS: TableDefinition<(&[u8], i64), &str> = TableDefinition::new("key_owners");
 const ACW: TableDefinition<(&[u8], i64, i64), i64> = TableDefinition::new("after_call_work");
+/// Groups whose rows were purged (group → when): their facts are final; rows arriving for them later are not staged.
+const PURGED: TableDefinition<&[u8], i64> = TableDefinition::new("purged_groups");
 
 /// Errors of the staging store.
 #[derive(Debug, Error)]
@@ -162,6 +164,19 @@ pub struct ChunkOutcome {
     pub unchanged: usize,
     /// Rows quarantined.
     pub quarantined: usize,
+    /// Rows of groups purged from staging (older than the staging retention): not staged, their facts stay.
+    pub beyond_retention: usize,
+}
+
+/// What a staging purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeOutcome {
+    /// Groups (interactions, login sessions) whose rows were removed.
+    pub groups: usize,
+    /// Staged rows removed.
+    pub rows: usize,
+    /// True when the limit stopped the purge before every eligible group was done (the next run goes on).
+    pub more: bool,
 }
 
 /// One fact (or dimension) row produced by the transform, addressed by mart table, day partition and key.
@@ -246,6 +261,7 @@ impl Store {
             tx.open_table(CATALOG).map_err(storage("open"))?;
             tx.open_table(KEY_OWNERS).map_err(storage("open"))?;
             tx.open_table(ACW).map_err(storage("open"))?;
+            tx.open_table(PURGED).map_err(storage("open"))?;
             tx.open_table(records::MERGE_STATE).map_err(storage("open"))?;
             tx.open_table(records::MERGE_DECISIONS).map_err(storage("open"))?;
             tx.open_table(records::IGNORED_SITES).map_err(storage("open"))?;
@@ -280,9 +296,15 @@ impl Store {
             let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
             let mut quarantine = tx.open_table(QUARANTINE).map_err(storage(during))?;
             let mut hwm = tx.open_table(HWM).map_err(storage(during))?;
+            let purged = tx.open_table(PURGED).map_err(storage(during))?;
+            let any_purged = !purged.is_empty().map_err(storage(during))?;
             let mut touched: BTreeSet<&str> = BTreeSet::new();
             let any_quarantined = !quarantine.is_empty().map_err(storage(during))?;
             for r in &chunk.rows {
+                if any_purged && purged.get(r.group.as_bytes()).map_err(storage(during))?.is_some() {
+                    outcome.beyond_retention += 1;
+                    continue;
+                }
                 let key = (chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id);
                 let existing = rows.get(key).map_err(storage(during))?.map(|v| v.value());
                 if existing.is_some_and(|v| v >= r.row.version) {
@@ -425,6 +447,9 @@ impl Store {
             let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
             let mut acw = tx.open_table(ACW).map_err(storage(during))?;
             let mut owners = tx.open_table(KEY_OWNERS).map_err(storage(during))?;
+            let purged = tx.open_table(PURGED).map_err(storage(during))?;
+            // A purged group has no rows left to transform again: waking it would replace its facts with nothing.
+            let is_purged = |g: &str| purged.get(g.as_bytes()).map(|v| v.is_some()).map_err(storage(during));
             for g in processed {
                 dirty.remove(g.as_bytes()).map_err(storage(during))?;
             }
@@ -480,11 +505,16 @@ impl Store {
                     let old = acw.get(key).map_err(storage(during))?.map(|g| g.value());
                     if old != Some(*v) {
                         acw.insert(key, *v).map_err(storage(during))?;
-                        dirty.insert(format!("I:{callid}").as_bytes(), ()).map_err(storage(during))?;
+                        let call = format!("I:{callid}");
+                        if !is_purged(&call)? {
+                            dirty.insert(call.as_bytes(), ()).map_err(storage(during))?;
+                        }
                     }
                 }
                 for w in &out.wake {
-                    dirty.insert(w.as_bytes(), ()).map_err(storage(during))?;
+                    if !is_purged(w)? {
+                        dirty.insert(w.as_bytes(), ()).map_err(storage(during))?;
+                    }
                 }
             }
         }
@@ -598,6 +628,96 @@ impl Store {
         }
         tx.commit().map_err(storage(during))?;
         Ok(dropped)
+    }
+
+    /// Removes the staged rows of transformed groups (interactions, login sessions) whose facts all lie on days
+    /// before `cutoff` (`YYYY-MM-DD`), at most `limit` groups per call (bounding the transaction). Their facts stay
+    /// (partitions are rebuilt from facts), and the group is remembered as purged: rows that arrive for it later are
+    /// not staged ([`ChunkOutcome::beyond_retention`]) and nothing wakes it, so its facts can never be replaced by a
+    /// partial re-transform. Configuration and calendar groups are never purged; dirty groups wait.
+    pub fn purge_groups_before(&self, cutoff: &str, limit: usize, now: i64) -> Result<PurgeOutcome> {
+        let during = "purge staging";
+        let mut outcome = PurgeOutcome::default();
+        let candidates: Vec<String> = {
+            let tx = self.db.begin_read().map_err(storage(during))?;
+            let group_facts = tx.open_table(GROUP_FACTS).map_err(storage(during))?;
+            let dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
+            let purged = tx.open_table(PURGED).map_err(storage(during))?;
+            let mut out = Vec::new();
+            for item in group_facts.iter().map_err(storage(during))? {
+                let (g, v) = item.map_err(storage(during))?;
+                let group = String::from_utf8_lossy(g.value()).into_owned();
+                if group.starts_with("C:") || group.starts_with("D:") {
+                    continue;
+                }
+                let addrs: Vec<FactAddress> = rmp_serde::from_slice(v.value())
+                    .map_err(|e| StagingError::Decode { table: "group_facts", message: e.to_string() })?;
+                let old = !addrs.is_empty() && addrs.iter().all(|a| !a.day.is_empty() && a.day.as_str() < cutoff);
+                if old
+                    && dirty.get(g.value()).map_err(storage(during))?.is_none()
+                    && purged.get(g.value()).map_err(storage(during))?.is_none()
+                {
+                    if out.len() == limit {
+                        outcome.more = true;
+                        break;
+                    }
+                    out.push(group);
+                }
+            }
+            out
+        };
+        if candidates.is_empty() {
+            return Ok(outcome);
+        }
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        {
+            let mut rows = tx.open_table(ROWS).map_err(storage(during))?;
+            let mut group_rows = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
+            let mut purged = tx.open_table(PURGED).map_err(storage(during))?;
+            let mut acw = tx.open_table(ACW).map_err(storage(during))?;
+            for group in &candidates {
+                let mut keys = Vec::new();
+                for item in group_rows
+                    .range::<(&[u8], &[u8], &[u8], i64)>((group.as_bytes(), &[][..], &[][..], i64::MIN)..)
+                    .map_err(storage(during))?
+                {
+                    let (k, _) = item.map_err(storage(during))?;
+                    let (grp, idb, table, id) = k.value();
+                    if grp != group.as_bytes() {
+                        break;
+                    }
+                    keys.push((idb.to_vec(), table.to_vec(), id));
+                }
+                for (idb, table, id) in &keys {
+                    group_rows
+                        .remove((group.as_bytes(), idb.as_slice(), table.as_slice(), *id))
+                        .map_err(storage(during))?;
+                    rows.remove((idb.as_slice(), table.as_slice(), *id)).map_err(storage(during))?;
+                }
+                if let Some(callid) = group.strip_prefix("I:") {
+                    let mut links = Vec::new();
+                    for item in acw
+                        .range::<(&[u8], i64, i64)>((callid.as_bytes(), i64::MIN, i64::MIN)..)
+                        .map_err(storage(during))?
+                    {
+                        let (k, _) = item.map_err(storage(during))?;
+                        let (c, agent, start) = k.value();
+                        if c != callid.as_bytes() {
+                            break;
+                        }
+                        links.push((agent, start));
+                    }
+                    for (agent, start) in links {
+                        acw.remove((callid.as_bytes(), agent, start)).map_err(storage(during))?;
+                    }
+                }
+                purged.insert(group.as_bytes(), now).map_err(storage(during))?;
+                outcome.groups += 1;
+                outcome.rows += keys.len();
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(outcome)
     }
 
     /// Deletes the facts of `table` on days before `cutoff` (`YYYY-MM-DD`) and marks those partitions dirty, so
@@ -718,6 +838,38 @@ mod tests {
         assert_eq!(store.high_water_mark("a", "G_CALL").unwrap().seq, 9);
         assert_eq!(store.staged_row_count().unwrap(), 2);
         assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:1".to_string(), "I:2".to_string()]);
+    }
+
+    #[test]
+    fn purged_groups_keep_their_facts_and_refuse_late_rows_and_wakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        store.commit_chunk(&chunk(vec![(1, 5), (2, 6), (3, 7)], 7)).unwrap();
+        let out = |group: &str, day: &str, key: i64| GroupOutput {
+            group: group.into(),
+            facts: vec![(
+                FactAddress { table: "interaction_fact".into(), day: day.into(), key },
+                FactRow(vec![Cell::Int(key)]),
+            )],
+            ..Default::default()
+        };
+        let groups: Vec<String> = ["I:1", "I:2", "I:3"].map(String::from).to_vec();
+        let outputs = [out("I:1", "2026-10-01", 1), out("I:2", "2026-10-02", 2), out("I:3", "2026-11-20", 3)];
+        store.commit_group_outputs(&groups, &outputs).unwrap();
+        // Only groups whose facts all lie before the cutoff go, in bounded batches.
+        let first = store.purge_groups_before("2026-11-01", 1, 100).unwrap();
+        assert_eq!((first.groups, first.rows, first.more), (1, 1, true));
+        let second = store.purge_groups_before("2026-11-01", 10, 100).unwrap();
+        assert_eq!((second.groups, second.rows, second.more), (1, 1, false));
+        assert_eq!(store.staged_row_count().unwrap(), 1, "I:3 keeps its row");
+        assert_eq!(store.partition_facts("interaction_fact", "2026-10-01").unwrap().len(), 1, "facts stay");
+        // A late row for a purged interaction is not staged and wakes nothing; one for a kept one is.
+        let o = store.commit_chunk(&chunk(vec![(1, 8), (3, 9)], 9)).unwrap();
+        assert_eq!((o.staged, o.beyond_retention), (1, 1));
+        assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()]);
+        let wake = GroupOutput { group: "S:x".into(), wake: vec!["I:2".into()], ..Default::default() };
+        store.commit_group_outputs(&[], &[wake]).unwrap();
+        assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()], "a purged group is never woken");
     }
 
     #[test]

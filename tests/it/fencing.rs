@@ -174,6 +174,7 @@ async fn the_standby_copies_the_active_mart_verifies_it_and_takes_over() {
         interval_secs: 0,
         version_retention_secs: 0,
         mart_retention_days: 100_000,
+        staging_retention_days: 100_000,
     });
     let done = a.maintain(chrono::Utc::now().timestamp()).await.unwrap();
     assert!(done.files_deleted > 0, "the active vacuumed");

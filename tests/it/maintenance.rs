@@ -107,3 +107,35 @@ async fn vacuum_and_retention_keep_what_is_needed_and_nothing_else() {
     let after = sql(&app, "SELECT count(*) FROM ccmart_maintenance_runs").await;
     assert!(after[0][0].parse::<u64>().unwrap() > before[0][0].parse::<u64>().unwrap(), "a run was recorded");
 }
+
+/// The staging purge frees the rows of interactions whose facts are all older than the staging retention: the
+/// mart does not change (its partitions are rebuilt from facts, which stay), the newer interactions keep their
+/// rows, and the run is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_purge_frees_old_rows_and_keeps_the_mart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = T0 - 3 * 3600;
+    let (mut app, truth) = embedded_mart_from(dir.path(), 48, start, 6).await;
+    let snap = app.store().latest_snapshot().unwrap().unwrap();
+    let digests = |app: &Appliance| {
+        let (engine, snap) = (app.engine(), app.store().latest_snapshot().unwrap().unwrap());
+        async move { ccmart::query::digest::digests(&engine, &snap, &[], None).await.unwrap() }
+    };
+    let before = digests(&app).await;
+    let staged = app.store().staged_row_count().unwrap();
+    // The clock one day after the data, one day of staging retention: the first day's interactions go.
+    let settings = ccmart::maintenance::MaintenanceSettings { staging_retention_days: 1, ..app.config().maintenance };
+    app.set_maintenance(settings);
+    let report = app.maintain(start + 6 * 3600 + 86_400).await.unwrap();
+    assert!(report.staging_rows_purged > 0, "rows of the first day were purged");
+    let left = app.store().staged_row_count().unwrap();
+    assert_eq!(left + report.staging_rows_purged as u64, staged);
+    assert!(left > 0, "interactions with facts on the second day keep their rows");
+    // Nothing to transform again, the same mart.
+    app.cycle().await.unwrap();
+    assert_eq!(app.store().latest_snapshot().unwrap().unwrap().version, snap.version);
+    assert_eq!(digests(&app).await, before);
+    assert_mart_matches_truth(&app, &truth).await;
+    let runs = sql(&app, "SELECT detail FROM ccmart_maintenance_runs WHERE task = 'staging purge'").await;
+    assert!(runs.iter().any(|r| r[0].contains(&report.staging_rows_purged.to_string())), "{runs:?}");
+}
