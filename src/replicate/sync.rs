@@ -17,6 +17,9 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
+/// Files downloaded at once by a replication pass or a bootstrap.
+const PARALLEL_FILES: usize = 8;
+
 /// One file of the active site's mart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManifestFile {
@@ -206,52 +209,82 @@ pub async fn pull_with(
         );
         crate::progress::Progress::new("mart copy", Some(total), crate::progress::ProgressUnit::Bytes)
     });
+    // Leftovers of an interrupted pass are started again from scratch.
+    remove_partials(mart_root)?;
     let started = std::time::Instant::now();
-    for (f, local) in wanted {
-        let io = |e: std::io::Error| SyncError::Io { path: local.clone(), message: e.to_string() };
-        if let Some(dir) = local.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io)?;
-        }
-        let partial = local.with_file_name(format!(
-            "{}.partial",
-            local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        ));
-        let resp = get(format!("/v1/replication/file?path={}", url_encode(&f.path)))
-            .send()
-            .await
-            .map_err(|e| err(format!("{}: {e}", f.path)))?;
-        if !resp.status().is_success() {
-            return Err(err(format!("{}: {}", f.path, resp.status())));
-        }
-        let mut out = tokio::fs::File::create(&partial).await.map_err(io)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut stream = resp.bytes_stream();
-        let mut bytes = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| err(format!("{}: cut off: {e}", f.path)))?;
-            hasher.update(&chunk);
-            bytes += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(io)?;
-            if let Some(p) = progress.as_mut() {
-                p.inc(chunk.len() as u64);
+    let received = std::sync::atomic::AtomicU64::new(0);
+    let shared_progress = Mutex::new(progress.as_mut());
+    // Several files at once: per-file costs (a request, an fsync) overlap instead of adding up.
+    let fetch_one = |f: ManifestFile, local: PathBuf| {
+        let (get, err, received, progress) = (&get, &err, &received, &shared_progress);
+        async move {
+            let io = |e: std::io::Error| SyncError::Io { path: local.clone(), message: e.to_string() };
+            if let Some(dir) = local.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(io)?;
             }
-            if let Some(limit) = options.bandwidth.filter(|l| *l > 0) {
-                // Sleep until the bytes so far fit the limit.
-                let due = Duration::from_secs_f64((report.bytes + bytes) as f64 / limit as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
+            let partial = local.with_file_name(format!(
+                "{}.partial",
+                local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ));
+            let resp = get(format!("/v1/replication/file?path={}", url_encode(&f.path)))
+                .send()
+                .await
+                .map_err(|e| err(format!("{}: {e}", f.path)))?;
+            if !resp.status().is_success() {
+                return Err(err(format!("{}: {}", f.path, resp.status())));
+            }
+            let mut out = tokio::fs::File::create(&partial).await.map_err(io)?;
+            let mut hasher = blake3::Hasher::new();
+            let mut stream = resp.bytes_stream();
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| err(format!("{}: cut off: {e}", f.path)))?;
+                hasher.update(&chunk);
+                bytes += chunk.len() as u64;
+                out.write_all(&chunk).await.map_err(io)?;
+                let so_far =
+                    received.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed) + chunk.len() as u64;
+                if let Some(p) = progress.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    p.inc(chunk.len() as u64);
+                }
+                if let Some(limit) = options.bandwidth.filter(|l| *l > 0) {
+                    // Sleep until the bytes so far (all downloads together) fit the limit.
+                    let due = Duration::from_secs_f64(so_far as f64 / limit as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
+            out.sync_all().await.map_err(io)?;
+            drop(out);
+            if hasher.finalize().to_hex().as_str() != f.blake3 || bytes != f.size {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(SyncError::Checksum { path: f.path.clone(), expected: f.blake3.clone() });
+            }
+            tokio::fs::rename(&partial, &local).await.map_err(io)?;
+            Ok::<u64, SyncError>(bytes)
         }
-        out.sync_all().await.map_err(io)?;
-        drop(out);
-        if hasher.finalize().to_hex().as_str() != f.blake3 || bytes != f.size {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(SyncError::Checksum { path: f.path.clone(), expected: f.blake3.clone() });
+    };
+    let mut downloads = futures::stream::iter(wanted.into_iter().map(|(f, local)| fetch_one(f.clone(), local)))
+        .buffer_unordered(PARALLEL_FILES);
+    let mut failed = None;
+    while let Some(done) = downloads.next().await {
+        match done {
+            Ok(bytes) => {
+                report.bytes += bytes;
+                report.files += 1;
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
-        tokio::fs::rename(&partial, &local).await.map_err(io)?;
-        report.files += 1;
-        report.bytes += bytes;
+    }
+    drop(downloads);
+    if let Some(e) = failed {
+        // The downloads still in flight were dropped: leave no half file behind.
+        remove_partials(mart_root)?;
+        return Err(e);
     }
     // Every file is in place: the versions can be served.
     let have = store.latest_snapshot()?.map_or(0, |s| s.version);
@@ -289,6 +322,17 @@ fn mirror_maintenance(
         let path = local_path(root, rel)?;
         std::fs::remove_file(&path).map_err(|e| SyncError::Io { path: path.clone(), message: e.to_string() })?;
         report.files_removed += 1;
+    }
+    Ok(())
+}
+
+/// Deletes the half-downloaded files (`.partial`) under `root`.
+fn remove_partials(root: &Path) -> Result<(), SyncError> {
+    for rel in list_paths(root).map_err(|e| SyncError::Io { path: root.into(), message: e.to_string() })? {
+        if rel.ends_with(".partial") {
+            let path = root.join(&rel);
+            std::fs::remove_file(&path).map_err(|e| SyncError::Io { path, message: e.to_string() })?;
+        }
     }
     Ok(())
 }
