@@ -74,6 +74,23 @@ pub struct CycleReport {
     pub held: usize,
 }
 
+/// Directory of staging checkpoints inside the mart directory.
+pub const CHECKPOINT_DIR: &str = "_ccmart_checkpoint";
+
+/// The staging checkpoints in `dir`: (mart version, path).
+fn checkpoints(dir: &std::path::Path) -> Vec<(u64, std::path::PathBuf)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let v = name.strip_prefix("staging-v")?.strip_suffix(".redb")?.parse().ok()?;
+            Some((v, e.path()))
+        })
+        .collect()
+}
+
 /// The numbering an IDB uses: position `i` within its pair decides the `ID` offset, so the two IDBs of a pair
 /// number the same rows differently, as real ICON databases do.
 pub fn numbering(name: &str, index_in_pair: usize, global_index: usize) -> RowNumbering {
@@ -128,6 +145,8 @@ pub struct Appliance {
     /// Standby: replication progress.
     replication: Option<crate::serve::ReplicationStatus>,
     last_publish: Option<Instant>,
+    /// When the last staging checkpoint was written (active with a peer).
+    last_checkpoint: Option<Instant>,
 }
 
 impl Appliance {
@@ -206,6 +225,7 @@ impl Appliance {
             mart_replicated: false,
             replication: None,
             last_publish: None,
+            last_checkpoint: None,
         };
         app.refresh_status(None)?;
         Ok(app)
@@ -279,11 +299,19 @@ impl Appliance {
         let writing = fence.writing().await;
         let result = if self.fence.is_active() {
             if self.mart_replicated {
-                // Promoted after receiving files: pick up the replicated tables before writing on top of them.
+                // Promoted after receiving files: pick up the replicated tables before writing on top of them,
+                // and resume extraction from the active's staging checkpoint if one matches the mart.
                 self.mart = Mart::open(self.mart.root()).await?;
                 self.mart_replicated = false;
+                self.resume_from_checkpoint()?;
             }
-            self.cycle_inner().await
+            let result = self.cycle_inner().await;
+            if let Ok(r) = &result {
+                if r.mart_version.is_some() {
+                    self.write_checkpoint(r.mart_version);
+                }
+            }
+            result
         } else {
             drop(writing);
             self.replicate().await;
@@ -324,6 +352,64 @@ impl Appliance {
     /// Role and epoch (shared with the HTTP server, which promotes).
     pub fn fence(&self) -> crate::replicate::fencing::SharedFence {
         self.fence.clone()
+    }
+
+    /// Where staging checkpoints live: inside the mart directory, so replication, verification, mirroring and
+    /// bootstrap carry them like any mart file. One file per mart version (`staging-v<N>.redb`).
+    fn checkpoint_dir(&self) -> std::path::PathBuf {
+        self.mart.root().join(CHECKPOINT_DIR)
+    }
+
+    /// Active with a peer: after publishing `version`, writes a staging checkpoint (at most every
+    /// `checkpoint_interval_secs`) and keeps the newest two. A failure is logged; it never fails the cycle.
+    fn write_checkpoint(&mut self, version: Option<u64>) {
+        let Some(version) = version else { return };
+        if self.config.replication.peer_url.is_none() {
+            return;
+        }
+        let every = Duration::from_secs(self.config.replication.checkpoint_interval_secs);
+        if self.last_checkpoint.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        let dir = self.checkpoint_dir();
+        let result = std::fs::create_dir_all(&dir).map_err(|e| e.to_string()).and_then(|_| {
+            self.store.write_checkpoint(&dir.join(format!("staging-v{version}.redb"))).map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => {
+                self.last_checkpoint = Some(Instant::now());
+                let mut all = checkpoints(&dir);
+                all.sort();
+                for (_, old) in all.iter().rev().skip(2) {
+                    let _ = std::fs::remove_file(old);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the staging checkpoint; the standby keeps the previous one")
+            }
+        }
+    }
+
+    /// On promotion: imports the newest staging checkpoint not newer than the mart this site serves (a newer one
+    /// would claim partitions the mart does not have yet). Without one, extraction starts from this site's own
+    /// staging — for a standby that never extracted, from the beginning of what the IDBs hold.
+    fn resume_from_checkpoint(&mut self) -> Result<(), PipelineError> {
+        let served = self.store.latest_snapshot()?.map_or(0, |s| s.version);
+        let best = checkpoints(&self.checkpoint_dir()).into_iter().filter(|(v, _)| *v <= served).max();
+        let Some((version, path)) = best else {
+            tracing::warn!(
+                "no staging checkpoint matches the replicated mart; extraction starts from this site's staging"
+            );
+            return Ok(());
+        };
+        self.store.import_checkpoint(&path)?;
+        self.pair_states = self.store.merge_states()?;
+        tracing::warn!(
+            checkpoint_version = version,
+            mart_version = served,
+            "promoted: resuming extraction from the staging checkpoint"
+        );
+        Ok(())
     }
 
     /// The peer site at `url`, with the token and CA of `[replication]`.

@@ -59,11 +59,23 @@ pub struct ReplicationSettings {
     /// roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_ca: Option<std::path::PathBuf>,
+    /// With a `peer_url`, the active writes a staging checkpoint after a publish at most this often (0: after
+    /// every publish); the standby copies it with the mart and resumes extraction from it when promoted.
+    pub checkpoint_interval_secs: u64,
 }
+
+/// Default seconds between staging checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 300;
 
 impl Default for ReplicationSettings {
     fn default() -> Self {
-        ReplicationSettings { initial_role: Role::Active, peer_url: None, peer_token: None, peer_ca: None }
+        ReplicationSettings {
+            initial_role: Role::Active,
+            peer_url: None,
+            peer_token: None,
+            peer_ca: None,
+            checkpoint_interval_secs: DEFAULT_CHECKPOINT_INTERVAL_SECS,
+        }
     }
 }
 

@@ -795,12 +795,92 @@ impl Store {
         }
     }
 
+    /// Writes a consistent copy of everything extraction and the transform need to resume — staged rows,
+    /// high-water marks, facts, keys, merge state — to a new redb file at `path` (through `path.partial`, then
+    /// renamed). Read in one transaction, so it is one point in time. Not copied: this site's own fence, catalog,
+    /// audit trail and maintenance records.
+    pub fn write_checkpoint(&self, path: &Path) -> Result<()> {
+        let during = "write staging checkpoint";
+        let partial = path.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        let out = Database::create(&partial).map_err(storage(during))?;
+        let src = self.db.begin_read().map_err(storage(during))?;
+        let dst = out.begin_write().map_err(storage(during))?;
+        copy_resumable_tables(&src, &dst).map_err(storage(during))?;
+        dst.commit().map_err(storage(during))?;
+        drop(out);
+        std::fs::rename(&partial, path).map_err(storage(during))?;
+        Ok(())
+    }
+
+    /// Replaces this store's resumable tables with those of the checkpoint at `path` (see
+    /// [`Self::write_checkpoint`]), in one transaction: a promoted standby resumes extraction from the active's
+    /// high-water marks with its staged rows and facts, instead of reading the IDBs again from the start.
+    pub fn import_checkpoint(&self, path: &Path) -> Result<()> {
+        let during = "import staging checkpoint";
+        let src_db = Database::open(path).map_err(storage(during))?;
+        let src = src_db.begin_read().map_err(storage(during))?;
+        let dst = self.db.begin_write().map_err(storage(during))?;
+        clear_resumable_tables(&dst).map_err(storage(during))?;
+        copy_resumable_tables(&src, &dst).map_err(storage(during))?;
+        dst.commit().map_err(storage(during))?;
+        Ok(())
+    }
+
     /// Number of staged rows.
     pub fn staged_row_count(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(storage("count rows"))?;
         let t = tx.open_table(ROWS).map_err(storage("count rows"))?;
         t.len().map_err(storage("count rows"))
     }
+}
+
+/// Calls `$f!(TABLE)` for every table a staging checkpoint carries.
+macro_rules! for_each_resumable_table {
+    ($f:ident, $($arg:expr),*) => {{
+        $f!(ROWS, $($arg),*);
+        $f!(GROUP_ROWS, $($arg),*);
+        $f!(HWM, $($arg),*);
+        $f!(DIRTY_GROUPS, $($arg),*);
+        $f!(QUARANTINE, $($arg),*);
+        $f!(FACTS, $($arg),*);
+        $f!(GROUP_FACTS, $($arg),*);
+        $f!(DIRTY_PARTITIONS, $($arg),*);
+        $f!(KEY_OWNERS, $($arg),*);
+        $f!(ACW, $($arg),*);
+        $f!(PURGED, $($arg),*);
+        $f!(records::MERGE_STATE, $($arg),*);
+        $f!(records::MERGE_DECISIONS, $($arg),*);
+        $f!(records::IGNORED_SITES, $($arg),*);
+    }};
+}
+
+fn copy_resumable_tables(src: &redb::ReadTransaction, dst: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    macro_rules! copy {
+        ($def:expr, $src:expr, $dst:expr) => {{
+            let mut to = $dst.open_table($def)?;
+            // A table the source never created is empty.
+            if let Ok(from) = $src.open_table($def) {
+                for item in from.iter()? {
+                    let (k, v) = item?;
+                    to.insert(k.value(), v.value())?;
+                }
+            }
+        }};
+    }
+    for_each_resumable_table!(copy, src, dst);
+    Ok(())
+}
+
+fn clear_resumable_tables(dst: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    macro_rules! clear {
+        ($def:expr, $dst:expr) => {{
+            $dst.delete_table($def)?;
+            $dst.open_table($def)?;
+        }};
+    }
+    for_each_resumable_table!(clear, dst);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -186,10 +186,27 @@ async fn the_standby_copies_the_active_mart_verifies_it_and_takes_over() {
     assert_eq!(b.store().snapshot(1).unwrap(), None, "pruned versions are pruned at the standby too");
     assert_eq!(digests(&b).await, digests(&a).await);
 
-    // Disaster: promote the standby. It takes over from the IDBs and reports everything.
+    // Disaster: promote the standby. It resumes from the active's staging checkpoint (copied with the mart).
+    assert_eq!(b.store().staged_row_count().unwrap(), 0, "a standby stages nothing itself");
     let r = http.post(format!("{base_b}/v1/admin/promote")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // The checkpoint is the one written after the active's first publish (two hours of calls): the third hour is
+    // all the promoted site reads from its IDBs, and it ends with the same staging as the active.
     feed_b.advance(T0 + 2 * 3600, T0 + 3 * 3600, 1800).await.unwrap();
+    let mut read_after_promotion = 0;
+    for _ in 0..1000 {
+        let r = b.cycle().await.unwrap();
+        read_after_promotion += r.rows_staged;
+        if !r.more && r.rows_staged == 0 && r.groups == 0 {
+            break;
+        }
+    }
+    let total = a.store().staged_row_count().unwrap() as usize;
+    assert_eq!(b.store().staged_row_count().unwrap() as usize, total, "the same staging as the active");
+    assert!(
+        read_after_promotion > 0 && read_after_promotion * 2 < total,
+        "extraction resumed from the checkpoint's high-water marks: {read_after_promotion} of {total} rows read"
+    );
     feed_b.finish(T0 + 3 * 3600).await.unwrap();
     b.drain(1000).await.unwrap();
     assert_mart_matches_truth(&b, &feed_b.simulator().truth()).await;
