@@ -223,7 +223,7 @@ async fn bootstrap_copies_a_running_site_resumes_after_an_interruption_and_conti
     drop(sb);
     drop(b);
     std::fs::remove_dir_all(db.path()).unwrap();
-    let _feed_a = feed(&a, &cfg_a, 53, T0, 3).await;
+    let mut feed_a = feed(&a, &cfg_a, 53, T0, 3).await;
     a.drain(1000).await.unwrap();
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), cfg_b.to_toml()).unwrap();
@@ -241,6 +241,11 @@ async fn bootstrap_copies_a_running_site_resumes_after_an_interruption_and_conti
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     slow.kill().unwrap();
     let _ = slow.wait();
+    // The running site goes on writing meanwhile.
+    let before = version(&a);
+    feed_a.advance(T0 + 3 * 3600, T0 + 4 * 3600, 1800).await.unwrap();
+    a.drain(1000).await.unwrap();
+    assert!(version(&a) > before);
     // Resumed: completes, keeping what was already copied and verified.
     let mut resumed = bootstrap(None);
     let out = tokio::task::spawn_blocking(move || resumed.output().unwrap()).await.unwrap();
@@ -259,8 +264,14 @@ async fn bootstrap_copies_a_running_site_resumes_after_an_interruption_and_conti
     assert!(figure("files") > 0, "and copied the rest: {stderr}");
     assert!(stderr.contains("mart copy: "), "progress summary: {stderr}");
     // The copied site starts as standby and serves exactly the running site's mart.
-    let b = Appliance::open(cfg_b, FaultInjector::disarmed()).await.unwrap();
+    let mut b = Appliance::open(cfg_b, FaultInjector::disarmed()).await.unwrap();
     assert_eq!(b.fence().get().role, Role::Standby);
+    assert_eq!(version(&b), version(&a));
+    assert_eq!(digests(&b).await, digests(&a).await);
+    // And it keeps up as standby with what the running site writes next.
+    feed_a.advance(T0 + 4 * 3600, T0 + 5 * 3600, 1800).await.unwrap();
+    a.drain(1000).await.unwrap();
+    b.cycle().await.unwrap();
     assert_eq!(version(&b), version(&a));
     assert_eq!(digests(&b).await, digests(&a).await);
 }
