@@ -88,10 +88,44 @@ pub struct QueryAnswer {
     pub mart_version: u64,
     /// Execution time.
     pub elapsed_ms: u64,
+    /// Role of the answering site: `active`, or `standby` (its mart is a copy of the active's).
+    pub role: String,
+    /// On a standby: seconds since the active published the version this one serves (null on the active, and
+    /// before a standby's first copy).
+    pub lag_seconds: Option<i64>,
+}
+
+/// Which site answered and how current its mart is: in JSON answers and in `x-ccmart-role` /
+/// `x-ccmart-lag-seconds` headers, so a reader of a standby knows it reads a copy and how old it is.
+#[derive(Debug, Clone, Default)]
+pub struct Freshness {
+    /// `active` or `standby`.
+    pub role: String,
+    /// See [`QueryAnswer::lag_seconds`].
+    pub lag_seconds: Option<i64>,
+}
+
+impl Freshness {
+    /// Adds the headers to `resp`.
+    pub fn annotate(&self, resp: &mut Response) {
+        let h = resp.headers_mut();
+        if let Ok(v) = header::HeaderValue::from_str(&self.role) {
+            h.insert("x-ccmart-role", v);
+        }
+        if let Some(v) = self.lag_seconds.and_then(|l| header::HeaderValue::from_str(&l.to_string()).ok()) {
+            h.insert("x-ccmart-lag-seconds", v);
+        }
+    }
 }
 
 /// Encodes a result in `format`.
-pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String> {
+pub fn render(format: OutputFormat, r: &QueryResult, fresh: &Freshness) -> Result<Response, String> {
+    let mut resp = render_plain(format, r, fresh)?;
+    fresh.annotate(&mut resp);
+    Ok(resp)
+}
+
+fn render_plain(format: OutputFormat, r: &QueryResult, fresh: &Freshness) -> Result<Response, String> {
     let elapsed_ms = r.elapsed.as_millis() as u64;
     match format {
         OutputFormat::Json => {
@@ -116,6 +150,8 @@ pub fn render(format: OutputFormat, r: &QueryResult) -> Result<Response, String>
                 truncated: r.truncated,
                 mart_version: r.mart_version,
                 elapsed_ms,
+                role: fresh.role.clone(),
+                lag_seconds: fresh.lag_seconds,
             };
             Ok(axum::Json(body).into_response())
         }

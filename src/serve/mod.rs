@@ -458,7 +458,7 @@ async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response,
     }
     let snap = snapshot(&state, req.mart_version)?;
     let result = state.engine.run(&snap, &req.sql).await?;
-    format::render(format, &result).map_err(|m| ApiError {
+    format::render(format, &result, &freshness(&state)).map_err(|m| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "encoding_error",
         message: m,
@@ -524,7 +524,7 @@ async fn run_report(
     let bound = crate::query::reports::bind(report, &params).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, version)?;
     let result = state.engine.run_with_params(&snap, &report.sql, Some(bound)).await?;
-    format::render(format, &result).map_err(|m| ApiError {
+    format::render(format, &result, &freshness(&state)).map_err(|m| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "encoding_error",
         message: m,
@@ -662,7 +662,18 @@ async fn export(
     if let Ok(v) = header::HeaderValue::from_str(&snap.version.to_string()) {
         h.insert("x-ccmart-mart-version", v);
     }
+    freshness(&state).annotate(&mut resp);
     Ok(resp)
+}
+
+/// This site's role and, on a standby, how far its mart is behind the active's.
+fn freshness(state: &ServeState) -> format::Freshness {
+    let role = state.fence.get().role;
+    let lag_seconds = match role {
+        crate::replicate::fencing::Role::Standby => state.status.get().replication.and_then(|r| r.lag_seconds),
+        crate::replicate::fencing::Role::Active => None,
+    };
+    format::Freshness { role: role.as_str().into(), lag_seconds }
 }
 
 /// Streams the export file and deletes it when the response is done.

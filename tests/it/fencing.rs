@@ -129,7 +129,7 @@ async fn digests(app: &Appliance) -> Vec<ccmart::query::digest::PartitionDigest>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_copies_the_active_mart_verifies_it_and_takes_over() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let [(mut a, cfg_a, _base_a, _sa), (mut b, cfg_b, base_b, _sb)] =
+    let [(mut a, cfg_a, base_a, _sa), (mut b, cfg_b, base_b, _sb)] =
         pair([da.path(), db.path()], 52, [Role::Active, Role::Standby]).await;
     let mut feed_a = feed(&a, &cfg_a, 52, T0, 2).await;
     let mut feed_b = feed(&b, &cfg_b, 52, T0, 2).await;
@@ -141,6 +141,24 @@ async fn the_standby_copies_the_active_mart_verifies_it_and_takes_over() {
     let status: serde_json::Value = http.get(format!("{base_b}/v1/status")).send().await.unwrap().json().await.unwrap();
     let first_bytes = status["replication"]["bytes_received"].as_u64().unwrap();
     assert!(first_bytes > 0 && status["replication"]["versions_behind"] == 0, "{status}");
+    // Reads at the standby say they come from a copy, and how old it is.
+    let ask = |base: String, format: &'static str| {
+        let http = http.clone();
+        async move {
+            let body = serde_json::json!({"sql": "SELECT count(*) FROM interaction_fact", "format": format});
+            http.post(format!("{base}/v1/query")).json(&body).send().await.unwrap()
+        }
+    };
+    let at_b: serde_json::Value = ask(base_b.clone(), "json").await.json().await.unwrap();
+    assert_eq!(at_b["role"], "standby", "{at_b}");
+    assert!(at_b["lag_seconds"].as_i64().is_some_and(|l| l >= 0), "{at_b}");
+    assert_eq!(at_b["mart_version"].as_u64(), version(&a));
+    let csv = ask(base_b.clone(), "csv").await;
+    assert_eq!(csv.headers()["x-ccmart-role"], "standby");
+    assert!(csv.headers().contains_key("x-ccmart-lag-seconds"));
+    let at_a: serde_json::Value = ask(base_a.clone(), "json").await.json().await.unwrap();
+    assert_eq!((at_a["role"].as_str(), at_a["lag_seconds"].is_null()), (Some("active"), true), "{at_a}");
+    assert_eq!(at_a["rows"], at_b["rows"], "the same answer at the same version");
 
     // Incremental: an hour more at the active ships only what changed.
     feed_a.advance(T0 + 2 * 3600, T0 + 3 * 3600, 1800).await.unwrap();
