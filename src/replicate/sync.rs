@@ -124,9 +124,32 @@ impl HashCache {
 
 /// Every file under `root` (skipping partial downloads), with sizes and hashes.
 pub fn list_files(root: &Path, cache: &HashCache) -> std::io::Result<Vec<ManifestFile>> {
+    list_files_before(root, cache, None)
+}
+
+/// [`list_files`] without the files modified at or after `cutoff`: taken when the manifest read its versions, it
+/// leaves out the files of a publish still being written (they belong to no listed version yet; shipping them
+/// half-written would only have them shipped again).
+pub fn list_files_before(
+    root: &Path,
+    cache: &HashCache,
+    cutoff: Option<SystemTime>,
+) -> std::io::Result<Vec<ManifestFile>> {
     let mut out = Vec::new();
     for path in list_paths(root)?.into_iter().filter(|p| !p.ends_with(".partial")) {
-        let (size, blake3) = cache.hash(&root.join(&path))?;
+        let full = root.join(&path);
+        if let Some(cutoff) = cutoff {
+            match std::fs::metadata(&full).and_then(|m| m.modified()) {
+                Ok(modified) if modified < cutoff => {}
+                // Newer, or gone (vacuumed meanwhile): not part of the listed versions.
+                _ => continue,
+            }
+        }
+        let (size, blake3) = match cache.hash(&full) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         out.push(ManifestFile { path, size, blake3 });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -318,7 +341,9 @@ fn mirror_maintenance(
     report.versions_pruned = store.prune_catalog_below(oldest)?;
     let listed: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
     let local = list_paths(root).map_err(|e| SyncError::Io { path: root.into(), message: e.to_string() })?;
-    for rel in local.iter().filter(|p| !listed.contains(p.as_str()) && !p.ends_with(".partial")) {
+    // `_last_checkpoint` is a hint Delta rewrites in place; a manifest may leave it out while it is being rewritten.
+    let keep = |p: &str| listed.contains(p) || p.ends_with(".partial") || p.ends_with("/_last_checkpoint");
+    for rel in local.iter().filter(|p| !keep(p.as_str())) {
         let path = local_path(root, rel)?;
         std::fs::remove_file(&path).map_err(|e| SyncError::Io { path: path.clone(), message: e.to_string() })?;
         report.files_removed += 1;

@@ -3,7 +3,7 @@
 
 use super::{ApiError, ServeState};
 use crate::replicate::fencing::PeerFence;
-use crate::replicate::sync::{list_files, local_path, Manifest};
+use crate::replicate::sync::{list_files_before, local_path, Manifest};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -25,8 +25,9 @@ pub async fn manifest(State(state): State<ServeState>) -> Result<Json<Manifest>,
     // Versions first: every file they need exists before the listing starts (files are only added or vacuumed
     // after their versions left the catalog).
     let (versions, files) = tokio::task::spawn_blocking(move || {
+        let cutoff = std::time::SystemTime::now();
         let versions = store.snapshots().map_err(internal)?;
-        let files = list_files(&root, &cache).map_err(internal)?;
+        let files = list_files_before(&root, &cache, Some(cutoff)).map_err(internal)?;
         Ok::<_, ApiError>((versions, files))
     })
     .await
