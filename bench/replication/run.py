@@ -173,9 +173,22 @@ def run(work, procs):
     wait("the standby's initial copy", caught_up, 3600)
     log(f"standby caught up in {time.time() - t:.1f} s")
 
-    # 1 + 2: steady state under live load.
+    # 1 + 2: steady state under live load. The active may still be working off its history (publishing large
+    # backlog versions every minute): start once the standby has stayed close behind for 10 s.
+    steady_since = [None]
+
+    def settled():
+        lag = ((status(base_b) or {}).get("replication") or {}).get("lag_seconds")
+        if lag is None or lag > 2 * CYCLE_SECS + 1:
+            steady_since[0] = None
+            return False
+        steady_since[0] = steady_since[0] or time.time()
+        return time.time() - steady_since[0] >= 10
+
+    wait("the standby to stay close behind the active", settled, 1800)
     log(f"steady state for {STEADY_SECS} s")
     before_files = files(os.path.join(dirs["active"], "mart"))
+    standby_before = files(os.path.join(dirs["standby"], "mart"))
     shipped_before = status(base_b)["replication"]["bytes_received"]
     versions_before = status(base_a)["mart_version"]
     lags = []
@@ -192,7 +205,9 @@ def run(work, procs):
     shipped = status(base_b)["replication"]["bytes_received"] - shipped_before
     after_files = files(os.path.join(dirs["active"], "mart"))
     new = {p: n for p, n in after_files.items() if p not in before_files}
-    checkpoint = sum(n for p, n in new.items() if p.startswith("_ccmart_checkpoint"))
+    # Staging checkpoints the standby received in the window (written at the active before or during it).
+    standby_after = files(os.path.join(dirs["standby"], "mart"))
+    checkpoint = sum(n for p, n in standby_after.items() if p.startswith("_ccmart_checkpoint") and p not in standby_before)
     new_parquet = sum(n for p, n in new.items() if p.endswith(".parquet") and not p.startswith("_ccmart_checkpoint"))
     new_log = sum(n for p, n in new.items() if not p.endswith(".parquet") and not p.startswith("_ccmart_checkpoint"))
     versions = target - versions_before
