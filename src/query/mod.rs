@@ -8,16 +8,21 @@
 pub mod digest;
 pub mod guard;
 pub mod reports;
+pub mod snapshot_files;
 pub mod system;
 
 use crate::mart::Mart;
 use crate::staging::MartSnapshot;
 use crate::transform::schema::MART_TABLES;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -131,6 +136,10 @@ impl QueryError {
     pub fn is_client_error(&self) -> bool {
         matches!(self, QueryError::Syntax(_) | QueryError::ReadOnly(_) | QueryError::Invalid(_))
     }
+}
+
+fn mart_err(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Mart(e.to_string())
 }
 
 fn classify(e: DataFusionError) -> QueryError {
@@ -310,6 +319,34 @@ impl QueryEngine {
         Ok(self.runtime.get_or_init(|| runtime).clone())
     }
 
+    /// The runtime of one snapshot's context: the appliance's memory pool, spill space and Parquet footer cache,
+    /// with an object store that lists exactly the files of the snapshot's Delta versions (see
+    /// [`snapshot_files`]) and file-list and statistics caches of its own (they are keyed by table name, which
+    /// every version shares).
+    async fn snapshot_runtime(&self, snapshot: &MartSnapshot) -> Result<Arc<RuntimeEnv>, QueryError> {
+        let shared = self.runtime()?;
+        let mut files = snapshot_files::SnapshotFiles::new(self.mart.root()).map_err(mart_err)?;
+        for t in MART_TABLES {
+            let version = snapshot.tables.get(t.name).copied().unwrap_or(0);
+            let table = self.mart.load(t.name, version).await.map_err(mart_err)?;
+            let state = table.snapshot().map_err(mart_err)?;
+            for file in state.log_data() {
+                files
+                    .add(t.name, &file.path(), file.size().max(0) as u64, file.modification_time())
+                    .map_err(mart_err)?;
+            }
+        }
+        let caches = CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(shared.cache_manager.get_file_metadata_cache()))
+            .with_metadata_cache_limit(shared.cache_manager.get_metadata_cache_limit());
+        let mut runtime = (*shared).clone();
+        runtime.cache_manager = CacheManager::try_new(&caches).map_err(mart_err)?;
+        runtime.object_store_registry = Arc::new(DefaultObjectStoreRegistry::new());
+        let url = url::Url::parse(snapshot_files::SNAPSHOT_STORE_URL).map_err(mart_err)?;
+        runtime.register_object_store(&url, Arc::new(files));
+        Ok(Arc::new(runtime))
+    }
+
     /// Also serves the system tables (`ccmart_merge_decisions`, `ccmart_source_audit`) from `store`.
     pub fn with_system_tables(mut self, store: Arc<crate::staging::Store>) -> Self {
         self.store = Some(store);
@@ -327,19 +364,35 @@ impl QueryEngine {
         if let Some((_, ctx)) = cache.iter().find(|(v, _)| *v == snapshot.version) {
             return Ok(ctx.clone());
         }
-        let runtime = self.runtime()?;
+        let runtime = self.snapshot_runtime(snapshot).await?;
         let mut config =
             SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("ccmart", "public");
         // A recursive CTE can grow without bound inside one query; reports do not need them.
         config.options_mut().execution.enable_recursive_ctes = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
+        let store_url = ObjectStoreUrl::parse(snapshot_files::SNAPSHOT_STORE_URL).map_err(mart_err)?;
         for t in MART_TABLES {
-            let version = snapshot.tables.get(t.name).copied().unwrap_or(0);
-            let table = self.mart.load(t.name, version).await.map_err(|e| QueryError::Mart(e.to_string()))?;
-            table.update_datafusion_session(&ctx.state()).map_err(|e| QueryError::Mart(e.to_string()))?;
-            let provider = table.table_provider().await.map_err(|e| QueryError::Mart(e.to_string()))?;
-            ctx.register_table(t.name, provider).map_err(|e| QueryError::Mart(e.to_string()))?;
+            let url = ListingTableUrl::parse(format!("{store_url}{}/", t.name)).map_err(mart_err)?;
+            let mut options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let mut file_fields = crate::mart::arrow_schema(t).fields().to_vec();
+            if t.partitioned {
+                file_fields.retain(|f| f.name() != "day");
+                options = options.with_table_partition_cols(vec![("day".to_string(), DataType::Utf8)]);
+            }
+            // Text is read as string views, DataFusion's faster representation (and what the Delta scan produced).
+            let file_fields: Vec<Field> = file_fields
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+                    _ => f.as_ref().clone(),
+                })
+                .collect();
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(Arc::new(Schema::new(file_fields)));
+            let table = ListingTable::try_new(config).map_err(mart_err)?;
+            ctx.register_table(t.name, Arc::new(table)).map_err(mart_err)?;
         }
         if let Some(store) = &self.store {
             for (name, kind) in system::SYSTEM_TABLES {
