@@ -530,6 +530,12 @@ impl Appliance {
             return Ok(report);
         }
         self.last_publish = Some(Instant::now());
+        // Queue aggregates depend on the thresholds: after an edit, every day is recomputed with the new ones.
+        let fingerprint = self.config.transform.aggregate_fingerprint();
+        let woken = self.store.reconcile_settings("queue aggregate thresholds", &fingerprint, "Z:AGQ:")?;
+        if woken > 0 {
+            tracing::info!(days = woken, "queue thresholds changed: recomputing the queue aggregates of every day");
+        }
         self.advance_pairs()?;
         // Transform in bounded batches, walking past groups the merge holds back (they stay dirty); after-call
         // work found in sessions wakes calls, handled in a later batch.

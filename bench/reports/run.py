@@ -218,7 +218,8 @@ def run(work, cleanup):
     t = time.time()
     for (table,) in duck.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall():
         cols = duck.execute(f"DESCRIBE {table}").fetchall()
-        ddl = ", ".join(f'"{c[0]}" {"bigint" if c[1] in ("BIGINT", "INTEGER") else "text"}' for c in cols)
+        pg_type = {"BIGINT": "bigint", "INTEGER": "bigint", "DOUBLE": "double precision"}
+        ddl = ", ".join(f'"{c[0]}" {pg_type.get(c[1], "text")}' for c in cols)
         csv = os.path.join(work, f"{table}.csv")
         duck.execute(f"COPY (SELECT * FROM {table}) TO '{csv}' (HEADER, DELIMITER ',')")
         subprocess.run(psql + ["-c", f"CREATE TABLE {table} ({ddl})", "-c",

@@ -425,6 +425,25 @@ impl Config {
         if self.transform.service_level_secs < 0 || self.transform.short_abandon_secs < 0 {
             return invalid("transform", "service_level_secs and short_abandon_secs must not be negative".into());
         }
+        let mut queues = std::collections::BTreeSet::new();
+        for (i, q) in self.transform.queues.iter().enumerate() {
+            let key = format!("transform.queue[{i}]");
+            if !queues.insert(q.dbid) {
+                return invalid(
+                    &format!("{key}.dbid"),
+                    format!("queue DBID {} has two entries; merge them into one", q.dbid),
+                );
+            }
+            if q.service_level_secs.is_some_and(|v| v < 0) || q.short_abandon_secs.is_some_and(|v| v < 0) {
+                return invalid(&key, "service_level_secs and short_abandon_secs must not be negative".into());
+            }
+            if q.service_level_secs.is_none() && q.short_abandon_secs.is_none() {
+                return invalid(
+                    &key,
+                    format!("queue DBID {} sets neither service_level_secs nor short_abandon_secs", q.dbid),
+                );
+            }
+        }
         if self.idbs.is_empty() {
             return invalid("idb", "no IDB configured: add at least one [[idb]] with name, pair, site and url".into());
         }
@@ -606,6 +625,33 @@ mod tests {
         back.validate().unwrap();
         assert_eq!(back.pairs().len(), 2);
         assert!(back.warnings().is_empty());
+    }
+
+    #[test]
+    fn per_queue_thresholds_parse_and_bad_ones_name_their_entry() {
+        let text = Config::demo(Path::new("/tmp/x"), DEFAULT_LISTEN, 1).to_toml()
+            + "\n[[transform.queue]]\ndbid = 9001\nservice_level_secs = 30\n";
+        let c: Config = toml::from_str(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.transform.thresholds_for(9001), (30, 10));
+        assert_eq!(c.transform.thresholds_for(9002), (20, 10));
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back.transform, c.transform, "round trip through TOML");
+        let mut dup = c.clone();
+        dup.transform.queues.push(dup.transform.queues[0].clone());
+        let e = dup.validate().unwrap_err().to_string();
+        assert!(e.contains("transform.queue[1].dbid") && e.contains("two entries"), "{e}");
+        let mut neg = c.clone();
+        neg.transform.queues[0].service_level_secs = Some(-1);
+        let e = neg.validate().unwrap_err().to_string();
+        assert!(e.contains("transform.queue[0]") && e.contains("negative"), "{e}");
+        let mut empty = c.clone();
+        empty.transform.queues[0].service_level_secs = None;
+        let e = empty.validate().unwrap_err().to_string();
+        assert!(e.contains("sets neither"), "{e}");
+        assert_eq!(c.transform.aggregate_fingerprint(), back.transform.aggregate_fingerprint());
+        let default = crate::transform::aggregate::TransformSettings::default();
+        assert_ne!(c.transform.aggregate_fingerprint(), default.aggregate_fingerprint(), "an override changes it");
     }
 
     #[test]

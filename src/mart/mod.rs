@@ -10,7 +10,7 @@
 use crate::fault::{FaultInjector, InjectedCrash};
 use crate::staging::{Cell, FactRow, MartSnapshot, StagingError, Store};
 use crate::transform::schema::{mart_table, ColumnKind, MartTable, INTERACTION_FACT, MART_TABLES};
-use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{col, lit};
@@ -55,6 +55,22 @@ pub enum MartError {
         /// Message.
         message: String,
     },
+    /// A table on disk has other columns than this version of ccmart writes (it was written by another version).
+    #[error(
+        "mart table {table} in {path} has the columns [{found}], this version of ccmart writes [{expected}]; the mart \
+         was built by another ccmart version: stop ccmart, move the data directory aside and start again to rebuild \
+         the mart from the IDBs (or run the version that built it)"
+    )]
+    SchemaMismatch {
+        /// Mart table.
+        table: String,
+        /// Table directory.
+        path: PathBuf,
+        /// Columns (name type) on disk.
+        found: String,
+        /// Columns (name type) this version writes.
+        expected: String,
+    },
     /// Staging failed.
     #[error(transparent)]
     Staging(#[from] StagingError),
@@ -79,6 +95,7 @@ pub fn arrow_schema(t: &MartTable) -> SchemaRef {
                 let ty = match kind {
                     ColumnKind::Int => ArrowType::Int64,
                     ColumnKind::Text => ArrowType::Utf8,
+                    ColumnKind::Float => ArrowType::Float64,
                 };
                 Field::new(*name, ty, true)
             })
@@ -109,6 +126,17 @@ pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
                 for r in rows {
                     match r.0.get(i).unwrap_or(&Cell::Null) {
                         Cell::Text(v) => b.append_value(v),
+                        Cell::Null => b.append_null(),
+                        c => return Err(wrong(c)),
+                    }
+                }
+                arrays.push(Arc::new(b.finish()));
+            }
+            ColumnKind::Float => {
+                let mut b = Float64Builder::with_capacity(rows.len());
+                for r in rows {
+                    match r.0.get(i).unwrap_or(&Cell::Null) {
+                        Cell::Float(v) => b.append_value(*v),
                         Cell::Null => b.append_null(),
                         c => return Err(wrong(c)),
                     }
@@ -152,20 +180,41 @@ impl Mart {
                     .build()
                     .map_err(delta_err(t.name, "open"))?
             };
-            let table = if table.version().is_none() {
-                let columns = t.columns.iter().map(|(n, k)| {
+            let columns: Vec<StructField> = t
+                .columns
+                .iter()
+                .map(|(n, k)| {
                     let ty = match k {
                         ColumnKind::Int => DataType::LONG,
                         ColumnKind::Text => DataType::STRING,
+                        ColumnKind::Float => DataType::DOUBLE,
                     };
                     StructField::new(n.to_string(), ty, true)
-                });
+                })
+                .collect();
+            let table = if table.version().is_none() {
                 let mut create = table.create().with_columns(columns).with_table_name(t.name);
                 if t.partitioned {
                     create = create.with_partition_columns(["day"]);
                 }
                 create.await.map_err(delta_err(t.name, "create"))?
             } else {
+                let schema = table.snapshot().map_err(delta_err(t.name, "open"))?.schema();
+                let on_disk: Vec<(String, DataType)> =
+                    schema.fields().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
+                let wanted: Vec<(String, DataType)> =
+                    columns.iter().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
+                if on_disk != wanted {
+                    let show = |c: &[(String, DataType)]| {
+                        c.iter().map(|(n, ty)| format!("{n} {ty}")).collect::<Vec<_>>().join(", ")
+                    };
+                    return Err(MartError::SchemaMismatch {
+                        table: t.name.into(),
+                        path: mart.root.join(t.name),
+                        found: show(&on_disk),
+                        expected: show(&wanted),
+                    });
+                }
                 table
             };
             mart.tables.lock().await.insert(t.name, table);
@@ -313,4 +362,41 @@ pub async fn publish_changes(store: &Store, mart: &Mart, faults: &FaultInjector)
     store.publish(&snapshot, &dirty)?;
     report.snapshot = Some(snapshot);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mart written by a ccmart whose tables had other columns is refused at open with both column lists and
+    /// what to do, instead of failing later in the middle of a publish; nothing on disk changes.
+    #[tokio::test]
+    async fn a_table_with_other_columns_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mart = Mart::open(dir.path()).await.unwrap();
+        let log = dir.path().join("ag2_queue_day").join("_delta_log");
+        assert!(log.is_dir());
+        drop(mart);
+        // Re-create one table the way an older version did: without the ratio columns.
+        std::fs::remove_dir_all(dir.path().join("ag2_queue_day")).unwrap();
+        let url = Url::from_directory_path(dir.path().join("ag2_queue_day")).unwrap();
+        std::fs::create_dir_all(dir.path().join("ag2_queue_day")).unwrap();
+        let old = [("ag2_queue_key", DataType::LONG), ("offered", DataType::LONG), ("day", DataType::STRING)];
+        DeltaTableBuilder::from_url(url)
+            .unwrap()
+            .build()
+            .unwrap()
+            .create()
+            .with_columns(old.iter().map(|(n, t)| StructField::new(n.to_string(), t.clone(), true)))
+            .with_partition_columns(["day"])
+            .await
+            .unwrap();
+        let before = std::fs::read_dir(&log).unwrap().count();
+        let e = Mart::open(dir.path()).await.unwrap_err();
+        assert!(matches!(e, MartError::SchemaMismatch { ref table, .. } if table == "ag2_queue_day"), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("ag2_queue_key long, offered long, day string"), "{text}");
+        assert!(text.contains("avg_speed_of_answer_secs double") && text.contains("move the data directory"), "{text}");
+        assert_eq!(std::fs::read_dir(&log).unwrap().count(), before, "nothing written");
+    }
 }

@@ -420,6 +420,7 @@ async fn tables() -> Json<TableList> {
                     data_type: match k {
                         ColumnKind::Int => "BIGINT",
                         ColumnKind::Text => "VARCHAR",
+                        ColumnKind::Float => "DOUBLE",
                     }
                     .into(),
                 })

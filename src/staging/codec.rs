@@ -71,6 +71,8 @@ pub enum Cell {
     Int(i64),
     /// Text.
     Text(String),
+    /// 64-bit float (ratios and averages of the aggregates).
+    Float(f64),
 }
 
 /// A fact or dimension row in the column order of its mart table.

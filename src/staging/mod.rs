@@ -852,6 +852,7 @@ macro_rules! for_each_resumable_table {
         $f!(records::MERGE_STATE, $($arg),*);
         $f!(records::MERGE_DECISIONS, $($arg),*);
         $f!(records::IGNORED_SITES, $($arg),*);
+        $f!(records::SETTINGS, $($arg),*);
     }};
 }
 

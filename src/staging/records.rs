@@ -14,6 +14,8 @@ pub(super) const IGNORED_SITES: TableDefinition<&str, ()> = TableDefinition::new
 pub(super) const SOURCE_AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("source_audit");
 pub(super) const MAINTENANCE_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance_runs");
 pub(super) const FENCE: TableDefinition<&str, &[u8]> = TableDefinition::new("fence");
+/// Fingerprints of the settings the staged facts were computed with (they travel with the facts in a checkpoint).
+pub(super) const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 /// One maintenance task on one table (`ccmart_maintenance_runs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +66,40 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 }
 
 impl Store {
+    /// Makes the staged facts agree with the settings named `name`, whose current fingerprint is `fingerprint`:
+    /// when staging's facts were computed with other settings (or before fingerprints were kept), every group
+    /// that has facts and whose key starts with `prefix` is marked for the transform again, and the new
+    /// fingerprint recorded, in one transaction. Returns the number of groups marked (0 when nothing changed).
+    pub fn reconcile_settings(&self, name: &str, fingerprint: &str, prefix: &str) -> Result<usize> {
+        let during = "reconcile settings";
+        {
+            let tx = self.db.begin_read().map_err(storage(during))?;
+            if let Ok(t) = tx.open_table(SETTINGS) {
+                if t.get(name).map_err(storage(during))?.is_some_and(|v| v.value() == fingerprint) {
+                    return Ok(0);
+                }
+            }
+        }
+        self.faults.step("commit settings fingerprint")?;
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        let mut woken = 0;
+        {
+            let group_facts = tx.open_table(super::GROUP_FACTS).map_err(storage(during))?;
+            let mut dirty = tx.open_table(super::DIRTY_GROUPS).map_err(storage(during))?;
+            for item in group_facts.range::<&[u8]>(prefix.as_bytes()..).map_err(storage(during))? {
+                let (k, _) = item.map_err(storage(during))?;
+                if !k.value().starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                dirty.insert(k.value(), ()).map_err(storage(during))?;
+                woken += 1;
+            }
+            tx.open_table(SETTINGS).map_err(storage(during))?.insert(name, fingerprint).map_err(storage(during))?;
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(woken)
+    }
+
     /// Every pair's persisted merge state.
     pub fn merge_states<T: DeserializeOwned>(&self) -> Result<BTreeMap<String, T>> {
         let during = "read merge state";

@@ -21,14 +21,30 @@ pub const DEFAULT_SHORT_ABANDON_SECS: i64 = 10;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransformSettings {
-    /// Service-level threshold, seconds.
+    /// Service-level threshold, seconds (queues without an entry in `queue`).
     pub service_level_secs: i64,
-    /// Short-abandon threshold, seconds.
+    /// Short-abandon threshold, seconds (queues without an entry in `queue`).
     pub short_abandon_secs: i64,
     /// IANA time zone of the `DATE_TIME` `local_*` columns (e.g. `Europe/Berlin`).
     pub time_zone: String,
     /// Attached-data keys reported in `INTERACTION_USER_DATA_FACT`.
     pub user_data_keys: Vec<String>,
+    /// Per-queue thresholds (`[[transform.queue]]`), by the queue's configuration DBID.
+    #[serde(rename = "queue", skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueThresholds>,
+}
+
+/// Service-level and short-abandon thresholds of one queue, overriding the `[transform]` defaults. Queues are
+/// named by their configuration DBID (`RESOURCE_.resource_cfg_dbid`), which survives a rename of the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueThresholds {
+    /// Configuration DBID of the queue (its DN in `GC_ENDPOINT`).
+    pub dbid: i64,
+    /// Service-level threshold of this queue, seconds (unset: `transform.service_level_secs`).
+    pub service_level_secs: Option<i64>,
+    /// Short-abandon threshold of this queue, seconds (unset: `transform.short_abandon_secs`).
+    pub short_abandon_secs: Option<i64>,
 }
 
 impl Default for TransformSettings {
@@ -38,6 +54,7 @@ impl Default for TransformSettings {
             short_abandon_secs: DEFAULT_SHORT_ABANDON_SECS,
             time_zone: "UTC".into(),
             user_data_keys: vec!["ServiceType".into(), "CustomerSegment".into()],
+            queues: Vec::new(),
         }
     }
 }
@@ -46,6 +63,31 @@ impl TransformSettings {
     /// The configured time zone (UTC when it does not parse; configuration validation rejects that earlier).
     pub fn tz(&self) -> chrono_tz::Tz {
         self.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// (service-level, short-abandon) thresholds of the queue with configuration DBID `dbid`.
+    pub fn thresholds_for(&self, dbid: i64) -> (i64, i64) {
+        let q = self.queues.iter().find(|q| q.dbid == dbid);
+        (
+            q.and_then(|q| q.service_level_secs).unwrap_or(self.service_level_secs),
+            q.and_then(|q| q.short_abandon_secs).unwrap_or(self.short_abandon_secs),
+        )
+    }
+
+    /// Thresholds by queue resource key (what the aggregate sees), for every queue with an override.
+    fn thresholds_by_key(&self) -> BTreeMap<i64, (i64, i64)> {
+        self.queues.iter().map(|q| (super::endpoint_resource_key(q.dbid), self.thresholds_for(q.dbid))).collect()
+    }
+
+    /// A digest of everything the aggregates depend on besides the facts. When it changes (a threshold was
+    /// edited), every day's aggregates are recomputed, so the mart stays a function of the IDBs and the config.
+    pub fn aggregate_fingerprint(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(format!("sl={};short={};", self.service_level_secs, self.short_abandon_secs).as_bytes());
+        for (key, (sl, short)) in self.thresholds_by_key() {
+            h.update(format!("q{key}={sl},{short};").as_bytes());
+        }
+        h.finalize().to_hex()[..16].to_string()
     }
 }
 
@@ -64,6 +106,16 @@ struct Measures {
     accepted_wait: i64,
     abandoned_wait: i64,
     max_wait: i64,
+}
+
+/// `scale * numerator / denominator`, NULL when the denominator is not positive (an interval without calls has no
+/// average, not an average of zero).
+fn ratio(numerator: i64, denominator: i64, scale: f64) -> Cell {
+    if denominator > 0 {
+        Cell::Float(scale * numerator as f64 / denominator as f64)
+    } else {
+        Cell::Null
+    }
 }
 
 fn col(t: &MartTable, name: &str) -> usize {
@@ -90,6 +142,9 @@ pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: &TransformS
     );
     let mut out = GroupOutput { group: queue_aggregate_group(day), ..Default::default() };
     let Some(d0) = day_start(day) else { return out };
+    let overrides = thresholds.thresholds_by_key();
+    let limits =
+        |q: i64| overrides.get(&q).copied().unwrap_or((thresholds.service_level_secs, thresholds.short_abandon_secs));
     for (table, width) in [(&AG2_QUEUE_SUBHR, INTERVAL_SECS), (&AG2_QUEUE_HOUR, 3600), (&AG2_QUEUE_DAY, 86_400)] {
         let mut buckets: BTreeMap<(i64, i64), Measures> = BTreeMap::new();
         for r in segments {
@@ -97,24 +152,26 @@ pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: &TransformS
             if s < d0 || s >= d0 + 86_400 {
                 continue;
             }
+            let (sl, short) = limits(q);
             let m = buckets.entry((q, s - s.rem_euclid(width))).or_default();
             m.offered += 1;
             m.max_wait = m.max_wait.max(w);
             if int_at(r, distributed) == Some(1) {
                 m.accepted += 1;
                 m.accepted_wait += w;
-                if w <= thresholds.service_level_secs {
+                if w <= sl {
                     m.accepted_within_sl += 1;
                 }
             } else if int_at(r, abandoned) == Some(1) {
                 m.abandoned += 1;
                 m.abandoned_wait += w;
-                if w <= thresholds.short_abandon_secs {
+                if w <= short {
                     m.short_abandoned += 1;
                 }
             }
         }
         for ((q, bucket), m) in buckets {
+            let (sl, short) = limits(q);
             let key = surrogate_key(&[table.name, &q.to_string(), &bucket.to_string()]);
             out.facts.push((
                 FactAddress { table: table.name.to_string(), day: day.to_string(), key },
@@ -130,6 +187,11 @@ pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: &TransformS
                     Cell::Int(m.accepted_wait),
                     Cell::Int(m.abandoned_wait),
                     Cell::Int(m.max_wait),
+                    Cell::Int(sl),
+                    Cell::Int(short),
+                    ratio(m.accepted_wait, m.accepted, 1.0),
+                    ratio(m.accepted_within_sl, m.offered - m.short_abandoned, 100.0),
+                    ratio(m.abandoned, m.offered, 100.0),
                     Cell::Text(day.to_string()),
                 ]),
             ));
@@ -259,9 +321,14 @@ pub fn agent_aggregates(day: &str, legs: &[FactRow], states: &[FactRow]) -> Grou
                 m.not_ready,
                 m.busy,
                 m.acw_state,
+                m.talk + m.hold,
+                m.talk + m.hold + m.acw,
             ];
             let mut row = vec![Cell::Int(key), Cell::Int(agent), Cell::Int(bucket)];
             row.extend(v.into_iter().map(Cell::Int));
+            row.push(ratio(m.talk + m.hold + m.acw, m.accepted, 1.0));
+            let working = m.busy + m.acw_state;
+            row.push(ratio(working, m.ready + working, 100.0));
             row.push(Cell::Text(day.to_string()));
             out.facts.push((FactAddress { table: table.name.to_string(), day: day.to_string(), key }, FactRow(row)));
         }

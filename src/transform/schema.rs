@@ -9,6 +9,8 @@ pub enum ColumnKind {
     Int,
     /// UTF-8 text.
     Text,
+    /// 64-bit float, for ratios and averages (NULL when the denominator is zero).
+    Float,
 }
 
 /// One mart table.
@@ -22,7 +24,7 @@ pub struct MartTable {
     pub partitioned: bool,
 }
 
-use ColumnKind::{Int, Text};
+use ColumnKind::{Float, Int, Text};
 
 /// One row per completed interaction.
 pub const INTERACTION_FACT: MartTable = MartTable {
@@ -184,6 +186,11 @@ const AG2_QUEUE_COLUMNS: &[(&str, ColumnKind)] = &[
     ("accepted_wait_secs", Int),
     ("abandoned_wait_secs", Int),
     ("max_wait_secs", Int),
+    ("service_level_threshold_secs", Int),
+    ("short_abandon_threshold_secs", Int),
+    ("avg_speed_of_answer_secs", Float),
+    ("service_level_pct", Float),
+    ("abandon_rate_pct", Float),
     ("day", Text),
 ];
 
@@ -214,6 +221,10 @@ const AG2_AGENT_COLUMNS: &[(&str, ColumnKind)] = &[
     ("not_ready_secs", Int),
     ("busy_secs", Int),
     ("after_call_work_state_secs", Int),
+    ("engage_secs", Int),
+    ("handle_secs", Int),
+    ("avg_handle_secs", Float),
+    ("occupancy_pct", Float),
     ("day", Text),
 ];
 

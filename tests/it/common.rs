@@ -4,6 +4,7 @@ use ccmart::config::{Config, IdbConfig};
 use ccmart::fault::FaultInjector;
 use ccmart::pipeline::{Appliance, SimulationDriver};
 use ccmart::sim::{GroundTruth, SimSettings, Simulator};
+use ccmart::transform::aggregate::QueueThresholds;
 use datafusion::arrow::util::display::array_value_to_string;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +23,12 @@ pub fn embedded_config(dir: &Path, settings: SimSettings) -> Config {
     if let Some(s) = cfg.simulator.as_mut() {
         s.settings = settings;
     }
+    // One queue with thresholds of its own, so every ground-truth comparison covers per-queue thresholds.
+    cfg.transform.queues = vec![QueueThresholds {
+        dbid: ccmart::sim::queue_dbid(0, 1),
+        service_level_secs: Some(5),
+        short_abandon_secs: Some(3),
+    }];
     cfg
 }
 
@@ -381,41 +388,63 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
         .collect();
     assert!(!expected.is_empty(), "agents took breaks");
     assert_same_rows(rows, expected, "not-ready reason periods");
-    // Queue aggregates, computed here from the truth's queue stays (default thresholds: 20 s, 10 s).
+    // Queue aggregates, computed here from the truth's queue stays with each queue's thresholds from the config
+    // (the `[transform]` defaults, or the queue's own `[[transform.queue]]` entry).
+    let transform = &app.config().transform;
     for (table, width) in [("AG2_QUEUE_SUBHR", 900), ("AG2_QUEUE_HOUR", 3600), ("AG2_QUEUE_DAY", 86_400)] {
         let rows = sql(
             app,
             &format!(
                 "SELECT r.resource_cfg_dbid, a.date_time_key, a.offered, a.accepted, a.abandoned, a.abandoned_short, \
-                 a.accepted_within_sl, a.accepted_wait_secs, a.abandoned_wait_secs, a.max_wait_secs \
+                 a.accepted_within_sl, a.accepted_wait_secs, a.abandoned_wait_secs, a.max_wait_secs, \
+                 a.service_level_threshold_secs, a.short_abandon_threshold_secs, \
+                 CAST(round(a.avg_speed_of_answer_secs * 1000) AS BIGINT), CAST(round(a.service_level_pct * 1000) AS BIGINT), \
+                 CAST(round(a.abandon_rate_pct * 1000) AS BIGINT) \
                  FROM {table} a JOIN RESOURCE_ r ON a.resource_key = r.resource_key"
             ),
         )
         .await;
         let mut buckets: BTreeMap<(i64, i64), [i64; 8]> = BTreeMap::new();
         for v in truth.calls.values().flat_map(|c| c.queue_visits.iter()) {
+            let (sl, short) = transform.thresholds_for(v.queue_dbid);
             let wait = v.end_ts - v.start_ts;
             let b = buckets.entry((v.queue_dbid, v.start_ts - v.start_ts.rem_euclid(width))).or_default();
             b[0] += 1;
             if v.abandoned {
                 b[2] += 1;
-                b[3] += i64::from(wait <= 10);
+                b[3] += i64::from(wait <= short);
                 b[6] += wait;
             } else {
                 b[1] += 1;
-                b[4] += i64::from(wait <= 20);
+                b[4] += i64::from(wait <= sl);
                 b[5] += wait;
             }
             b[7] = b[7].max(wait);
         }
         let expected: Vec<Vec<String>> = buckets
             .into_iter()
-            .map(|((q, t), m)| [q, t].into_iter().chain(m).map(|x| x.to_string()).collect())
+            .map(|((q, t), m)| {
+                let (sl, short) = transform.thresholds_for(q);
+                let milli = |num: i64, den: i64, scale: f64| {
+                    if den > 0 {
+                        ((scale * num as f64 / den as f64) * 1000.0).round().to_string()
+                    } else {
+                        String::new()
+                    }
+                };
+                [q, t]
+                    .into_iter()
+                    .chain(m)
+                    .chain([sl, short])
+                    .map(|x| x.to_string())
+                    .chain([milli(m[5], m[1], 1.0), milli(m[4], m[0] - m[3], 100.0), milli(m[2], m[0], 100.0)])
+                    .collect()
+            })
             .collect();
         assert_same_rows(
             rows,
             expected,
-            "{table} (queue, bucket, offered, accepted, abandoned, short, within SL, waits)",
+            "{table} (queue, bucket, offered, accepted, abandoned, short, within SL, waits, thresholds, ASA, SL %, abandon %)",
         );
     }
     // Agent aggregates, from the truth's legs (bucket of the offer) and state periods (split over buckets).
@@ -425,7 +454,8 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             &format!(
                 "SELECT r.resource_cfg_dbid, a.date_time_key, a.offered, a.accepted, a.redirected, a.transferred, \
                  a.talk_secs, a.hold_secs, a.hold_count, a.after_call_work_secs, a.after_call_work_count, a.ready_secs, \
-                 a.not_ready_secs, a.busy_secs, a.after_call_work_state_secs \
+                 a.not_ready_secs, a.busy_secs, a.after_call_work_state_secs, a.engage_secs, a.handle_secs, \
+                 CAST(round(a.avg_handle_secs * 1000) AS BIGINT), CAST(round(a.occupancy_pct * 1000) AS BIGINT) \
                  FROM {table} a JOIN RESOURCE_ r ON a.resource_key = r.resource_key"
             ),
         )
@@ -460,11 +490,29 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
                 t += width;
             }
         }
+        // Engage = talk + hold, handle = engage + after-call work (of the legs); average handle per accepted
+        // leg; occupancy = time working (busy + after-call work state) over time available or working.
         let expected: Vec<Vec<String>> = buckets
             .into_iter()
-            .map(|((a, t), m)| [a, t].into_iter().chain(m).map(|x| x.to_string()).collect())
+            .map(|((a, t), m)| {
+                let milli = |num: i64, den: i64, scale: f64| {
+                    if den > 0 {
+                        ((scale * num as f64 / den as f64) * 1000.0).round().to_string()
+                    } else {
+                        String::new()
+                    }
+                };
+                let (engage, handle, working) = (m[4] + m[5], m[4] + m[5] + m[7], m[11] + m[12]);
+                [a, t]
+                    .into_iter()
+                    .chain(m)
+                    .chain([engage, handle])
+                    .map(|x| x.to_string())
+                    .chain([milli(handle, m[1], 1.0), milli(working, m[9] + working, 100.0)])
+                    .collect()
+            })
             .collect();
-        assert_same_rows(rows, expected, "{table} (agent, bucket, offered, accepted, redirected, transferred, talk, hold, holds, acw, acws, ready, not ready, busy, acw state)");
+        assert_same_rows(rows, expected, "{table} (agent, bucket, offered, accepted, redirected, transferred, talk, hold, holds, acw, acws, ready, not ready, busy, acw state, engage, handle, avg handle, occupancy)");
     }
     truth.calls.len()
 }

@@ -198,3 +198,38 @@ async fn agents_are_reported_in_the_group_of_each_period() {
     assert_ne!(in_period, first_group, "the history matters for this data");
     assert_same_rows(by_group, in_period, "legs and talk time per group, by period");
 }
+
+/// Queue thresholds are configuration the aggregates depend on: after an edit, a restart recomputes the queue
+/// aggregates of every day with the new thresholds (not only days that get new calls), so the mart equals what an
+/// appliance configured that way from the start would hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_queue_thresholds_recomputes_the_aggregates_of_every_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, truth) = embedded_mart_from(dir.path(), 52, T0 - 3 * 3600, 6).await;
+    assert_mart_matches_truth(&app, &truth).await;
+    let mut cfg = app.config().clone();
+    drop(app);
+    cfg.transform.service_level_secs = 7;
+    cfg.transform.short_abandon_secs = 2;
+    cfg.transform.queues = vec![ccmart::transform::aggregate::QueueThresholds {
+        dbid: ccmart::sim::queue_dbid(1, 0),
+        service_level_secs: Some(40),
+        short_abandon_secs: None,
+    }];
+    cfg.validate().unwrap();
+    // The IDBs hold no new rows for the reopened appliance (its embedded IDBs start empty): only the edit changes it.
+    let app = open_and_drain(&cfg).await;
+    assert_mart_matches_truth(&app, &truth).await;
+    let applied = sql(
+        &app,
+        "SELECT DISTINCT r.resource_cfg_dbid, a.day, a.service_level_threshold_secs, a.short_abandon_threshold_secs \
+         FROM ag2_queue_subhr a JOIN resource_ r ON a.resource_key = r.resource_key",
+    )
+    .await;
+    let days: std::collections::BTreeSet<&str> = applied.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(days.len(), 2, "both days were recomputed: {applied:?}");
+    for r in &applied {
+        let want = if r[0] == ccmart::sim::queue_dbid(1, 0).to_string() { ["40", "2"] } else { ["7", "2"] };
+        assert_eq!([r[2].as_str(), r[3].as_str()], want, "thresholds applied to queue {} on {}", r[0], r[1]);
+    }
+}
