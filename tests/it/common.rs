@@ -425,13 +425,6 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
             .into_iter()
             .map(|((q, t), m)| {
                 let (sl, short) = transform.thresholds_for(q);
-                let milli = |num: i64, den: i64, scale: f64| {
-                    if den > 0 {
-                        ((scale * num as f64 / den as f64) * 1000.0).round().to_string()
-                    } else {
-                        String::new()
-                    }
-                };
                 [q, t]
                     .into_iter()
                     .chain(m)
@@ -495,13 +488,6 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
         let expected: Vec<Vec<String>> = buckets
             .into_iter()
             .map(|((a, t), m)| {
-                let milli = |num: i64, den: i64, scale: f64| {
-                    if den > 0 {
-                        ((scale * num as f64 / den as f64) * 1000.0).round().to_string()
-                    } else {
-                        String::new()
-                    }
-                };
                 let (engage, handle, working) = (m[4] + m[5], m[4] + m[5] + m[7], m[11] + m[12]);
                 [a, t]
                     .into_iter()
@@ -515,6 +501,16 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
         assert_same_rows(rows, expected, "{table} (agent, bucket, offered, accepted, redirected, transferred, talk, hold, holds, acw, acws, ready, not ready, busy, acw state, engage, handle, avg handle, occupancy)");
     }
     truth.calls.len()
+}
+
+/// `scale * num / den` in thousandths, as the tests read the mart's ratio columns (`round(x * 1000)`), or "" (NULL)
+/// when `den` is not positive, as the mart leaves it.
+fn milli(num: i64, den: i64, scale: f64) -> String {
+    if den > 0 {
+        ((scale * num as f64 / den as f64) * 1000.0).round().to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// Runs one query with DuckDB's Python module on a Parquet file (`{}` = the path).
