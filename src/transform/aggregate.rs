@@ -1,5 +1,7 @@
 //! Queue aggregates (`AG2_QUEUE_SUBHR`, `AG2_QUEUE_HOUR`, `AG2_QUEUE_DAY`): offered, accepted, abandoned, service
-//! level and waits per queue and interval, attributed to the interval in which the interaction entered the queue.
+//! level (with each queue's own thresholds), average speed of answer and waits per queue and interval, attributed to
+//! the interval in which the interaction entered the queue; and agent aggregates (`AG2_AGENT_*`): legs, talk, hold,
+//! after-call work, engage and handle time, state time and occupancy per agent and interval.
 //!
 //! They are recomputed per day from the `MEDIATION_SEGMENT_FACT` rows of that day and the day before whenever an
 //! interaction of those days is transformed (group `Z:AGQ:<day>`), so late or corrected data fixes exactly the buckets of its day and the
