@@ -614,7 +614,7 @@ impl Appliance {
                     outputs.push(calendar);
                 }
             }
-            self.store.commit_group_outputs(&processed, &outputs)?;
+            self.store.commit_group_outputs(&processed, &outputs, &crate::transform::aggregate::dependents)?;
             report.groups += processed.len();
         }
         report.more |= exhausted;

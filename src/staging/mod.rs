@@ -435,7 +435,16 @@ impl Store {
     /// Commits the transform's output for a batch of groups in one transaction: replaces each group's facts
     /// (marking every changed partition dirty), records derived after-call work, wakes dependent groups and
     /// clears the processed groups' dirty marks.
-    pub fn commit_group_outputs(&self, processed: &[String], outputs: &[GroupOutput]) -> Result<usize> {
+    ///
+    /// `dependents(table, day)` names the groups computed from the facts of `table` on `day` (aggregates): each is
+    /// woken when such a fact is added, changed or removed — also when it moves to another day, or when its group
+    /// no longer produces it — and not when a group is transformed again with the same result.
+    pub fn commit_group_outputs(
+        &self,
+        processed: &[String],
+        outputs: &[GroupOutput],
+        dependents: &dyn Fn(&str, &str) -> Vec<String>,
+    ) -> Result<usize> {
         self.faults.step("commit transformed facts")?;
         let during = "commit transformed facts";
         let mut changed = 0usize;
@@ -453,6 +462,7 @@ impl Store {
             for g in processed {
                 dirty.remove(g.as_bytes()).map_err(storage(during))?;
             }
+            let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
             for out in outputs {
                 let old: Vec<FactAddress> = match group_facts.get(out.group.as_bytes()).map_err(storage(during))? {
                     Some(v) => rmp_serde::from_slice(v.value())
@@ -466,6 +476,7 @@ impl Store {
                         facts.remove((a.table.as_bytes(), a.day.as_bytes(), a.key)).map_err(storage(during))?;
                         owners.remove((a.table.as_bytes(), a.key)).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
+                        touched.insert((a.table.clone(), a.day.clone()));
                         changed += 1;
                     }
                 }
@@ -494,6 +505,7 @@ impl Store {
                     if !same {
                         facts.insert(key, bytes.as_slice()).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
+                        touched.insert((a.table.clone(), a.day.clone()));
                         changed += 1;
                     }
                 }
@@ -514,6 +526,13 @@ impl Store {
                 for w in &out.wake {
                     if !is_purged(w)? {
                         dirty.insert(w.as_bytes(), ()).map_err(storage(during))?;
+                    }
+                }
+            }
+            for (table, day) in &touched {
+                for g in dependents(table, day) {
+                    if !is_purged(&g)? {
+                        dirty.insert(g.as_bytes(), ()).map_err(storage(during))?;
                     }
                 }
             }
@@ -936,7 +955,7 @@ mod tests {
         };
         let groups: Vec<String> = ["I:1", "I:2", "I:3"].map(String::from).to_vec();
         let outputs = [out("I:1", "2026-10-01", 1), out("I:2", "2026-10-02", 2), out("I:3", "2026-11-20", 3)];
-        store.commit_group_outputs(&groups, &outputs).unwrap();
+        store.commit_group_outputs(&groups, &outputs, &no_dependents).unwrap();
         // Only groups whose facts all lie before the cutoff go, in bounded batches.
         let first = store.purge_groups_before("2026-11-01", 1, 100).unwrap();
         assert_eq!((first.groups, first.rows, first.more), (1, 1, true));
@@ -949,8 +968,46 @@ mod tests {
         assert_eq!((o.staged, o.beyond_retention), (1, 1));
         assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()]);
         let wake = GroupOutput { group: "S:x".into(), wake: vec!["I:2".into()], ..Default::default() };
-        store.commit_group_outputs(&[], &[wake]).unwrap();
+        store.commit_group_outputs(&[], &[wake], &no_dependents).unwrap();
         assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()], "a purged group is never woken");
+    }
+
+    fn no_dependents(_: &str, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Aggregates are woken by changes of the facts they read, wherever the change comes from: a new fact, a
+    /// changed one, one that moved to another day (both days) or vanished; a group transformed again with the same
+    /// result wakes nothing.
+    #[test]
+    fn fact_changes_wake_their_dependents_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        let deps = |table: &str, day: &str| if table == "seg" { vec![format!("Z:{day}")] } else { Vec::new() };
+        let out = |facts: Vec<(&str, &str, i64, i64)>| GroupOutput {
+            group: "I:1".into(),
+            facts: facts
+                .into_iter()
+                .map(|(t, d, k, v)| {
+                    (FactAddress { table: t.into(), day: d.into(), key: k }, FactRow(vec![Cell::Int(k), Cell::Int(v)]))
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let woken = |o: GroupOutput| {
+            store.commit_group_outputs(&["I:1".into()], &[o], &deps).unwrap();
+            let d = store.dirty_groups(10).unwrap();
+            let z: Vec<String> = d.iter().filter(|g| g.starts_with("Z:")).cloned().collect();
+            let processed: Vec<String> = z.clone();
+            store.commit_group_outputs(&processed, &[], &deps).unwrap();
+            z
+        };
+        assert_eq!(woken(out(vec![("seg", "d1", 1, 10), ("other", "d1", 2, 0)])), vec!["Z:d1"]);
+        assert_eq!(woken(out(vec![("seg", "d1", 1, 10), ("other", "d1", 2, 0)])), Vec::<String>::new(), "same");
+        assert_eq!(woken(out(vec![("seg", "d1", 1, 11), ("other", "d1", 2, 0)])), vec!["Z:d1"], "changed");
+        assert_eq!(woken(out(vec![("seg", "d2", 1, 11)])), vec!["Z:d1", "Z:d2"], "moved: both days");
+        assert_eq!(woken(out(vec![])), vec!["Z:d2"], "vanished");
+        assert_eq!(woken(out(vec![("other", "d3", 2, 1)])), Vec::<String>::new(), "not a dependency");
     }
 
     #[test]
@@ -965,10 +1022,10 @@ mod tests {
             )],
             ..Default::default()
         };
-        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")]).unwrap();
+        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")], &no_dependents).unwrap();
         // The same group again is an update, not a collision.
-        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")]).unwrap();
-        let e = store.commit_group_outputs(&["I:B".into()], &[fact("I:B")]).unwrap_err();
+        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")], &no_dependents).unwrap();
+        let e = store.commit_group_outputs(&["I:B".into()], &[fact("I:B")], &no_dependents).unwrap_err();
         assert!(
             matches!(&e, StagingError::KeyCollision { key: 42, owner, other, .. } if owner == "I:A" && other == "I:B"),
             "{e}"

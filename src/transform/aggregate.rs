@@ -3,9 +3,10 @@
 //! the interval in which the interaction entered the queue; and agent aggregates (`AG2_AGENT_*`): legs, talk, hold,
 //! after-call work, engage and handle time, state time and occupancy per agent and interval.
 //!
-//! They are recomputed per day from the `MEDIATION_SEGMENT_FACT` rows of that day and the day before whenever an
-//! interaction of those days is transformed (group `Z:AGQ:<day>`), so late or corrected data fixes exactly the buckets of its day and the
-//! result does not depend on the order in which facts arrived.
+//! A day's aggregates (groups `Z:AGQ:<day>`, `Z:AGA:<day>`) are recomputed from the facts of that day and the day
+//! before whenever staging sees one of those facts added, changed or removed ([`dependents`]), so late or corrected
+//! data fixes the buckets it falls into, a re-transform that changes nothing recomputes nothing, and the result does
+//! not depend on the order in which facts arrived. Rows of buckets whose figures did not change stay as they were.
 
 use super::schema::{MartTable, AG2_QUEUE_DAY, AG2_QUEUE_HOUR, AG2_QUEUE_SUBHR, MEDIATION_SEGMENT_FACT};
 use super::{surrogate_key, INTERVAL_SECS};
@@ -91,6 +92,25 @@ impl TransformSettings {
         }
         h.finalize().to_hex()[..16].to_string()
     }
+}
+
+/// The aggregate groups computed from the facts of `table` on `day` (the partition day): facts of a day feed the
+/// aggregates of that day and of the next (queue stays, legs and state periods can begin or run past midnight of
+/// their partition's day). Staging wakes them whenever such a fact is added, changed or removed.
+pub fn dependents(table: &str, day: &str) -> Vec<String> {
+    use super::schema::{INTERACTION_RESOURCE_FACT, SM_RES_STATE_FACT};
+    let group: fn(&str) -> String = if table == MEDIATION_SEGMENT_FACT.name {
+        queue_aggregate_group
+    } else if table == INTERACTION_RESOURCE_FACT.name || table == SM_RES_STATE_FACT.name {
+        agent_aggregate_group
+    } else {
+        return Vec::new();
+    };
+    let mut out = vec![group(day)];
+    if let Some((_, next)) = neighbour_days(day) {
+        out.push(group(&next));
+    }
+    out
 }
 
 /// The aggregate group that covers `day`.

@@ -140,7 +140,6 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     };
     let day = day_of(start);
     let ixn_id = interaction_key(callid);
-    wake_aggregates(&day, out);
 
     let mut parties: Vec<&StagedRow> = m.rows("G_PARTY").iter().collect();
     parties.sort_by_key(|p| (party_cols.i(p, "CREATED_TS"), party_cols.i(p, "ID")));
@@ -338,18 +337,6 @@ pub fn reason_dimension(code: &str) -> GroupOutput {
     }
 }
 
-/// Facts of `day` feed the aggregates of that day and of the next (queue stays, legs and states can begin or run
-/// past midnight of their partition's day).
-fn wake_aggregates(day: &str, out: &mut GroupOutput) {
-    for d in [Some(day.to_string()), aggregate::neighbour_days(day).map(|(_, next)| next)].into_iter().flatten() {
-        for g in [aggregate::queue_aggregate_group(&d), aggregate::agent_aggregate_group(&d)] {
-            if !out.wake.contains(&g) {
-                out.wake.push(g);
-            }
-        }
-    }
-}
-
 /// One `INTERACTION_USER_DATA_FACT` row per configured attached-data key the interaction carries: the last value
 /// set (by `ADDED_TS`, then row order).
 fn user_data(callid: &str, m: &MergedGroup, keys: &[String], out: &mut GroupOutput) {
@@ -452,7 +439,6 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
         let sid = sh.t(s, "LOGINSESSIONID").unwrap_or_default();
         let key = surrogate_key(&["STATE", sid, &seq.to_string()]);
         let day = day_of(start);
-        wake_aggregates(&day, out);
         out.facts.push((
             addr(&SM_RES_STATE_FACT, &day, key),
             FactRow(vec![
