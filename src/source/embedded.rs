@@ -118,6 +118,37 @@ impl EmbeddedIdb {
         true
     }
 
+    /// The counter value of the newest write (`GSYS_SEQ`/`GSYS_USEQ` of the last row inserted or updated).
+    pub fn counter(&self) -> i64 {
+        self.lock().counter
+    }
+
+    /// Forgets every row last written at or before counter value `through` (inserted and never updated since, or
+    /// last updated by then), as an ICON purge of old IDB data would; returns how many rows went. Only for a
+    /// reader that has extracted everything through `through` and expects no later update of those rows: it
+    /// keeps a long simulated history from holding every IDB row in memory at once.
+    pub fn forget_through(&self, through: i64) -> usize {
+        let mut st = self.lock();
+        let mut forgotten = 0;
+        for t in st.tables.values_mut() {
+            let old: Vec<(i64, i64)> = t.by_seq.range(..=through).map(|(s, id)| (*s, *id)).collect();
+            for (seq, id) in old {
+                let useq = t.rows.get(&id).and_then(|r| r.get("GSYS_USEQ").cloned().flatten());
+                let useq = useq.and_then(|u| u.parse::<i64>().ok());
+                if useq.is_some_and(|u| u > through) {
+                    continue;
+                }
+                t.by_seq.remove(&seq);
+                if let Some(u) = useq {
+                    t.by_useq.remove(&u);
+                }
+                t.rows.remove(&id);
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+
     /// `ID`s of the rows of `table` whose `column` holds `value` (tests use it to pick rows to corrupt).
     pub fn find_ids(&self, table: &str, column: &str, value: &str) -> Vec<i64> {
         let st = self.lock();
@@ -175,5 +206,33 @@ fn remove_counters(table: &mut EmbeddedTable, old: &StoredRow) {
     }
     if let Some(u) = old.get("GSYS_USEQ").cloned().flatten().and_then(|s| s.parse::<i64>().ok()) {
         table.by_useq.remove(&u);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::contract::G_CALL;
+    use crate::source::IdbValue;
+
+    fn write(kind: WriteKind, handle: i64, state: i64) -> IdbWrite {
+        IdbWrite { table: "G_CALL", handle, kind, columns: vec![("STATE", IdbValue::Int(state))] }
+    }
+
+    /// Forgetting old rows keeps every row written after the mark (new, or updated since), so a reader that had
+    /// extracted through the mark reads exactly what it would have read without the purge.
+    #[test]
+    fn forget_through_drops_only_rows_last_written_by_the_mark() {
+        let idb = EmbeddedIdb::new("x", RowNumbering { id_offset: 0, guid_prefix: "g".into(), gsys_domain: 1 });
+        idb.apply(&[write(WriteKind::Insert, 1, 1), write(WriteKind::Insert, 2, 1), write(WriteKind::Insert, 3, 1)]);
+        let mark = idb.counter();
+        idb.apply(&[write(WriteKind::Update, 2, 9), write(WriteKind::Insert, 4, 1)]);
+        let new_rows = idb.read_chunk(&G_CALL, Counter::Seq, mark, 100).unwrap();
+        let updates = idb.read_chunk(&G_CALL, Counter::Useq, mark, 100).unwrap();
+        assert_eq!(idb.forget_through(mark), 2, "rows 1 and 3: written by the mark, never updated since");
+        assert_eq!(idb.read_chunk(&G_CALL, Counter::Seq, mark, 100).unwrap(), new_rows);
+        assert_eq!(idb.read_chunk(&G_CALL, Counter::Useq, mark, 100).unwrap(), updates);
+        assert_eq!(idb.read_chunk(&G_CALL, Counter::Seq, 0, 100).unwrap().len(), 2, "rows 2 (updated) and 4 stay");
+        assert_eq!(idb.forget_through(mark), 0, "idempotent");
     }
 }
