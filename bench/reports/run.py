@@ -165,6 +165,11 @@ def run(work, cleanup):
     cleanup.append(lambda: (proc.kill(), proc.wait()))
 
     def idle():
+        # A long history is simulated a day at a time, with the appliance idle in between: the mart is complete
+        # once `ccmart run` has said so, and then nothing is left to stage or transform.
+        with open(os.path.join(work, "ccmart.log")) as f:
+            if "  mart version " not in f.read():
+                return False
         s = get(f"{base}/v1/status", 10)
         c = s.get("last_cycle") or {}
         return s.get("mart_version") and c.get("rows_staged") == 0 and c.get("groups_transformed") == 0
