@@ -529,7 +529,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
         let start = now - (simcfg.history_days * 86_400.0) as i64;
         let sim = Simulator::new(simcfg.settings.clone(), start);
         let mut d = SimulationDriver::new(&cfg, sim, app.embedded_idbs()).await?;
-        let n = simulate_history_into(&mut d, &mut app, start, now).await?;
+        let n = simulate_history(&mut d, Some(&mut app), start, now).await?;
         tracing::debug!(writes = n, idbs = app.embedded_idbs().len(), "simulated history written");
         driver = Some((d, simcfg.live));
     }
@@ -661,7 +661,7 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
     let start = now - (days * 86_400.0) as i64;
     let sim = Simulator::new(simcfg.settings.clone(), start);
     let mut d = SimulationDriver::new(&cfg, sim, &[]).await?;
-    let writes = simulate_history(&mut d, start, now).await?;
+    let writes = simulate_history(&mut d, None, start, now).await?;
     eprintln!("History of {days} day(s) written: {writes} IDB writes");
     if live {
         let mut last = now;
@@ -679,53 +679,46 @@ async fn simulate(config: PathBuf, days: Option<f64>, live: bool) -> Result<()> 
     Ok(())
 }
 
-/// Writes simulated history from `start` to `end` in one-hour steps, showing progress in simulated hours.
-/// Simulated history longer than this is fed to the appliance day by day (see [`simulate_history_into`]).
+/// Simulated history longer than this is fed to the appliance day by day (see [`simulate_history`]).
 const HISTORY_IN_ONE_GO_SECS: i64 = 2 * 86_400;
 
-/// Simulates `start..end` into the appliance's embedded IDBs. A history of up to two days is written in one go
-/// (the mart is built afterwards); a longer one is written a day at a time, the appliance extracting and
-/// transforming each day before the next is simulated, and each embedded IDB then forgets the rows written before
-/// the previous day (all extracted, and no call or session lasts a day), so memory stays bounded by two days of
-/// IDB rows instead of growing with the history (a month at 50k calls a day is ~50 million rows).
-async fn simulate_history_into(d: &mut SimulationDriver, app: &mut Appliance, start: i64, end: i64) -> Result<usize> {
+/// Writes simulated history from `start` to `end` in one-hour steps, showing progress in simulated hours.
+///
+/// With the appliance whose embedded IDBs it writes (`app`), a history longer than two days is written a day at a
+/// time: the appliance extracts and transforms each day before the next is simulated, and each embedded IDB then
+/// forgets the rows written before the previous day (all extracted, and no call or session lasts a day). Memory
+/// stays bounded by two days of IDB rows instead of growing with the history (a month at 50k calls a day is ~50
+/// million rows). A shorter history is written in one go and the mart built afterwards.
+async fn simulate_history(
+    d: &mut SimulationDriver,
+    mut app: Option<&mut Appliance>,
+    start: i64,
+    end: i64,
+) -> Result<usize> {
     if end - start <= HISTORY_IN_ONE_GO_SECS {
-        return simulate_history(d, start, end).await;
+        app = None;
     }
     let hours = ((end - start).max(0) as u64).div_ceil(3600);
     let mut progress = ccmart::progress::Progress::new("simulated history", Some(hours), ProgressUnit::Count("hours"));
-    let (mut t, mut writes) = (start, 0);
-    let mut marks: Vec<i64> = app.embedded_idbs().iter().map(|(_, idb)| idb.counter()).collect();
-    let mut forgotten = 0;
-    while t < end {
-        let day_end = (t + 86_400).min(end);
-        while t < day_end {
-            let next = (t + 3600).min(day_end);
-            writes += d.advance(t, next, 3600).await?;
-            t = next;
-            progress.inc(1);
-        }
-        app.drain(10_000).await?;
-        for ((_, idb), mark) in app.embedded_idbs().iter().zip(marks.iter_mut()) {
-            forgotten += idb.forget_through(*mark);
-            *mark = idb.counter();
-        }
-    }
-    progress.finish(&format!(", {writes} IDB writes, {forgotten} extracted rows older than a day dropped"));
-    Ok(writes)
-}
-
-async fn simulate_history(d: &mut SimulationDriver, start: i64, end: i64) -> Result<usize> {
-    let hours = ((end - start).max(0) as u64).div_ceil(3600);
-    let mut progress = ccmart::progress::Progress::new("simulated history", Some(hours), ProgressUnit::Count("hours"));
-    let (mut t, mut writes) = (start, 0);
+    let (mut t, mut writes, mut forgotten) = (start, 0, 0);
+    let mut marks: Vec<i64> =
+        app.as_ref().map(|a| a.embedded_idbs().iter().map(|(_, idb)| idb.counter()).collect()).unwrap_or_default();
     while t < end {
         let next = (t + 3600).min(end);
         writes += d.advance(t, next, 3600).await?;
         t = next;
         progress.inc(1);
+        if let Some(app) = app.as_deref_mut().filter(|_| (t - start) % 86_400 == 0 || t == end) {
+            app.drain(10_000).await?;
+            for ((_, idb), mark) in app.embedded_idbs().iter().zip(marks.iter_mut()) {
+                forgotten += idb.forget_through(*mark);
+                *mark = idb.counter();
+            }
+        }
     }
-    progress.finish(&format!(", {writes} IDB writes"));
+    let dropped =
+        if forgotten > 0 { format!(", {forgotten} extracted rows older than a day dropped") } else { String::new() };
+    progress.finish(&format!(", {writes} IDB writes{dropped}"));
     Ok(writes)
 }
 

@@ -132,18 +132,15 @@ impl EmbeddedIdb {
         let mut forgotten = 0;
         for t in st.tables.values_mut() {
             let old: Vec<(i64, i64)> = t.by_seq.range(..=through).map(|(s, id)| (*s, *id)).collect();
-            for (seq, id) in old {
+            for (_, id) in old {
                 let useq = t.rows.get(&id).and_then(|r| r.get("GSYS_USEQ").cloned().flatten());
-                let useq = useq.and_then(|u| u.parse::<i64>().ok());
-                if useq.is_some_and(|u| u > through) {
+                if useq.and_then(|u| u.parse::<i64>().ok()).is_some_and(|u| u > through) {
                     continue;
                 }
-                t.by_seq.remove(&seq);
-                if let Some(u) = useq {
-                    t.by_useq.remove(&u);
+                if let Some(row) = t.rows.remove(&id) {
+                    remove_counters(t, &row);
+                    forgotten += 1;
                 }
-                t.rows.remove(&id);
-                forgotten += 1;
             }
         }
         forgotten

@@ -200,8 +200,6 @@ pub struct GroupOutput {
     /// After-call work periods found in a login session: (CALLID, agent DBID, start) → seconds. A changed
     /// entry wakes the call's group so its resource facts pick it up.
     pub after_call_work: Vec<((String, i64, i64), i64)>,
-    /// Other groups whose facts depend on this one and must be recomputed.
-    pub wake: Vec<String>,
 }
 
 /// The staged rows of one group and the after-call work linked to it.
@@ -521,11 +519,6 @@ impl Store {
                         if !is_purged(&call)? {
                             dirty.insert(call.as_bytes(), ()).map_err(storage(during))?;
                         }
-                    }
-                }
-                for w in &out.wake {
-                    if !is_purged(w)? {
-                        dirty.insert(w.as_bytes(), ()).map_err(storage(during))?;
                     }
                 }
             }
@@ -967,8 +960,8 @@ mod tests {
         let o = store.commit_chunk(&chunk(vec![(1, 8), (3, 9)], 9)).unwrap();
         assert_eq!((o.staged, o.beyond_retention), (1, 1));
         assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()]);
-        let wake = GroupOutput { group: "S:x".into(), wake: vec!["I:2".into()], ..Default::default() };
-        store.commit_group_outputs(&[], &[wake], &no_dependents).unwrap();
+        let fact_of_s = out("S:x", "2026-11-21", 4);
+        store.commit_group_outputs(&[], &[fact_of_s], &|_: &str, _: &str| vec!["I:2".to_string()]).unwrap();
         assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()], "a purged group is never woken");
     }
 
