@@ -36,8 +36,12 @@ enum Estimate {
     Repeat,
     /// `lpad/rpad(s, n [, fill])`: up to 4 bytes per character of n.
     Pad,
-    /// `array_repeat(v, n)`: n elements.
+    /// `array_repeat(v, n)`: n copies of v (v's own size counts: v may be a large list).
     ArrayRepeat,
+    /// `array_resize(list, n [, fill])`: n elements of the list's element size.
+    ArrayResize,
+    /// `encode(s, 'hex' | 'base64')`: at most twice the input.
+    Encode,
     /// `range/generate_series(start, stop [, step])`: (stop − start) / step elements.
     Series,
     /// `replace(s, from, to)`: every `from` of s becomes `to`.
@@ -54,6 +58,9 @@ const WRAPPED: &[(&str, Estimate)] = &[
     ("lpad", Estimate::Pad),
     ("rpad", Estimate::Pad),
     ("array_repeat", Estimate::ArrayRepeat),
+    ("array_resize", Estimate::ArrayResize),
+    ("list_resize", Estimate::ArrayResize),
+    ("encode", Estimate::Encode),
     ("range", Estimate::Series),
     ("generate_series", Estimate::Series),
     ("replace", Estimate::Replace),
@@ -172,13 +179,24 @@ fn estimate(kind: Estimate, args: &[ColumnarValue], rows: usize) -> Result<u128>
             .iter()
             .map(|n| 4 * n.max(&0).unsigned_abs())
             .sum(),
-        Estimate::ArrayRepeat => arg(1)
-            .map(|n| ints(n, rows))
-            .transpose()?
-            .unwrap_or_default()
-            .iter()
-            .map(|n| 16 * n.max(&0).unsigned_abs())
-            .sum(),
+        Estimate::ArrayRepeat => match (arg(0), arg(1)) {
+            (Some(v), Some(n)) => {
+                let each = value_bytes(v, rows);
+                ints(n, rows)?.iter().map(|n| each * n.max(&0).unsigned_abs()).sum()
+            }
+            _ => 0,
+        },
+        Estimate::ArrayResize => match (arg(0), arg(1)) {
+            (Some(list), Some(n)) => {
+                // Elements are at least 16 bytes (a value and its offset/validity share), more for wide ones.
+                let each = element_bytes(list).max(16);
+                ints(n, rows)?.iter().map(|n| each * n.max(&0).unsigned_abs()).sum()
+            }
+            _ => 0,
+        },
+        Estimate::Encode => {
+            arg(0).map(|s| lengths(s, rows)).transpose()?.unwrap_or_default().iter().map(|l| 2 * l).sum()
+        }
         Estimate::Series => {
             let (start, stop, step) = match args.len() {
                 1 => (None, &args[0], None),
@@ -243,6 +261,26 @@ fn estimate(kind: Estimate, args: &[ColumnarValue], rows: usize) -> Result<u128>
         }
     };
     Ok(total)
+}
+
+/// Bytes one row of an argument holds (at least 16; a scalar counts once).
+fn value_bytes(arg: &ColumnarValue, rows: usize) -> u128 {
+    let bytes = match arg {
+        ColumnarValue::Array(a) => a.get_array_memory_size() as u128 / rows.max(1) as u128,
+        ColumnarValue::Scalar(s) => s.size() as u128,
+    };
+    bytes.max(16)
+}
+
+/// Bytes of one element of a list argument (the list's values divided by their number).
+fn element_bytes(arg: &ColumnarValue) -> u128 {
+    use datafusion::arrow::array::AsArray;
+    let values = match arg {
+        ColumnarValue::Array(a) => a.as_list_opt::<i32>().map(|l| l.values().clone()),
+        ColumnarValue::Scalar(datafusion::scalar::ScalarValue::List(l)) => Some(l.values().clone()),
+        _ => None,
+    };
+    values.map_or(16, |v| v.get_array_memory_size() as u128 / v.len().max(1) as u128)
 }
 
 /// Bytes of a result once it is a column of `rows` values (a scalar is repeated on every row).

@@ -6,10 +6,12 @@
 //! rows, memory and time.
 
 pub mod digest;
+pub mod gate;
 pub mod guard;
 pub mod reports;
 pub mod snapshot_files;
 pub mod system;
+pub mod workers;
 
 use crate::mart::Mart;
 use crate::staging::MartSnapshot;
@@ -22,9 +24,9 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreUrl};
+use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -92,12 +94,18 @@ pub enum QueryError {
     /// The statement is not a read-only query.
     #[error("only read-only queries are allowed: {0}")]
     ReadOnly(String),
+    /// The statement is too large or nests too deeply to be planned safely (see [`gate`]).
+    #[error("statement too complex: {0}")]
+    TooComplex(String),
     /// Planning failed (unknown table or column, type mismatch).
     #[error("invalid query: {0}")]
     Invalid(String),
-    /// Execution failed (including the memory limit).
+    /// Execution failed.
     #[error("query failed: {0}")]
     Execution(String),
+    /// A resource bound was hit: the memory or spill limit, or a size bound on generated values or constants.
+    #[error("query failed: {0}")]
+    Exhausted(String),
     /// The time limit was reached.
     #[error("query exceeded the time limit of {0} s")]
     Timeout(u64),
@@ -123,8 +131,9 @@ impl QueryError {
         match self {
             QueryError::Syntax(_) => "syntax_error",
             QueryError::ReadOnly(_) => "read_only",
+            QueryError::TooComplex(_) => "too_complex",
             QueryError::Invalid(_) => "invalid_query",
-            QueryError::Execution(_) => "execution_error",
+            QueryError::Execution(_) | QueryError::Exhausted(_) => "execution_error",
             QueryError::Timeout(_) => "timeout",
             QueryError::NoSnapshot(_) => "no_snapshot",
             QueryError::Mart(_) => "mart_unavailable",
@@ -134,19 +143,27 @@ impl QueryError {
 
     /// True when the client sent something wrong (HTTP 400), false for server-side conditions.
     pub fn is_client_error(&self) -> bool {
-        matches!(self, QueryError::Syntax(_) | QueryError::ReadOnly(_) | QueryError::Invalid(_))
+        matches!(
+            self,
+            QueryError::Syntax(_) | QueryError::ReadOnly(_) | QueryError::TooComplex(_) | QueryError::Invalid(_)
+        )
     }
+}
+
+fn worker_lost() -> QueryError {
+    QueryError::Execution("the query stopped unexpectedly on its SQL thread (an engine fault; see the log)".into())
 }
 
 fn mart_err(e: impl std::fmt::Display) -> QueryError {
     QueryError::Mart(e.to_string())
 }
 
-fn classify(e: DataFusionError) -> QueryError {
+/// The kind of a DataFusion error, for callers that report it (HTTP status, SQLSTATE).
+pub(crate) fn classify(e: DataFusionError) -> QueryError {
     let msg = e.to_string();
     match e.find_root() {
         DataFusionError::SQL(..) => QueryError::Syntax(msg),
-        DataFusionError::ResourcesExhausted(_) => QueryError::Execution(msg),
+        DataFusionError::ResourcesExhausted(_) => QueryError::Exhausted(msg),
         DataFusionError::Plan(m) if m.contains("not supported") => QueryError::ReadOnly(msg),
         DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => QueryError::Invalid(msg),
         DataFusionError::NotImplemented(m) if m.contains("statement") || m.contains("Statement") => {
@@ -178,6 +195,9 @@ pub struct QueryResult {
     pub mart_version: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// The query's admission slot when the caller asked to keep it ([`QueryEngine::run_held`]): held until the
+    /// answer has been sent, so answers waiting for slow clients count against `max_concurrent`, not beside it.
+    pub permit: Option<Arc<QueryPermit>>,
 }
 
 /// Admission control shared by every query path: at most `max_concurrent` run, at most `max_queued` wait.
@@ -231,6 +251,36 @@ fn install_acyclic_pg_catalog(ctx: &SessionContext) -> Result<(), QueryError> {
     let provider = PgCatalogSchemaProvider::try_new(view, pg_static_tables()?, EmptyContextProvider).map_err(err)?;
     catalog.register_schema("pg_catalog", Arc::new(provider)).map_err(err)?;
     Ok(())
+}
+
+/// The only object store a snapshot's queries can reach: the snapshot's own files, read-only. DataFusion's default
+/// registry also serves `file://`, through which any statement that writes (`COPY … TO`, a listing table's insert)
+/// reaches every file the appliance can — the statement gate refuses those, and this makes sure nothing else can.
+#[derive(Debug)]
+struct SnapshotOnlyRegistry {
+    url: url::Url,
+    store: Arc<dyn object_store::ObjectStore>,
+}
+
+impl ObjectStoreRegistry for SnapshotOnlyRegistry {
+    fn register_store(
+        &self,
+        _url: &url::Url,
+        _store: Arc<dyn object_store::ObjectStore>,
+    ) -> Option<Arc<dyn object_store::ObjectStore>> {
+        // Registering is refused by keeping the registry as it is; nothing in ccmart registers a store later.
+        None
+    }
+
+    fn get_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn object_store::ObjectStore>> {
+        if url.scheme() == self.url.scheme() && url.host_str() == self.url.host_str() {
+            Ok(self.store.clone())
+        } else {
+            Err(DataFusionError::Plan(format!(
+                "no object store for {url}: queries read only the mart snapshot, never other files"
+            )))
+        }
+    }
 }
 
 /// Runs queries against mart snapshots.
@@ -341,9 +391,8 @@ impl QueryEngine {
             .with_metadata_cache_limit(shared.cache_manager.get_metadata_cache_limit());
         let mut runtime = (*shared).clone();
         runtime.cache_manager = CacheManager::try_new(&caches).map_err(mart_err)?;
-        runtime.object_store_registry = Arc::new(DefaultObjectStoreRegistry::new());
         let url = url::Url::parse(snapshot_files::SNAPSHOT_STORE_URL).map_err(mart_err)?;
-        runtime.register_object_store(&url, Arc::new(files));
+        runtime.object_store_registry = Arc::new(SnapshotOnlyRegistry { url, store: Arc::new(files) });
         Ok(Arc::new(runtime))
     }
 
@@ -424,21 +473,44 @@ impl QueryEngine {
     }
 
     /// Runs one read-only statement with named placeholder values (`$name`), bound as values.
+    ///
+    /// The statement passes the [`gate`] and is planned and run on the SQL threads ([`workers`]); the time limit
+    /// covers all of it, and work still running when it passes is abandoned.
     pub async fn run_with_params(
         &self,
         snapshot: &MartSnapshot,
         sql: &str,
         params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
     ) -> Result<QueryResult, QueryError> {
+        let mut result = self.run_held(snapshot, sql, params).await?;
+        result.permit = None;
+        Ok(result)
+    }
+
+    /// [`Self::run_with_params`], with the query's slot kept in [`QueryResult::permit`]: for answers that are sent
+    /// after this returns (HTTP), so they count against `max_concurrent` until they are.
+    pub async fn run_held(
+        &self,
+        snapshot: &MartSnapshot,
+        sql: &str,
+        params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
+    ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let _permit = self.admit().await?;
+        gate::check_text(sql)?;
+        let permit = self.admit().await?;
         let ctx = self.context(snapshot).await?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let limit = self.limits.max_rows;
-        let max_bytes = self.limits.max_result_mb.max(1) * 1024 * 1024;
+        let max_bytes = self.limits.max_result_mb.max(1).saturating_mul(1024 * 1024);
         let timeout = Duration::from_secs(self.limits.timeout_secs.max(1));
-        let work = async {
-            let mut df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+        let sql = sql.to_owned();
+        let work = async move {
+            let state = ctx.state();
+            let dialect = state.config().options().sql_parser.dialect;
+            let statement = state.sql_to_statement(&sql, &dialect).map_err(classify)?;
+            gate::check_df_statement(&statement)?;
+            let plan = state.statement_to_plan(statement).await.map_err(classify)?;
+            gate::check_plan(&plan)?;
+            let mut df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
             if let Some(p) = params {
                 df = df.with_param_values(p).map_err(classify)?;
             }
@@ -462,14 +534,14 @@ impl QueryEngine {
                 let b = b.map_err(classify)?;
                 let mut take = b.num_rows().min(limit - rows.min(limit));
                 let size = b.get_array_memory_size();
-                if bytes + size > max_bytes && b.num_rows() > 0 {
+                if bytes.saturating_add(size) > max_bytes && b.num_rows() > 0 {
                     // Keep the rows that fit (estimated by average row size), then stop.
                     let fit =
                         (max_bytes.saturating_sub(bytes) as u128 * b.num_rows() as u128 / size.max(1) as u128) as usize;
                     take = take.min(fit);
                     truncated = true;
                 }
-                bytes += size;
+                bytes = bytes.saturating_add(size);
                 if take < b.num_rows() {
                     truncated = true;
                 }
@@ -483,8 +555,11 @@ impl QueryEngine {
             }
             Ok::<_, QueryError>((schema, batches, rows, truncated))
         };
-        let (schema, batches, row_count, truncated) =
-            tokio::time::timeout(timeout, work).await.map_err(|_| QueryError::Timeout(timeout.as_secs()))??;
+        let job = workers::spawn(work).map_err(|e| QueryError::Execution(e.to_string()))?;
+        let (schema, batches, row_count, truncated) = tokio::time::timeout(timeout, job.join())
+            .await
+            .map_err(|_| QueryError::Timeout(timeout.as_secs()))?
+            .ok_or_else(worker_lost)??;
         Ok(QueryResult {
             schema,
             batches,
@@ -492,6 +567,154 @@ impl QueryEngine {
             truncated,
             mart_version: snapshot.version,
             elapsed: started.elapsed(),
+            permit: Some(Arc::new(permit)),
         })
+    }
+}
+
+/// The settings of one client session that change answers (PostgreSQL's `SET TimeZone`, …). They live with the
+/// session and are applied to each of its statements; nothing one session sets reaches another, or the shared
+/// per-version context.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// IANA zone or `±HH:MM` offset for `now()` and time-zone-aware conversions; `None` is UTC.
+    pub time_zone: Option<String>,
+}
+
+impl SessionSettings {
+    /// Checks a time zone as `SET TIME ZONE` receives it: an IANA name (`Europe/Berlin`), `UTC`, or an offset
+    /// (`+01:00`). Returns the value to store.
+    pub fn parse_time_zone(value: &str) -> Result<String, String> {
+        let v = value.trim();
+        let normalized = match v.to_ascii_uppercase().as_str() {
+            "UTC" | "GMT" | "Z" | "ZULU" | "UCT" | "UNIVERSAL" | "ETC/UTC" => return Ok("UTC".into()),
+            _ => v.to_string(),
+        };
+        normalized
+            .parse::<datafusion::arrow::array::timezone::Tz>()
+            .map(|_| normalized.clone())
+            .map_err(|_| format!("invalid value for parameter \"TimeZone\": \"{v}\""))
+    }
+}
+
+/// A statement [`QueryEngine::plan_statement`] accepted.
+#[derive(Debug)]
+pub struct PlannedStatement {
+    /// The statement as text.
+    pub text: String,
+    /// The statement.
+    pub statement: datafusion::sql::sqlparser::ast::Statement,
+    /// Its logical plan, checked by the gate.
+    pub plan: datafusion::logical_expr::LogicalPlan,
+}
+
+/// A running query's batches, produced on the SQL threads. Dropping it stops the query.
+pub struct BatchStream {
+    schema: SchemaRef,
+    rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    _job: workers::Job<()>,
+}
+
+impl BatchStream {
+    /// The schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl futures::Stream for BatchStream {
+    type Item = Result<RecordBatch, DataFusionError>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl QueryEngine {
+    /// The context one statement of a session runs in: the snapshot's tables and functions from `base`, the
+    /// session's `settings` on a copy of the configuration (so setting them changes nothing shared).
+    pub fn session_context(base: &SessionContext, settings: &SessionSettings) -> SessionContext {
+        let mut state = base.state();
+        if state.config().options().execution.time_zone != settings.time_zone {
+            state.config_mut().options_mut().execution.time_zone = settings.time_zone.clone();
+            // Functions that read the configuration when they are made (`now()`'s zone) are made again, as
+            // DataFusion's own `SET` does.
+            let options = state.config().options().clone();
+            let updated: Vec<_> = state
+                .scalar_functions()
+                .values()
+                .filter_map(|f| f.inner().with_updated_config(&options).map(Arc::new))
+                .collect();
+            for f in updated {
+                let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, f);
+            }
+        }
+        SessionContext::new_with_state(state)
+    }
+
+    /// Plans a statement a PostgreSQL-dialect parser made, on the SQL threads and through the [`gate`]: only
+    /// read-only queries (or `EXPLAIN` of one) come back as a plan, with the statement and its text (made there
+    /// too: printing a deep statement recurses like planning it).
+    pub async fn plan_statement(
+        ctx: SessionContext,
+        statement: datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<PlannedStatement, QueryError> {
+        let job = workers::spawn(async move {
+            gate::check_statement(&statement)?;
+            let text = statement.to_string();
+            let plan = ctx
+                .state()
+                .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement.clone())))
+                .await
+                .map_err(classify)?;
+            gate::check_plan(&plan)?;
+            Ok(PlannedStatement { text, statement, plan })
+        })
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+        job.join().await.ok_or_else(worker_lost)?
+    }
+
+    /// Starts a plan on the SQL threads: `plan` makes it there (binding parameters walks the plan, which recurses
+    /// like planning), then it is checked again, optimised, its constants bounded ([`guard::check_constants`]),
+    /// and executed batch by batch as the stream is read.
+    pub async fn start(
+        ctx: SessionContext,
+        plan: impl FnOnce() -> Result<datafusion::logical_expr::LogicalPlan, QueryError> + Send + 'static,
+    ) -> Result<BatchStream, QueryError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let job = workers::spawn(async move {
+            let prepared = async {
+                let plan = plan()?;
+                gate::check_plan(&plan)?;
+                let state = ctx.state();
+                let optimized = state.optimize(&plan).map_err(classify)?;
+                guard::check_constants(&optimized).map_err(classify)?;
+                let physical =
+                    state.query_planner().create_physical_plan(&optimized, &state).await.map_err(classify)?;
+                datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).map_err(classify)
+            }
+            .await;
+            let mut stream = match prepared {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            if ready_tx.send(Ok(stream.schema())).is_err() {
+                return;
+            }
+            while let Some(batch) = stream.next().await {
+                if tx.send(batch).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+        let schema = ready_rx.await.map_err(|_| worker_lost())??;
+        Ok(BatchStream { schema, rx, _job: job })
     }
 }

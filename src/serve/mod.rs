@@ -227,7 +227,7 @@ impl From<QueryError> for ApiError {
             _ if e.is_client_error() => StatusCode::BAD_REQUEST,
             QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             QueryError::NoSnapshot(_) | QueryError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            QueryError::Execution(m) if m.contains("Resources exhausted") => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::Exhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, code: e.code(), message: e.to_string() }
@@ -458,12 +458,30 @@ async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response,
         return Err(ApiError::bad_request("bad_request", "sql is empty"));
     }
     let snap = snapshot(&state, req.mart_version)?;
-    let result = state.engine.run(&snap, &req.sql).await?;
-    format::render(format, &result, &freshness(&state)).map_err(|m| ApiError {
+    let result = state.engine.run_held(&snap, &req.sql, None).await?;
+    render_holding_slot(format, result, &freshness(&state))
+}
+
+/// Renders an answer and keeps its query slot until the body has been sent (or the client went away), so answers
+/// waiting for slow readers stay within `max_concurrent` × `max_result_mb` instead of piling up beside it.
+fn render_holding_slot(
+    format: OutputFormat,
+    mut result: crate::query::QueryResult,
+    freshness: &format::Freshness,
+) -> Result<Response, ApiError> {
+    let permit = result.permit.take();
+    let resp = format::render(format, &result, freshness).map_err(|m| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "encoding_error",
         message: m,
-    })
+    })?;
+    drop(result);
+    let (parts, body) = resp.into_parts();
+    let body = Body::from_stream(futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+        let _slot = &permit;
+        chunk
+    }));
+    Ok(Response::from_parts(parts, body))
 }
 
 fn report_catalog() -> Result<&'static std::collections::BTreeMap<String, crate::query::reports::Report>, ApiError> {
@@ -524,12 +542,8 @@ async fn run_report(
     };
     let bound = crate::query::reports::bind(report, &params).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, version)?;
-    let result = state.engine.run_with_params(&snap, &report.sql, Some(bound)).await?;
-    format::render(format, &result, &freshness(&state)).map_err(|m| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "encoding_error",
-        message: m,
-    })
+    let result = state.engine.run_held(&snap, &report.sql, Some(bound)).await?;
+    render_holding_slot(format, result, &freshness(&state))
 }
 
 /// Query string of `GET /v1/digest`.

@@ -7,16 +7,21 @@
 //!   operator token may query, a peer token may not. With no token configured (loopback only) no password is asked.
 //! - **Snapshots.** Each statement runs against the newest published mart version (on a standby, the newest
 //!   replicated one), through the same cached per-version contexts as `/v1/query`.
-//! - **Read-only.** Only queries, `EXPLAIN`, `SHOW`, harmless `SET`s, transactions and cursors are accepted; DDL,
-//!   DML, `COPY` and engine settings (`SET datafusion.*`) are refused with SQLSTATE 25006 / 42501, and nothing is
-//!   ever written.
+//! - **Read-only, one gate.** Queries and `EXPLAIN` never run through `datafusion-postgres`'s own execution: ccmart
+//!   parses, gates ([`crate::query::gate`]: size, nesting, read-only statement and plan), plans and runs them on the
+//!   SQL threads ([`crate::query::workers`]), in the simple and the extended protocol and inside `DECLARE`. DDL,
+//!   DML, `COPY`, `SELECT … INTO` and engine settings (`SET datafusion.*`) are refused with SQLSTATE 25006 / 42501;
+//!   nothing is ever written.
+//! - **Per-connection settings.** `SET TimeZone` (and the other client settings) change only the connection that
+//!   sets them; each statement runs in its own copy of the version's context.
 //! - **Limits.** The same admission gate (concurrency and queue, SQLSTATE 53000 when full), the same time limit
-//!   (57014, covering the rows sent too) and row limit (54000 once a result passes `query.max_rows`), the same
-//!   memory pool and size guards.
+//!   (57014, covering the rows sent too) and row limit (54000 once a result passes `query.max_rows`; cursors and
+//!   `Execute` row counts are clamped before they reach the protocol crate), the same memory pool and size guards;
+//!   statements too large or too deep are refused with 54001.
 
 use super::auth::{Role, TokenRegistry};
 use super::metrics::ApplianceMetrics;
-use crate::query::{QueryEngine, QueryError, QueryPermit};
+use crate::query::{BatchStream, QueryEngine, QueryError, QueryPermit, SessionSettings};
 use crate::staging::Store;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
@@ -36,7 +41,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -45,6 +50,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use std::fmt::Debug;
@@ -71,6 +77,10 @@ fn from_query_error(e: QueryError) -> PgWireError {
         QueryError::Busy { .. } => "53000",
         QueryError::Timeout(_) => "57014",
         QueryError::NoSnapshot(_) => "55000",
+        QueryError::ReadOnly(_) => "25006",
+        QueryError::TooComplex(_) => "54001",
+        QueryError::Exhausted(_) => "53200",
+        QueryError::Syntax(_) => "42601",
         _ if e.is_client_error() => "42000",
         _ => "XX000",
     };
@@ -82,15 +92,24 @@ fn from_query_error(e: QueryError) -> PgWireError {
 struct VersionSessions {
     engine: QueryEngine,
     store: Arc<Store>,
-    cache: tokio::sync::Mutex<Vec<(u64, Arc<DfSessionService>)>>,
+    cache: tokio::sync::Mutex<Vec<(u64, Version)>>,
     /// The newest service, for the parser's synchronous questions (parameter and result types), which depend on
     /// the parsed plan only.
     newest: Mutex<Option<Arc<DfSessionService>>>,
 }
 
+/// One mart version as the protocol serves it: `datafusion-postgres`'s service (SHOW, transactions, cursors'
+/// bookkeeping) and the version's shared query context, which statements never change: each runs in a
+/// [`QueryEngine::session_context`] carrying its own session's settings.
+#[derive(Clone)]
+struct Version {
+    service: Arc<DfSessionService>,
+    ctx: SessionContext,
+}
+
 impl VersionSessions {
-    /// The service of the newest published mart version.
-    async fn current(&self) -> PgWireResult<Arc<DfSessionService>> {
+    /// The newest published mart version.
+    async fn current(&self) -> PgWireResult<Version> {
         let snapshot =
             self.store.latest_snapshot().map_err(|e| pg_error("XX000", format!("staging: {e}")))?.ok_or_else(|| {
                 pg_error("55000", "no mart version has been published yet; the first cycle is still running")
@@ -100,20 +119,17 @@ impl VersionSessions {
             return Ok(s.clone());
         }
         let ctx = self.engine.context(&snapshot).await.map_err(from_query_error)?;
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(StatementPolicy),
-            Arc::new(TransactionStatementHook),
-            Arc::new(SetShowHook),
-            Arc::new(CursorStatementHook),
-            Arc::new(RegprocNameCompat),
-        ];
-        let service = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx), hooks));
-        cache.push((snapshot.version, service.clone()));
+        let max_rows = self.engine.limits().max_rows;
+        let hooks: Vec<Arc<dyn QueryHook>> =
+            vec![Arc::new(StatementPolicy { max_rows }), Arc::new(TransactionStatementHook), Arc::new(SetShowHook)];
+        let service = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx.clone()), hooks));
+        let version = Version { service: service.clone(), ctx };
+        cache.push((snapshot.version, version.clone()));
         if cache.len() > SESSION_CACHE {
             cache.remove(0);
         }
-        *self.newest.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.clone());
-        Ok(service)
+        *self.newest.lock().unwrap_or_else(|e| e.into_inner()) = Some(service);
+        Ok(version)
     }
 }
 
@@ -292,9 +308,18 @@ impl Drop for BoundedRows {
     }
 }
 
-/// ccmart's statement policy, asked before `datafusion-postgres`'s own hooks: the mart is read-only and the query
-/// engine's settings belong to the appliance configuration, not to a client.
-struct StatementPolicy;
+/// ccmart's statement policy, asked before `datafusion-postgres`'s own hooks. Queries and `EXPLAIN` never reach
+/// the hooks: [`PgFrontend`] plans and runs them itself, through the query engine's gate, on the SQL threads. What
+/// reaches this hook is the rest of what a client sends, and it decides it here:
+/// - `SET` is answered per connection: the value is kept in the connection's metadata and applied to its own
+///   statements ([`session_settings`]); the shared context of a mart version is never written, so nothing one
+///   session sets is seen by another. `SET datafusion.*` (the engine's settings) is refused.
+/// - `DECLARE … CURSOR FOR <query>` runs its query through the same gate and row bound as any query; `FETCH`
+///   counts are clamped to the row bound before they reach the protocol crate (which allocates the count).
+/// - transactions, `SHOW`, `CLOSE`, `DEALLOCATE`, `DISCARD` pass on; everything else is refused (25006).
+struct StatementPolicy {
+    max_rows: usize,
+}
 
 /// Session variables a client may set: they change how this connection's answers are formatted, nothing shared.
 const CLIENT_SETTINGS: &[&str] = &[
@@ -307,22 +332,56 @@ const CLIENT_SETTINGS: &[&str] = &[
     "search_path",
     "client_encoding",
     "client_min_messages",
-    "timezone",
-    "time zone",
     "standard_conforming_strings",
     "lock_timeout",
     "idle_in_transaction_session_timeout",
     "jit",
 ];
 
+/// Client metadata key of the connection's time zone (the key `datafusion-postgres` reads for `SHOW TIME ZONE`).
+const METADATA_TIME_ZONE: &str = "timezone";
+
+/// The settings of the connection whose metadata this is.
+fn session_settings(metadata: &std::collections::HashMap<String, String>) -> SessionSettings {
+    SessionSettings { time_zone: metadata.get(METADATA_TIME_ZONE).filter(|tz| *tz != "UTC").cloned() }
+}
+
+/// The text of a `SET` value as PostgreSQL would store it (quotes removed).
+fn set_value(values: &[datafusion::sql::sqlparser::ast::Expr]) -> String {
+    values
+        .iter()
+        .map(|v| {
+            let t = v.to_string();
+            t.trim_matches('\'').trim_matches('"').to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Display names of the settings PostgreSQL reports with `ParameterStatus` when they change.
+fn reported_name(var: &str) -> Option<&'static str> {
+    Some(match var {
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        "bytea_output" => "bytea_output",
+        "application_name" => "application_name",
+        "extra_float_digits" => "extra_float_digits",
+        "search_path" => "search_path",
+        "client_encoding" => "client_encoding",
+        "standard_conforming_strings" => "standard_conforming_strings",
+        _ => return None,
+    })
+}
+
+fn not_gated() -> PgWireError {
+    pg_error("XX000", "internal error: a query reached the protocol hooks without passing the statement gate")
+}
+
 impl StatementPolicy {
-    /// `None`: the statement may run. `Some(Ok(..))`: answered here without running (a `SET` of a PostgreSQL
-    /// server setting that means nothing to ccmart is acknowledged, as PostgreSQL-compatible servers do).
-    fn check(statement: &Statement) -> Option<PgWireResult<Response>> {
+    /// Statements other than queries: `None` lets the next hook (transactions, SHOW, cursor bookkeeping) answer.
+    fn refuse(statement: &Statement) -> Option<PgWireError> {
         match statement {
-            Statement::Query(_)
-            | Statement::Explain { .. }
-            | Statement::ShowVariable { .. }
+            Statement::ShowVariable { .. }
             | Statement::ShowStatus { .. }
             | Statement::ShowCatalogs { .. }
             | Statement::ShowTables { .. }
@@ -334,41 +393,134 @@ impl StatementPolicy {
             | Statement::Fetch { .. }
             | Statement::Close { .. }
             | Statement::Deallocate { .. }
-            | Statement::Discard { .. } => None,
-            Statement::Set(set) => Self::check_set(set),
-            other => {
-                let verb = other.to_string().split_whitespace().next().unwrap_or_default().to_uppercase();
-                Some(Err(pg_error(
-                    "25006",
-                    format!(
-                        "cannot execute {verb}: ccmart serves a read-only mart; only queries (SELECT, WITH, EXPLAIN, \
-                         SHOW) are accepted"
-                    ),
-                )))
-            }
+            | Statement::Discard { .. }
+            | Statement::Set(_) => None,
+            Statement::Query(_) | Statement::Explain { .. } => Some(not_gated()),
+            other => Some(match crate::query::gate::check_statement(other) {
+                Err(e) => from_query_error(e),
+                Ok(()) => not_gated(),
+            }),
         }
     }
 
-    fn check_set(set: &Set) -> Option<PgWireResult<Response>> {
-        let name = match set {
-            Set::SingleAssignment { variable, .. } => variable.to_string().to_lowercase(),
-            Set::SetTimeZone { .. } => return None,
+    /// Answers a `SET` for this connection only.
+    async fn set(set: &Set, client: &mut dyn HookClient) -> PgWireResult<Response> {
+        let (name, value) = match set {
+            Set::SetTimeZone { value, .. } => ("timezone".to_string(), set_value(std::slice::from_ref(value))),
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = variable.to_string().to_lowercase();
+                let name = name.strip_prefix("session.").unwrap_or(&name).to_string();
+                (name, set_value(values))
+            }
             // SET SESSION CHARACTERISTICS, SET NAMES, SET ROLE, ...: nothing to change in a read-only snapshot.
-            _ => return Some(Ok(Response::Execution(Tag::new("SET")))),
+            _ => return Ok(Response::Execution(Tag::new("SET"))),
         };
-        if CLIENT_SETTINGS.contains(&name.as_str()) {
-            return None;
-        }
         if name.starts_with("datafusion.") {
-            return Some(Err(pg_error(
+            return Err(pg_error(
                 "42501",
                 format!(
                     "permission denied to set {name}: the query engine's settings are fixed by the appliance \
                      configuration ([query] in ccmart.toml)"
                 ),
-            )));
+            ));
         }
-        Some(Ok(Response::Execution(Tag::new("SET"))))
+        if name == "timezone" || name == "time zone" {
+            let tz = match value.to_ascii_lowercase().as_str() {
+                "local" | "default" => "UTC".to_string(),
+                _ => SessionSettings::parse_time_zone(&value).map_err(|m| pg_error("22023", m))?,
+            };
+            client.metadata_mut().insert(METADATA_TIME_ZONE.into(), tz.clone());
+            client
+                .send_message(PgWireBackendMessage::ParameterStatus(pgwire::messages::startup::ParameterStatus::new(
+                    "TimeZone".into(),
+                    tz,
+                )))
+                .await?;
+            return Ok(Response::Execution(Tag::new("SET")));
+        }
+        if CLIENT_SETTINGS.contains(&name.as_str()) {
+            client.metadata_mut().insert(name.clone(), value.clone());
+            if let Some(reported) = reported_name(&name) {
+                client
+                    .send_message(PgWireBackendMessage::ParameterStatus(
+                        pgwire::messages::startup::ParameterStatus::new(reported.into(), value),
+                    ))
+                    .await?;
+            }
+        }
+        // A PostgreSQL server setting that means nothing to ccmart is acknowledged, as compatible servers do.
+        Ok(Response::Execution(Tag::new("SET")))
+    }
+
+    /// `DECLARE name CURSOR FOR query`: the query is gated, planned and started like any other, its rows bounded
+    /// by `query.max_rows`, and the portal kept for `FETCH`.
+    async fn declare(
+        &self,
+        declares: &[datafusion::sql::sqlparser::ast::Declare],
+        shared: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        use datafusion::sql::sqlparser::ast::DeclareType;
+        use pgwire::api::stmt::StoredStatement;
+        for declare in declares {
+            let (Some(DeclareType::Cursor), Some(name), Some(query)) =
+                (&declare.declare_type, declare.names.first(), &declare.for_query)
+            else {
+                return Err(pg_error("42601", "only DECLARE name CURSOR FOR query is supported"));
+            };
+            let ctx = QueryEngine::session_context(shared, &session_settings(client.metadata()));
+            let planned = QueryEngine::plan_statement(ctx.clone(), Statement::Query(query.clone()))
+                .await
+                .map_err(from_query_error)?;
+            let plan = planned.plan;
+            let stream = QueryEngine::start(ctx, move || Ok(plan)).await.map_err(from_query_error)?;
+            let response = encode_rows(stream, &Format::UnifiedText, None, Some(self.max_rows))?;
+            let stored = Arc::new(StoredStatement::new(name.value.clone(), (planned.text, None), vec![]));
+            let portal = Portal::new_cursor(name.value.clone(), stored);
+            portal.start(response).await;
+            client.portal_store().put_portal(Arc::new(portal));
+        }
+        Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+    }
+
+    /// `FETCH` with its count clamped to one more than the row bound (the cursor's rows end in 54000 past it).
+    fn clamp_fetch(&self, statement: &Statement) -> Statement {
+        use datafusion::sql::sqlparser::ast::{FetchDirection, Value};
+        let Statement::Fetch { name, direction, position, into } = statement else { return statement.clone() };
+        let most = self.max_rows.saturating_add(1);
+        let count = |v: &Value| match v {
+            Value::Number(n, _) => n.parse::<u128>().map_or(most, |n| (n.min(most as u128)) as usize),
+            _ => most,
+        };
+        let clamped = match direction {
+            FetchDirection::ForwardAll | FetchDirection::All => Some(most),
+            FetchDirection::Forward { limit: Some(v) } | FetchDirection::Count { limit: v } => Some(count(v)),
+            _ => None,
+        };
+        let direction = match clamped {
+            Some(n) => FetchDirection::Count { limit: Value::Number(n.to_string(), false).into() },
+            None => direction.clone(),
+        };
+        Statement::Fetch { name: name.clone(), direction, position: position.clone(), into: into.clone() }
+    }
+
+    async fn answer(
+        &self,
+        statement: &Statement,
+        shared: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if let Some(e) = Self::refuse(statement) {
+            return Some(Err(e));
+        }
+        match statement {
+            Statement::Set(set) => Some(Self::set(set, client).await),
+            Statement::Declare { stmts } => Some(self.declare(stmts, shared, client).await),
+            Statement::Fetch { .. } | Statement::Close { .. } => {
+                CursorStatementHook.handle_simple_query(&self.clamp_fetch(statement), shared, client).await
+            }
+            _ => None,
+        }
     }
 }
 
@@ -377,10 +529,10 @@ impl QueryHook for StatementPolicy {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
-        _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
+        session_context: &SessionContext,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        Self::check(statement)
+        self.answer(statement, session_context, client).await
     }
 
     async fn handle_extended_parse_query(
@@ -389,9 +541,28 @@ impl QueryHook for StatementPolicy {
         _session_context: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match Self::check(statement) {
-            Some(Err(e)) => Some(Err(e)),
-            // Acknowledged SETs still need a plan: the SET hook after this one makes an empty one.
+        let empty = |produce_one_row| {
+            LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+                produce_one_row,
+                schema: Arc::new(datafusion::common::DFSchema::empty()),
+            })
+        };
+        match statement {
+            _ if Self::refuse(statement).is_some() => Self::refuse(statement).map(Err),
+            Statement::Set(Set::SingleAssignment { variable, .. })
+                if variable.to_string().to_lowercase().starts_with("datafusion.") =>
+            {
+                Some(Err(pg_error(
+                    "42501",
+                    format!(
+                        "permission denied to set {variable}: the query engine's settings are fixed by the appliance \
+                         configuration ([query] in ccmart.toml)"
+                    ),
+                )))
+            }
+            // Answered at execution; the plan only describes an answer without columns.
+            Statement::Set(_) => Some(Ok(empty(true))),
+            Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => Some(Ok(empty(false))),
             _ => None,
         }
     }
@@ -401,11 +572,42 @@ impl QueryHook for StatementPolicy {
         statement: &Statement,
         _logical_plan: &LogicalPlan,
         _params: &ParamValues,
-        _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
+        session_context: &SessionContext,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        Self::check(statement)
+        self.answer(statement, session_context, client).await
     }
+}
+
+/// A query's rows as protocol rows in `format`, cut off with 54000 past `max_rows` when given.
+fn encode_rows(
+    stream: BatchStream,
+    format: &Format,
+    options: Option<Arc<pgwire::types::format::FormatOptions>>,
+    max_rows: Option<usize>,
+) -> PgWireResult<QueryResponse> {
+    use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+    use futures::StreamExt;
+    let fields = Arc::new(arrow_schema_to_pg_fields(&stream.schema(), format, options)?);
+    let encode = fields.clone();
+    let rows = stream
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
+                Ok(b) => encode_recordbatch(encode.clone(), b),
+                Err(e) => Box::new(std::iter::once(Err(from_query_error(crate::query::classify(e))))),
+            };
+            futures::stream::iter(rows)
+        })
+        .flatten();
+    let rows: Pin<Box<dyn Stream<Item = PgWireResult<DataRow>> + Send>> = match max_rows {
+        None => Box::pin(rows),
+        Some(max) => Box::pin(rows.enumerate().map(move |(i, r)| if i >= max { Err(too_many_rows(max)) } else { r })),
+    };
+    Ok(QueryResponse::new(fields, rows))
+}
+
+fn too_many_rows(max: usize) -> PgWireError {
+    pg_error("54000", format!("the result has more than {max} rows (query.max_rows); add LIMIT or narrow the query"))
 }
 
 /// The PostgreSQL JDBC driver (DBeaver, Metabase, every JDBC tool) probes unknown types with
@@ -462,57 +664,95 @@ impl RegprocNameCompat {
     }
 }
 
-#[async_trait]
-impl QueryHook for RegprocNameCompat {
-    async fn handle_simple_query(
-        &self,
-        statement: &Statement,
-        session_context: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        let rewritten = Self::rewrite(statement)?;
-        let answer = async {
-            let df =
-                session_context.sql(&rewritten.to_string()).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-            let options = Arc::new(pgwire::types::format::FormatOptions::from_client_metadata(client.metadata()));
-            let response =
-                datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe(df, &Format::UnifiedText, Some(options))
-                    .await?;
-            Ok(Response::Query(response))
-        };
-        Some(answer.await)
-    }
+/// A statement as the gate left it: a query (or `EXPLAIN` of one) that ccmart plans and runs itself, or another
+/// statement, as text, for `datafusion-postgres` and the hooks.
+enum Checked {
+    Query(Statement),
+    Other(String),
+}
 
-    async fn handle_extended_parse_query(
-        &self,
-        statement: &Statement,
-        session_context: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
-    ) -> Option<PgWireResult<LogicalPlan>> {
-        let rewritten = Self::rewrite(statement)?;
-        let plan = session_context
-            .state()
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(rewritten)))
-            .await
-            .map_err(|e| PgWireError::ApiError(Box::new(e)));
-        Some(plan)
-    }
+/// The PostgreSQL-dialect parser with `datafusion-postgres`'s compatibility rewrites (built once).
+fn compat_parser() -> &'static datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser {
+    static PARSER: std::sync::OnceLock<datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
+        std::sync::OnceLock::new();
+    PARSER.get_or_init(datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser::new)
+}
 
-    async fn handle_extended_query(
-        &self,
-        _statement: &Statement,
-        _logical_plan: &LogicalPlan,
-        _params: &ParamValues,
-        _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        // The plan made at parse time is already the rewritten one.
-        None
+fn is_query(statement: &Statement) -> bool {
+    matches!(statement, Statement::Query(_) | Statement::Explain { .. })
+}
+
+/// Parses `sql` on the SQL threads after the text gate (size and nesting), so nothing deep is ever parsed, printed
+/// or planned on the I/O threads.
+async fn checked_statements(sql: &str) -> PgWireResult<Vec<Checked>> {
+    if sql.len() > crate::query::gate::MAX_STATEMENT_BYTES {
+        // Refused before the text is even copied.
+        return Err(from_query_error(QueryError::TooComplex(format!(
+            "the statement has {} bytes; at most {} are accepted",
+            sql.len(),
+            crate::query::gate::MAX_STATEMENT_BYTES
+        ))));
+    }
+    let sql = sql.to_owned();
+    let job = crate::query::workers::spawn(async move {
+        crate::query::gate::check_text(&sql).map_err(from_query_error)?;
+        let statements = compat_parser().parse(&sql).map_err(|e| pg_error("42601", e.to_string()))?;
+        statements
+            .into_iter()
+            .map(|s| {
+                if is_query(&s) {
+                    crate::query::gate::check_statement(&s).map_err(from_query_error)?;
+                    Ok(Checked::Query(RegprocNameCompat::rewrite(&s).unwrap_or(s)))
+                } else {
+                    Ok(Checked::Other(s.to_string()))
+                }
+            })
+            .collect::<PgWireResult<Vec<_>>>()
+    })
+    .map_err(|e| pg_error("XX000", e.to_string()))?;
+    job.join().await.ok_or_else(|| pg_error("XX000", "the statement's SQL thread stopped unexpectedly"))?
+}
+
+/// Binds a portal's parameters to its plan, the way `datafusion-postgres` does: the types the client sent, else
+/// the server's (from the parser), else the plan's inferred types.
+fn bind_parameters(
+    service: &DfSessionService,
+    portal: &Portal<PgStatement>,
+    plan: &LogicalPlan,
+) -> PgWireResult<LogicalPlan> {
+    let api = |e: datafusion::error::DataFusionError| PgWireError::ApiError(Box::new(e));
+    let wire = service.query_parser().get_parameter_types(&portal.statement.statement)?;
+    let wire: Vec<Option<&Type>> = wire.iter().map(Some).collect();
+    let mut inferred: Vec<(String, Option<datafusion::arrow::datatypes::DataType>)> =
+        plan.get_parameter_types().map_err(api)?.into_iter().collect();
+    inferred.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX));
+    let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
+        inferred.iter().map(|(_, t)| t.as_ref()).collect();
+    let params = datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+        portal, &inferred, &wire,
+    )?;
+    plan.clone().replace_params_with_values(&params).map_err(api)
+}
+
+impl PgFrontend {
+    /// Plans and starts a query of this connection (gate, session settings, SQL threads); its rows are bounded by
+    /// [`Self::bounded`].
+    async fn run_query<C>(&self, client: &C, version: &Version, statement: Statement) -> PgWireResult<Response>
+    where
+        C: ClientInfo,
+    {
+        let ctx = QueryEngine::session_context(&version.ctx, &session_settings(client.metadata()));
+        let planned = QueryEngine::plan_statement(ctx.clone(), statement).await.map_err(from_query_error)?;
+        let plan = planned.plan;
+        let stream = QueryEngine::start(ctx, move || Ok(plan)).await.map_err(from_query_error)?;
+        let options = Arc::new(pgwire::types::format::FormatOptions::from_client_metadata(client.metadata()));
+        Ok(Response::Query(encode_rows(stream, &Format::UnifiedText, Some(options), None)?))
     }
 }
 
 /// Parses extended-protocol statements against the newest snapshot (the plan keeps that snapshot's tables, so a
-/// prepared statement reads one consistent version per execution of its plan).
+/// prepared statement reads one consistent version per execution of its plan). Queries are gated and planned on
+/// the SQL threads; other statements go to `datafusion-postgres`'s parser and the hooks.
 pub struct SnapshotParser {
     sessions: Arc<VersionSessions>,
 }
@@ -525,8 +765,19 @@ impl QueryParser for SnapshotParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let service = self.sessions.current().await?;
-        service.query_parser().parse_sql(client, sql, types).await
+        let version = self.sessions.current().await?;
+        let mut statements = checked_statements(sql).await?;
+        if statements.is_empty() {
+            return Ok(None);
+        }
+        match statements.swap_remove(0) {
+            Checked::Query(statement) => {
+                let ctx = QueryEngine::session_context(&version.ctx, &session_settings(client.metadata()));
+                let planned = QueryEngine::plan_statement(ctx, statement).await.map_err(from_query_error)?;
+                Ok(Some((planned.text, Some((planned.statement, planned.plan)))))
+            }
+            Checked::Other(text) => version.service.query_parser().parse_sql(client, &text, types).await,
+        }
     }
 
     fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
@@ -558,8 +809,24 @@ impl SimpleQueryHandler for PgFrontend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let service = self.sessions.current().await?;
-        self.bounded(SimpleQueryHandler::do_query(&*service, client, query)).await
+        let version = self.sessions.current().await?;
+        let statements = checked_statements(query).await?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let work = async {
+            let mut responses = Vec::with_capacity(statements.len());
+            for statement in statements {
+                match statement {
+                    Checked::Query(s) => responses.push(self.run_query(client, &version, s).await?),
+                    Checked::Other(text) => {
+                        responses.extend(SimpleQueryHandler::do_query(&*version.service, client, &text).await?)
+                    }
+                }
+            }
+            Ok(responses)
+        };
+        self.bounded(work).await
     }
 }
 
@@ -572,6 +839,21 @@ impl ExtendedQueryHandler for PgFrontend {
         self.parser.clone()
     }
 
+    /// Clamps the row count of an `Execute` before the protocol crate sees it: it reserves room for that many rows
+    /// up front, so a client asking for 2^31−1 would abort the process. More than `query.max_rows` rows end in
+    /// 54000 anyway.
+    async fn on_execute<C>(&self, client: &mut C, mut message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let most = i32::try_from(self.limits().1.saturating_add(1)).unwrap_or(i32::MAX);
+        message.max_rows = if message.max_rows <= 0 { 0 } else { message.max_rows.min(most) };
+        self._on_execute(client, message).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<PgStatement>, max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -579,9 +861,38 @@ impl ExtendedQueryHandler for PgFrontend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let service = self.sessions.current().await?;
-        let work = async { ExtendedQueryHandler::do_query(&*service, client, portal, max_rows).await.map(|r| vec![r]) };
-        let mut responses = self.bounded(work).await?;
+        let version = self.sessions.current().await?;
+        let gated = matches!(&portal.statement.statement, (_, Some((s, _))) if is_query(s));
+        let mut responses = if gated {
+            let ctx = QueryEngine::session_context(&version.ctx, &session_settings(client.metadata()));
+            // An owned copy of what binding reads (parameters and their formats), to bind on the SQL threads.
+            let mut bound = Portal::<PgStatement>::default();
+            bound.name = portal.name.clone();
+            bound.statement = portal.statement.clone();
+            bound.parameter_format = portal.parameter_format.clone();
+            bound.parameters = portal.parameters.clone();
+            bound.result_column_format = portal.result_column_format.clone();
+            let service = version.service.clone();
+            let format = portal.result_column_format.clone();
+            let options = Arc::new(pgwire::types::format::FormatOptions::from_client_metadata(client.metadata()));
+            let work = async move {
+                let stream = QueryEngine::start(ctx, move || {
+                    let (_, Some((_, plan))) = &bound.statement.statement else {
+                        return Err(QueryError::Invalid("the prepared statement has no plan".into()));
+                    };
+                    bind_parameters(&service, &bound, plan).map_err(|e| QueryError::Invalid(e.to_string()))
+                })
+                .await
+                .map_err(from_query_error)?;
+                Ok(vec![Response::Query(encode_rows(stream, &format, Some(options), None)?)])
+            };
+            self.bounded(work).await?
+        } else {
+            let work = async {
+                ExtendedQueryHandler::do_query(&*version.service, client, portal, max_rows).await.map(|r| vec![r])
+            };
+            self.bounded(work).await?
+        };
         responses.pop().ok_or_else(|| pg_error("XX000", "the statement produced no response"))
     }
 }

@@ -1,5 +1,7 @@
-//! Query limits against a hostile-SQL corpus (`tests/data/hostile_sql/`): every statement is refused or bounded
-//! (time, memory, rows, bytes, generated values), and while it runs another user's query still answers, right.
+//! Query limits against a hostile-SQL corpus (`tests/data/hostile_sql/`), sent over HTTP and over the PostgreSQL
+//! protocol (simple and extended): every statement is refused or bounded (time, memory, rows, bytes, generated
+//! values, nesting, plan size), while it runs another user's query still answers, right, and afterwards not one
+//! byte under the data directory has changed (a reader can never write).
 //! The concurrency gate queues and then turns queries away with 503 + `Retry-After`.
 
 use crate::common::*;
@@ -55,6 +57,7 @@ async fn hostile_queries_are_refused_or_bounded_and_others_keep_answering() {
     let calls = truth.call_count() as i64;
     let (base, _stop) = serve_app(&app).await;
     let canary = "SELECT count(*) AS n FROM interaction_fact";
+    let before = fingerprint(dir.path());
 
     let cases = corpus();
     assert!(cases.len() >= 30, "the corpus has {} statements", cases.len());
@@ -101,6 +104,131 @@ async fn hostile_queries_are_refused_or_bounded_and_others_keep_answering() {
     let (status, v, _) = query(&base, canary).await;
     assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(calls)));
     assert!(!std::path::Path::new("/tmp/ccmart-hostile.csv").exists(), "COPY TO wrote nothing");
+    assert!(!std::path::Path::new("/tmp/ccmart-hostile-explain.csv").exists(), "EXPLAIN ANALYZE COPY wrote nothing");
+    assert_eq!(fingerprint(dir.path()), before, "the data directory is byte for byte unchanged");
+}
+
+/// Every file under `dir` (the spill directory aside) with its BLAKE3 digest.
+fn fingerprint(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            if rel == "tmp" || rel.starts_with("tmp/") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((rel, blake3::hash(&std::fs::read(&path).unwrap()).to_hex().to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const READER: &str = "ccm_reader_secret_for_limits";
+
+async fn pg_connect(port: u16) -> tokio_postgres::Client {
+    let conn = format!("host=127.0.0.1 port={port} user=bi password={READER} dbname=ccmart connect_timeout=10");
+    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.expect("reader logs in");
+    tokio::spawn(connection);
+    client
+}
+
+/// The answer of one statement over pgwire: `Ok(rows)` or `Err(SQLSTATE: message)`.
+async fn pg_answer(client: &tokio_postgres::Client, sql: &str, extended: bool) -> Result<usize, String> {
+    let detail = |e: tokio_postgres::Error| {
+        e.as_db_error().map_or_else(|| format!("no SQLSTATE: {e}"), |d| format!("{}: {}", d.code().code(), d.message()))
+    };
+    if extended {
+        let stmt = client.prepare(sql).await.map_err(detail)?;
+        client.query(&stmt, &[]).await.map(|r| r.len()).map_err(detail)
+    } else {
+        let messages = client.simple_query(sql).await.map_err(detail)?;
+        Ok(messages.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_over_pgwire_are_refused_or_bounded_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(44);
+    let mut cfg = embedded_config(dir.path(), settings.clone());
+    cfg.tokens.push(ccmart::config::TokenConfig {
+        name: "bi".into(),
+        role: "reader".into(),
+        sha256: ccmart::serve::auth::hash_token(READER),
+    });
+    cfg.query.timeout_secs = TIMEOUT_SECS;
+    cfg.query.memory_limit_mb = 128;
+    cfg.query.max_rows = 10_000;
+    cfg.query.max_result_mb = 4;
+    cfg.query.max_concurrent = 2;
+    cfg.validate().unwrap();
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.unwrap();
+    let truth = simulate(&cfg, Some(&app), settings, 2).await;
+    app.drain(1000).await.unwrap();
+    let calls = truth.call_count() as i64;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let st = app.serve_state();
+    let frontend = ccmart::serve::pgwire::PgFrontend::new(st.engine, st.store, st.tokens, st.metrics);
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ccmart::serve::pgwire::serve(listener, frontend, 16, None, async move {
+        let _ = rx.await;
+    }));
+    let before = fingerprint(dir.path());
+    let canary = pg_connect(port).await;
+    let canary_sql = "SELECT count(*) AS n FROM interaction_fact";
+
+    for (name, expect, sql) in corpus() {
+        for extended in [false, true] {
+            let started = Instant::now();
+            let hostile = tokio::spawn({
+                let sql = sql.clone();
+                async move {
+                    let client = pg_connect(port).await;
+                    let answer = pg_answer(&client, &sql, extended).await;
+                    // The connection that sent it still answers.
+                    let after = client.query_one("SELECT 1::BIGINT", &[]).await.map(|r| r.get::<_, i64>(0));
+                    (answer, after.ok())
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let c0 = Instant::now();
+            let n: i64 = canary.query_one(canary_sql, &[]).await.expect("canary answers").get(0);
+            assert_eq!(n, calls, "canary during {name}");
+            assert!(c0.elapsed() < Duration::from_secs(TIMEOUT_SECS + 5), "canary during {name}: {:?}", c0.elapsed());
+            let (answer, after) = hostile.await.expect("the hostile client's task");
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(TIMEOUT_SECS + 20), "{name} took {took:?}");
+            let protocol = if extended { "extended" } else { "simple" };
+            match (expect.as_str(), &answer) {
+                ("refused", Err(e)) => assert!(
+                    !e.starts_with("XX") && !e.starts_with("57014") && !e.starts_with("no SQLSTATE"),
+                    "{name} ({protocol}) is refused with a precise SQLSTATE, not run: {e}"
+                ),
+                ("refused", Ok(rows)) => panic!("{name} ({protocol}) was answered with {rows} rows"),
+                (_, Ok(rows)) => assert!(*rows <= 10_000, "{name} ({protocol}): {rows} rows"),
+                (_, Err(e)) => assert!(!e.starts_with("no SQLSTATE"), "{name} ({protocol}): {e}"),
+            }
+            assert_eq!(after, Some(1), "{name} ({protocol}): the connection still answers");
+            eprintln!("{name} ({protocol}): {answer:?} in {took:?}");
+        }
+    }
+    // One statement over the size bound, sent as text: refused before it is parsed.
+    let huge = format!("SELECT '{}'", "x".repeat(ccmart::query::gate::MAX_STATEMENT_BYTES + 10));
+    let e = pg_answer(&pg_connect(port).await, &huge, false).await.expect_err("too large");
+    assert!(e.starts_with("54001"), "{e}");
+    let n: i64 = canary.query_one(canary_sql, &[]).await.unwrap().get(0);
+    assert_eq!(n, calls, "still serving, nothing changed");
+    assert!(!std::path::Path::new("/tmp/ccmart-hostile.csv").exists(), "COPY TO wrote nothing");
+    assert!(!std::path::Path::new("/tmp/ccmart-hostile-explain.csv").exists(), "EXPLAIN ANALYZE COPY wrote nothing");
+    assert_eq!(fingerprint(dir.path()), before, "the data directory is byte for byte unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

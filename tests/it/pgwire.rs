@@ -250,3 +250,115 @@ async fn bi_tool_catalog_queries_answer() {
         failures.join("\n\n")
     );
 }
+
+/// `arrow_typeof(now())` on `c`: the time zone its statements run in.
+async fn zone_of(c: &tokio_postgres::Client) -> String {
+    let rows = c.simple_query("SELECT arrow_typeof(now()) AS t").await.expect("now()");
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("t").map(str::to_string),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+/// Settings are per connection: one session's `SET TimeZone` (in each spelling clients send) changes its own
+/// answers and nobody else's — not another connection's, not the HTTP API's — and an invalid zone is refused
+/// without breaking anyone (it used to be written into the context every session shares).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_per_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _truth, port, _stop) = pg_appliance(dir.path(), 63, 1, 100_000).await;
+    let (base, _stop_http) = serve_app(&app).await;
+    let a = connect(port, READER).await.expect("log in a");
+    let b = connect(port, READER).await.expect("log in b");
+    let http_zone = || {
+        let base = base.clone();
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .post(format!("{base}/v1/query"))
+                .json(&serde_json::json!({"sql": "SELECT arrow_typeof(now()) AS t"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["rows"][0][0].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let (a0, b0, h0) = (zone_of(&a).await, zone_of(&b).await, http_zone().await);
+    assert_eq!(a0, b0);
+    for (i, set) in [
+        "SET TimeZone = 'America/New_York'",
+        "SET SESSION TIMEZONE TO 'America/New_York'",
+        "SET TIME ZONE 'America/New_York'",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = connect(port, READER).await.expect("log in");
+        c.simple_query(set).await.unwrap_or_else(|e| panic!("{set}: {}", detail(&e)));
+        let mine = zone_of(&c).await;
+        assert!(mine.contains("America/New_York"), "{set} changes this session ({i}): {mine}");
+        assert_eq!(zone_of(&b).await, b0, "{set} leaves the other connection alone");
+        assert_eq!(http_zone().await, h0, "{set} leaves the HTTP API alone");
+        let shown = c.simple_query("SHOW TIME ZONE").await.unwrap();
+        assert!(
+            shown.iter().any(
+                |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("America/New_York"))
+            ),
+            "SHOW TIME ZONE answers the session's zone"
+        );
+    }
+    a.simple_query("SET TimeZone = 'Europe/Berlin'").await.unwrap();
+    assert!(zone_of(&a).await.contains("Europe/Berlin"));
+    let e = b.simple_query("SET timezone = 'Not/AZone'").await.expect_err("an invalid zone is refused");
+    assert_eq!(sqlstate(&e), "22023", "{}", detail(&e));
+    assert_eq!(zone_of(&b).await, b0, "the refused SET changed nothing");
+    assert!(zone_of(&a).await.contains("Europe/Berlin"), "nor anyone else");
+    let n: i64 = b.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
+    assert!(n > 0, "queries still answer");
+    assert_eq!(http_zone().await, h0);
+}
+
+/// Row counts a client asks for are clamped before the protocol library reserves room for them: `FETCH` of a
+/// trillion rows and an `Execute` of 2^31−1 rows answer (they used to abort the process), and a cursor is held to
+/// `query.max_rows` like any query (`FETCH ALL` of a larger result ends in 54000 instead of buffering it all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_and_execute_row_counts_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_rows = 40;
+    let (_app, truth, port, _stop) = pg_appliance(dir.path(), 64, 3, max_rows).await;
+    assert!(truth.call_count() > max_rows, "the test needs more calls than the row bound");
+    let mut client = connect(port, READER).await.expect("log in");
+
+    client.simple_query("DECLARE small CURSOR FOR SELECT duration FROM interaction_fact LIMIT 7").await.unwrap();
+    let rows = client.simple_query("FETCH 1000000000000 FROM small").await.expect("a huge FETCH count answers");
+    let n = rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count();
+    assert_eq!(n, 7, "all rows of the cursor, no more");
+    client.simple_query("CLOSE small").await.unwrap();
+
+    client.simple_query("DECLARE big CURSOR FOR SELECT duration FROM interaction_fact").await.unwrap();
+    let rows = client.simple_query("FETCH 5 FROM big").await.unwrap();
+    assert_eq!(rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count(), 5);
+    let e = client.simple_query("FETCH ALL FROM big").await.expect_err("past the row bound");
+    assert_eq!(sqlstate(&e), "54000", "{}", detail(&e));
+    let e = client.simple_query("DECLARE w CURSOR FOR DELETE FROM interaction_fact").await;
+    assert!(e.is_err(), "a cursor over a write is refused");
+
+    let tx = client.transaction().await.unwrap();
+    let stmt = tx.prepare("SELECT duration FROM interaction_fact LIMIT 3").await.unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let rows = tx.query_portal(&portal, i32::MAX).await.expect("an Execute of 2^31-1 rows answers");
+    assert_eq!(rows.len(), 3);
+    let stmt = tx.prepare("SELECT duration FROM interaction_fact").await.unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let first = tx.query_portal(&portal, 10).await.unwrap();
+    assert_eq!(first.len(), 10, "an Execute with a row count suspends the portal there");
+    let e = tx.query_portal(&portal, i32::MAX).await.expect_err("past the row bound");
+    assert_eq!(sqlstate(&e), "54000", "{}", detail(&e));
+    drop(tx);
+    let n: i64 = client.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
+    assert_eq!(n, truth.call_count() as i64, "the connection and the process keep answering");
+}

@@ -1,0 +1,3 @@
+-- expect: bounded
+-- array_resize to two billion elements
+SELECT array_resize([1], 2000000000)
