@@ -178,6 +178,10 @@ enum Command {
         /// Bandwidth limit, MB/s (default: none).
         #[arg(long)]
         bandwidth_mbps: Option<f64>,
+        /// The running site's name, as it reports it (its [appliance] site); its answers are refused unless they
+        /// come from that site (default: replication.peer_site of the config).
+        #[arg(long)]
+        peer_site: Option<String>,
     },
     /// Disaster recovery: make this standby appliance active at the next epoch (operator token). The other site
     /// stops writing as soon as it hears of the higher epoch.
@@ -353,8 +357,18 @@ fn main_inner() -> Result<()> {
                 }
                 bail!("the marts differ in {} of {} partitions", c.differences.len(), c.partitions)
             }
-            Command::Bootstrap { from, config, peer_token, bandwidth_mbps } => {
+            Command::Bootstrap { from, config, peer_token, bandwidth_mbps, peer_site } => {
                 let cfg = Config::load(&config)?;
+                let Some(site) = peer_site.or(cfg.replication.peer_site.clone()) else {
+                    bail!(
+                        "bootstrap needs the running site's name to check its answers: --peer-site SITE, or \
+                         replication.peer_site in {}",
+                        config.display()
+                    );
+                };
+                if let Some(problem) = cfg.replication.peer_url_problem(&from) {
+                    bail!("--from: {problem}");
+                }
                 let dir = &cfg.appliance.data_dir;
                 std::fs::create_dir_all(dir.join("mart")).with_context(|| format!("creating {}", dir.display()))?;
                 let store = std::sync::Arc::new(
@@ -378,7 +392,9 @@ fn main_inner() -> Result<()> {
                     progress: true,
                 };
                 let cache = ccmart::replicate::sync::HashCache::default();
-                let r = ccmart::replicate::sync::pull_with(&peer, &dir.join("mart"), &store, &cache, &options).await?;
+                let trust = ccmart::replicate::sync::PeerTrust { site, epoch: fence.get().epoch };
+                let r = ccmart::replicate::sync::pull_with(&peer, &trust, &dir.join("mart"), &store, &cache, &options)
+                    .await?;
                 println!(
                     "bootstrapped from {from}: {} file(s), {} bytes, mart version {}; start the appliance: it continues as standby{}",
                     r.files,

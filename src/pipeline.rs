@@ -159,6 +159,10 @@ impl Appliance {
             faults.clone(),
             config.appliance.staging_cache_mb,
         )?);
+        // A replication pass interrupted while it verified what it brought: put back what it had set aside.
+        if let Err(e) = crate::replicate::sync::restore_set_aside(&dir.join("mart")) {
+            tracing::error!(error = %e, "cannot put back the mart files an interrupted replication pass set aside");
+        }
         let mart = Mart::open(&dir.join("mart")).await?;
         // Spill files of queries interrupted by a crash are garbage: start with an empty spill directory.
         let spill = dir.join("tmp").join("spill");
@@ -303,6 +307,13 @@ impl Appliance {
                 // and resume extraction from the active's staging checkpoint if one matches the mart.
                 self.mart = Mart::open(self.mart.root()).await?;
                 self.mart_replicated = false;
+                // Downloads of an unfinished pass are of no use to an active site.
+                let incoming = self.mart.root().join(crate::replicate::sync::INCOMING_DIR);
+                if let Err(e) = std::fs::remove_dir_all(&incoming) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %incoming.display(), error = %e, "cannot remove unfinished downloads");
+                    }
+                }
                 self.resume_from_checkpoint()?;
             }
             let result = self.cycle_inner().await;
@@ -421,13 +432,29 @@ impl Appliance {
         }
     }
 
+    /// Why the peer may not be contacted with this configuration (see
+    /// [`crate::replicate::fencing::ReplicationSettings::problem`]); `check-config` refuses such a file, but an
+    /// appliance opened from a config built in code gets here too.
+    fn peer_config_problem(&self) -> Option<String> {
+        self.config
+            .replication
+            .problem(&self.config.appliance.site)
+            .map(|(key, message)| format!("config key `{key}`: {message}; the peer is not contacted"))
+    }
+
     /// Asks the peer site (if configured) for its role and epoch and obeys a higher epoch or a split-brain at once,
-    /// before this cycle writes anything. An unreachable peer changes nothing: this site keeps its role.
+    /// before this cycle writes anything. An unreachable peer changes nothing: this site keeps its role. Neither
+    /// does an answer from another site than `replication.peer_site` or with an epoch out of range: it is refused,
+    /// logged and shown in the status.
     async fn check_peer(&mut self) -> Result<(), PipelineError> {
         let Some(url) = self.config.replication.peer_url.clone() else { return Ok(()) };
         let endpoint = format!("{}/v1/replication/fence", url.trim_end_matches('/'));
+        let problem = self.peer_config_problem();
         let client = crate::replicate::client_for(&[&self.peer_endpoint(url.clone())], Duration::from_secs(3));
         let answer = async {
+            if let Some(p) = problem {
+                return Err(p);
+            }
             let mut req = client?.get(&endpoint);
             if let Some(t) = &self.config.replication.peer_token {
                 req = req.bearer_auth(t);
@@ -436,31 +463,57 @@ impl Appliance {
             if !resp.status().is_success() {
                 return Err(format!("{} from {endpoint}", resp.status()));
             }
-            resp.json::<crate::replicate::fencing::PeerFence>().await.map_err(|e| format!("bad answer: {e}"))
+            let body = crate::replicate::read_limited(resp, 64 * 1024).await.map_err(|e| format!("bad answer: {e}"))?;
+            serde_json::from_slice::<crate::replicate::fencing::PeerFence>(&body)
+                .map_err(|e| format!("bad answer: {e}"))
         }
         .await;
         let now = chrono::Utc::now().timestamp();
         let mut status = crate::serve::PeerStatus { url, checked_at: now, ..Default::default() };
+        let expected = self.config.replication.peer_site.clone().unwrap_or_default();
         match answer {
-            Ok(peer) => {
-                self.fence.hear(&peer, now)?;
-                status.reachable = true;
-                status.site = Some(peer.site);
-                status.role = Some(peer.fence.role.as_str().into());
-                status.epoch = Some(peer.fence.epoch);
-            }
+            Ok(peer) => match crate::replicate::fencing::check_peer_fence(&peer, &expected) {
+                Ok(()) => {
+                    self.fence.hear(&peer, now)?;
+                    status.reachable = true;
+                    status.site = Some(peer.site);
+                    status.role = Some(peer.fence.role.as_str().into());
+                    status.epoch = Some(peer.fence.epoch);
+                }
+                Err(e) => {
+                    tracing::error!(url = status.url, error = %e, "peer fence answer refused");
+                    status.reachable = true;
+                    status.last_error = Some(e);
+                }
+            },
             Err(e) => status.last_error = Some(e),
         }
         self.peer = Some(status);
         Ok(())
     }
 
-    /// Standby: copies the active site's new mart files and versions (see [`crate::replicate::sync`]). Failures
-    /// are reported in the status and retried next cycle.
+    /// Standby: copies the active site's new mart files and versions (see [`crate::replicate::sync`]), believing
+    /// only a manifest of `replication.peer_site` at an epoch at least this site's. Failures are reported in the
+    /// status and retried next cycle.
     async fn replicate(&mut self) {
         let Some(url) = self.config.replication.peer_url.clone() else { return };
         let peer = self.peer_endpoint(url);
-        let result = crate::replicate::sync::pull(&peer, self.mart.root(), &self.store, &self.hashes).await;
+        let result = match self.peer_config_problem() {
+            Some(problem) => Err(problem),
+            None => {
+                let trust = crate::replicate::sync::PeerTrust {
+                    site: self.config.replication.peer_site.clone().unwrap_or_default(),
+                    epoch: self.fence.get().epoch,
+                };
+                let pass = crate::replicate::sync::pull(&peer, &trust, self.mart.root(), &self.store, &self.hashes);
+                pass.await.map_err(|e| {
+                    if e.is_refusal() {
+                        tracing::error!(error = %e, "the peer's manifest is refused; nothing changed here");
+                    }
+                    e.to_string()
+                })
+            }
+        };
         self.mart_replicated = true;
         let now = chrono::Utc::now().timestamp();
         let r = self.replication.get_or_insert_with(Default::default);
@@ -469,7 +522,7 @@ impl Appliance {
                 r.last_sync = Some(now);
                 r.versions_behind =
                     report.peer_mart_version.unwrap_or(0).saturating_sub(report.mart_version.unwrap_or(0));
-                r.files_received += report.files as u64;
+                r.files_received = r.files_received.saturating_add(report.files as u64);
                 if report.files_removed > 0 || report.versions_pruned > 0 {
                     tracing::info!(
                         files_removed = report.files_removed,
@@ -477,7 +530,14 @@ impl Appliance {
                         "mirrored the active site's maintenance"
                     );
                 }
-                r.bytes_received += report.bytes;
+                if report.peer_behind {
+                    tracing::info!(
+                        peer_mart_version = ?report.peer_mart_version,
+                        mart_version = ?report.mart_version,
+                        "the peer serves an older mart version than this site: keeping this site's mart until it is ahead"
+                    );
+                }
+                r.bytes_received = r.bytes_received.saturating_add(report.bytes);
                 r.last_error = None;
                 if report.versions > 0 {
                     tracing::info!(files = report.files, bytes = report.bytes, mart_version = ?report.mart_version, "replicated");
@@ -485,7 +545,7 @@ impl Appliance {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "replication pass failed; retrying next cycle");
-                r.last_error = Some(e.to_string());
+                r.last_error = Some(e);
             }
         }
     }
@@ -746,7 +806,8 @@ impl Appliance {
             s.role_reason = fence.reason;
             s.peer = self.peer.clone();
             s.replication = self.replication.clone().map(|mut r| {
-                r.lag_seconds = snapshot.as_ref().map(|v| chrono::Utc::now().timestamp() - v.published_at);
+                r.lag_seconds =
+                    snapshot.as_ref().map(|v| chrono::Utc::now().timestamp().saturating_sub(v.published_at));
                 r
             });
             s.pairs = self

@@ -396,13 +396,8 @@ impl Config {
         if q.max_queued > 10_000 {
             return invalid("query.max_queued", format!("{} is out of range 0..=10000", q.max_queued));
         }
-        if let Some(url) = &self.replication.peer_url {
-            if url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-                return invalid(
-                    "replication.peer_url",
-                    format!("'{url}' is not an http(s) URL like http://site2:8080"),
-                );
-            }
+        if let Some((key, message)) = self.replication.problem(&self.appliance.site) {
+            return invalid(key, message);
         }
         if self.maintenance.staging_retention_days == 0 {
             return invalid(

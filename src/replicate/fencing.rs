@@ -62,6 +62,13 @@ pub struct ReplicationSettings {
     /// With a `peer_url`, the active writes a staging checkpoint after a publish at most this often (0: after
     /// every publish); the standby copies it with the mart and resumes extraction from it when promoted.
     pub checkpoint_interval_secs: u64,
+    /// The site the peer must report (its `[appliance] site`). Required with `peer_url`: every fence answer and
+    /// manifest from another site is refused, whatever it says, and nothing changes here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_site: Option<String>,
+    /// Accept a plain `http://` `peer_url` to a host that is not loopback (unencrypted, unauthenticated line between
+    /// the sites). Off: such a URL is refused by `check-config` and at run time.
+    pub allow_insecure_http: bool,
 }
 
 /// Default seconds between staging checkpoints.
@@ -75,8 +82,81 @@ impl Default for ReplicationSettings {
             peer_token: None,
             peer_ca: None,
             checkpoint_interval_secs: DEFAULT_CHECKPOINT_INTERVAL_SECS,
+            peer_site: None,
+            allow_insecure_http: false,
         }
     }
+}
+
+/// The highest epoch believed from a peer (and reached by promotion). Epochs grow by one per promotion, so no real
+/// pair of sites comes near it; a peer claiming more is refused, so a promotion can always raise the epoch.
+pub const MAX_EPOCH: u64 = u32::MAX as u64;
+
+impl ReplicationSettings {
+    /// The first problem of these settings for an appliance at `own_site`: (dotted key, what is wrong and what to
+    /// do). `check-config` refuses it; the pipeline refuses to talk to such a peer.
+    pub fn problem(&self, own_site: &str) -> Option<(&'static str, String)> {
+        let url = self.peer_url.as_deref()?;
+        if let Some(problem) = self.peer_url_problem(url) {
+            return Some(("replication.peer_url", problem));
+        }
+        match self.peer_site.as_deref().map(str::trim) {
+            None | Some("") => Some((
+                "replication.peer_site",
+                format!(
+                    "required with peer_url: the site name the appliance at {url} reports (its [appliance] site), \
+                     e.g. peer_site = \"site2\"; its answers are refused unless they come from that site"
+                ),
+            )),
+            Some(site) if site == own_site => Some((
+                "replication.peer_site",
+                format!("'{site}' is this appliance's own site (appliance.site); name the other site"),
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Why `url` may not be used as the peer's URL: not http(s), or plain http to a host other than loopback
+    /// without `allow_insecure_http`.
+    pub fn peer_url_problem(&self, url: &str) -> Option<String> {
+        let parsed = match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+            _ => return Some(format!("'{url}' is not an http(s) URL like https://site2:8080")),
+        };
+        let loopback = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        (parsed.scheme() == "http" && !loopback && !self.allow_insecure_http).then(|| {
+            format!(
+                "'{url}' is plain HTTP to another host: anyone on the line could answer as the peer. Use https:// \
+                 (with replication.peer_ca for a private CA), or set replication.allow_insecure_http = true to \
+                 accept it"
+            )
+        })
+    }
+}
+
+/// Why a fence answer from the peer is not believed: another site than `expected` (`replication.peer_site`), or
+/// an epoch beyond [`MAX_EPOCH`]. The message names the field.
+pub fn check_peer_fence(peer: &PeerFence, expected: &str) -> Result<(), String> {
+    if peer.site != expected {
+        return Err(format!(
+            "the peer answered as site '{}', but replication.peer_site is '{expected}': answer refused, nothing \
+             changed",
+            peer.site.chars().take(200).collect::<String>()
+        ));
+    }
+    if peer.fence.epoch > MAX_EPOCH {
+        return Err(format!(
+            "fence.epoch {} from site {expected} is out of range (at most {MAX_EPOCH}): answer refused, nothing \
+             changed",
+            peer.fence.epoch
+        ));
+    }
+    Ok(())
 }
 
 /// What the peer said about itself.
@@ -110,10 +190,12 @@ pub fn after_hearing(local: &Fence, peer: &PeerFence, now: i64) -> Option<Fence>
 }
 
 /// The fence after promoting `current`: active at the next epoch. `None` when it already is active.
+/// `None` too when the epoch cannot grow (it is at [`MAX_EPOCH`]).
 pub fn promoted(current: &Fence, by: &str, now: i64) -> Option<Fence> {
+    let epoch = current.epoch.checked_add(1).filter(|e| *e <= MAX_EPOCH)?;
     (current.role == Role::Standby).then(|| Fence {
         role: Role::Active,
-        epoch: current.epoch + 1,
+        epoch,
         since: now,
         reason: format!("promoted by {by}"),
         split_brain: false,
@@ -147,6 +229,48 @@ mod tests {
         let p = promoted(&f(Role::Standby, 2), "ops", 9).unwrap();
         assert_eq!((p.role, p.epoch), (Role::Active, 3));
         assert_eq!(promoted(&p, "ops", 9), None);
+        assert_eq!(promoted(&f(Role::Standby, MAX_EPOCH), "ops", 9), None, "the epoch cannot grow past its limit");
+        assert_eq!(promoted(&f(Role::Standby, u64::MAX), "ops", 9), None, "no overflow");
+    }
+
+    #[test]
+    fn peer_answers_from_another_site_or_beyond_the_epoch_limit_are_refused() {
+        assert_eq!(check_peer_fence(&peer(Role::Active, 2), "site2"), Ok(()));
+        let e = check_peer_fence(&peer(Role::Active, 2), "site3").unwrap_err();
+        assert!(e.contains("'site2'") && e.contains("replication.peer_site is 'site3'"), "{e}");
+        let e = check_peer_fence(&peer(Role::Active, u64::MAX), "site2").unwrap_err();
+        assert!(e.contains("fence.epoch 18446744073709551615"), "{e}");
+        let mut shared = f(Role::Active, 1);
+        assert_eq!(after_hearing(&shared, &peer(Role::Active, MAX_EPOCH), 0).map(|x| x.epoch), Some(MAX_EPOCH));
+        shared.epoch = MAX_EPOCH;
+        assert_eq!(promoted(&Fence { role: Role::Standby, ..shared }, "ops", 0), None);
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback_unless_allowed() {
+        let mut s = ReplicationSettings { peer_site: Some("site2".into()), ..Default::default() };
+        for (url, ok) in [
+            ("https://site2.example:8080", true),
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://localhost:8080", true),
+            ("http://site2.example:8080", false),
+            ("http://10.1.2.3:8080", false),
+            ("ftp://site2.example", false),
+            ("not a url", false),
+        ] {
+            s.peer_url = Some(url.into());
+            assert_eq!(s.problem("site1").is_none(), ok, "{url}: {:?}", s.problem("site1"));
+        }
+        s.peer_url = Some("http://site2.example:8080".into());
+        assert_eq!(s.problem("site1").map(|p| p.0), Some("replication.peer_url"));
+        s.allow_insecure_http = true;
+        assert_eq!(s.problem("site1"), None);
+        s.peer_site = None;
+        assert_eq!(s.problem("site1").map(|p| p.0), Some("replication.peer_site"), "required with peer_url");
+        s.peer_site = Some("site1".into());
+        assert!(s.problem("site1").is_some_and(|p| p.1.contains("own site")));
+        assert_eq!(ReplicationSettings::default().problem("site1"), None, "no peer, nothing to check");
     }
 }
 
@@ -237,8 +361,12 @@ impl SharedFence {
         self.replace(next).map(Some)
     }
 
-    /// Applies what the peer said (see [`after_hearing`]); returns the new fence when it changed.
+    /// Applies what the peer said (see [`after_hearing`]); returns the new fence when it changed. An epoch beyond
+    /// [`MAX_EPOCH`] changes nothing (callers check the answer first with [`check_peer_fence`]).
     pub fn hear(&self, peer: &PeerFence, now: i64) -> Result<Option<Fence>, crate::staging::StagingError> {
+        if peer.fence.epoch > MAX_EPOCH {
+            return Ok(None);
+        }
         match after_hearing(&self.get(), peer, now) {
             Some(next) => {
                 tracing::error!(epoch = next.epoch, reason = next.reason, "stopped writing: now standby");

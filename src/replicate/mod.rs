@@ -6,7 +6,9 @@
 pub mod fencing;
 pub mod switchover;
 pub mod sync;
+pub mod verify;
 
+use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -93,6 +95,24 @@ pub fn client_for(endpoints: &[&Endpoint], timeout: Duration) -> Result<reqwest:
         }
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// The body of `resp`, refused once it passes `limit` bytes (announced or received): a peer cannot make this
+/// appliance hold more than that in memory.
+pub async fn read_limited(resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, String> {
+    if let Some(n) = resp.content_length().filter(|n| *n > limit) {
+        return Err(format!("the answer announces {n} bytes, more than the {limit} accepted"));
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("cut off: {e}"))?;
+        if (out.len() as u64).saturating_add(chunk.len() as u64) > limit {
+            return Err(format!("the answer is larger than the {limit} bytes accepted"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 async fn get_json(
@@ -192,5 +212,6 @@ pub async fn compare(
             different: ra.iter().filter(|(key, h)| rb.get(key).is_some_and(|o| o != *h)).map(|(key, _)| *key).collect(),
         });
     }
-    Ok(Comparison { versions, partitions: keys.len(), rows: pa.values().map(|v| v.0).sum(), differences })
+    let rows = pa.values().fold(0u64, |n, v| n.saturating_add(v.0));
+    Ok(Comparison { versions, partitions: keys.len(), rows, differences })
 }

@@ -90,6 +90,17 @@ pub async fn promote(
         .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "staging", message: e.to_string() })?;
     promoted.map(Json).ok_or_else(|| {
         let f = state.fence.get();
+        if f.role == Role::Standby {
+            return ApiError {
+                status: StatusCode::CONFLICT,
+                code: "epoch_limit",
+                message: format!(
+                    "the epoch {} cannot grow further (at most {})",
+                    f.epoch,
+                    crate::replicate::fencing::MAX_EPOCH
+                ),
+            };
+        }
         ApiError {
             status: StatusCode::CONFLICT,
             code: "already_active",

@@ -642,6 +642,27 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Forgets the mart versions `versions` (a standby mirroring the versions its active serves). Returns how many
+    /// were dropped.
+    pub fn forget_versions(&self, versions: &[u64]) -> Result<usize> {
+        if versions.is_empty() {
+            return Ok(0);
+        }
+        let during = "prune catalog";
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        let mut dropped = 0;
+        {
+            let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
+            for v in versions {
+                if cat.remove(*v).map_err(storage(during))?.is_some() {
+                    dropped += 1;
+                }
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(dropped)
+    }
+
     /// Removes the staged rows of transformed groups (interactions, login sessions) whose facts all lie on days
     /// before `cutoff` (`YYYY-MM-DD`), at most `limit` groups per call (bounding the transaction). Their facts stay
     /// (partitions are rebuilt from facts), and the group is remembered as purged: rows that arrive for it later are

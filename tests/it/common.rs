@@ -32,6 +32,14 @@ pub fn embedded_config(dir: &Path, settings: SimSettings) -> Config {
     cfg
 }
 
+/// Makes `cfg` the appliance of site `own` whose peer is the appliance at `url`, which reports site `peer`
+/// (`replication.peer_site`: answers from any other site are refused).
+pub fn set_peer(cfg: &mut Config, own: &str, url: &str, peer: &str) {
+    cfg.appliance.site = own.into();
+    cfg.replication.peer_url = Some(url.into());
+    cfg.replication.peer_site = Some(peer.into());
+}
+
 /// A config whose IDBs are PostgreSQL databases (two HA pairs).
 pub fn postgres_config(dir: &Path, urls: [&str; 4], settings: SimSettings) -> Config {
     let mut cfg = embedded_config(dir, settings);

@@ -249,7 +249,7 @@ async fn kill_dash_nine_of_both_sites_during_replication_converges() {
     let line = std::sync::Arc::new(LineDamage::default());
     line.slow_ms.store(40, std::sync::atomic::Ordering::SeqCst);
     let proxy = relay_proxy(base_a.clone(), line).await;
-    let config = |dir: &std::path::Path, port: u16, role: Role, peer: &str| {
+    let config = |dir: &std::path::Path, port: u16, role: Role, peer: &str, sites: [&str; 2]| {
         let mut cfg = postgres_config(dir, urls, settings.clone());
         cfg.extract.chunk_rows = 100;
         cfg.extract.max_chunks_per_cycle = 3;
@@ -260,13 +260,13 @@ async fn kill_dash_nine_of_both_sites_during_replication_converges() {
         cfg.maintenance.interval_secs = 0;
         cfg.simulator = None;
         cfg.replication.initial_role = role;
-        cfg.replication.peer_url = Some(peer.to_string());
+        set_peer(&mut cfg, sites[0], peer, sites[1]);
         let file = dir.join("ccmart.toml");
         std::fs::write(&file, cfg.to_toml()).unwrap();
         (cfg, file)
     };
-    let (cfg_a, file_a) = config(da.path(), pa, Role::Active, &base_b);
-    let (_, file_b) = config(db.path(), pb, Role::Standby, &proxy);
+    let (cfg_a, file_a) = config(da.path(), pa, Role::Active, &base_b, ["site1", "site2"]);
+    let (_, file_b) = config(db.path(), pb, Role::Standby, &proxy, ["site2", "site1"]);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let mut a = spawn_run(&file_a);
     let mut b = spawn_run(&file_b);

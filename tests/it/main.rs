@@ -12,6 +12,7 @@ mod http;
 mod limits;
 mod maintenance;
 mod operations;
+mod peer_trust;
 mod pg_e2e;
 mod pgwire;
 mod quarantine;

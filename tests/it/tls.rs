@@ -99,7 +99,7 @@ async fn replication_over_https_trusts_the_configured_peer_ca() {
     let standby = |ca: Option<std::path::PathBuf>| {
         let mut cfg = embedded_config(db.path(), small_settings(46));
         cfg.replication.initial_role = Role::Standby;
-        cfg.replication.peer_url = Some(url.clone());
+        set_peer(&mut cfg, "site2", &url, "site1");
         cfg.replication.peer_ca = ca;
         cfg
     };
