@@ -211,8 +211,8 @@ enum Command {
     /// Print the IDB contract: per extracted table, the columns ccmart reads (for DBAs and benchmarks).
     Contract,
     /// Compare every IDB of a config with the contract: per IDB and table, OK or exactly which columns are
-    /// missing or typed differently. Exits with 2 when a table cannot be extracted (a required column or the
-    /// table is missing or mistyped, or an IDB cannot be reached).
+    /// missing or typed differently. Exits with 2 when a table is missing, a required column is missing or
+    /// mistyped, or an IDB cannot be reached.
     CheckIdb {
         /// Config file.
         #[arg(long, short, env = "CCMART_CONFIG", default_value = "/etc/ccmart/ccmart.toml")]

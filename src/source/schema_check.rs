@@ -2,8 +2,10 @@
 //! ([`super::contract`]), per table and column.
 //!
 //! What a problem does to extraction (see [`TableCheck::readable`]):
-//! - a **missing table**, or a missing / differently typed column that is not optional, stops that table from being
-//!   extracted — the other tables and IDBs go on — until the IDB is fixed and ccmart reconnects;
+//! - a **missing table**, or a missing column that is not optional, stops that table from being extracted — the
+//!   other tables and IDBs go on — until the IDB is fixed and ccmart reconnects;
+//! - a column that is not optional but has another type is still read: each value is checked, and a row whose
+//!   value does not parse is quarantined naming the column (a text column holding digits works);
 //! - an **optional** column that is missing or typed differently is left out of the `SELECT` and read as NULL; the
 //!   mart columns it feeds stay NULL (docs/idb-contract.md lists them).
 //!
@@ -48,7 +50,11 @@ impl fmt::Display for ColumnProblem {
             Some(found) => write!(f, "{} has type {found}, the contract reads {}", self.column, self.expected)?,
             None => write!(f, "{} is missing", self.column)?,
         }
-        f.write_str(if self.optional { " (optional: read as NULL)" } else { " (required: table not extracted)" })
+        f.write_str(match (self.optional, self.found.is_some()) {
+            (true, _) => " (optional: read as NULL)",
+            (false, false) => " (required: table not extracted)",
+            (false, true) => " (required: rows whose value does not parse are quarantined)",
+        })
     }
 }
 
@@ -64,10 +70,15 @@ pub struct TableCheck {
 }
 
 impl TableCheck {
-    /// Whether ccmart can extract the table: it exists and every column that is not optional is there with its
-    /// type.
+    /// Whether ccmart can extract the table: it exists and every column that is not optional is there.
     pub fn readable(&self) -> bool {
-        !self.missing_table && self.problems.iter().all(|p| p.optional)
+        !self.missing_table && self.problems.iter().all(|p| p.optional || p.found.is_some())
+    }
+
+    /// Whether a column that is not optional has a problem (`ccmart check-idb` then exits with
+    /// [`EXIT_CONTRACT_PROBLEM`]).
+    pub fn blocking(&self) -> bool {
+        self.missing_table || self.problems.iter().any(|p| !p.optional)
     }
 
     /// Whether the table matches the contract exactly.
@@ -75,9 +86,10 @@ impl TableCheck {
         !self.missing_table && self.problems.is_empty()
     }
 
-    /// Whether `column` can be selected (it exists with the contract's type).
+    /// Whether `column` is selected: it exists, and has the contract's type or is not optional (then every value
+    /// is checked as it is read). Otherwise it is read as NULL.
     pub fn usable(&self, column: &str) -> bool {
-        !self.missing_table && !self.problems.iter().any(|p| p.column == column)
+        !self.missing_table && !self.problems.iter().any(|p| p.column == column && (p.optional || p.found.is_none()))
     }
 
     /// The problems as one line (for logs and errors).
@@ -197,6 +209,8 @@ pub fn render(idb: &str, report: &SchemaReport) -> String {
     for t in &report.tables {
         let verdict = if t.ok() {
             "OK".to_string()
+        } else if t.blocking() && t.readable() {
+            format!("PROBLEM, extracted: {}", t.summary())
         } else if t.readable() {
             format!("extracted, {}", t.summary())
         } else {
@@ -212,7 +226,7 @@ pub fn render(idb: &str, report: &SchemaReport) -> String {
 pub struct CheckOutcome {
     /// One line per IDB and table: `IDB<TAB>TABLE<TAB>OK` or the problems.
     pub text: String,
-    /// One entry per table that is not extracted, or IDB that could not be checked.
+    /// One entry per table with a problem in a column that is not optional, or IDB that could not be checked.
     pub blocking: Vec<String>,
 }
 
@@ -238,7 +252,7 @@ pub async fn check_idbs(idbs: &[(String, String)]) -> CheckOutcome {
         match super::postgres::PostgresIdb::new(name, url).check_schema().await {
             Ok(report) => {
                 out.text.push_str(&render(name, &report));
-                for t in report.tables.iter().filter(|t| !t.readable()) {
+                for t in report.tables.iter().filter(|t| t.blocking()) {
                     out.blocking.push(format!("{name}.{}: {}", t.table, t.summary()));
                 }
             }
@@ -285,13 +299,15 @@ mod tests {
             names,
             vec![("CALLID", "type", false), ("SWITCHID", "missing", true), ("CREATED_TS", "missing", false)]
         );
-        assert!(!check.readable());
+        assert!(!check.readable(), "a required column is missing");
+        assert!(check.usable("CALLID"), "a required column of another type is read, its values checked");
         assert!(check.usable("STATE"), "numeric without fraction holds integers");
         assert!(!check.usable("SWITCHID"));
         let only_optional: Vec<(&str, &str)> =
             G_CALL.columns.iter().filter(|c| c.name != "SWITCHID").map(|c| (c.name, "text")).collect();
         let check = check_table(&G_CALL, &columns("G_CALL", &only_optional));
-        assert!(!check.readable(), "integer columns read as text are a type problem");
+        assert!(check.readable() && check.blocking(), "integer columns typed text: read, but a problem");
+        assert!(!check.usable("SWITCHID") && !check.usable("TENANTID") && check.usable("CREATED_TS"));
         let missing = check_table(&GC_GROUP, &columns("G_CALL", &cols));
         assert!(missing.missing_table && !missing.readable());
     }
