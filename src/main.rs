@@ -214,6 +214,14 @@ enum Command {
     },
     /// Print the IDB contract: per extracted table, the columns ccmart reads (for DBAs and benchmarks).
     Contract,
+    /// Compare every IDB of a config with the contract: per IDB and table, OK or exactly which columns are
+    /// missing or typed differently. Exits with 2 when a table is missing, a required column is missing or
+    /// mistyped, or an IDB cannot be reached.
+    CheckIdb {
+        /// Config file.
+        #[arg(long, short, env = "CCMART_CONFIG", default_value = "/etc/ccmart/ccmart.toml")]
+        config: PathBuf,
+    },
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         /// Config file.
@@ -236,8 +244,33 @@ enum TokenCommand {
     },
 }
 
+/// Exit code of `ccmart run --exit-when-idle` when it finished but data is held back: a pair waits for an IDB
+/// (documented in docs/operations.md). Errors exit with 1.
+const EXIT_DATA_HELD: i32 = 3;
+
+/// `ccmart run --exit-when-idle` loaded what it could, but data waits for an IDB of a pair: the mart is not
+/// complete, and a script must not treat it as such.
+#[derive(Debug)]
+struct DataHeld(String);
+
+impl std::fmt::Display for DataHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DataHeld {}
+
 fn main() {
     if let Err(e) = main_inner() {
+        if let Some(held) = e.downcast_ref::<DataHeld>() {
+            eprintln!("held back: {held}");
+            std::process::exit(EXIT_DATA_HELD);
+        }
+        if let Some(problems) = e.downcast_ref::<ccmart::source::schema_check::ContractProblems>() {
+            eprintln!("error: {problems}");
+            std::process::exit(ccmart::source::schema_check::EXIT_CONTRACT_PROBLEM);
+        }
         eprintln!("error: {e:#}");
         if let Some(h) = hint(&e) {
             eprintln!("hint: {h}");
@@ -467,6 +500,13 @@ fn main_inner() -> Result<()> {
                 }
                 Ok(())
             }
+            Command::CheckIdb { config } => {
+                let cfg = Config::load(&config)?;
+                let idbs: Vec<(String, String)> = cfg.idbs.iter().map(|i| (i.name.clone(), i.url.clone())).collect();
+                let outcome = ccmart::source::schema_check::check_idbs(&idbs).await;
+                print!("{}", outcome.text);
+                Ok(outcome.result()?)
+            }
             Command::CheckConfig { config } => {
                 let cfg = Config::load(&config)?;
                 for w in cfg.warnings() {
@@ -603,12 +643,12 @@ async fn run_batch(cfg: Config) -> Result<()> {
     let mut app = Appliance::open(cfg, FaultInjector::disarmed()).await?;
     let mut staged = 0usize;
     let mut cycles = 0usize;
-    loop {
+    let held = loop {
         let r = app.cycle().await?;
         cycles += 1;
         staged += r.rows_staged;
         if !r.more && r.rows_staged == 0 && r.groups == 0 {
-            break;
+            break r.held;
         }
         eprintln!(
             "  cycle {cycles}: {} rows staged, {} groups transformed, {} partitions published \
@@ -621,18 +661,37 @@ async fn run_batch(cfg: Config) -> Result<()> {
             r.publish_ms,
             t0.elapsed().as_secs_f64()
         );
-    }
+    };
     let status = app.status().get();
     if let Some(unreachable) = status.idbs.iter().find(|i| !i.reachable) {
         bail!("IDB '{}' could not be read: {}", unreachable.idb, unreachable.last_error.clone().unwrap_or_default());
     }
     let snap = app.store().latest_snapshot()?;
+    let waits: Vec<String> = status
+        .pairs
+        .iter()
+        .flat_map(|p| p.waits.iter().map(move |w| (p, w)))
+        .filter(|(_, w)| !w.stuck)
+        .map(|(p, w)| format!("pair '{}' waits for IDB '{}' ({} s behind)", p.pair, w.idb, w.behind_secs))
+        .collect();
     println!(
-        "{{\"rows_staged\": {staged}, \"cycles\": {cycles}, \"seconds\": {:.3}, \"mart_version\": {}, \"quarantined\": {}}}",
+        "{{\"rows_staged\": {staged}, \"cycles\": {cycles}, \"seconds\": {:.3}, \"mart_version\": {}, \"quarantined\": {}, \"held_groups\": {held}, \"waiting_for\": {}}}",
         t0.elapsed().as_secs_f64(),
         snap.map_or(0, |s| s.version),
-        status.quarantined_rows
+        status.quarantined_rows,
+        serde_json::to_string(&waits)?
     );
+    if held > 0 && !waits.is_empty() {
+        return Err(DataHeld(format!(
+            "{held} interaction(s) or session(s) are not in the mart yet: {}. Run again when the IDB has caught up, \
+             wait for merge.stuck_threshold_secs, or list the failed site in merge.ignore_sources",
+            waits.join("; ")
+        ))
+        .into());
+    }
+    if held > 0 {
+        eprintln!("  {held} interaction(s) or session(s) are still open in the IDBs; they reach the mart once closed");
+    }
     Ok(())
 }
 

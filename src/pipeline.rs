@@ -573,6 +573,7 @@ impl Appliance {
             max_backoff: Duration::from_secs(self.config.extract.retry_max_secs),
             chunk_rows: self.config.extract.chunk_rows,
             max_chunks_per_cycle: self.config.extract.max_chunks_per_cycle,
+            settle: Duration::from_secs(self.config.extract.settle_secs),
         };
         for (idb, health) in self.idbs.iter().zip(self.health.iter_mut()) {
             let r = extract::extract_idb(&self.store, idb, settings, health).await?;
@@ -793,8 +794,12 @@ impl Appliance {
     fn refresh_status(&self, cycle: Option<CycleSummary>) -> Result<(), StagingError> {
         let snapshot = self.store.latest_snapshot()?;
         let quarantined = self.store.quarantine_count()?;
+        let per_idb = self.store.quarantine_count_by_idb()?;
         self.status.update(|s| {
             s.idbs = self.health.clone();
+            for i in &mut s.idbs {
+                i.rows_quarantined = per_idb.get(&i.idb).copied().unwrap_or(0);
+            }
             s.mart_version = snapshot.as_ref().map(|s| s.version);
             s.newest_interaction_end_ts = snapshot.as_ref().and_then(|s| s.newest_end_ts);
             s.quarantined_rows = quarantined;

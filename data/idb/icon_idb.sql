@@ -538,9 +538,11 @@ CREATE INDEX IF NOT EXISTS GC_TENANT_GSYS_USEQ ON GC_TENANT (GSYS_USEQ);
 -- Data source session control: one table per role, same structure. One row = one connection of one ICON to one
 -- data source. DSS_ID is the GSYS_DOMAIN of every operational row written on that connection.
 -- DSCONN_TYPE: 1 first connection, 2 reconnect, 3 data source restart, 4 CTI link reconnect, 5 switchover to backup.
--- ICON_ETIME / DSCONN_ETIME are null while ICON runs / the connection is up. LEVENT_ITIME: when the last event
--- stored on this session was written (heartbeat of a still-open session). All *TIME columns: UTC epoch seconds.
--- Read by the per-slice HA merge (a later stage), not by extraction yet.
+-- ICON_ETIME / DSCONN_ETIME are null while ICON runs / the connection is up. LEVENT_ITIME is the collector's
+-- heartbeat: every row of this IDB for events up to that time has been committed before it (for a still-open
+-- session, how far the IDB has progressed). All *TIME columns: UTC epoch seconds.
+-- ccmart extracts G_DSS_GCC_PROVIDER and G_DSS_GLS_PROVIDER (read first, committed after the data tables of each
+-- pass) for the per-slice HA merge; the other three are not read.
 -- ---------------------------------------------------------------------------------------------------------------
 
 CREATE TABLE IF NOT EXISTS G_DSS_CFG_PROVIDER (

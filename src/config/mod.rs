@@ -179,6 +179,11 @@ pub struct ExtractConfig {
     pub backlog_publish_secs: u64,
     /// Longest wait (seconds) before retrying an unreachable IDB; the wait doubles from 1 s up to this.
     pub retry_max_secs: u64,
+    /// Seconds a counter value (`GSYS_SEQ` / `GSYS_USEQ`) must have been visible in a PostgreSQL IDB table before
+    /// the high-water mark passes smaller ones; the rows above the mark are re-read every cycle meanwhile. A row
+    /// that commits later than this after a row with a larger counter is missed. 0 trusts the IDB to commit in
+    /// counter order (docs/idb-contract.md, *Incremental extraction*).
+    pub settle_secs: u64,
 }
 
 impl Default for ExtractConfig {
@@ -189,6 +194,7 @@ impl Default for ExtractConfig {
             transform_batch: 2_000,
             backlog_publish_secs: DEFAULT_BACKLOG_PUBLISH_SECS,
             retry_max_secs: crate::extract::MAX_BACKOFF.as_secs(),
+            settle_secs: crate::extract::DEFAULT_SETTLE_SECS,
         }
     }
 }
@@ -385,6 +391,15 @@ impl Config {
         }
         if self.extract.transform_batch == 0 {
             return invalid("extract.transform_batch", "must be at least 1".into());
+        }
+        if self.extract.settle_secs > 86_400 {
+            return invalid(
+                "extract.settle_secs",
+                format!(
+                    "{} is out of range 0..=86400 (rows above the mark are re-read for this long)",
+                    self.extract.settle_secs
+                ),
+            );
         }
         let q = &self.query;
         if q.max_rows == 0 || q.timeout_secs == 0 || q.memory_limit_mb < 16 {

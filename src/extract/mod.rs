@@ -1,14 +1,25 @@
 //! Incremental, chunked, crash-safe copy of IDB rows into staging.
 //!
 //! Per IDB and table, rows are read in counter order above the high-water mark (`GSYS_SEQ` for new rows,
-//! `GSYS_USEQ` for updated rows), validated against the contract, and committed to staging together with the new
-//! mark in one transaction. A crash anywhere re-reads at most one chunk, which staging then recognises (same
-//! version) instead of doubling. Malformed rows are quarantined with the reason and the mark moves past them.
+//! `GSYS_USEQ` for updated rows), validated against the contract, and committed to staging together with the
+//! mark in one transaction. A crash anywhere re-reads rows, which staging then recognises (same version) instead
+//! of doubling. Malformed rows are quarantined with the reason and the mark moves past them.
+//!
+//! **Late commits (the danger this module is built around).** ICON takes `GSYS_SEQ` / `GSYS_USEQ` values from
+//! counters it reserves in blocks, and several writers commit concurrently, so a row can become visible *after* a
+//! row with a larger counter. A mark set to the largest counter seen would then be past the late row, which would
+//! never be read. For a PostgreSQL IDB the mark therefore *settles*: it only passes a counter value once a value
+//! at least as large was visible in the table `settle_secs` ago ([`Settling`]), and every cycle re-reads the rows
+//! above it; staging drops what it already holds ([`Store::drop_already_staged`]), so a re-read row is neither
+//! staged nor counted twice. Guarantee: a row is read unless it commits more than `settle_secs` after a row of the
+//! same table with a larger counter was visible (docs/idb-contract.md explains the choice). An embedded IDB
+//! applies writes in counter order under one lock, so its mark follows the last counter read.
 
 use crate::source::contract::{ColumnType, Grouping, TableSpec, EXTRACTED_TABLES, SESSION_CONTROL_TABLES};
 use crate::source::{Counter, Idb, SourceError, TextRow};
 use crate::staging::{ExtractedChunk, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value};
 use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -24,6 +35,12 @@ pub const DEFAULT_MAX_CHUNKS_PER_CYCLE: usize = 40;
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Default settle time, seconds: how long a counter value must have been visible in a table before the mark may
+/// pass smaller ones. Twice the vendor's default refresh delay of its own safe mark (`G_PROV_CONTROL.SeqCurrent`,
+/// 60 s), so a writer that commits a smaller counter up to two minutes late is still read.
+pub const DEFAULT_SETTLE_SECS: u64 = 120;
+/// Most observations a [`Settling`] keeps (one per cycle at most): bounds memory whatever the cycle length.
+const MAX_OBSERVATIONS: usize = 4_096;
 
 /// Errors that stop extraction (IDB errors are not among them: they are recorded in [`IdbHealth`]).
 #[derive(Debug, Error)]
@@ -43,6 +60,9 @@ pub struct ExtractSettings {
     pub chunk_rows: usize,
     /// Chunks per table per cycle.
     pub max_chunks_per_cycle: usize,
+    /// How long a counter value must have been visible before the mark passes smaller ones (see the module
+    /// docs). Zero trusts the IDB to commit in counter order: the mark follows the last counter read.
+    pub settle: Duration,
 }
 
 impl Default for ExtractSettings {
@@ -51,7 +71,57 @@ impl Default for ExtractSettings {
             max_backoff: MAX_BACKOFF,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             max_chunks_per_cycle: DEFAULT_MAX_CHUNKS_PER_CYCLE,
+            settle: Duration::from_secs(DEFAULT_SETTLE_SECS),
         }
+    }
+}
+
+/// When a settling high-water mark may pass a counter value: the highest counter values seen in one table (and
+/// counter) with the time each was first seen. A value seen at least `settle` ago is *settled*: any row with a
+/// smaller counter that commits later than that breaks the IDB's contract with ccmart (module docs).
+///
+/// Kept in memory only. After a restart nothing is settled until `settle` has passed again, which delays the
+/// mark (rows are re-read and recognised meanwhile) and never moves it too far.
+#[derive(Debug, Clone, Default)]
+pub struct Settling {
+    seen: VecDeque<(i64, Instant)>,
+    settled: Option<i64>,
+    /// While a backlog is read (the last pass spent its budget): the largest counter value read so far, where a
+    /// pass that cannot move the mark reads on from.
+    ahead: Option<i64>,
+}
+
+impl Settling {
+    /// Records that counter values up to `head` were visible in the table at `at`.
+    pub fn observe(&mut self, head: i64, at: Instant) {
+        let newest = self.seen.back().map(|s| s.0).or(self.settled);
+        if newest.is_some_and(|n| head <= n) || self.seen.len() >= MAX_OBSERVATIONS {
+            // Nothing new, or full: not recording an observation only delays the mark.
+            return;
+        }
+        self.seen.push_back((head, at));
+    }
+
+    /// The highest value that was visible at least `settle` before `now`, if any.
+    pub fn settled(&mut self, now: Instant, settle: Duration) -> Option<i64> {
+        while let Some(&(head, at)) = self.seen.front() {
+            if now.saturating_duration_since(at) < settle {
+                break;
+            }
+            self.settled = Some(self.settled.map_or(head, |s| s.max(head)));
+            self.seen.pop_front();
+        }
+        self.settled
+    }
+}
+
+/// Where a settling mark may go after a pass that read everything from `stored` up to `covered` (all rows with a
+/// counter in `(stored, covered]` that were visible when read): never back, never past what the pass covered, and
+/// never past a settled value.
+pub fn settled_mark(stored: i64, covered: i64, settled: Option<i64>) -> i64 {
+    match settled {
+        Some(s) => stored.max(covered.min(s)),
+        None => stored,
     }
 }
 
@@ -68,14 +138,24 @@ pub struct IdbHealth {
     pub failing_since: Option<i64>,
     /// Rows staged since start.
     pub rows_staged: u64,
-    /// Rows quarantined since start.
+    /// Rows of this IDB held in quarantine (from staging: the same records as the appliance's
+    /// `quarantined_rows`, so the IDBs' figures add up to it).
     pub rows_quarantined: u64,
     /// Last successful extraction pass (epoch seconds).
     pub last_success: Option<i64>,
+    /// When the IDB's schema was last checked against the contract (epoch seconds; at every (re)connection).
+    pub schema_checked_at: Option<i64>,
+    /// Tables whose columns differ from the contract, with each problem (empty when all match).
+    pub schema_problems: Vec<crate::source::schema_check::TableCheck>,
+    /// Tables that could not be read in the last pass, with the reason; the other tables were extracted.
+    pub unreadable_tables: BTreeMap<String, String>,
     #[serde(skip)]
     retry_at: Option<Instant>,
     #[serde(skip)]
     backoff: Duration,
+    /// Per (table, counter): when the settling mark may pass which counter values.
+    #[serde(skip)]
+    settling: BTreeMap<(&'static str, Counter), Settling>,
 }
 
 impl IdbHealth {
@@ -89,8 +169,12 @@ impl IdbHealth {
             rows_staged: 0,
             rows_quarantined: 0,
             last_success: None,
+            schema_checked_at: None,
+            schema_problems: Vec::new(),
+            unreadable_tables: BTreeMap::new(),
             retry_at: None,
             backoff: INITIAL_BACKOFF,
+            settling: BTreeMap::new(),
         }
     }
 
@@ -125,6 +209,8 @@ pub struct ExtractReport {
     /// Rows of interactions purged from staging long ago (older than `maintenance.staging_retention_days`): not
     /// staged, the mart keeps what it had.
     pub rows_beyond_retention: usize,
+    /// Rows read again that staging already held (the re-read above a settling mark); neither staged nor counted.
+    pub rows_reread: usize,
     /// Chunks committed.
     pub chunks: usize,
     /// True when some table still had rows beyond this pass's chunk budget.
@@ -147,16 +233,33 @@ pub async fn extract_idb(
         return Ok(report);
     }
     let now = chrono::Utc::now().timestamp();
+    let pass = Pass {
+        store,
+        idb,
+        settings,
+        settle: if idb.commits_in_counter_order() { Duration::ZERO } else { settings.settle },
+        started: Instant::now(),
+    };
     // Session control is read first and committed last, and only when every data table was read to its end: a
     // heartbeat (`LEVENT_ITIME`) then never claims rows that are not staged yet, which is what lets the merge
     // trust "this IDB is complete up to T" (rows the collector wrote after our read of session control carry
     // times after the heartbeat we read).
+    //
+    // A table that cannot be read (it does not match the contract, or its query fails) is skipped and reported;
+    // the other tables go on. Only an unreachable IDB (or staging) ends the pass.
     let mut session_control = Vec::new();
     let mut failure = None;
+    let mut unreadable: BTreeMap<String, SourceError> = BTreeMap::new();
     'read: for spec in SESSION_CONTROL_TABLES {
         for counter in [Counter::Seq, Counter::Useq] {
-            match read_all(idb, spec, counter, store).await {
+            let settling = health.settling.entry((spec.name, counter)).or_default();
+            match pass.read_all(spec, counter, settling).await {
                 Ok(chunk) => session_control.push(chunk),
+                Err(TableError::Source(e)) if e.is_table_only() => {
+                    session_control.retain(|(c, _)| c.table != spec.name);
+                    unreadable.insert(spec.name.to_string(), e);
+                    break;
+                }
                 Err(e) => {
                     failure = Some((spec.name, e));
                     break 'read;
@@ -167,12 +270,24 @@ pub async fn extract_idb(
     if failure.is_none() {
         'data: for spec in EXTRACTED_TABLES.iter().filter(|t| t.grouping != Grouping::SessionControl) {
             for counter in [Counter::Seq, Counter::Useq] {
-                if let Err(e) = extract_table(store, idb, spec, counter, settings, &mut report).await {
-                    failure = Some((spec.name, e));
-                    break 'data;
+                let settling = health.settling.entry((spec.name, counter)).or_default();
+                match pass.extract_table(spec, counter, settling, &mut report).await {
+                    Ok(()) => {}
+                    Err(TableError::Source(e)) if e.is_table_only() => {
+                        unreadable.insert(spec.name.to_string(), e);
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some((spec.name, e));
+                        break 'data;
+                    }
                 }
             }
         }
+    }
+    if let Some(schema) = idb.schema() {
+        health.schema_checked_at = Some(schema.checked_at);
+        health.schema_problems = schema.with_problems().cloned().collect();
     }
     match failure {
         Some((_, TableError::Staging(e))) => return Err(e.into()),
@@ -184,15 +299,29 @@ pub async fn extract_idb(
         }
         None => {}
     }
-    if !report.backlog {
-        for chunk in &session_control {
-            let outcome = store.commit_chunk(chunk)?;
+    for (table, e) in &unreadable {
+        let message = e.to_string();
+        if health.unreadable_tables.get(table) != Some(&message) {
+            tracing::warn!(idb = idb.name(), table, error = %message, "IDB table not extracted; the others go on");
+        }
+    }
+    health.unreadable_tables = unreadable.iter().map(|(t, e)| (t.clone(), e.to_string())).collect();
+    // A data table whose query failed may just be late (a lock, a timeout): its rows must not be claimed by a
+    // heartbeat. A table that does not match the contract is not read until the IDB is fixed; waiting for it
+    // would hold the whole pair back, so it does not stop the heartbeat.
+    let transient = unreadable.values().any(|e| matches!(e, SourceError::Query { .. }));
+    if !report.backlog && !transient {
+        for (mut chunk, stored) in session_control {
+            report.rows_reread += store.drop_already_staged(&mut chunk)?;
+            if chunk.rows.is_empty() && chunk.quarantined.is_empty() && chunk.new_mark == stored {
+                continue;
+            }
+            let outcome = store.commit_chunk(&chunk)?;
             report.rows_staged += outcome.staged;
             report.rows_quarantined += outcome.quarantined;
         }
     }
     health.rows_staged += report.rows_staged as u64;
-    health.rows_quarantined += report.rows_quarantined as u64;
     if report.rows_beyond_retention > 0 {
         tracing::warn!(
             idb = %idb.name(),
@@ -205,40 +334,154 @@ pub async fn extract_idb(
     Ok(report)
 }
 
-/// Reads every row of a (small) session-control table above its high-water mark into one chunk, uncommitted.
-async fn read_all<'a>(
+/// One extraction pass over one IDB: what every table's read shares.
+struct Pass<'a> {
+    store: &'a Store,
     idb: &'a Idb,
-    spec: &'a TableSpec,
-    counter: Counter,
-    store: &Store,
-) -> Result<ExtractedChunk<'a>, TableError> {
-    let mark = store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
-    let mut chunk = ExtractedChunk {
-        idb: idb.name(),
-        table: spec.name,
-        counter,
-        rows: Vec::new(),
-        quarantined: Vec::new(),
-        new_mark: mark,
-    };
-    loop {
-        let before = chunk.new_mark;
-        let rows = idb.read_chunk(spec, counter, before, DEFAULT_CHUNK_ROWS).await.map_err(TableError::Source)?;
-        let full = rows.len() >= DEFAULT_CHUNK_ROWS;
-        add_rows(idb, spec, counter, &rows, &mut chunk);
-        if !full || chunk.new_mark == before {
-            return Ok(chunk);
+    settings: ExtractSettings,
+    /// Zero: the mark follows the last counter read (the IDB commits in counter order).
+    settle: Duration,
+    /// When the pass started: observations settled by then may move marks.
+    started: Instant,
+}
+
+impl<'a> Pass<'a> {
+    /// The mark after reading `(stored, covered]` from the mark, having seen counter values up to `head`.
+    fn next_mark(&self, stored: i64, covered: i64, head: i64, settling: &mut Settling) -> i64 {
+        if self.settle.is_zero() {
+            return stored.max(covered);
         }
+        let settled = settling.settled(self.started, self.settle);
+        settling.observe(head, Instant::now());
+        settled_mark(stored, covered, settled)
+    }
+
+    /// Reads every row of a (small) session-control table above its mark into one chunk, uncommitted; returns it
+    /// with the mark it was read from.
+    async fn read_all(
+        &self,
+        spec: &'a TableSpec,
+        counter: Counter,
+        settling: &mut Settling,
+    ) -> Result<(ExtractedChunk<'a>, i64), TableError> {
+        let idb = self.idb;
+        let stored = self.store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
+        let mut chunk = ExtractedChunk {
+            idb: idb.name(),
+            table: spec.name,
+            counter,
+            rows: Vec::new(),
+            quarantined: Vec::new(),
+            new_mark: stored,
+        };
+        let mut cursor = stored;
+        // Bounded: every round moves the cursor, and the table holds a few rows per collector connection.
+        loop {
+            let rows = idb.read_chunk(spec, counter, cursor, DEFAULT_CHUNK_ROWS).await.map_err(TableError::Source)?;
+            let full = rows.len() >= DEFAULT_CHUNK_ROWS;
+            let last = add_rows(idb, spec, counter, &rows, &mut chunk);
+            let moved = last.is_some_and(|l| l > cursor);
+            cursor = last.map_or(cursor, |l| l.max(cursor));
+            if !full || !moved {
+                let covered = if full { cursor - 1 } else { cursor };
+                chunk.new_mark = self.next_mark(stored, covered, cursor, settling);
+                return Ok((chunk, stored));
+            }
+        }
+    }
+
+    /// Reads one table above its mark in chunks (at most `max_chunks_per_cycle`), committing each chunk.
+    ///
+    /// With a settle time, a pass reads from the mark, re-reading the rows a late commit may have joined — except
+    /// while a backlog is worked off and nothing has settled above the mark yet (after a start): then it reads on
+    /// from where the last pass stopped (`Settling::ahead`) and leaves the mark alone, so a backlog is read at
+    /// full speed from the start. The mark only ever moves after a pass that read contiguously from it.
+    async fn extract_table(
+        &self,
+        spec: &TableSpec,
+        counter: Counter,
+        settling: &mut Settling,
+        report: &mut ExtractReport,
+    ) -> Result<(), TableError> {
+        let (store, idb, settings) = (self.store, self.idb, self.settings);
+        let stored = store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
+        let settled = if self.settle.is_zero() { None } else { settling.settled(self.started, self.settle) };
+        let from_mark = self.settle.is_zero() || settled.is_some_and(|s| s > stored);
+        let from = if from_mark { stored } else { settling.ahead.filter(|a| *a > stored).unwrap_or(stored) };
+        let mut cursor = from;
+        let budget = settings.max_chunks_per_cycle.max(1);
+        for n in 1..=budget {
+            let rows = idb.read_chunk(spec, counter, cursor, settings.chunk_rows).await.map_err(TableError::Source)?;
+            let full = rows.len() >= settings.chunk_rows;
+            report.rows_read += rows.len();
+            let mut chunk = ExtractedChunk {
+                idb: idb.name(),
+                table: spec.name,
+                counter,
+                rows: Vec::new(),
+                quarantined: Vec::new(),
+                new_mark: stored,
+            };
+            let last = add_rows(idb, spec, counter, &rows, &mut chunk);
+            let moved = last.is_some_and(|l| l > cursor);
+            cursor = last.map_or(cursor, |l| l.max(cursor));
+            let done = !full || !moved || n == budget;
+            if self.settle.is_zero() {
+                // In counter order: each chunk moves the mark to its last counter.
+                chunk.new_mark = cursor;
+            } else if done {
+                let head = if full {
+                    idb.head(spec, counter).await.map_err(TableError::Source)?.unwrap_or(cursor).max(cursor)
+                } else {
+                    cursor
+                };
+                settling.observe(head, Instant::now());
+                // Budget spent with more to read: the next pass that cannot move the mark reads on from here.
+                settling.ahead = if full { Some(settling.ahead.map_or(cursor, |a| a.max(cursor))) } else { None };
+                if from == stored {
+                    // A full chunk may have cut rows sharing its last counter value: those are covered next time.
+                    let covered = if full { cursor - 1 } else { cursor };
+                    chunk.new_mark = settled_mark(stored, covered, settled);
+                }
+            }
+            let commit = if self.settle.is_zero() {
+                !rows.is_empty()
+            } else {
+                // Rows above a settling mark are read again: only what is new is written.
+                report.rows_reread += store.drop_already_staged(&mut chunk).map_err(TableError::Staging)?;
+                !chunk.rows.is_empty() || !chunk.quarantined.is_empty() || chunk.new_mark != stored
+            };
+            if commit {
+                let outcome = store.commit_chunk(&chunk).map_err(TableError::Staging)?;
+                report.chunks += 1;
+                report.rows_staged += outcome.staged;
+                report.rows_quarantined += outcome.quarantined;
+                report.rows_beyond_retention += outcome.beyond_retention;
+            }
+            if done {
+                report.backlog |= full && moved;
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 }
 
-/// Validates raw rows into `chunk`, quarantining the malformed ones and moving its mark past all of them.
-fn add_rows(idb: &Idb, spec: &TableSpec, counter: Counter, rows: &[TextRow], chunk: &mut ExtractedChunk<'_>) {
+/// Validates raw rows into `chunk`, quarantining the malformed ones; returns the largest counter value among
+/// them (the caller decides where the mark goes).
+fn add_rows(
+    idb: &Idb,
+    spec: &TableSpec,
+    counter: Counter,
+    rows: &[TextRow],
+    chunk: &mut ExtractedChunk<'_>,
+) -> Option<i64> {
     let counter_idx = spec.column_index(counter.column()).unwrap_or(0);
+    let mut last: Option<i64> = None;
     for raw in rows {
         let counter_value = raw.get(counter_idx).and_then(|v| v.as_deref()).and_then(|v| v.trim().parse::<i64>().ok());
         if let Some(c) = counter_value {
-            chunk.new_mark = chunk.new_mark.max(c);
+            last = Some(last.map_or(c, |l| l.max(c)));
         }
         match validate(spec, raw) {
             Ok(r) => chunk.rows.push(r),
@@ -251,55 +494,17 @@ fn add_rows(idb: &Idb, spec: &TableSpec, counter: Counter, rows: &[TextRow], chu
                     key,
                     column: column.to_string(),
                     reason,
-                    counter_value: counter_value.unwrap_or(chunk.new_mark),
+                    counter_value: counter_value.or(last).unwrap_or(chunk.new_mark),
                 });
             }
         }
     }
+    last
 }
 
 enum TableError {
     Source(SourceError),
     Staging(StagingError),
-}
-
-async fn extract_table(
-    store: &Store,
-    idb: &Idb,
-    spec: &TableSpec,
-    counter: Counter,
-    settings: ExtractSettings,
-    report: &mut ExtractReport,
-) -> Result<(), TableError> {
-    let mut mark = store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
-    for _ in 0..settings.max_chunks_per_cycle.max(1) {
-        let rows = idb.read_chunk(spec, counter, mark, settings.chunk_rows).await.map_err(TableError::Source)?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let full = rows.len() >= settings.chunk_rows;
-        report.rows_read += rows.len();
-        let mut chunk = ExtractedChunk {
-            idb: idb.name(),
-            table: spec.name,
-            counter,
-            rows: Vec::new(),
-            quarantined: Vec::new(),
-            new_mark: mark,
-        };
-        add_rows(idb, spec, counter, &rows, &mut chunk);
-        let outcome = store.commit_chunk(&chunk).map_err(TableError::Staging)?;
-        report.chunks += 1;
-        report.rows_staged += outcome.staged;
-        report.rows_quarantined += outcome.quarantined;
-        report.rows_beyond_retention += outcome.beyond_retention;
-        if chunk.new_mark == mark || !full {
-            return Ok(());
-        }
-        mark = chunk.new_mark;
-    }
-    report.backlog = true;
-    Ok(())
 }
 
 /// Checks a text row against the contract: types, required columns, enumeration codes. Returns the staged form
@@ -372,6 +577,27 @@ mod tests {
             Some("5"),
             Some("9"),
         ]
+    }
+
+    /// A settling mark never passes a value before a larger one has been visible for the settle time, never
+    /// passes what the pass covered, and never goes back.
+    #[test]
+    fn settling_mark_passes_only_values_visible_for_the_settle_time() {
+        let settle = Duration::from_secs(120);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut st = Settling::default();
+        st.observe(100, at(0));
+        assert_eq!(st.settled(at(119), settle), None, "seen 119 s ago at most: nothing settled");
+        assert_eq!(settled_mark(50, 100, st.settled(at(119), settle)), 50, "the mark stays");
+        st.observe(180, at(60));
+        st.observe(150, at(70));
+        assert_eq!(st.settled(at(120), settle), Some(100));
+        assert_eq!(settled_mark(50, 180, st.settled(at(120), settle)), 100, "up to the value seen 120 s ago");
+        assert_eq!(settled_mark(50, 90, st.settled(at(120), settle)), 90, "never past what the pass covered");
+        assert_eq!(settled_mark(120, 90, st.settled(at(120), settle)), 120, "never back");
+        assert_eq!(st.settled(at(500), settle), Some(180), "a smaller value seen later adds nothing");
+        assert_eq!(st.seen.len(), 0);
     }
 
     #[test]

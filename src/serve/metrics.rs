@@ -124,7 +124,22 @@ impl ApplianceMetrics {
                 let failing = i.failing_since.map_or(0, |t| (now - t).max(0));
                 gauge!("ccmart_idb_failing_seconds", "idb" => idb.clone()).set(failing as f64);
                 counter!("ccmart_idb_rows_extracted_total", "idb" => idb.clone()).absolute(i.rows_staged);
-                counter!("ccmart_idb_rows_quarantined_total", "idb" => idb).absolute(i.rows_quarantined);
+                gauge!("ccmart_idb_quarantined_rows", "idb" => idb.clone()).set(i.rows_quarantined as f64);
+                if i.schema_checked_at.is_some() {
+                    // Every contract table, so a table fixed since the last check drops back to 0.
+                    for spec in crate::source::contract::EXTRACTED_TABLES {
+                        let n = i.schema_problems.iter().find(|t| t.table == spec.name).map_or(0, |t| {
+                            if t.missing_table {
+                                1
+                            } else {
+                                t.problems.len()
+                            }
+                        });
+                        let labels = [("idb", idb.clone()), ("table", spec.name.to_string())];
+                        gauge!("ccmart_idb_schema_problems", &labels).set(n as f64);
+                    }
+                }
+                gauge!("ccmart_idb_unreadable_tables", "idb" => idb).set(i.unreadable_tables.len() as f64);
             }
             for p in &status.pairs {
                 if let Some(r) = p.ready_through {
@@ -209,7 +224,12 @@ fn describe() {
     describe_gauge!("ccmart_idb_reachable", "1 when the last extraction from the IDB succeeded.");
     describe_gauge!("ccmart_idb_failing_seconds", Unit::Seconds, "How long the IDB has been failing (0: it is not).");
     describe_counter!("ccmart_idb_rows_extracted_total", "Rows staged from the IDB since the appliance started.");
-    describe_counter!("ccmart_idb_rows_quarantined_total", "Rows of the IDB quarantined since the appliance started.");
+    describe_gauge!("ccmart_idb_quarantined_rows", "Rows of the IDB held in quarantine.");
+    describe_gauge!(
+        "ccmart_idb_schema_problems",
+        "Columns of the IDB table that are missing or typed differently from the contract (1 for a missing table)."
+    );
+    describe_gauge!("ccmart_idb_unreadable_tables", "Tables of the IDB not extracted in the last pass.");
     describe_gauge!(
         "ccmart_pair_ready_through_timestamp_seconds",
         "Interactions of the pair ending before this are reported."

@@ -22,6 +22,18 @@ pub struct ColumnSpec {
     pub required: bool,
     /// For enumerations: the accepted codes. Anything else quarantines the row.
     pub domain: Option<&'static [i64]>,
+    /// The IDB may lack this column (or hold it with another type): ccmart then reads it as NULL and the mart
+    /// columns it feeds stay NULL (docs/idb-contract.md lists them). A column that is not optional must exist
+    /// with its type, or the table is not extracted (see `schema_check`). Unrelated to `required`, which is about
+    /// NULL values in a column that exists.
+    pub optional: bool,
+}
+
+impl ColumnSpec {
+    /// The same column, marked as one the IDB may lack.
+    pub const fn optional(self) -> Self {
+        ColumnSpec { optional: true, ..self }
+    }
 }
 
 /// How rows of a table are grouped for merging and transformation: the unit that is taken whole from one IDB.
@@ -57,19 +69,19 @@ impl TableSpec {
 }
 
 const fn int(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Int, required: false, domain: None }
+    ColumnSpec { name, ty: ColumnType::Int, required: false, domain: None, optional: false }
 }
 const fn int_req(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: None }
+    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: None, optional: false }
 }
 const fn text(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Text, required: false, domain: None }
+    ColumnSpec { name, ty: ColumnType::Text, required: false, domain: None, optional: false }
 }
 const fn text_req(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Text, required: true, domain: None }
+    ColumnSpec { name, ty: ColumnType::Text, required: true, domain: None, optional: false }
 }
 const fn enumeration(name: &'static str, domain: &'static [i64]) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: Some(domain) }
+    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: Some(domain), optional: false }
 }
 
 /// Codes of `G_CALL.STATE`.
@@ -247,17 +259,17 @@ pub const G_CALL: TableSpec = TableSpec {
     columns: &[
         int_req("ID"),
         text_req("CALLID"),
-        text("CONNID"),
-        text("IRID"),
-        text("PARENTCALLID"),
+        text("CONNID").optional(),
+        text("IRID").optional(),
+        text("PARENTCALLID").optional(),
         enumeration("STATE", call_state::ALL),
         enumeration("CALLTYPE", call_type::ALL),
         enumeration("MEDIATYPE", media_type::ALL),
-        int("SWITCHID"),
-        int("TENANTID"),
+        int("SWITCHID").optional(),
+        int("TENANTID").optional(),
         int_req("CREATED_TS"),
         int("TERMINATED_TS"),
-        int("GSYS_DOMAIN"),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -269,19 +281,19 @@ pub const G_PARTY: TableSpec = TableSpec {
     name: "G_PARTY",
     columns: &[
         int_req("ID"),
-        text("PARTYGUID"),
+        text("PARTYGUID").optional(),
         text_req("CALLID"),
-        int("PARENTPARTYID"),
+        int("PARENTPARTYID").optional(),
         enumeration("TYPE", party_type::ALL),
         enumeration("PROLE", party_role::ALL),
         enumeration("STATE", party_state::ALL),
         enumeration("CCEVENT", party_end_cause::ALL),
         int("ENDPOINTID"),
-        text("ENDPOINTDN"),
+        text("ENDPOINTDN").optional(),
         int("AGENTID"),
         int_req("CREATED_TS"),
         int("TERMINATED_TS"),
-        int("GSYS_DOMAIN"),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -299,7 +311,7 @@ pub const G_PARTY_HISTORY: TableSpec = TableSpec {
         enumeration("STATE", party_state::ALL),
         enumeration("CCEVENT", party_end_cause::ALL),
         int_req("CHANGED_TS"),
-        int("GSYS_DOMAIN"),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -315,7 +327,7 @@ pub const G_USERDATA_HISTORY: TableSpec = TableSpec {
         text_req("KEYNAME"),
         text("VALUE"),
         int_req("ADDED_TS"),
-        int("GSYS_DOMAIN"),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -329,12 +341,12 @@ pub const G_LOGIN_SESSION: TableSpec = TableSpec {
         int_req("ID"),
         text_req("LOGINSESSIONID"),
         int_req("AGENTID"),
-        int("PLACEID"),
-        int("SWITCHID"),
+        int("PLACEID").optional(),
+        int("SWITCHID").optional(),
         enumeration("STATE", login_state::ALL),
         int_req("CREATED_TS"),
         int("TERMINATED_TS"),
-        int("GSYS_DOMAIN"),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -348,13 +360,13 @@ pub const G_AGENT_STATE_HISTORY: TableSpec = TableSpec {
         int_req("ID"),
         text_req("LOGINSESSIONID"),
         int_req("AGENTID"),
-        int("ENDPOINTID"),
+        int("ENDPOINTID").optional(),
         int_req("SEQ"),
         enumeration("STATE", agent_state::ALL),
-        int("WORKMODE"),
+        int("WORKMODE").optional(),
         text("CALLID"),
         int_req("ADDED_TS"),
-        int("GSYS_DOMAIN"),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -371,7 +383,7 @@ pub const G_AGENT_STATE_RC: TableSpec = TableSpec {
         int_req("SEQ"),
         text_req("REASONCODE"),
         int_req("ADDED_TS"),
-        int("GSYS_DOMAIN"),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -383,14 +395,14 @@ pub const GC_AGENT: TableSpec = TableSpec {
     name: "GC_AGENT",
     columns: &[
         int_req("ID"),
-        int("TENANTID"),
+        int("TENANTID").optional(),
         text_req("USERNAME"),
-        text("FIRSTNAME"),
-        text("LASTNAME"),
-        text("EMPLOYEEID"),
-        int("STATUS"),
-        int("LASTCHANGE_TS"),
-        int("GSYS_DOMAIN"),
+        text("FIRSTNAME").optional(),
+        text("LASTNAME").optional(),
+        text("EMPLOYEEID").optional(),
+        int("STATUS").optional(),
+        int("LASTCHANGE_TS").optional(),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -402,13 +414,13 @@ pub const GC_ENDPOINT: TableSpec = TableSpec {
     name: "GC_ENDPOINT",
     columns: &[
         int_req("ID"),
-        int("TENANTID"),
-        int("SWITCHID"),
+        int("TENANTID").optional(),
+        int("SWITCHID").optional(),
         text_req("DN"),
         enumeration("TYPE", endpoint_type::ALL),
-        int("STATUS"),
-        int("LASTCHANGE_TS"),
-        int("GSYS_DOMAIN"),
+        int("STATUS").optional(),
+        int("LASTCHANGE_TS").optional(),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -420,12 +432,12 @@ pub const GC_GROUP: TableSpec = TableSpec {
     name: "GC_GROUP",
     columns: &[
         int_req("ID"),
-        int("TENANTID"),
+        int("TENANTID").optional(),
         text_req("NAME"),
-        int("GROUPTYPE"),
-        int("STATUS"),
-        int("LASTCHANGE_TS"),
-        int("GSYS_DOMAIN"),
+        int("GROUPTYPE").optional(),
+        int("STATUS").optional(),
+        int("LASTCHANGE_TS").optional(),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -443,9 +455,9 @@ pub const GCX_GROUP_AGENT: TableSpec = TableSpec {
         int_req("AGENTID"),
         int_req("CREATED_TS"),
         int("DELETED_TS"),
-        int("STATUS"),
-        int("LASTCHANGE_TS"),
-        int("GSYS_DOMAIN"),
+        int("STATUS").optional(),
+        int("LASTCHANGE_TS").optional(),
+        int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
@@ -456,13 +468,13 @@ pub const GCX_GROUP_AGENT: TableSpec = TableSpec {
 const SESSION_CONTROL_COLUMNS: &[ColumnSpec] = &[
     int_req("DSS_ID"),
     int_req("ICON_DBID"),
-    int("DS_DBID"),
+    int("DS_DBID").optional(),
     int_req("DSCONN_STIME"),
-    int("DSCONN_TYPE"),
+    int("DSCONN_TYPE").optional(),
     int("ICON_ETIME"),
     int("DSCONN_ETIME"),
     int("LEVENT_ITIME"),
-    int("GSYS_DOMAIN"),
+    int("GSYS_DOMAIN").optional(),
     int_req("GSYS_SEQ"),
     int("GSYS_USEQ"),
 ];

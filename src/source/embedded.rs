@@ -197,6 +197,25 @@ impl EmbeddedIdb {
     }
 }
 
+impl EmbeddedIdb {
+    /// The largest value of `counter` among the rows of `spec` (None when there is none).
+    pub fn head(&self, spec: &TableSpec, counter: Counter) -> Result<Option<i64>, SourceError> {
+        let st = self.lock();
+        if !st.reachable {
+            return Err(SourceError::Unreachable {
+                idb: self.name.to_string(),
+                message: "the simulated network cannot reach it".into(),
+            });
+        }
+        let Some(t) = st.tables.get(spec.name) else { return Ok(None) };
+        let index = match counter {
+            Counter::Seq => &t.by_seq,
+            Counter::Useq => &t.by_useq,
+        };
+        Ok(index.keys().next_back().copied())
+    }
+}
+
 fn remove_counters(table: &mut EmbeddedTable, old: &StoredRow) {
     if let Some(s) = old.get("GSYS_SEQ").cloned().flatten().and_then(|s| s.parse::<i64>().ok()) {
         table.by_seq.remove(&s);

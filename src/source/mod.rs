@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod embedded;
 pub mod postgres;
+pub mod schema_check;
 
 use contract::TableSpec;
 use thiserror::Error;
@@ -14,7 +15,7 @@ use thiserror::Error;
 pub type TextRow = Vec<Option<String>>;
 
 /// Which ICON change counter an incremental read follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Counter {
     /// `GSYS_SEQ`: set once when the row is inserted — finds new rows.
     Seq,
@@ -94,6 +95,17 @@ pub enum SourceError {
         /// Driver message.
         message: String,
     },
+    /// A table of the IDB does not match the contract: the table is missing, or a column that is not optional is
+    /// missing or has another type. That table is not extracted (the others are) until the IDB is fixed.
+    #[error("table {table} of IDB '{idb}' does not match the contract: {problems}. Run `ccmart check-idb --config FILE`; the other tables are extracted meanwhile")]
+    Contract {
+        /// IDB name from the config.
+        idb: String,
+        /// Table.
+        table: String,
+        /// What is wrong, column by column.
+        problems: String,
+    },
     /// Writing (simulator) into the IDB failed.
     #[error("writing into IDB '{idb}' failed: {message}")]
     Write {
@@ -102,6 +114,14 @@ pub enum SourceError {
         /// Driver message.
         message: String,
     },
+}
+
+impl SourceError {
+    /// Whether the error concerns one table only (its query failed, or it does not match the contract), so the
+    /// IDB's other tables can still be read.
+    pub fn is_table_only(&self) -> bool {
+        matches!(self, SourceError::Query { .. } | SourceError::Contract { .. })
+    }
 }
 
 /// Result alias for IDB access.
@@ -122,6 +142,31 @@ impl Idb {
         match self {
             Idb::Postgres(p) => p.name(),
             Idb::Embedded(e) => e.name(),
+        }
+    }
+
+    /// Whether rows become visible in counter order. True for an embedded IDB (writes are applied in order under
+    /// one lock); false for PostgreSQL, where concurrent writers can commit a smaller counter after a larger one,
+    /// so extraction lets its marks settle (see `extract`).
+    pub fn commits_in_counter_order(&self) -> bool {
+        matches!(self, Idb::Embedded(_))
+    }
+
+    /// The largest value of `counter` in `table` (None when the table holds no row with one): how far the table
+    /// has got, which lets a settling mark catch up a backlog at full speed.
+    pub async fn head(&self, table: &TableSpec, counter: Counter) -> Result<Option<i64>> {
+        match self {
+            Idb::Postgres(p) => p.head(table, counter).await,
+            Idb::Embedded(e) => e.head(table, counter),
+        }
+    }
+
+    /// The IDB's latest schema check (None for an embedded IDB, which always matches, or before the first
+    /// connection).
+    pub fn schema(&self) -> Option<std::sync::Arc<schema_check::SchemaReport>> {
+        match self {
+            Idb::Postgres(p) => p.schema(),
+            Idb::Embedded(_) => None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! rows, one multi-statement batch for updates, all in one transaction per batch).
 
 use super::contract::TableSpec;
+use super::schema_check::{self, SchemaReport};
 use super::{Counter, IdbWrite, Result, RowNumbering, SourceError, TextRow, WriteKind};
 use futures::SinkExt;
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ pub struct PostgresIdb {
     name: Arc<str>,
     url: Arc<str>,
     client: Arc<tokio::sync::Mutex<Option<Client>>>,
+    /// The schema check of the current connection (re-run on every reconnection).
+    schema: Arc<std::sync::Mutex<Option<Arc<SchemaReport>>>>,
 }
 
 async fn connect(name: &str, url: &str) -> Result<Client> {
@@ -43,7 +46,12 @@ async fn connect(name: &str, url: &str) -> Result<Client> {
 impl PostgresIdb {
     /// A reader for the IDB at `url` (a `postgres://` URL). Nothing is connected until the first read.
     pub fn new(name: &str, url: &str) -> Self {
-        PostgresIdb { name: Arc::from(name), url: Arc::from(url), client: Arc::new(tokio::sync::Mutex::new(None)) }
+        PostgresIdb {
+            name: Arc::from(name),
+            url: Arc::from(url),
+            client: Arc::new(tokio::sync::Mutex::new(None)),
+            schema: Arc::new(std::sync::Mutex::new(None)),
+        }
     }
 
     /// The IDB's name from the config.
@@ -51,14 +59,13 @@ impl PostgresIdb {
         &self.name
     }
 
-    /// Reads up to `limit` rows above the high-water mark `after` of `counter`, in counter order.
-    pub async fn read_chunk(
-        &self,
-        spec: &TableSpec,
-        counter: Counter,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<TextRow>> {
+    /// The schema check of the current connection, if one ran.
+    pub fn schema(&self) -> Option<Arc<SchemaReport>> {
+        self.schema.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Connects if needed and checks the schema again now (`ccmart check-idb`).
+    pub async fn check_schema(&self) -> Result<Arc<SchemaReport>> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             *guard = Some(connect(&self.name, &self.url).await?);
@@ -66,17 +73,135 @@ impl PostgresIdb {
         let Some(client) = guard.as_ref() else {
             return Err(SourceError::Unreachable { idb: self.name.to_string(), message: "not connected".into() });
         };
-        let cols: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
-        let ctr = counter.column();
-        let sql =
-            format!("SELECT {} FROM {} WHERE {ctr} > {after} ORDER BY {ctr} LIMIT {limit}", cols.join(", "), spec.name);
+        self.load_schema(client).await
+    }
+
+    /// Runs the schema check on `client`, logs what is wrong and keeps the result for the reads that follow.
+    async fn load_schema(&self, client: &Client) -> Result<Arc<SchemaReport>> {
+        let query = tokio::time::timeout(DEFAULT_IO_TIMEOUT, client.simple_query(schema_check::COLUMNS_QUERY)).await;
+        let messages = match query {
+            Err(_) => {
+                return Err(SourceError::Unreachable {
+                    idb: self.name.to_string(),
+                    message: format!("reading information_schema took longer than {}s", DEFAULT_IO_TIMEOUT.as_secs()),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(SourceError::Query {
+                    idb: self.name.to_string(),
+                    table: "information_schema.columns".into(),
+                    message: db_message(&e),
+                })
+            }
+            Ok(Ok(m)) => m,
+        };
+        let rows: Vec<TextRow> = messages
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some((0..5).map(|i| r.get(i).map(str::to_string)).collect()),
+                _ => None,
+            })
+            .collect();
+        let report =
+            Arc::new(SchemaReport::new(&schema_check::columns_from_rows(&rows), chrono::Utc::now().timestamp()));
+        for t in report.with_problems() {
+            tracing::warn!(
+                idb = %self.name,
+                table = %t.table,
+                extracted = t.readable(),
+                problems = %t.summary(),
+                "IDB table does not match the contract"
+            );
+        }
+        *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        Ok(report)
+    }
+
+    /// Reads up to `limit` rows above the high-water mark `after` of `counter`, in counter order. Columns the
+    /// schema check found missing or mistyped (optional ones; see [`schema_check`]) are read as NULL; a table the
+    /// check found unreadable is not queried.
+    pub async fn read_chunk(
+        &self,
+        spec: &TableSpec,
+        counter: Counter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<TextRow>> {
+        let idb = self.name.clone();
+        self.text_rows(spec.name, spec.columns.len(), move |schema| {
+            let check = schema.and_then(|s| s.table(spec.name));
+            if let Some(c) = check.filter(|c| !c.readable()) {
+                return Err(SourceError::Contract {
+                    idb: idb.to_string(),
+                    table: spec.name.to_string(),
+                    problems: c.summary(),
+                });
+            }
+            let cols: Vec<String> = spec
+                .columns
+                .iter()
+                .map(|c| match check {
+                    Some(t) if !t.usable(c.name) => format!("NULL AS {}", c.name),
+                    _ => c.name.to_string(),
+                })
+                .collect();
+            let ctr = counter.column();
+            Ok(format!(
+                "SELECT {} FROM {} WHERE {ctr} > {after} ORDER BY {ctr} LIMIT {limit}",
+                cols.join(", "),
+                spec.name
+            ))
+        })
+        .await
+    }
+
+    /// The largest value of `counter` in the table (None when the table is empty): one index lookup.
+    pub async fn head(&self, spec: &TableSpec, counter: Counter) -> Result<Option<i64>> {
+        let sql = format!("SELECT max({}) FROM {}", counter.column(), spec.name);
+        let rows = self.text_rows(spec.name, 1, move |_| Ok(sql)).await?;
+        let value = rows.into_iter().next().and_then(|r| r.into_iter().next().flatten());
+        value
+            .map(|v| {
+                v.trim().parse::<i64>().map_err(|_| SourceError::Query {
+                    idb: self.name.to_string(),
+                    table: spec.name.to_string(),
+                    message: format!("max({}) is '{v}', not an integer", counter.column()),
+                })
+            })
+            .transpose()
+    }
+
+    /// Runs one query (connecting and checking the schema first if needed) and returns its rows as text, `width`
+    /// columns each; `sql` builds the query from the schema check. A timeout or a lost connection drops the
+    /// connection (the next call reconnects and checks again) and reports the IDB unreachable.
+    async fn text_rows(
+        &self,
+        table: &str,
+        width: usize,
+        sql: impl FnOnce(Option<&SchemaReport>) -> Result<String>,
+    ) -> Result<Vec<TextRow>> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            let client = connect(&self.name, &self.url).await?;
+            if let Err(e) = self.load_schema(&client).await {
+                // Without the check, reads use the full contract (a mismatch then fails the table's query).
+                tracing::warn!(idb = %self.name, error = %e, "cannot check the IDB schema");
+                *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            *guard = Some(client);
+        }
+        let Some(client) = guard.as_ref() else {
+            return Err(SourceError::Unreachable { idb: self.name.to_string(), message: "not connected".into() });
+        };
+        let schema = self.schema();
+        let sql = sql(schema.as_deref())?;
         let result = tokio::time::timeout(DEFAULT_IO_TIMEOUT, client.simple_query(&sql)).await;
         let messages = match result {
             Err(_) => {
                 *guard = None;
                 return Err(SourceError::Unreachable {
                     idb: self.name.to_string(),
-                    message: format!("reading {} took longer than {}s", spec.name, DEFAULT_IO_TIMEOUT.as_secs()),
+                    message: format!("reading {table} took longer than {}s", DEFAULT_IO_TIMEOUT.as_secs()),
                 });
             }
             Ok(Err(e)) => {
@@ -87,7 +212,7 @@ impl PostgresIdb {
                 }
                 return Err(SourceError::Query {
                     idb: self.name.to_string(),
-                    table: spec.name.to_string(),
+                    table: table.to_string(),
                     message: db_message(&e),
                 });
             }
@@ -96,7 +221,7 @@ impl PostgresIdb {
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some((0..cols.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+                SimpleQueryMessage::Row(r) => Some((0..width).map(|i| r.get(i).map(str::to_string)).collect()),
                 _ => None,
             })
             .collect())

@@ -91,12 +91,14 @@ fn storage<E: std::fmt::Display>(during: &'static str) -> impl Fn(E) -> StagingE
     move |e| StagingError::Storage { during, message: e.to_string() }
 }
 
-/// Where extraction stands in one table of one IDB: both counters' high-water marks.
+/// Where extraction stands in one table of one IDB: both counters' high-water marks. Every row with a counter
+/// value up to the mark is staged (or quarantined) and none can still be committed below it; rows above it may
+/// be staged too (read ahead of a settling mark, see `extract`) and are recognised when read again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HighWaterMark {
-    /// Greatest `GSYS_SEQ` staged.
+    /// `GSYS_SEQ` mark.
     pub seq: i64,
-    /// Greatest `GSYS_USEQ` staged.
+    /// `GSYS_USEQ` mark.
     pub useq: i64,
 }
 
@@ -341,6 +343,59 @@ impl Store {
         }
         tx.commit().map_err(storage(during))?;
         Ok(outcome)
+    }
+
+    /// Removes from `chunk` what staging already holds: rows whose staged version is the same or newer, and
+    /// quarantined rows recorded with the same reason at the same counter value. Returns how many went.
+    ///
+    /// Extraction re-reads the rows above a settling high-water mark every cycle (see `extract`); this keeps such
+    /// a re-read from writing (one write transaction per table and cycle) or counting anything twice. It only
+    /// reads, so a row that changes between this check and the commit is still decided by [`Self::commit_chunk`].
+    pub fn drop_already_staged(&self, chunk: &mut ExtractedChunk<'_>) -> Result<usize> {
+        let during = "check re-read rows";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let rows = tx.open_table(ROWS).map_err(storage(during))?;
+        let quarantine = tx.open_table(QUARANTINE).map_err(storage(during))?;
+        let before = chunk.rows.len() + chunk.quarantined.len();
+        let mut kept = Vec::with_capacity(chunk.rows.len());
+        for r in chunk.rows.drain(..) {
+            let key = (chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id);
+            let staged = rows.get(key).map_err(storage(during))?.map(|v| v.value());
+            if !staged.is_some_and(|v| v >= r.row.version) {
+                kept.push(r);
+            }
+        }
+        chunk.rows = kept;
+        let mut kept = Vec::with_capacity(chunk.quarantined.len());
+        for q in chunk.quarantined.drain(..) {
+            let stored = quarantine.get((chunk.idb, chunk.table, q.key.as_str())).map_err(storage(during))?;
+            let same = match stored {
+                Some(v) => {
+                    rmp_serde::from_slice::<QuarantinedRow>(v.value())
+                        .map_err(|e| StagingError::Decode { table: "quarantine", message: e.to_string() })?
+                        == q
+                }
+                None => false,
+            };
+            if !same {
+                kept.push(q);
+            }
+        }
+        chunk.quarantined = kept;
+        Ok(before - chunk.rows.len() - chunk.quarantined.len())
+    }
+
+    /// Number of quarantined rows per IDB (IDBs without any are absent).
+    pub fn quarantine_count_by_idb(&self) -> Result<BTreeMap<String, u64>> {
+        let during = "count quarantine";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let t = tx.open_table(QUARANTINE).map_err(storage(during))?;
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for item in t.iter().map_err(storage(during))? {
+            let (k, _) = item.map_err(storage(during))?;
+            *out.entry(k.value().0.to_string()).or_default() += 1;
+        }
+        Ok(out)
     }
 
     /// Quarantined rows (one per IDB row, the latest reason), in (IDB, table, key) order, at most `limit`.
@@ -952,6 +1007,40 @@ mod tests {
         assert_eq!(store.high_water_mark("a", "G_CALL").unwrap().seq, 9);
         assert_eq!(store.staged_row_count().unwrap(), 2);
         assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:1".to_string(), "I:2".to_string()]);
+    }
+
+    /// A re-read (extraction reads the rows above a settling mark again every cycle) drops what staging already
+    /// holds — same or older versions, the same quarantine record — and keeps newer versions and new rows, so a
+    /// re-read neither stages nor counts anything twice.
+    #[test]
+    fn re_read_rows_already_staged_are_dropped_before_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        let bad = |key: &str, counter_value: i64| QuarantinedRow {
+            idb: "a".into(),
+            table: "G_CALL".into(),
+            key: key.into(),
+            column: "STATE".into(),
+            reason: "unknown code 42".into(),
+            counter_value,
+        };
+        let mut first = chunk(vec![(1, 5), (2, 6)], 0);
+        first.quarantined.push(bad("3", 7));
+        assert_eq!(store.drop_already_staged(&mut first).unwrap(), 0, "nothing staged yet");
+        let o = store.commit_chunk(&first).unwrap();
+        assert_eq!((o.staged, o.quarantined), (2, 1));
+        let mut again = chunk(vec![(1, 5), (2, 8), (4, 9)], 0);
+        again.quarantined.push(bad("3", 7));
+        again.quarantined.push(bad("5", 10));
+        assert_eq!(store.drop_already_staged(&mut again).unwrap(), 2, "row 1 at version 5 and row 3's record");
+        let kept: Vec<(i64, i64)> = again.rows.iter().map(|r| (r.id, r.row.version)).collect();
+        assert_eq!(kept, vec![(2, 8), (4, 9)]);
+        assert_eq!(again.quarantined, vec![bad("5", 10)]);
+        let o = store.commit_chunk(&again).unwrap();
+        assert_eq!((o.staged, o.unchanged, o.quarantined), (2, 0, 1));
+        assert_eq!(store.staged_row_count().unwrap(), 3);
+        assert_eq!(store.quarantine_count().unwrap(), 2);
+        assert_eq!(store.quarantine_count_by_idb().unwrap(), BTreeMap::from([("a".to_string(), 2)]));
     }
 
     #[test]

@@ -217,15 +217,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
         let pid = party_cols.i(p, "ID").unwrap_or(0);
         let mut steps = history.get(&pid).cloned().unwrap_or_default();
         steps.sort_by_key(|h| hist_cols.i(h, "PSEQ"));
-        let mut d = Durations::default();
-        for w in steps.windows(2) {
-            let (Some(state), Some(t0), Some(t1)) =
-                (hist_cols.i(w[0], "STATE"), hist_cols.i(w[0], "CHANGED_TS"), hist_cols.i(w[1], "CHANGED_TS"))
-            else {
-                continue;
-            };
-            d.add(state, t1 - t0);
-        }
+        let d = party_durations(&steps, &hist_cols);
         let party_end = party_cols.i(p, "TERMINATED_TS").unwrap_or(end);
         let end_cause = party_cols.i(p, "CCEVENT").unwrap_or(cause::NONE);
         // A party the source never released (CTI link loss, collector crash) is closed with the interaction.
@@ -378,7 +370,27 @@ pub fn technical_result(is_agent: bool, end_cause: i64) -> &'static str {
     }
 }
 
-#[derive(Default)]
+/// Durations and counts of one party from its history rows in `PSEQ` order. Each transition's state lasts until
+/// the next transition. The state entered by the last transition gets no time (its end is not recorded), but it
+/// still counts: a party whose last recorded state is connected was answered, one whose last state is alerting
+/// rang — which is what a stuck party (never released by the source) looks like.
+fn party_durations(steps: &[&StagedRow], hist_cols: &Cols<'_>) -> Durations {
+    let mut d = Durations::default();
+    for w in steps.windows(2) {
+        let (Some(state), Some(t0), Some(t1)) =
+            (hist_cols.i(w[0], "STATE"), hist_cols.i(w[0], "CHANGED_TS"), hist_cols.i(w[1], "CHANGED_TS"))
+        else {
+            continue;
+        };
+        d.add(state, t1 - t0);
+    }
+    if let Some(state) = steps.last().and_then(|h| hist_cols.i(h, "STATE")) {
+        d.add(state, 0);
+    }
+    d
+}
+
+#[derive(Debug, Default, PartialEq)]
 struct Durations {
     queued: i64,
     ring: i64,
@@ -642,6 +654,7 @@ pub fn calendar_day(day: &str, tz: chrono_tz::Tz) -> GroupOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::staging::Value;
 
     #[test]
     fn surrogate_keys_are_stable_positive_and_distinct() {
@@ -678,6 +691,43 @@ mod tests {
         );
         // A daylight-saving change day still has 96 UTC intervals.
         assert_eq!(calendar_day("2026-03-08", tz).facts.len(), 96);
+    }
+
+    /// Regression: a stuck party (never released by the source) whose last recorded state is connected had
+    /// `talk_count` 0, one whose last state is alerting `ring_count` 0, so `AG2_AGENT_*.accepted` missed an
+    /// answered call that the queue side counted as accepted. The last state counts; it gets no time.
+    #[test]
+    fn the_last_recorded_state_of_a_party_counts_without_time() {
+        let cols = Cols { spec: &contract::G_PARTY_HISTORY };
+        let step = |pseq: i64, state: i64, at: i64| StagedRow {
+            version: pseq,
+            values: vec![
+                Some(Value::Int(pseq)),
+                Some(Value::Int(1)),
+                Some(Value::Text("C".into())),
+                Some(Value::Int(pseq)),
+                Some(Value::Int(state)),
+                Some(Value::Int(cause::NONE)),
+                Some(Value::Int(at)),
+                None,
+                Some(Value::Int(pseq)),
+                None,
+            ],
+        };
+        let durations = |states: &[(i64, i64)]| {
+            let rows: Vec<StagedRow> = states.iter().enumerate().map(|(i, &(s, t))| step(i as i64, s, t)).collect();
+            party_durations(&rows.iter().collect::<Vec<_>>(), &cols)
+        };
+        let stuck_talking = durations(&[(party_state::ALERTING, 0), (party_state::CONNECTED, 10)]);
+        assert_eq!(stuck_talking, Durations { ring: 10, ring_count: 1, talk_count: 1, ..Default::default() });
+        let stuck_ringing = durations(&[(party_state::ALERTING, 0)]);
+        assert_eq!(stuck_ringing, Durations { ring_count: 1, ..Default::default() });
+        let stuck_held = durations(&[(party_state::CONNECTED, 0), (party_state::HELD, 5)]);
+        assert_eq!(stuck_held, Durations { talk: 5, talk_count: 1, hold_count: 1, ..Default::default() });
+        let released =
+            durations(&[(party_state::ALERTING, 0), (party_state::CONNECTED, 10), (party_state::RELEASED, 70)]);
+        assert_eq!(released, Durations { ring: 10, ring_count: 1, talk: 60, talk_count: 1, ..Default::default() });
+        assert_eq!(durations(&[]), Durations::default());
     }
 
     #[test]
