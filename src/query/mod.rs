@@ -10,6 +10,7 @@ pub mod guard;
 pub mod reports;
 pub mod snapshot_files;
 pub mod system;
+pub mod visibility;
 
 use crate::mart::Mart;
 use crate::staging::MartSnapshot;
@@ -153,6 +154,7 @@ fn classify(e: DataFusionError) -> QueryError {
             QueryError::ReadOnly(msg)
         }
         DataFusionError::NotImplemented(_) => QueryError::Invalid(msg),
+        DataFusionError::ArrowError(a, _) if visibility::is_data_error(a) => QueryError::Invalid(msg),
         _ => {
             if msg.contains("only supports a single SQL statement") {
                 QueryError::ReadOnly(msg)

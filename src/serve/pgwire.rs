@@ -19,6 +19,7 @@ use super::metrics::ApplianceMetrics;
 use crate::query::{QueryEngine, QueryError, QueryPermit};
 use crate::staging::Store;
 use async_trait::async_trait;
+use connections::LoginGate;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -56,6 +57,12 @@ use std::time::{Duration, Instant};
 
 /// What a parsed statement is, as stored in a client's portals (the `datafusion-postgres` representation).
 pub type PgStatement = (String, Option<(Statement, LogicalPlan)>);
+
+mod connections;
+pub use connections::{
+    serve_with, ConnectionLimits, DEFAULT_IDLE_SESSION_TIMEOUT, DEFAULT_LOGIN_FAILURE_WINDOW,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_STARTUP_TIMEOUT,
+};
 
 /// Number of mart versions whose protocol sessions are kept (each holds one cached query context).
 const SESSION_CACHE: usize = 4;
@@ -102,6 +109,7 @@ impl VersionSessions {
         let ctx = self.engine.context(&snapshot).await.map_err(from_query_error)?;
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(StatementPolicy),
+            Arc::new(ReaderVisibility),
             Arc::new(TransactionStatementHook),
             Arc::new(SetShowHook),
             Arc::new(CursorStatementHook),
@@ -586,6 +594,70 @@ impl ExtendedQueryHandler for PgFrontend {
     }
 }
 
+/// Refuses readers' statements that read what only operators may (the engine's settings, see
+/// [`crate::query::visibility`]) with SQLSTATE 42501; operators' statements pass.
+struct ReaderVisibility;
+
+impl ReaderVisibility {
+    fn is_reader(metadata: &std::collections::HashMap<String, String>) -> bool {
+        metadata.get(METADATA_ROLE).is_none_or(|r| r != Role::Operator.as_str())
+    }
+
+    fn check(plan: &LogicalPlan) -> PgWireResult<()> {
+        crate::query::visibility::reader_may_read(plan).map_err(|e| pg_error("42501", e.to_string()))
+    }
+
+    /// Plans `statement` to look at it; one that does not plan is left to the handlers after this one.
+    async fn check_statement(statement: &Statement, ctx: &SessionContext) -> PgWireResult<()> {
+        let parsed = datafusion::sql::parser::Statement::Statement(Box::new(statement.clone()));
+        match ctx.state().statement_to_plan(parsed).await {
+            Ok(plan) => Self::check(&plan),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl QueryHook for ReaderVisibility {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        session_context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if !Self::is_reader(client.metadata()) {
+            return None;
+        }
+        Self::check_statement(statement, session_context).await.err().map(Err)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        session_context: &SessionContext,
+        client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        if !Self::is_reader(client.metadata()) {
+            return None;
+        }
+        Self::check_statement(statement, session_context).await.err().map(Err)
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        logical_plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session_context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if !Self::is_reader(client.metadata()) {
+            return None;
+        }
+        Self::check(logical_plan).err().map(Err)
+    }
+}
+
 /// Login with a token secret as the password (cleartext inside the connection; use TLS off loopback). Peer
 /// tokens are refused: they are for replication, not for reading the mart.
 pub struct TokenLogin {
@@ -618,9 +690,16 @@ impl TokenLogin {
     }
 }
 
-#[async_trait]
-impl StartupHandler for TokenLogin {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+impl TokenLogin {
+    /// One startup-phase message. With a `gate` (connections of [`serve_with`]) a locked-out address is refused
+    /// before its password is looked at, failures and successes are counted for its address, and a session slot is
+    /// taken before the login completes.
+    async fn startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+        gate: Option<&LoginGate>,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -632,18 +711,39 @@ impl StartupHandler for TokenLogin {
                 save_startup_parameters_to_metadata(client, startup);
                 if self.tokens.is_open() {
                     // No tokens configured: the configuration allows this only on loopback.
+                    if let Some(g) = gate {
+                        g.open_session()?;
+                    }
                     return self.accept(client, Role::Operator).await;
+                }
+                if let Some(g) = gate {
+                    g.check_throttle()?;
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?;
             }
             PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
+                if let Some(g) = gate {
+                    g.check_throttle()?;
+                }
                 let pwd = pwd.into_password()?;
                 let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+                let failed = |gate: Option<&LoginGate>| {
+                    self.metrics.observe_pg_auth_failure();
+                    if let Some(g) = gate {
+                        g.throttle.failed(g.peer, tokio::time::Instant::now());
+                    }
+                };
                 match self.tokens.authenticate(&pwd.password) {
-                    Some(p) if p.role != Role::Peer => return self.accept(client, p.role).await,
+                    Some(p) if p.role != Role::Peer => {
+                        if let Some(g) = gate {
+                            g.throttle.succeeded(g.peer);
+                            g.open_session()?;
+                        }
+                        return self.accept(client, p.role).await;
+                    }
                     Some(_) => {
-                        self.metrics.observe_pg_auth_failure();
+                        failed(gate);
                         return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                             "FATAL".into(),
                             "28000".into(),
@@ -652,7 +752,7 @@ impl StartupHandler for TokenLogin {
                         ))));
                     }
                     None => {
-                        self.metrics.observe_pg_auth_failure();
+                        failed(gate);
                         return Err(PgWireError::InvalidPassword(user));
                     }
                 }
@@ -660,6 +760,36 @@ impl StartupHandler for TokenLogin {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for TokenLogin {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.startup(client, message, None).await
+    }
+}
+
+/// The login of one connection of [`serve_with`]: [`TokenLogin`] with its address's throttle and session slot.
+struct ConnectionLogin {
+    shared: Arc<TokenLogin>,
+    gate: Arc<LoginGate>,
+}
+
+#[async_trait]
+impl StartupHandler for ConnectionLogin {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.shared.startup(client, message, Some(&self.gate)).await
     }
 }
 
@@ -677,9 +807,8 @@ impl PgWireServerHandlers for PgFrontend {
     }
 }
 
-/// Accepts PostgreSQL connections on `listener` until `shutdown` completes: at most `max_connections` at once
-/// (more are closed at once, with a log line), each optionally upgraded to TLS when the client asks
-/// (`sslmode=require`).
+/// Accepts PostgreSQL connections on `listener` until `shutdown` completes: [`serve_with`] with the default
+/// [`ConnectionLimits`] and at most `max_connections` sessions.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     frontend: PgFrontend,
@@ -687,38 +816,10 @@ pub async fn serve(
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let frontend = Arc::new(frontend);
-    let acceptor = tls.map(pgwire::tokio::TlsAcceptor::from);
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
-    tokio::pin!(shutdown);
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "PostgreSQL protocol: accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections, "PostgreSQL protocol: connection refused, pgwire.max_connections reached");
-            drop(socket);
-            continue;
-        };
-        let frontend = frontend.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let metrics = frontend.metrics.clone();
-            metrics.observe_pg_connections(1.0);
-            let result = pgwire::tokio::process_socket(socket, acceptor, frontend).await;
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "PostgreSQL protocol connection ended with an error");
-            }
-            metrics.observe_pg_connections(-1.0);
-            drop(slot);
-        });
-    }
+    let limits = ConnectionLimits {
+        max_connections,
+        max_connections_per_client: max_connections.min(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+        ..ConnectionLimits::default()
+    };
+    serve_with(listener, frontend, limits, tls, shutdown).await
 }
