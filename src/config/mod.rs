@@ -836,7 +836,7 @@ mod tests {
         let mut neg = c.clone();
         neg.transform.queues[0].service_level_secs = Some(-1);
         let e = neg.validate().unwrap_err().to_string();
-        assert!(e.contains("transform.queue[0]") && e.contains("negative"), "{e}");
+        assert!(e.contains("transform.queue[0].service_level_secs") && e.contains("out of range 0..="), "{e}");
         let mut empty = c.clone();
         empty.transform.queues[0].service_level_secs = None;
         let e = empty.validate().unwrap_err().to_string();

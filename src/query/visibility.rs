@@ -47,10 +47,16 @@ pub fn reader_may_read(plan: &LogicalPlan) -> Result<(), OperatorOnly> {
     }
 }
 
-/// True for errors that the statement's own values cause (integer overflow, division by zero): the client's
-/// mistake (HTTP 400; SQLSTATE 22003 / 22012 on the PostgreSQL protocol), not the server's.
+/// True for errors that the statement's own values cause (integer overflow, division by zero, a value that does
+/// not fit the type it is cast to): the client's mistake (HTTP 400; SQLSTATE 22003 / 22012 on the PostgreSQL
+/// protocol), not the server's. Arrow's kernels report some overflows (`abs`, `negate`) as a compute error whose
+/// text says so.
 pub fn is_data_error(e: &ArrowError) -> bool {
-    matches!(e, ArrowError::ArithmeticOverflow(_) | ArrowError::DivideByZero)
+    match e {
+        ArrowError::ArithmeticOverflow(_) | ArrowError::DivideByZero | ArrowError::CastError(_) => true,
+        ArrowError::ComputeError(m) => m.contains("overflow"),
+        _ => false,
+    }
 }
 
 fn operator_only(name: &TableReference) -> Option<(&'static str, &'static str)> {

@@ -789,7 +789,7 @@ impl StartupHandler for ConnectionLogin {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.shared.startup(client, message, Some(&self.gate)).await
+        self.shared.startup(client, message, Some(self.gate.as_ref())).await
     }
 }
 

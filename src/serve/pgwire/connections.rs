@@ -14,12 +14,12 @@
 //! - **Login throttling**: after `max_login_failures` failed logins from one address within
 //!   `login_failure_window`, its logins are refused (SQLSTATE 53300, without looking at the password) until the
 //!   window has passed; a successful login clears the address's count.
-//! - **Errors of the statement's data** (integer overflow, division by zero) get their SQLSTATE (22003, 22012)
+//! - **Errors of the statement's data** (overflow, a value out of its type's range, division by zero) get their
+//!   SQLSTATE (22003, 22012)
 //!   instead of an internal error.
 
 use super::{pg_error, PgFrontend, PgStatement};
 use crate::serve::listener::RefusalLog;
-use crate::serve::metrics::ApplianceMetrics;
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion_postgres::pgwire;
@@ -368,8 +368,8 @@ async fn run_connection(
             return Ok(());
         }
     };
-    let simple = frontend.simple_query_handler();
-    let extended = frontend.extended_query_handler();
+    // The front end is both query handlers (the trait's accessors hide the statement type the codec needs).
+    let (simple, extended) = (frontend.clone(), frontend.clone());
     let copy = frontend.copy_handler();
     let cancel = frontend.cancel_handler();
     let errors = frontend.error_handler();
@@ -471,8 +471,8 @@ pub(super) fn data_error_sqlstate(e: &mut PgWireError) {
         None => source.downcast_ref::<ArrowError>(),
     };
     let code = match arrow {
-        Some(ArrowError::ArithmeticOverflow(_)) => "22003",
         Some(ArrowError::DivideByZero) => "22012",
+        Some(a) if crate::query::visibility::is_data_error(a) => "22003",
         _ => return,
     };
     let message = source.to_string();
