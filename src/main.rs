@@ -537,10 +537,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
         let _ = server_stop.changed().await;
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        Some(config) => tokio::spawn(serve::serve_tls(listener, state, config, stopped)),
-        None => tokio::spawn(serve::serve(listener, state, stopped)),
-    };
+    let server = tokio::spawn(serve::serve_with(listener, state, cfg.appliance.http_limits(), tls, stopped));
     tracing::info!(%addr, scheme, "HTTP API listening");
     let metrics_addr = match cfg.appliance.metrics_listen.as_str() {
         "" => None,
@@ -570,7 +567,7 @@ async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
             let frontend = serve::pgwire::PgFrontend::new(st.engine, st.store, st.tokens, st.metrics);
             let mut pg_stop = stop_rx.clone();
             let secure = pg_tls.is_some();
-            tokio::spawn(serve::pgwire::serve(listener, frontend, cfg.pgwire.max_connections, pg_tls, async move {
+            tokio::spawn(serve::pgwire::serve_with(listener, frontend, cfg.pgwire.limits(), pg_tls, async move {
                 let _ = pg_stop.changed().await;
             }));
             tracing::info!(addr = %paddr, tls = secure, "PostgreSQL protocol listening");

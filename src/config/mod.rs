@@ -3,11 +3,13 @@
 
 use crate::extract::{DEFAULT_CHUNK_ROWS, DEFAULT_MAX_CHUNKS_PER_CYCLE};
 use crate::query::QueryLimits;
+use crate::serve::pgwire as pg;
 use crate::sim::SimSettings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
 
 /// Default seconds between pipeline cycles.
@@ -27,6 +29,70 @@ pub const DEFAULT_PGWIRE_MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/ccmart";
 /// URL scheme of an in-process simulated IDB.
 pub const EMBEDDED_SCHEME: &str = "embedded";
+
+/// Largest `appliance.cycle_secs`: an hour.
+pub const MAX_CYCLE_SECS: u64 = 3_600;
+/// Largest `appliance.staging_cache_mb`: 64 GiB.
+pub const MAX_STAGING_CACHE_MB: usize = 65_536;
+/// Largest `appliance.max_http_connections` and `pgwire.max_connections`.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Largest `appliance.http_header_timeout_secs` and `pgwire.startup_timeout_secs`: five minutes.
+pub const MAX_HANDSHAKE_SECS: u64 = 300;
+/// Largest `extract.chunk_rows`.
+pub const MAX_CHUNK_ROWS: usize = 1_000_000;
+/// Largest `extract.max_chunks_per_cycle`.
+pub const MAX_CHUNKS_PER_CYCLE: usize = 100_000;
+/// Largest `extract.transform_batch`.
+pub const MAX_TRANSFORM_BATCH: usize = 1_000_000;
+/// Largest period of a recurring task or a retry wait (`extract.backlog_publish_secs`, `extract.retry_max_secs`,
+/// `maintenance.interval_secs`, `pgwire.login_failure_window_secs`): a day.
+pub const MAX_INTERVAL_SECS: u64 = 86_400;
+/// Largest `query.max_rows`.
+pub const MAX_QUERY_ROWS: usize = 100_000_000;
+/// Largest `query.timeout_secs`: a day.
+pub const MAX_QUERY_TIMEOUT_SECS: u64 = 86_400;
+/// Largest `query.memory_limit_mb`: 1 TiB.
+pub const MAX_QUERY_MEMORY_MB: usize = 1 << 20;
+/// Largest `query.max_result_mb`: 16 GiB (an answer is held in memory).
+pub const MAX_RESULT_MB: usize = 16_384;
+/// Largest `query.spill_limit_mb`: 16 TiB.
+pub const MAX_SPILL_MB: u64 = 1 << 24;
+/// Largest `query.max_concurrent`.
+pub const MAX_CONCURRENT_QUERIES: usize = 256;
+/// Largest `query.max_queued`.
+pub const MAX_QUEUED_QUERIES: usize = 10_000;
+/// Largest `pgwire.idle_session_timeout_secs`: a week.
+pub const MAX_IDLE_SESSION_SECS: u64 = 7 * 86_400;
+/// Largest `pgwire.max_login_failures`.
+pub const MAX_LOGIN_FAILURES: u32 = 1_000;
+/// Largest span of history a duration may cover (`maintenance.version_retention_secs`,
+/// `merge.backfill_window_secs`, simulated fault times): 400 days.
+pub const MAX_HISTORY_SECS: u64 = 400 * 86_400;
+/// Largest `maintenance.mart_retention_days` and `maintenance.staging_retention_days`: 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+/// Largest `merge.stuck_threshold_secs`: 30 days.
+pub const MAX_STUCK_THRESHOLD_SECS: u64 = 30 * 86_400;
+/// Largest `merge.max_call_duration_secs`: a week.
+pub const MAX_CALL_DURATION_SECS: u64 = 7 * 86_400;
+/// Largest service-level and short-abandon threshold (`[transform]`, `[[transform.queue]]`): a day.
+pub const MAX_THRESHOLD_SECS: u64 = 86_400;
+
+/// `Ok` when `min <= value <= max`; otherwise the error names the key, the value, the range and its unit.
+fn within<V, B>(key: &str, value: V, min: B, max: B, unit: &str) -> Result<(), ConfigError>
+where
+    V: TryInto<i128> + Copy + std::fmt::Display,
+    B: TryInto<i128> + Copy + std::fmt::Display,
+{
+    let as_wide = |x: V| x.try_into().ok();
+    let bound = |x: B| x.try_into().ok();
+    match (as_wide(value), bound(min), bound(max)) {
+        (Some(v), Some(lo), Some(hi)) if lo <= v && v <= hi => Ok(()),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            message: format!("{value} is out of range {min}..={max} ({unit}); set a value in that range"),
+        }),
+    }
+}
 
 /// Configuration errors: which key, what is wrong, what to do.
 #[derive(Debug, Error)]
@@ -119,6 +185,11 @@ pub struct ApplianceConfig {
     /// PEM private key of `tls_cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Simultaneous HTTP connections on `listen` (TLS handshakes included); more are closed at once.
+    pub max_http_connections: usize,
+    /// Seconds a client has to send the headers of a request (the first one, and each next one on a kept-alive
+    /// connection); a client that is slower (or idle) is disconnected.
+    pub http_header_timeout_secs: u64,
 }
 
 impl Default for ApplianceConfig {
@@ -132,6 +203,8 @@ impl Default for ApplianceConfig {
             staging_cache_mb: crate::staging::DEFAULT_CACHE_MB,
             tls_cert: None,
             tls_key: None,
+            max_http_connections: crate::serve::DEFAULT_MAX_HTTP_CONNECTIONS,
+            http_header_timeout_secs: crate::serve::DEFAULT_HTTP_HEADER_TIMEOUT.as_secs(),
         }
     }
 }
@@ -143,8 +216,21 @@ impl Default for ApplianceConfig {
 pub struct PgwireConfig {
     /// Listen address; empty disables the listener.
     pub listen: String,
-    /// Simultaneous connections; more are refused at once (the client sees the connection closed).
+    /// Simultaneous logged-in sessions; a login beyond them is refused (SQLSTATE 53300). At most as many
+    /// connections may be logging in at once besides; when they are all taken the oldest is closed to make room.
     pub max_connections: usize,
+    /// Simultaneous logged-in sessions from one client address (SQLSTATE 53300 beyond), so that one host cannot
+    /// take every session.
+    pub max_connections_per_client: usize,
+    /// Seconds a connection has to complete TLS, startup and login; then it is closed.
+    pub startup_timeout_secs: u64,
+    /// Seconds a logged-in session may wait between statements before it is closed (SQLSTATE 57P05); 0: never.
+    pub idle_session_timeout_secs: u64,
+    /// Failed logins from one client address within `login_failure_window_secs` after which its logins are
+    /// refused (SQLSTATE 53300) until the window has passed.
+    pub max_login_failures: u32,
+    /// See `max_login_failures`, seconds.
+    pub login_failure_window_secs: u64,
     /// PEM certificate chain for TLS (clients ask with `sslmode=require`); with `tls_key`. Unset: plain only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -153,11 +239,41 @@ pub struct PgwireConfig {
     pub tls_key: Option<PathBuf>,
 }
 
+impl PgwireConfig {
+    /// The connection limits of the listener as configured.
+    pub fn limits(&self) -> crate::serve::pgwire::ConnectionLimits {
+        crate::serve::pgwire::ConnectionLimits {
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            startup_timeout: Duration::from_secs(self.startup_timeout_secs),
+            idle_session_timeout: (self.idle_session_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.idle_session_timeout_secs)),
+            max_login_failures: self.max_login_failures,
+            login_failure_window: Duration::from_secs(self.login_failure_window_secs),
+        }
+    }
+}
+
+impl ApplianceConfig {
+    /// The connection limits of the HTTP listener as configured.
+    pub fn http_limits(&self) -> crate::serve::HttpLimits {
+        crate::serve::HttpLimits {
+            max_connections: self.max_http_connections,
+            header_timeout: Duration::from_secs(self.http_header_timeout_secs),
+        }
+    }
+}
+
 impl Default for PgwireConfig {
     fn default() -> Self {
         PgwireConfig {
             listen: DEFAULT_PGWIRE_LISTEN.into(),
             max_connections: DEFAULT_PGWIRE_MAX_CONNECTIONS,
+            max_connections_per_client: pg::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            startup_timeout_secs: pg::DEFAULT_STARTUP_TIMEOUT.as_secs(),
+            idle_session_timeout_secs: pg::DEFAULT_IDLE_SESSION_TIMEOUT.as_secs(),
+            max_login_failures: pg::DEFAULT_MAX_LOGIN_FAILURES,
+            login_failure_window_secs: pg::DEFAULT_LOGIN_FAILURE_WINDOW.as_secs(),
             tls_cert: None,
             tls_key: None,
         }
@@ -330,6 +446,8 @@ impl Config {
 
     /// Checks every value; the first problem is returned with its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_bounds()?;
+        self.check_files_and_addresses()?;
         let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
         let m = &self.appliance.metrics_listen;
         if !m.is_empty() && m.parse::<SocketAddr>().is_err() {
@@ -364,9 +482,6 @@ impl Config {
                 "pgwire.listen",
                 format!("'{}' is not an ip:port address (e.g. 127.0.0.1:5433); leave it empty to disable", p.listen),
             );
-        }
-        if p.max_connections == 0 || p.max_connections > 10_000 {
-            return invalid("pgwire.max_connections", format!("{} is out of range 1..=10000", p.max_connections));
         }
         if p.tls_cert.is_some() != p.tls_key.is_some() {
             return invalid(
@@ -414,26 +529,11 @@ impl Config {
         if let Some((key, message)) = self.replication.problem(&self.appliance.site) {
             return invalid(key, message);
         }
-        if self.maintenance.staging_retention_days == 0 {
-            return invalid(
-                "maintenance.staging_retention_days",
-                "must be at least 1 (days the IDB rows of a transformed interaction are kept)".into(),
-            );
-        }
-        if self.maintenance.mart_retention_days == 0 {
-            return invalid("maintenance.mart_retention_days", "must be at least 1 (days of history kept)".into());
-        }
-        if q.max_result_mb == 0 {
-            return invalid("query.max_result_mb", "must be at least 1".into());
-        }
         if self.transform.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return invalid(
                 "transform.time_zone",
                 format!("'{}' is not an IANA time zone like Europe/Berlin or UTC", self.transform.time_zone),
             );
-        }
-        if self.transform.service_level_secs < 0 || self.transform.short_abandon_secs < 0 {
-            return invalid("transform", "service_level_secs and short_abandon_secs must not be negative".into());
         }
         let mut queues = std::collections::BTreeSet::new();
         for (i, q) in self.transform.queues.iter().enumerate() {
@@ -444,8 +544,12 @@ impl Config {
                     format!("queue DBID {} has two entries; merge them into one", q.dbid),
                 );
             }
-            if q.service_level_secs.is_some_and(|v| v < 0) || q.short_abandon_secs.is_some_and(|v| v < 0) {
-                return invalid(&key, "service_level_secs and short_abandon_secs must not be negative".into());
+            for (name, v) in
+                [("service_level_secs", q.service_level_secs), ("short_abandon_secs", q.short_abandon_secs)]
+            {
+                if let Some(v) = v {
+                    within(&format!("{key}.{name}"), v, 0, MAX_THRESHOLD_SECS, "seconds (a day at most)")?;
+                }
             }
             if q.service_level_secs.is_none() && q.short_abandon_secs.is_none() {
                 return invalid(
@@ -495,16 +599,7 @@ impl Config {
             }
         }
         let m = &self.merge;
-        if m.stuck_threshold_secs < 1 {
-            return invalid("merge.stuck_threshold_secs", "must be at least 1".into());
-        }
-        if m.backfill_window_secs.is_some_and(|w| w < 0) {
-            return invalid("merge.backfill_window_secs", "must not be negative (leave it out for no limit)".into());
-        }
-        if m.max_call_duration_secs < 60 {
-            return invalid("merge.max_call_duration_secs", "must be at least 60".into());
-        }
-        if m.slice_secs < 60 || 86_400 % m.slice_secs != 0 {
+        if 86_400 % m.slice_secs != 0 {
             return invalid("merge.slice_secs", format!("{} must be at least 60 and divide a day", m.slice_secs));
         }
         let sites: std::collections::BTreeSet<&str> = self.idbs.iter().map(|i| i.site.as_str()).collect();
@@ -571,15 +666,140 @@ impl Config {
                         format!("'{}' is not an IDB name (or, for cti_link_loss and site_failure, a site)", f.target),
                     );
                 }
-                if f.start_secs < 0 || f.duration_secs < 0 {
-                    return invalid(
-                        &format!("simulator.fault[{i}]"),
-                        "start_secs and duration_secs must not be negative".into(),
-                    );
-                }
+                within(&format!("simulator.fault[{i}].start_secs"), f.start_secs, 0, MAX_HISTORY_SECS, "seconds")?;
+                within(
+                    &format!("simulator.fault[{i}].duration_secs"),
+                    f.duration_secs,
+                    0,
+                    MAX_HISTORY_SECS,
+                    "seconds",
+                )?;
             }
             if !(0.0..=400.0).contains(&sim.history_days) {
                 return invalid("simulator.history_days", "must be between 0 and 400".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every size, count and duration against its range (the `MAX_*` constants of this module), so that no value
+    /// that passes can overflow where it is turned into bytes, an instant or a deadline.
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        let (a, e, q, p) = (&self.appliance, &self.extract, &self.query, &self.pgwire);
+        within("appliance.cycle_secs", a.cycle_secs, 1, MAX_CYCLE_SECS, "seconds")?;
+        within("appliance.staging_cache_mb", a.staging_cache_mb, 16, MAX_STAGING_CACHE_MB, "MiB")?;
+        within("appliance.max_http_connections", a.max_http_connections, 1, MAX_CONNECTIONS, "connections")?;
+        within("appliance.http_header_timeout_secs", a.http_header_timeout_secs, 1, MAX_HANDSHAKE_SECS, "seconds")?;
+        within("extract.chunk_rows", e.chunk_rows, 10, MAX_CHUNK_ROWS, "rows")?;
+        within("extract.max_chunks_per_cycle", e.max_chunks_per_cycle, 1, MAX_CHUNKS_PER_CYCLE, "chunks")?;
+        within("extract.transform_batch", e.transform_batch, 1, MAX_TRANSFORM_BATCH, "groups")?;
+        within("extract.backlog_publish_secs", e.backlog_publish_secs, 0, MAX_INTERVAL_SECS, "seconds")?;
+        within("extract.retry_max_secs", e.retry_max_secs, 0, MAX_INTERVAL_SECS, "seconds (0: every cycle)")?;
+        within("query.max_rows", q.max_rows, 1, MAX_QUERY_ROWS, "rows")?;
+        within("query.timeout_secs", q.timeout_secs, 1, MAX_QUERY_TIMEOUT_SECS, "seconds (a day at most)")?;
+        within("query.memory_limit_mb", q.memory_limit_mb, 16, MAX_QUERY_MEMORY_MB, "MiB (1 TiB at most)")?;
+        within("query.max_result_mb", q.max_result_mb, 1, MAX_RESULT_MB, "MiB (16 GiB at most)")?;
+        within("query.spill_limit_mb", q.spill_limit_mb, 0, MAX_SPILL_MB, "MiB (16 TiB at most)")?;
+        within("query.max_concurrent", q.max_concurrent, 1, MAX_CONCURRENT_QUERIES, "queries")?;
+        within("query.max_queued", q.max_queued, 0, MAX_QUEUED_QUERIES, "queries")?;
+        within("pgwire.max_connections", p.max_connections, 1, MAX_CONNECTIONS, "sessions")?;
+        within(
+            "pgwire.max_connections_per_client",
+            p.max_connections_per_client,
+            1,
+            p.max_connections,
+            "sessions (at most pgwire.max_connections)",
+        )?;
+        within("pgwire.startup_timeout_secs", p.startup_timeout_secs, 1, MAX_HANDSHAKE_SECS, "seconds")?;
+        within(
+            "pgwire.idle_session_timeout_secs",
+            p.idle_session_timeout_secs,
+            0,
+            MAX_IDLE_SESSION_SECS,
+            "seconds (0: never; a week at most)",
+        )?;
+        within("pgwire.max_login_failures", p.max_login_failures, 1, MAX_LOGIN_FAILURES, "failed logins")?;
+        within("pgwire.login_failure_window_secs", p.login_failure_window_secs, 1, MAX_INTERVAL_SECS, "seconds")?;
+        let mt = &self.maintenance;
+        within("maintenance.interval_secs", mt.interval_secs, 0, MAX_INTERVAL_SECS, "seconds (0: never)")?;
+        within("maintenance.version_retention_secs", mt.version_retention_secs, 0, MAX_HISTORY_SECS, "seconds")?;
+        within(
+            "maintenance.mart_retention_days",
+            mt.mart_retention_days,
+            1,
+            MAX_RETENTION_DAYS,
+            "days of history kept",
+        )?;
+        within(
+            "maintenance.staging_retention_days",
+            mt.staging_retention_days,
+            1,
+            MAX_RETENTION_DAYS,
+            "days the IDB rows of a transformed interaction are kept",
+        )?;
+        let m = &self.merge;
+        within(
+            "merge.stuck_threshold_secs",
+            m.stuck_threshold_secs,
+            1,
+            MAX_STUCK_THRESHOLD_SECS,
+            "seconds (30 days at most)",
+        )?;
+        if let Some(w) = m.backfill_window_secs {
+            within("merge.backfill_window_secs", w, 0, MAX_HISTORY_SECS, "seconds (leave it out for no limit)")?;
+        }
+        within("merge.max_call_duration_secs", m.max_call_duration_secs, 60, MAX_CALL_DURATION_SECS, "seconds")?;
+        within("merge.slice_secs", m.slice_secs, 60, 86_400, "seconds (and divide a day)")?;
+        let t = &self.transform;
+        within("transform.service_level_secs", t.service_level_secs, 0, MAX_THRESHOLD_SECS, "seconds (a day at most)")?;
+        within("transform.short_abandon_secs", t.short_abandon_secs, 0, MAX_THRESHOLD_SECS, "seconds (a day at most)")?;
+        Ok(())
+    }
+
+    /// Files and addresses as the appliance will use them: TLS files are loaded (a certificate, a private key that
+    /// fits it), `data_dir` is a directory if it exists, and no two listeners share an address.
+    fn check_files_and_addresses(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
+        for (section, cert, key) in [
+            ("appliance", &self.appliance.tls_cert, &self.appliance.tls_key),
+            ("pgwire", &self.pgwire.tls_cert, &self.pgwire.tls_key),
+        ] {
+            if let (Some(cert), Some(key)) = (cert, key) {
+                if let Err(e) = crate::serve::tls::server_config(cert, key) {
+                    let which = match &e {
+                        crate::serve::tls::TlsError::Pem { what: "private key", .. } => "tls_key",
+                        _ => "tls_cert",
+                    };
+                    return invalid(
+                        &format!("{section}.{which}"),
+                        format!("{e}; give a PEM certificate chain in tls_cert and its private key in tls_key"),
+                    );
+                }
+            }
+        }
+        let dir = &self.appliance.data_dir;
+        if dir.exists() && !dir.is_dir() {
+            return invalid(
+                "appliance.data_dir",
+                format!("{} exists but is not a directory; name a directory (it is created if missing)", dir.display()),
+            );
+        }
+        let listeners = [
+            ("appliance.listen", &self.appliance.listen),
+            ("appliance.metrics_listen", &self.appliance.metrics_listen),
+            ("pgwire.listen", &self.pgwire.listen),
+        ];
+        for (i, (key, addr)) in listeners.iter().enumerate() {
+            for (other, other_addr) in &listeners[..i] {
+                if let (Ok(a), Ok(b)) = (addr.parse::<SocketAddr>(), other_addr.parse::<SocketAddr>()) {
+                    let same_ip = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+                    if a.port() != 0 && a.port() == b.port() && same_ip {
+                        return invalid(
+                            key,
+                            format!("{addr} is also {other} ({other_addr}); give each listener a port of its own"),
+                        );
+                    }
+                }
             }
         }
         Ok(())
@@ -654,7 +874,7 @@ mod tests {
         let mut neg = c.clone();
         neg.transform.queues[0].service_level_secs = Some(-1);
         let e = neg.validate().unwrap_err().to_string();
-        assert!(e.contains("transform.queue[0]") && e.contains("negative"), "{e}");
+        assert!(e.contains("transform.queue[0].service_level_secs") && e.contains("out of range 0..="), "{e}");
         let mut empty = c.clone();
         empty.transform.queues[0].service_level_secs = None;
         let e = empty.validate().unwrap_err().to_string();
@@ -662,6 +882,120 @@ mod tests {
         assert_eq!(c.transform.aggregate_fingerprint(), back.transform.aggregate_fingerprint());
         let default = crate::transform::aggregate::TransformSettings::default();
         assert_ne!(c.transform.aggregate_fingerprint(), default.aggregate_fingerprint(), "an override changes it");
+    }
+
+    /// The key named by the first problem `validate` finds.
+    fn refused_key(c: &Config) -> String {
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected a refused key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn extreme_limits_are_refused_by_key_before_they_can_overflow() {
+        let base = Config::demo(Path::new("/tmp/x"), "127.0.0.1:0", 1);
+        type Edit = fn(&mut Config);
+        let cases: &[(&str, Edit)] = &[
+            ("query.memory_limit_mb", |c| c.query.memory_limit_mb = usize::MAX),
+            ("query.memory_limit_mb", |c| c.query.memory_limit_mb = MAX_QUERY_MEMORY_MB + 1),
+            ("query.spill_limit_mb", |c| c.query.spill_limit_mb = u64::MAX),
+            ("query.max_result_mb", |c| c.query.max_result_mb = usize::MAX / 2),
+            ("query.timeout_secs", |c| c.query.timeout_secs = i64::MAX as u64),
+            ("query.timeout_secs", |c| c.query.timeout_secs = 0),
+            ("query.max_rows", |c| c.query.max_rows = usize::MAX),
+            ("appliance.max_http_connections", |c| c.appliance.max_http_connections = 0),
+            ("appliance.http_header_timeout_secs", |c| c.appliance.http_header_timeout_secs = u64::MAX),
+            ("extract.backlog_publish_secs", |c| c.extract.backlog_publish_secs = u64::MAX),
+            ("extract.retry_max_secs", |c| c.extract.retry_max_secs = u64::MAX),
+            ("extract.max_chunks_per_cycle", |c| c.extract.max_chunks_per_cycle = usize::MAX),
+            ("pgwire.startup_timeout_secs", |c| c.pgwire.startup_timeout_secs = u64::MAX),
+            ("pgwire.idle_session_timeout_secs", |c| c.pgwire.idle_session_timeout_secs = u64::MAX),
+            ("pgwire.login_failure_window_secs", |c| c.pgwire.login_failure_window_secs = u64::MAX),
+            ("pgwire.max_login_failures", |c| c.pgwire.max_login_failures = 0),
+            ("pgwire.max_connections_per_client", |c| c.pgwire.max_connections_per_client = 65),
+            ("maintenance.interval_secs", |c| c.maintenance.interval_secs = u64::MAX),
+            ("maintenance.version_retention_secs", |c| c.maintenance.version_retention_secs = u64::MAX),
+            ("merge.stuck_threshold_secs", |c| c.merge.stuck_threshold_secs = i64::MAX),
+            ("merge.backfill_window_secs", |c| c.merge.backfill_window_secs = Some(i64::MAX)),
+            ("merge.max_call_duration_secs", |c| c.merge.max_call_duration_secs = i64::MAX),
+            ("transform.service_level_secs", |c| c.transform.service_level_secs = i64::MAX),
+            ("transform.short_abandon_secs", |c| c.transform.short_abandon_secs = -1),
+        ];
+        for (key, edit) in cases {
+            let mut c = base.clone();
+            edit(&mut c);
+            assert_eq!(refused_key(&c), *key);
+            let message = c.validate().unwrap_err().to_string();
+            assert!(message.contains("out of range") && message.contains("set a value"), "{message}");
+        }
+        // The largest accepted values multiply to bytes and durations without overflow.
+        let mut c = base.clone();
+        c.query.memory_limit_mb = MAX_QUERY_MEMORY_MB;
+        c.query.spill_limit_mb = MAX_SPILL_MB;
+        c.query.max_result_mb = MAX_RESULT_MB;
+        c.query.timeout_secs = MAX_QUERY_TIMEOUT_SECS;
+        c.pgwire.idle_session_timeout_secs = MAX_IDLE_SESSION_SECS;
+        c.validate().unwrap();
+        assert!(c.query.spill_limit_mb.checked_mul(1024 * 1024).is_some());
+        assert!(c.query.memory_limit_mb.checked_mul(1024 * 1024).is_some());
+        let far = std::time::Instant::now() + Duration::from_secs(c.query.timeout_secs + MAX_IDLE_SESSION_SECS);
+        assert!(far > std::time::Instant::now());
+    }
+
+    #[test]
+    fn extreme_limits_in_a_file_fail_check_config_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = Config::demo(dir.path(), "127.0.0.1:0", 1)
+            .to_toml()
+            .replace("memory_limit_mb = 1024", "memory_limit_mb = 9223372036854775807");
+        let file = dir.path().join("ccmart.toml");
+        std::fs::write(&file, text).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.contains("query.memory_limit_mb") && e.contains("9223372036854775807"), "{e}");
+    }
+
+    #[test]
+    fn files_and_addresses_are_checked_as_they_will_be_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Config::demo(dir.path(), "127.0.0.1:8080", 1);
+        base.validate().unwrap();
+
+        // TLS files that hold no certificate or no key.
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a PEM file\n").unwrap();
+        let mut c = base.clone();
+        (c.appliance.tls_cert, c.appliance.tls_key) = (Some(empty.clone()), Some(empty.clone()));
+        assert_eq!(refused_key(&c), "appliance.tls_cert");
+        assert!(c.validate().unwrap_err().to_string().contains("no CERTIFICATE"), "{:?}", c.validate());
+        let mut c = base.clone();
+        (c.pgwire.tls_cert, c.pgwire.tls_key) = (Some(dir.path().join("missing.pem")), Some(empty.clone()));
+        assert_eq!(refused_key(&c), "pgwire.tls_cert");
+
+        // A data directory that is a file.
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let mut c = base.clone();
+        c.appliance.data_dir = file;
+        assert_eq!(refused_key(&c), "appliance.data_dir");
+        let mut c = base.clone();
+        c.appliance.data_dir = dir.path().join("not-yet-created");
+        c.validate().expect("a missing data directory is created at start");
+
+        // Two listeners on one address.
+        let mut c = base.clone();
+        c.appliance.metrics_listen = c.appliance.listen.clone();
+        assert_eq!(refused_key(&c), "appliance.metrics_listen");
+        let mut c = base.clone();
+        c.pgwire.listen = "0.0.0.0:8080".into();
+        c.tokens.push(TokenConfig { name: "r".into(), role: "reader".into(), sha256: "ab".repeat(32) });
+        assert_eq!(refused_key(&c), "pgwire.listen");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("appliance.listen") && e.contains("port of its own"), "{e}");
+        let mut c = base.clone();
+        c.pgwire.listen = "127.0.0.1:5433".into();
+        c.appliance.metrics_listen = String::new();
+        c.validate().expect("distinct ports");
     }
 
     #[test]

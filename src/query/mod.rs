@@ -11,6 +11,7 @@ pub mod guard;
 pub mod reports;
 pub mod snapshot_files;
 pub mod system;
+pub mod visibility;
 pub mod workers;
 
 use crate::mart::Mart;
@@ -94,6 +95,9 @@ pub enum QueryError {
     /// The statement is not a read-only query.
     #[error("only read-only queries are allowed: {0}")]
     ReadOnly(String),
+    /// The statement reads what only operators may read (see [`visibility`]).
+    #[error("{0}")]
+    Forbidden(String),
     /// The statement is too large or nests too deeply to be planned safely (see [`gate`]).
     #[error("statement too complex: {0}")]
     TooComplex(String),
@@ -132,6 +136,7 @@ impl QueryError {
             QueryError::Syntax(_) => "syntax_error",
             QueryError::ReadOnly(_) => "read_only",
             QueryError::TooComplex(_) => "too_complex",
+            QueryError::Forbidden(_) => "forbidden",
             QueryError::Invalid(_) => "invalid_query",
             QueryError::Execution(_) | QueryError::Exhausted(_) => "execution_error",
             QueryError::Timeout(_) => "timeout",
@@ -170,6 +175,7 @@ pub(crate) fn classify(e: DataFusionError) -> QueryError {
             QueryError::ReadOnly(msg)
         }
         DataFusionError::NotImplemented(_) => QueryError::Invalid(msg),
+        DataFusionError::ArrowError(a, _) if visibility::is_data_error(a) => QueryError::Invalid(msg),
         _ => {
             if msg.contains("only supports a single SQL statement") {
                 QueryError::ReadOnly(msg)
@@ -482,18 +488,20 @@ impl QueryEngine {
         sql: &str,
         params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
     ) -> Result<QueryResult, QueryError> {
-        let mut result = self.run_held(snapshot, sql, params).await?;
+        let mut result = self.run_held(snapshot, sql, params, false).await?;
         result.permit = None;
         Ok(result)
     }
 
     /// [`Self::run_with_params`], with the query's slot kept in [`QueryResult::permit`]: for answers that are sent
     /// after this returns (HTTP), so they count against `max_concurrent` until they are.
+    /// With `reader`, a statement that reads what only operators may ([`visibility`]) is refused.
     pub async fn run_held(
         &self,
         snapshot: &MartSnapshot,
         sql: &str,
         params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
+        reader: bool,
     ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
         gate::check_text(sql)?;
@@ -510,6 +518,9 @@ impl QueryEngine {
             gate::check_df_statement(&statement)?;
             let plan = state.statement_to_plan(statement).await.map_err(classify)?;
             gate::check_plan(&plan)?;
+            if reader {
+                visibility::reader_may_read(&plan).map_err(|e| QueryError::Forbidden(e.to_string()))?;
+            }
             let mut df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
             if let Some(p) = params {
                 df = df.with_param_values(p).map_err(classify)?;

@@ -77,8 +77,8 @@ fn json_values(a: &ArrayRef) -> Result<Vec<serde_json::Value>, String> {
 pub struct QueryAnswer {
     /// Result columns (Arrow type names).
     pub columns: Vec<super::ColumnInfo>,
-    /// Rows, values in column order (numbers, strings, booleans, null).
-    #[schema(value_type = Vec<Vec<Object>>)]
+    /// Rows, each an array of values in column order (numbers, strings, booleans, null).
+    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
     pub rows: Vec<Vec<serde_json::Value>>,
     /// Rows returned.
     pub row_count: usize,

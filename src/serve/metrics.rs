@@ -192,6 +192,13 @@ impl ApplianceMetrics {
         self.record(|| counter!("ccmart_auth_failures_total", "endpoint" => "pgwire").increment(1));
     }
 
+    /// Counts a connection closed unserved (`listener`: `http` or `pgwire`; `reason`: the limit that closed it).
+    pub fn observe_connection_refused(&self, listener: &'static str, reason: &'static str) {
+        self.record(|| {
+            counter!("ccmart_connections_refused_total", "listener" => listener, "reason" => reason).increment(1)
+        });
+    }
+
     /// Adds `delta` (+1 on accept, −1 on close) to the open PostgreSQL-protocol connections.
     pub fn observe_pg_connections(&self, delta: f64) {
         self.record(|| gauge!("ccmart_pgwire_connections").increment(delta));
@@ -206,6 +213,10 @@ impl ApplianceMetrics {
 
 fn describe() {
     describe_histogram!("ccmart_cycle_duration_seconds", Unit::Seconds, "Duration of one pipeline cycle.");
+    describe_counter!(
+        "ccmart_connections_refused_total",
+        "Connections closed unserved, by listener (http, pgwire) and the limit that closed them."
+    );
     describe_counter!("ccmart_cycles_total", "Pipeline cycles by outcome (ok, error).");
     describe_gauge!("ccmart_mart_version", "Newest published mart version (0: none yet).");
     describe_gauge!("ccmart_epoch", "Fencing epoch of this appliance's role.");
@@ -300,5 +311,6 @@ pub async fn serve_metrics(
     tokens: super::auth::TokenRegistry,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, metrics_router(metrics, tokens)).with_graceful_shutdown(shutdown).await
+    let router = metrics_router(metrics.clone(), tokens);
+    super::listener::serve_router(listener, router, super::HttpLimits::default(), None, metrics, shutdown).await
 }

@@ -18,9 +18,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub use format::{OutputFormat, ParquetExport};
+pub use listener::{HttpLimits, DEFAULT_HTTP_HEADER_TIMEOUT, DEFAULT_MAX_HTTP_CONNECTIONS};
 
 pub mod admin;
 pub mod auth;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
@@ -228,9 +230,30 @@ impl From<QueryError> for ApiError {
             QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             QueryError::NoSnapshot(_) | QueryError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Exhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, code: e.code(), message: e.to_string() }
+    }
+}
+
+/// axum's `Query` extractor with its rejection (a malformed or mistyped query string) answered as the API's error
+/// JSON (400, code `bad_parameter`) instead of axum's plain-text body.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        <Query<T> as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|r| ApiError::bad_request("bad_parameter", r.body_text()))
     }
 }
 
@@ -437,11 +460,15 @@ async fn tables() -> Json<TableList> {
         (status = 200, description = "The answer (JSON shown; CSV, Arrow IPC or Parquet by `format`)", body = format::QueryAnswer),
         (status = 400, description = "Bad request: the error code says what", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "Token of the wrong role", body = ErrorBody),
+        (status = 403, description = "Token of the wrong role, or a reader reading the engine's settings", body = ErrorBody),
         (status = 408, description = "Time limit exceeded", body = ErrorBody),
         (status = 422, description = "Memory limit or a size bound hit", body = ErrorBody),
         (status = 503, description = "Busy (Retry-After) or nothing published yet", body = ErrorBody)))]
-async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response, ApiError> {
+async fn query(
+    State(state): State<ServeState>,
+    Extension(caller): Extension<auth::Principal>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "bad_request",
@@ -458,7 +485,8 @@ async fn query(State(state): State<ServeState>, body: Bytes) -> Result<Response,
         return Err(ApiError::bad_request("bad_request", "sql is empty"));
     }
     let snap = snapshot(&state, req.mart_version)?;
-    let result = state.engine.run_held(&snap, &req.sql, None).await?;
+    let reader = caller.role != auth::Role::Operator;
+    let result = state.engine.run_held(&snap, &req.sql, None, reader).await?;
     render_holding_slot(format, result, &freshness(&state))
 }
 
@@ -484,6 +512,9 @@ fn render_holding_slot(
     Ok(Response::from_parts(parts, body))
 }
 
+/// Refuses a reader's statement that reads what only operators may (see [`crate::query::visibility`]). The
+/// statement is planned once more for this, inside a query slot and the time limit like any query; a statement
+/// that does not plan is left to [`QueryEngine::run`], which answers its error.
 fn report_catalog() -> Result<&'static std::collections::BTreeMap<String, crate::query::reports::Report>, ApiError> {
     crate::query::reports::saved_reports().map_err(|m| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -521,7 +552,7 @@ async fn reports() -> Result<Json<ReportList>, ApiError> {
 async fn run_report(
     State(state): State<ServeState>,
     UrlPath(name): UrlPath<String>,
-    Query(mut params): Query<std::collections::HashMap<String, String>>,
+    ApiQuery(mut params): ApiQuery<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let catalog = report_catalog()?;
     let report = catalog.get(&name).ok_or_else(|| ApiError {
@@ -542,7 +573,7 @@ async fn run_report(
     };
     let bound = crate::query::reports::bind(report, &params).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, version)?;
-    let result = state.engine.run_held(&snap, &report.sql, Some(bound)).await?;
+    let result = state.engine.run_held(&snap, &report.sql, Some(bound), false).await?;
     render_holding_slot(format, result, &freshness(&state))
 }
 
@@ -586,7 +617,7 @@ pub struct RowDigests {
 #[utoipa::path(get, path = "/v1/digest", tag = "replication", params(DigestParams),
     responses((status = 200, description = "Digests", body = DigestList), (status = 400, description = "Bad request: the error code says what", body = ErrorBody), (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Token of the wrong role", body = ErrorBody),))]
-async fn digest(State(state): State<ServeState>, Query(p): Query<DigestParams>) -> Result<Response, ApiError> {
+async fn digest(State(state): State<ServeState>, ApiQuery(p): ApiQuery<DigestParams>) -> Result<Response, ApiError> {
     let tables = match &p.table {
         Some(name) => vec![mart_table(name).ok_or_else(|| {
             ApiError::bad_request("unknown_table", format!("no mart table '{name}'; see GET /v1/tables"))
@@ -603,7 +634,10 @@ async fn digest(State(state): State<ServeState>, Query(p): Query<DigestParams>) 
 #[utoipa::path(get, path = "/v1/digest/rows", tag = "replication", params(DigestParams),
     responses((status = 200, description = "Row digests", body = RowDigests), (status = 400, description = "Bad request: the error code says what", body = ErrorBody), (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Token of the wrong role", body = ErrorBody),))]
-async fn digest_rows(State(state): State<ServeState>, Query(p): Query<DigestParams>) -> Result<Response, ApiError> {
+async fn digest_rows(
+    State(state): State<ServeState>,
+    ApiQuery(p): ApiQuery<DigestParams>,
+) -> Result<Response, ApiError> {
     let name = p.table.as_deref().ok_or_else(|| ApiError::bad_request("bad_parameter", "'table' is required"))?;
     let table = mart_table(name)
         .ok_or_else(|| ApiError::bad_request("unknown_table", format!("no mart table '{name}'; see GET /v1/tables")))?;
@@ -652,7 +686,7 @@ pub fn parse_day(name: &str, v: &Option<String>) -> Result<Option<String>, Strin
 async fn export(
     State(state): State<ServeState>,
     UrlPath(table): UrlPath<String>,
-    Query(p): Query<ExportParams>,
+    ApiQuery(p): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let t = mart_table(&table).ok_or_else(|| {
         ApiError::bad_request("unknown_table", format!("no mart table '{table}'; see GET /v1/tables"))
@@ -707,24 +741,36 @@ impl futures::Stream for ExportStream {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` with the default [`HttpLimits`] until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ServeState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    serve_with(listener, state, HttpLimits::default(), None, shutdown).await
 }
 
-/// Serves the API over HTTPS (see [`tls`]) on `listener` until `shutdown` resolves.
+/// Serves the API over HTTPS (see [`tls`]) on `listener` with the default [`HttpLimits`] until `shutdown` resolves.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     state: ServeState,
     config: Arc<tokio_rustls::rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tls::TlsListener::new(listener, config)?;
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    serve_with(listener, state, HttpLimits::default(), Some(config), shutdown).await
+}
+
+/// Serves the API on `listener`, over TLS when `tls` is given, within `limits` (connection cap, header timeout;
+/// see [`listener`]) until `shutdown` resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ServeState,
+    limits: HttpLimits,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = state.metrics.clone();
+    self::listener::serve_router(listener, router(state), limits, tls, metrics, shutdown).await
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use super::metrics::ApplianceMetrics;
 use crate::query::{BatchStream, QueryEngine, QueryError, QueryPermit, SessionSettings};
 use crate::staging::Store;
 use async_trait::async_trait;
+use connections::LoginGate;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -62,6 +63,12 @@ use std::time::{Duration, Instant};
 
 /// What a parsed statement is, as stored in a client's portals (the `datafusion-postgres` representation).
 pub type PgStatement = (String, Option<(Statement, LogicalPlan)>);
+
+mod connections;
+pub use connections::{
+    serve_with, ConnectionLimits, DEFAULT_IDLE_SESSION_TIMEOUT, DEFAULT_LOGIN_FAILURE_WINDOW,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_STARTUP_TIMEOUT,
+};
 
 /// Number of mart versions whose protocol sessions are kept (each holds one cached query context).
 const SESSION_CACHE: usize = 4;
@@ -472,6 +479,7 @@ impl StatementPolicy {
             let planned = QueryEngine::plan_statement(ctx.clone(), Statement::Query(query.clone()))
                 .await
                 .map_err(from_query_error)?;
+            check_visibility(client.metadata(), &planned.plan)?;
             let plan = planned.plan;
             let stream = QueryEngine::start(ctx, move || Ok(plan)).await.map_err(from_query_error)?;
             let response = encode_rows(stream, &Format::UnifiedText, None, Some(self.max_rows))?;
@@ -514,6 +522,19 @@ impl StatementPolicy {
             return Some(Err(e));
         }
         match statement {
+            Statement::ShowVariable { variable }
+                if is_reader(client.metadata())
+                    && variable.first().is_some_and(|v| {
+                        let v = v.value.to_lowercase();
+                        v == "all" || v.starts_with("datafusion")
+                    }) =>
+            {
+                Some(Err(pg_error(
+                    "42501",
+                    "permission denied: SHOW ALL and SHOW datafusion.* list the query engine's settings and paths on \
+                     this appliance; use an operator token",
+                )))
+            }
             Statement::Set(set) => Some(Self::set(set, client).await),
             Statement::Declare { stmts } => Some(self.declare(stmts, shared, client).await),
             Statement::Fetch { .. } | Statement::Close { .. } => {
@@ -743,6 +764,7 @@ impl PgFrontend {
     {
         let ctx = QueryEngine::session_context(&version.ctx, &session_settings(client.metadata()));
         let planned = QueryEngine::plan_statement(ctx.clone(), statement).await.map_err(from_query_error)?;
+        check_visibility(client.metadata(), &planned.plan)?;
         let plan = planned.plan;
         let stream = QueryEngine::start(ctx, move || Ok(plan)).await.map_err(from_query_error)?;
         let options = Arc::new(pgwire::types::format::FormatOptions::from_client_metadata(client.metadata()));
@@ -774,6 +796,7 @@ impl QueryParser for SnapshotParser {
             Checked::Query(statement) => {
                 let ctx = QueryEngine::session_context(&version.ctx, &session_settings(client.metadata()));
                 let planned = QueryEngine::plan_statement(ctx, statement).await.map_err(from_query_error)?;
+                check_visibility(client.metadata(), &planned.plan)?;
                 Ok(Some((planned.text, Some((planned.statement, planned.plan)))))
             }
             Checked::Other(text) => version.service.query_parser().parse_sql(client, &text, types).await,
@@ -897,6 +920,20 @@ impl ExtendedQueryHandler for PgFrontend {
     }
 }
 
+/// True when the connection logged in with a reader token (or its role is unknown): it may not read what only
+/// operators may ([`crate::query::visibility`]).
+fn is_reader(metadata: &std::collections::HashMap<String, String>) -> bool {
+    metadata.get(METADATA_ROLE).is_none_or(|r| r != Role::Operator.as_str())
+}
+
+/// Refuses a reader's plan that reads operator-only tables (42501).
+fn check_visibility(metadata: &std::collections::HashMap<String, String>, plan: &LogicalPlan) -> PgWireResult<()> {
+    if is_reader(metadata) {
+        crate::query::visibility::reader_may_read(plan).map_err(|e| pg_error("42501", e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Login with a token secret as the password (cleartext inside the connection; use TLS off loopback). Peer
 /// tokens are refused: they are for replication, not for reading the mart.
 pub struct TokenLogin {
@@ -929,9 +966,16 @@ impl TokenLogin {
     }
 }
 
-#[async_trait]
-impl StartupHandler for TokenLogin {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+impl TokenLogin {
+    /// One startup-phase message. With a `gate` (connections of [`serve_with`]) a locked-out address is refused
+    /// before its password is looked at, failures and successes are counted for its address, and a session slot is
+    /// taken before the login completes.
+    async fn startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+        gate: Option<&LoginGate>,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -943,18 +987,39 @@ impl StartupHandler for TokenLogin {
                 save_startup_parameters_to_metadata(client, startup);
                 if self.tokens.is_open() {
                     // No tokens configured: the configuration allows this only on loopback.
+                    if let Some(g) = gate {
+                        g.open_session()?;
+                    }
                     return self.accept(client, Role::Operator).await;
+                }
+                if let Some(g) = gate {
+                    g.check_throttle()?;
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?;
             }
             PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
+                if let Some(g) = gate {
+                    g.check_throttle()?;
+                }
                 let pwd = pwd.into_password()?;
                 let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+                let failed = |gate: Option<&LoginGate>| {
+                    self.metrics.observe_pg_auth_failure();
+                    if let Some(g) = gate {
+                        g.throttle.failed(g.peer, tokio::time::Instant::now());
+                    }
+                };
                 match self.tokens.authenticate(&pwd.password) {
-                    Some(p) if p.role != Role::Peer => return self.accept(client, p.role).await,
+                    Some(p) if p.role != Role::Peer => {
+                        if let Some(g) = gate {
+                            g.throttle.succeeded(g.peer);
+                            g.open_session()?;
+                        }
+                        return self.accept(client, p.role).await;
+                    }
                     Some(_) => {
-                        self.metrics.observe_pg_auth_failure();
+                        failed(gate);
                         return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                             "FATAL".into(),
                             "28000".into(),
@@ -963,7 +1028,7 @@ impl StartupHandler for TokenLogin {
                         ))));
                     }
                     None => {
-                        self.metrics.observe_pg_auth_failure();
+                        failed(gate);
                         return Err(PgWireError::InvalidPassword(user));
                     }
                 }
@@ -971,6 +1036,36 @@ impl StartupHandler for TokenLogin {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for TokenLogin {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.startup(client, message, None).await
+    }
+}
+
+/// The login of one connection of [`serve_with`]: [`TokenLogin`] with its address's throttle and session slot.
+struct ConnectionLogin {
+    shared: Arc<TokenLogin>,
+    gate: Arc<LoginGate>,
+}
+
+#[async_trait]
+impl StartupHandler for ConnectionLogin {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.shared.startup(client, message, Some(self.gate.as_ref())).await
     }
 }
 
@@ -988,9 +1083,8 @@ impl PgWireServerHandlers for PgFrontend {
     }
 }
 
-/// Accepts PostgreSQL connections on `listener` until `shutdown` completes: at most `max_connections` at once
-/// (more are closed at once, with a log line), each optionally upgraded to TLS when the client asks
-/// (`sslmode=require`).
+/// Accepts PostgreSQL connections on `listener` until `shutdown` completes: [`serve_with`] with the default
+/// [`ConnectionLimits`] and at most `max_connections` sessions.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     frontend: PgFrontend,
@@ -998,38 +1092,10 @@ pub async fn serve(
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let frontend = Arc::new(frontend);
-    let acceptor = tls.map(pgwire::tokio::TlsAcceptor::from);
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
-    tokio::pin!(shutdown);
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "PostgreSQL protocol: accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections, "PostgreSQL protocol: connection refused, pgwire.max_connections reached");
-            drop(socket);
-            continue;
-        };
-        let frontend = frontend.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let metrics = frontend.metrics.clone();
-            metrics.observe_pg_connections(1.0);
-            let result = pgwire::tokio::process_socket(socket, acceptor, frontend).await;
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "PostgreSQL protocol connection ended with an error");
-            }
-            metrics.observe_pg_connections(-1.0);
-            drop(slot);
-        });
-    }
+    let limits = ConnectionLimits {
+        max_connections,
+        max_connections_per_client: max_connections.min(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+        ..ConnectionLimits::default()
+    };
+    serve_with(listener, frontend, limits, tls, shutdown).await
 }

@@ -1,11 +1,11 @@
 //! Replication endpoints, active side (peer token): the manifest of the mart's files and versions, and the files
 //! themselves. See [`crate::replicate::sync`] for the standby side and its guarantees.
 
-use super::{ApiError, ServeState};
+use super::{ApiError, ApiQuery, ServeState};
 use crate::replicate::fencing::PeerFence;
 use crate::replicate::sync::{list_files_before, local_path, Manifest};
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -49,7 +49,7 @@ pub struct FileParams {
     responses((status = 200, description = "The file", content_type = "application/octet-stream"),
         (status = 400, description = "Not a plain relative path", body = super::ErrorBody),
         (status = 404, description = "No such file (vacuumed: fetch a new manifest)", body = super::ErrorBody)))]
-pub async fn file(State(state): State<ServeState>, Query(p): Query<FileParams>) -> Result<Response, ApiError> {
+pub async fn file(State(state): State<ServeState>, ApiQuery(p): ApiQuery<FileParams>) -> Result<Response, ApiError> {
     let path = local_path(&state.mart_root, &p.path).map_err(|e| ApiError::bad_request("bad_path", e.to_string()))?;
     let (_, hash) = {
         let (cache, path) = (state.hashes.clone(), path.clone());

@@ -3,6 +3,7 @@
 mod auth;
 mod common;
 mod compare;
+mod connections;
 mod crash;
 mod determinism;
 mod e2e;
