@@ -688,7 +688,7 @@ impl RegprocNameCompat {
 /// A statement as the gate left it: a query (or `EXPLAIN` of one) that ccmart plans and runs itself, or another
 /// statement, as text, for `datafusion-postgres` and the hooks.
 enum Checked {
-    Query(Statement),
+    Query(Box<Statement>),
     Other(String),
 }
 
@@ -723,7 +723,7 @@ async fn checked_statements(sql: &str) -> PgWireResult<Vec<Checked>> {
             .map(|s| {
                 if is_query(&s) {
                     crate::query::gate::check_statement(&s).map_err(from_query_error)?;
-                    Ok(Checked::Query(RegprocNameCompat::rewrite(&s).unwrap_or(s)))
+                    Ok(Checked::Query(Box::new(RegprocNameCompat::rewrite(&s).unwrap_or(s))))
                 } else {
                     Ok(Checked::Other(s.to_string()))
                 }
@@ -795,7 +795,7 @@ impl QueryParser for SnapshotParser {
         match statements.swap_remove(0) {
             Checked::Query(statement) => {
                 let ctx = QueryEngine::session_context(&version.ctx, &session_settings(client.metadata()));
-                let planned = QueryEngine::plan_statement(ctx, statement).await.map_err(from_query_error)?;
+                let planned = QueryEngine::plan_statement(ctx, *statement).await.map_err(from_query_error)?;
                 check_visibility(client.metadata(), &planned.plan)?;
                 Ok(Some((planned.text, Some((planned.statement, planned.plan)))))
             }
@@ -841,7 +841,7 @@ impl SimpleQueryHandler for PgFrontend {
             let mut responses = Vec::with_capacity(statements.len());
             for statement in statements {
                 match statement {
-                    Checked::Query(s) => responses.push(self.run_query(client, &version, s).await?),
+                    Checked::Query(s) => responses.push(self.run_query(client, &version, *s).await?),
                     Checked::Other(text) => {
                         responses.extend(SimpleQueryHandler::do_query(&*version.service, client, &text).await?)
                     }

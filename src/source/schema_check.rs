@@ -104,10 +104,13 @@ impl TableCheck {
 /// An IDB's columns as `information_schema` lists them: table → column → (data type, numeric scale).
 pub type IdbColumns = BTreeMap<String, BTreeMap<String, (String, i64)>>;
 
+/// Per table: an ordinal and its columns (name → (type, ordinal)), as `information_schema` lists them.
+type TableColumns = (i64, BTreeMap<String, (String, i64)>);
+
 /// Builds [`IdbColumns`] from the text rows of [`COLUMNS_QUERY`], keeping for each table only the first schema of
 /// the search path that has it.
 pub fn columns_from_rows(rows: &[Vec<Option<String>>]) -> IdbColumns {
-    let mut by_table: BTreeMap<String, (i64, BTreeMap<String, (String, i64)>)> = BTreeMap::new();
+    let mut by_table: BTreeMap<String, TableColumns> = BTreeMap::new();
     for r in rows {
         let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
         let (table, column, ty) = (text(0), text(1), text(2));

@@ -361,7 +361,7 @@ impl Store {
         for r in chunk.rows.drain(..) {
             let key = (chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id);
             let staged = rows.get(key).map_err(storage(during))?.map(|v| v.value());
-            if !staged.is_some_and(|v| v >= r.row.version) {
+            if staged.is_none_or(|v| v < r.row.version) {
                 kept.push(r);
             }
         }

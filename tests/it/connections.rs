@@ -217,7 +217,7 @@ async fn idle_sessions_are_closed_and_sessions_per_client_are_bounded() {
     // A session that keeps working stays; one that idles past the timeout is closed with 57P05.
     let (busy, _busy_conn) = connect_pg(port, READER).await.unwrap();
     let (idle, idle_conn) = connect_pg(port, READER).await.unwrap();
-    let e = connect_pg(port, OPERATOR).await.err().expect("a third session from the same address is refused");
+    let Err(e) = connect_pg(port, OPERATOR).await else { panic!("a third session from the same address is refused") };
     assert_eq!(sqlstate(&e), "53300", "{e}");
     assert!(message(&e).contains("max_connections_per_client"), "{}", message(&e));
     for _ in 0..6 {
@@ -258,11 +258,11 @@ async fn bad_passwords_lock_their_address_out_for_the_window() {
     }
     let first = Instant::now();
     for _ in 0..3 {
-        let e = connect_pg(port, "wrong-secret").await.err().expect("a bad password is refused");
+        let Err(e) = connect_pg(port, "wrong-secret").await else { panic!("a bad password is refused") };
         assert_eq!(sqlstate(&e), "28P01", "{e}");
     }
     // Locked out: even the right password is refused, without being looked at.
-    let e = connect_pg(port, READER).await.err().expect("the address is locked out");
+    let Err(e) = connect_pg(port, READER).await else { panic!("the address is locked out") };
     assert_eq!(sqlstate(&e), "53300", "{e}");
     assert!(message(&e).contains("too many failed logins"), "{}", message(&e));
     let e = connect_pg(port, "wrong-secret").await.err().unwrap();

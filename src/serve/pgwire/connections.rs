@@ -226,10 +226,13 @@ impl Drop for SessionSlot {
     }
 }
 
+/// Logins waiting for a session slot: a counter and (ticket, client address, wake-up) in arrival order.
+type WaitingLogins = (u64, VecDeque<(u64, IpAddr, oneshot::Sender<()>)>);
+
 /// Connections logging in: at most `max`; a new one beyond closes the oldest of the address with the most.
 struct Pending {
     max: usize,
-    queue: Mutex<(u64, VecDeque<(u64, IpAddr, oneshot::Sender<()>)>)>,
+    queue: Mutex<WaitingLogins>,
 }
 
 impl Pending {
