@@ -95,6 +95,14 @@ pub enum QueryError {
     /// The statement is not a read-only query.
     #[error("only read-only queries are allowed: {0}")]
     ReadOnly(String),
+    /// The statement's own values failed (overflow, division by zero, a value that does not fit its type).
+    #[error("invalid query: {message}")]
+    Data {
+        /// PostgreSQL's SQLSTATE for it (22003, 22012).
+        sqlstate: &'static str,
+        /// What failed.
+        message: String,
+    },
     /// The statement reads what only operators may read (see [`visibility`]).
     #[error("{0}")]
     Forbidden(String),
@@ -137,6 +145,7 @@ impl QueryError {
             QueryError::ReadOnly(_) => "read_only",
             QueryError::TooComplex(_) => "too_complex",
             QueryError::Forbidden(_) => "forbidden",
+            QueryError::Data { .. } => "invalid_query",
             QueryError::Invalid(_) => "invalid_query",
             QueryError::Execution(_) | QueryError::Exhausted(_) => "execution_error",
             QueryError::Timeout(_) => "timeout",
@@ -150,7 +159,11 @@ impl QueryError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            QueryError::Syntax(_) | QueryError::ReadOnly(_) | QueryError::TooComplex(_) | QueryError::Invalid(_)
+            QueryError::Syntax(_)
+                | QueryError::ReadOnly(_)
+                | QueryError::TooComplex(_)
+                | QueryError::Invalid(_)
+                | QueryError::Data { .. }
         )
     }
 }
@@ -175,7 +188,10 @@ pub(crate) fn classify(e: DataFusionError) -> QueryError {
             QueryError::ReadOnly(msg)
         }
         DataFusionError::NotImplemented(_) => QueryError::Invalid(msg),
-        DataFusionError::ArrowError(a, _) if visibility::is_data_error(a) => QueryError::Invalid(msg),
+        DataFusionError::ArrowError(a, _) if visibility::is_data_error(a) => QueryError::Data {
+            sqlstate: if matches!(**a, datafusion::arrow::error::ArrowError::DivideByZero) { "22012" } else { "22003" },
+            message: msg,
+        },
         _ => {
             if msg.contains("only supports a single SQL statement") {
                 QueryError::ReadOnly(msg)

@@ -86,6 +86,7 @@ fn from_query_error(e: QueryError) -> PgWireError {
         QueryError::NoSnapshot(_) => "55000",
         QueryError::ReadOnly(_) => "25006",
         QueryError::TooComplex(_) => "54001",
+        QueryError::Data { sqlstate, .. } => sqlstate,
         QueryError::Exhausted(_) => "53200",
         QueryError::Syntax(_) => "42601",
         _ if e.is_client_error() => "42000",
