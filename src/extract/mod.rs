@@ -366,14 +366,7 @@ impl<'a> Pass<'a> {
     ) -> Result<(ExtractedChunk<'a>, i64), TableError> {
         let idb = self.idb;
         let stored = self.store.high_water_mark(idb.name(), spec.name).map_err(TableError::Staging)?.get(counter);
-        let mut chunk = ExtractedChunk {
-            idb: idb.name(),
-            table: spec.name,
-            counter,
-            rows: Vec::new(),
-            quarantined: Vec::new(),
-            new_mark: stored,
-        };
+        let mut chunk = ExtractedChunk::empty(idb.name(), spec.name, counter, stored);
         let mut cursor = stored;
         // Bounded: every round moves the cursor, and the table holds a few rows per collector connection.
         loop {
@@ -414,14 +407,7 @@ impl<'a> Pass<'a> {
             let rows = idb.read_chunk(spec, counter, cursor, settings.chunk_rows).await.map_err(TableError::Source)?;
             let full = rows.len() >= settings.chunk_rows;
             report.rows_read += rows.len();
-            let mut chunk = ExtractedChunk {
-                idb: idb.name(),
-                table: spec.name,
-                counter,
-                rows: Vec::new(),
-                quarantined: Vec::new(),
-                new_mark: stored,
-            };
+            let mut chunk = ExtractedChunk::empty(idb.name(), spec.name, counter, stored);
             let last = add_rows(idb, spec, counter, &rows, &mut chunk);
             let moved = last.is_some_and(|l| l > cursor);
             cursor = last.map_or(cursor, |l| l.max(cursor));

@@ -569,8 +569,10 @@ impl QueryHook for StatementPolicy {
                 schema: Arc::new(datafusion::common::DFSchema::empty()),
             })
         };
+        if let Some(e) = Self::refuse(statement) {
+            return Some(Err(e));
+        }
         match statement {
-            _ if Self::refuse(statement).is_some() => Self::refuse(statement).map(Err),
             Statement::Set(Set::SingleAssignment { variable, .. })
                 if variable.to_string().to_lowercase().starts_with("datafusion.") =>
             {
@@ -792,6 +794,10 @@ impl QueryParser for SnapshotParser {
         let mut statements = checked_statements(sql).await?;
         if statements.is_empty() {
             return Ok(None);
+        }
+        // As PostgreSQL: a prepared statement is one statement (the rest used to be dropped silently).
+        if statements.len() > 1 {
+            return Err(pg_error("42601", "cannot insert multiple commands into a prepared statement"));
         }
         match statements.swap_remove(0) {
             Checked::Query(statement) => {

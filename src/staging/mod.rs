@@ -157,6 +157,13 @@ pub struct ExtractedChunk<'a> {
     pub new_mark: i64,
 }
 
+impl<'a> ExtractedChunk<'a> {
+    /// An empty chunk of `table` that leaves the mark at `mark` until rows are added.
+    pub fn empty(idb: &'a str, table: &'a str, counter: Counter, mark: i64) -> Self {
+        ExtractedChunk { idb, table, counter, rows: Vec::new(), quarantined: Vec::new(), new_mark: mark }
+    }
+}
+
 /// What a chunk commit did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChunkOutcome {

@@ -16,7 +16,15 @@ fn client() -> reqwest::Client {
 }
 
 async fn query(base: &str, sql: &str) -> (u16, serde_json::Value, Option<String>) {
-    let r = client().post(format!("{base}/v1/query")).json(&serde_json::json!({ "sql": sql })).send().await.unwrap();
+    query_as(base, sql, None).await
+}
+
+async fn query_as(base: &str, sql: &str, token: Option<&str>) -> (u16, serde_json::Value, Option<String>) {
+    let mut request = client().post(format!("{base}/v1/query")).json(&serde_json::json!({ "sql": sql }));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let r = request.send().await.unwrap();
     let status = r.status().as_u16();
     let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
     let body = r.bytes().await.unwrap();
@@ -40,11 +48,102 @@ fn corpus() -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// One statement of the corpus over HTTP, while another user's query must keep answering, right.
+async fn http_case(base: &str, name: &str, expect: &str, sql: &str, calls: i64) {
+    let canary = "SELECT count(*) AS n FROM interaction_fact";
+    let started = Instant::now();
+    let hostile = tokio::spawn({
+        let (base, sql) = (base.to_string(), sql.to_string());
+        async move { query_as(&base, &sql, Some(READER)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another user meanwhile: answered, correctly, without waiting for the hostile query's time limit.
+    let c0 = Instant::now();
+    let (status, v, _) = query_as(base, canary, Some(READER)).await;
+    assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(calls)), "canary during {name}: {v}");
+    assert!(c0.elapsed() < Duration::from_secs(TIMEOUT_SECS + 5), "canary during {name} took {:?}", c0.elapsed());
+
+    let (status, v, _) = hostile.await.unwrap();
+    let took = started.elapsed();
+    let code = v["error"]["code"].as_str().unwrap_or_default().to_string();
+    assert!(took < Duration::from_secs(TIMEOUT_SECS + 20), "{name} took {took:?}");
+    match expect {
+        "refused" => {
+            assert_eq!(status, 400, "{name} refused: {v}");
+            assert!(!code.is_empty() && v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
+        }
+        _ => {
+            let bounded = match status {
+                200 => v["truncated"] == true || v["row_count"].as_u64().is_some_and(|n| n <= 10_000),
+                400 | 408 | 422 => !code.is_empty(),
+                _ => false,
+            };
+            assert!(bounded, "{name} bounded: {status} {v}");
+            if status == 200 {
+                let bytes = serde_json::to_string(&v).unwrap().len();
+                assert!(bytes < 64 * 1024 * 1024, "{name}: a {bytes}-byte answer");
+            }
+        }
+    }
+    eprintln!("{name} (http): {status} {code} in {took:?}");
+}
+
+/// One statement of the corpus over pgwire (simple or extended protocol), while the canary connection keeps
+/// answering, right, and the sending connection stays usable.
+async fn pg_case(
+    port: u16,
+    canary: &tokio_postgres::Client,
+    name: &str,
+    expect: &str,
+    sql: &str,
+    extended: bool,
+    calls: i64,
+) {
+    let started = Instant::now();
+    let hostile = tokio::spawn({
+        let sql = sql.to_string();
+        async move {
+            let client = pg_connect(port).await;
+            let answer = pg_answer(&client, &sql, extended).await;
+            // The connection that sent it still answers.
+            let after = client.query_one("SELECT 1::BIGINT", &[]).await.map(|r| r.get::<_, i64>(0));
+            (answer, after.ok())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c0 = Instant::now();
+    let n: i64 = canary.query_one("SELECT count(*) AS n FROM interaction_fact", &[]).await.expect("canary").get(0);
+    assert_eq!(n, calls, "canary during {name}");
+    assert!(c0.elapsed() < Duration::from_secs(TIMEOUT_SECS + 5), "canary during {name}: {:?}", c0.elapsed());
+    let (answer, after) = hostile.await.expect("the hostile client's task");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(TIMEOUT_SECS + 20), "{name} took {took:?}");
+    let protocol = if extended { "extended" } else { "simple" };
+    match (expect, &answer) {
+        ("refused", Err(e)) => assert!(
+            !e.starts_with("XX") && !e.starts_with("57014") && !e.starts_with("no SQLSTATE"),
+            "{name} ({protocol}) is refused with a precise SQLSTATE, not run: {e}"
+        ),
+        ("refused", Ok(rows)) => panic!("{name} ({protocol}) was answered with {rows} rows"),
+        (_, Ok(rows)) => assert!(*rows <= 10_000, "{name} ({protocol}): {rows} rows"),
+        (_, Err(e)) => assert!(!e.starts_with("no SQLSTATE"), "{name} ({protocol}): {e}"),
+    }
+    assert_eq!(after, Some(1), "{name} ({protocol}): the connection still answers");
+    eprintln!("{name} ({protocol}): {answer:?} in {took:?}");
+}
+
+/// The corpus, one statement at a time, over HTTP and both pgwire protocols of one appliance, as a reader. (One
+/// test, not one per protocol: two corpus runs side by side would each be the other's hostile load.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_queries_are_refused_or_bounded_and_others_keep_answering() {
+async fn hostile_queries_are_refused_or_bounded_over_http_and_pgwire_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let settings = small_settings(43);
     let mut cfg = embedded_config(dir.path(), settings.clone());
+    cfg.tokens.push(ccmart::config::TokenConfig {
+        name: "bi".into(),
+        role: "reader".into(),
+        sha256: ccmart::serve::auth::hash_token(READER),
+    });
     cfg.query.timeout_secs = TIMEOUT_SECS;
     cfg.query.memory_limit_mb = 128;
     cfg.query.max_rows = 10_000;
@@ -55,54 +154,39 @@ async fn hostile_queries_are_refused_or_bounded_and_others_keep_answering() {
     let truth = simulate(&cfg, Some(&app), settings, 2).await;
     app.drain(1000).await.unwrap();
     let calls = truth.call_count() as i64;
-    let (base, _stop) = serve_app(&app).await;
-    let canary = "SELECT count(*) AS n FROM interaction_fact";
+    let (base, _stop_http) = serve_app(&app).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let st = app.serve_state();
+    let frontend = ccmart::serve::pgwire::PgFrontend::new(st.engine, st.store, st.tokens, st.metrics);
+    let (_stop_pg, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ccmart::serve::pgwire::serve(listener, frontend, 16, None, async move {
+        let _ = rx.await;
+    }));
     let before = fingerprint(dir.path());
+    let canary = pg_connect(port).await;
 
     let cases = corpus();
     assert!(cases.len() >= 30, "the corpus has {} statements", cases.len());
     for (name, expect, sql) in cases {
-        let started = Instant::now();
-        let hostile = tokio::spawn({
-            let (base, sql) = (base.clone(), sql.clone());
-            async move { query(&base, &sql).await }
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        // Another user meanwhile: answered, correctly, without waiting for the hostile query's time limit.
-        let c0 = Instant::now();
-        let (status, v, _) = query(&base, canary).await;
-        assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(calls)), "canary during {name}: {v}");
-        assert!(c0.elapsed() < Duration::from_secs(TIMEOUT_SECS + 5), "canary during {name} took {:?}", c0.elapsed());
-
-        let (status, v, _) = hostile.await.unwrap();
-        let took = started.elapsed();
-        let code = v["error"]["code"].as_str().unwrap_or_default().to_string();
-        assert!(took < Duration::from_secs(TIMEOUT_SECS + 20), "{name} took {took:?}");
-        match expect.as_str() {
-            "refused" => {
-                assert_eq!(status, 400, "{name} refused: {v}");
-                assert!(!code.is_empty() && v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
-            }
-            _ => {
-                let bounded = match status {
-                    200 => v["truncated"] == true || v["row_count"].as_u64().is_some_and(|n| n <= 10_000),
-                    400 | 408 | 422 => !code.is_empty(),
-                    _ => false,
-                };
-                assert!(bounded, "{name} bounded: {status} {v}");
-                if status == 200 {
-                    let bytes = serde_json::to_string(&v).unwrap().len();
-                    assert!(bytes < 64 * 1024 * 1024, "{name}: a {bytes}-byte answer");
-                }
-            }
+        http_case(&base, &name, &expect, &sql, calls).await;
+        for extended in [false, true] {
+            pg_case(port, &canary, &name, &expect, &sql, extended, calls).await;
         }
-        eprintln!("{name}: {status} {code} in {took:?}");
     }
+    // One statement over the size bound, sent as text over pgwire (HTTP's body limit is the same 1 MiB): refused
+    // before it is parsed.
+    let huge = format!("SELECT '{}'", "x".repeat(ccmart::query::gate::MAX_STATEMENT_BYTES + 10));
+    let e = pg_answer(&pg_connect(port).await, &huge, false).await.expect_err("too large");
+    assert!(e.starts_with("54001"), "{e}");
+
     // Still up, nothing changed.
     let r = client().get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let (status, v, _) = query(&base, canary).await;
+    let (status, v, _) = query_as(&base, "SELECT count(*) AS n FROM interaction_fact", Some(READER)).await;
     assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(calls)));
+    let n: i64 = canary.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
+    assert_eq!(n, calls);
     assert!(!std::path::Path::new("/tmp/ccmart-hostile.csv").exists(), "COPY TO wrote nothing");
     assert!(!std::path::Path::new("/tmp/ccmart-hostile-explain.csv").exists(), "EXPLAIN ANALYZE COPY wrote nothing");
     assert_eq!(fingerprint(dir.path()), before, "the data directory is byte for byte unchanged");
@@ -151,84 +235,6 @@ async fn pg_answer(client: &tokio_postgres::Client, sql: &str, extended: bool) -
         let messages = client.simple_query(sql).await.map_err(detail)?;
         Ok(messages.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count())
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_queries_over_pgwire_are_refused_or_bounded_and_nothing_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = small_settings(44);
-    let mut cfg = embedded_config(dir.path(), settings.clone());
-    cfg.tokens.push(ccmart::config::TokenConfig {
-        name: "bi".into(),
-        role: "reader".into(),
-        sha256: ccmart::serve::auth::hash_token(READER),
-    });
-    cfg.query.timeout_secs = TIMEOUT_SECS;
-    cfg.query.memory_limit_mb = 128;
-    cfg.query.max_rows = 10_000;
-    cfg.query.max_result_mb = 4;
-    cfg.query.max_concurrent = 2;
-    cfg.validate().unwrap();
-    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.unwrap();
-    let truth = simulate(&cfg, Some(&app), settings, 2).await;
-    app.drain(1000).await.unwrap();
-    let calls = truth.call_count() as i64;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let st = app.serve_state();
-    let frontend = ccmart::serve::pgwire::PgFrontend::new(st.engine, st.store, st.tokens, st.metrics);
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(ccmart::serve::pgwire::serve(listener, frontend, 16, None, async move {
-        let _ = rx.await;
-    }));
-    let before = fingerprint(dir.path());
-    let canary = pg_connect(port).await;
-    let canary_sql = "SELECT count(*) AS n FROM interaction_fact";
-
-    for (name, expect, sql) in corpus() {
-        for extended in [false, true] {
-            let started = Instant::now();
-            let hostile = tokio::spawn({
-                let sql = sql.clone();
-                async move {
-                    let client = pg_connect(port).await;
-                    let answer = pg_answer(&client, &sql, extended).await;
-                    // The connection that sent it still answers.
-                    let after = client.query_one("SELECT 1::BIGINT", &[]).await.map(|r| r.get::<_, i64>(0));
-                    (answer, after.ok())
-                }
-            });
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let c0 = Instant::now();
-            let n: i64 = canary.query_one(canary_sql, &[]).await.expect("canary answers").get(0);
-            assert_eq!(n, calls, "canary during {name}");
-            assert!(c0.elapsed() < Duration::from_secs(TIMEOUT_SECS + 5), "canary during {name}: {:?}", c0.elapsed());
-            let (answer, after) = hostile.await.expect("the hostile client's task");
-            let took = started.elapsed();
-            assert!(took < Duration::from_secs(TIMEOUT_SECS + 20), "{name} took {took:?}");
-            let protocol = if extended { "extended" } else { "simple" };
-            match (expect.as_str(), &answer) {
-                ("refused", Err(e)) => assert!(
-                    !e.starts_with("XX") && !e.starts_with("57014") && !e.starts_with("no SQLSTATE"),
-                    "{name} ({protocol}) is refused with a precise SQLSTATE, not run: {e}"
-                ),
-                ("refused", Ok(rows)) => panic!("{name} ({protocol}) was answered with {rows} rows"),
-                (_, Ok(rows)) => assert!(*rows <= 10_000, "{name} ({protocol}): {rows} rows"),
-                (_, Err(e)) => assert!(!e.starts_with("no SQLSTATE"), "{name} ({protocol}): {e}"),
-            }
-            assert_eq!(after, Some(1), "{name} ({protocol}): the connection still answers");
-            eprintln!("{name} ({protocol}): {answer:?} in {took:?}");
-        }
-    }
-    // One statement over the size bound, sent as text: refused before it is parsed.
-    let huge = format!("SELECT '{}'", "x".repeat(ccmart::query::gate::MAX_STATEMENT_BYTES + 10));
-    let e = pg_answer(&pg_connect(port).await, &huge, false).await.expect_err("too large");
-    assert!(e.starts_with("54001"), "{e}");
-    let n: i64 = canary.query_one(canary_sql, &[]).await.unwrap().get(0);
-    assert_eq!(n, calls, "still serving, nothing changed");
-    assert!(!std::path::Path::new("/tmp/ccmart-hostile.csv").exists(), "COPY TO wrote nothing");
-    assert!(!std::path::Path::new("/tmp/ccmart-hostile-explain.csv").exists(), "EXPLAIN ANALYZE COPY wrote nothing");
-    assert_eq!(fingerprint(dir.path()), before, "the data directory is byte for byte unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
