@@ -38,6 +38,8 @@ pub const MAX_STAGING_CACHE_MB: usize = 65_536;
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// Largest `appliance.http_header_timeout_secs` and `pgwire.startup_timeout_secs`: five minutes.
 pub const MAX_HANDSHAKE_SECS: u64 = 300;
+/// Largest `appliance.http_send_timeout_secs` and `pgwire.send_timeout_secs`: an hour.
+pub const MAX_SEND_SECS: u64 = 3_600;
 /// Largest `extract.chunk_rows`.
 pub const MAX_CHUNK_ROWS: usize = 1_000_000;
 /// Largest `extract.max_chunks_per_cycle`.
@@ -190,6 +192,9 @@ pub struct ApplianceConfig {
     /// Seconds a client has to send the headers of a request (the first one, and each next one on a kept-alive
     /// connection); a client that is slower (or idle) is disconnected.
     pub http_header_timeout_secs: u64,
+    /// Seconds a response may wait for the client to read it (no progress at all); then the connection is
+    /// closed and the answer's query slot freed.
+    pub http_send_timeout_secs: u64,
 }
 
 impl Default for ApplianceConfig {
@@ -205,6 +210,7 @@ impl Default for ApplianceConfig {
             tls_key: None,
             max_http_connections: crate::serve::DEFAULT_MAX_HTTP_CONNECTIONS,
             http_header_timeout_secs: crate::serve::DEFAULT_HTTP_HEADER_TIMEOUT.as_secs(),
+            http_send_timeout_secs: crate::serve::DEFAULT_HTTP_SEND_TIMEOUT.as_secs(),
         }
     }
 }
@@ -231,6 +237,9 @@ pub struct PgwireConfig {
     pub max_login_failures: u32,
     /// See `max_login_failures`, seconds.
     pub login_failure_window_secs: u64,
+    /// Seconds rows may wait for the client to read them (no progress at all); then the session is closed and
+    /// its statement's query slot freed.
+    pub send_timeout_secs: u64,
     /// PEM certificate chain for TLS (clients ask with `sslmode=require`); with `tls_key`. Unset: plain only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -250,6 +259,7 @@ impl PgwireConfig {
                 .then(|| Duration::from_secs(self.idle_session_timeout_secs)),
             max_login_failures: self.max_login_failures,
             login_failure_window: Duration::from_secs(self.login_failure_window_secs),
+            send_timeout: Duration::from_secs(self.send_timeout_secs),
         }
     }
 }
@@ -260,6 +270,7 @@ impl ApplianceConfig {
         crate::serve::HttpLimits {
             max_connections: self.max_http_connections,
             header_timeout: Duration::from_secs(self.http_header_timeout_secs),
+            send_timeout: Duration::from_secs(self.http_send_timeout_secs),
         }
     }
 }
@@ -274,6 +285,7 @@ impl Default for PgwireConfig {
             idle_session_timeout_secs: pg::DEFAULT_IDLE_SESSION_TIMEOUT.as_secs(),
             max_login_failures: pg::DEFAULT_MAX_LOGIN_FAILURES,
             login_failure_window_secs: pg::DEFAULT_LOGIN_FAILURE_WINDOW.as_secs(),
+            send_timeout_secs: pg::DEFAULT_SEND_TIMEOUT.as_secs(),
             tls_cert: None,
             tls_key: None,
         }
@@ -690,6 +702,7 @@ impl Config {
         within("appliance.staging_cache_mb", a.staging_cache_mb, 16, MAX_STAGING_CACHE_MB, "MiB")?;
         within("appliance.max_http_connections", a.max_http_connections, 1, MAX_CONNECTIONS, "connections")?;
         within("appliance.http_header_timeout_secs", a.http_header_timeout_secs, 1, MAX_HANDSHAKE_SECS, "seconds")?;
+        within("appliance.http_send_timeout_secs", a.http_send_timeout_secs, 1, MAX_SEND_SECS, "seconds")?;
         within("extract.chunk_rows", e.chunk_rows, 10, MAX_CHUNK_ROWS, "rows")?;
         within("extract.max_chunks_per_cycle", e.max_chunks_per_cycle, 1, MAX_CHUNKS_PER_CYCLE, "chunks")?;
         within("extract.transform_batch", e.transform_batch, 1, MAX_TRANSFORM_BATCH, "groups")?;
@@ -720,6 +733,7 @@ impl Config {
         )?;
         within("pgwire.max_login_failures", p.max_login_failures, 1, MAX_LOGIN_FAILURES, "failed logins")?;
         within("pgwire.login_failure_window_secs", p.login_failure_window_secs, 1, MAX_INTERVAL_SECS, "seconds")?;
+        within("pgwire.send_timeout_secs", p.send_timeout_secs, 1, MAX_SEND_SECS, "seconds")?;
         let mt = &self.maintenance;
         within("maintenance.interval_secs", mt.interval_secs, 0, MAX_INTERVAL_SECS, "seconds (0: never)")?;
         within("maintenance.version_retention_secs", mt.version_retention_secs, 0, MAX_HISTORY_SECS, "seconds")?;
@@ -906,6 +920,9 @@ mod tests {
             ("query.max_rows", |c| c.query.max_rows = usize::MAX),
             ("appliance.max_http_connections", |c| c.appliance.max_http_connections = 0),
             ("appliance.http_header_timeout_secs", |c| c.appliance.http_header_timeout_secs = u64::MAX),
+            ("appliance.http_send_timeout_secs", |c| c.appliance.http_send_timeout_secs = 0),
+            ("appliance.http_send_timeout_secs", |c| c.appliance.http_send_timeout_secs = u64::MAX),
+            ("pgwire.send_timeout_secs", |c| c.pgwire.send_timeout_secs = 0),
             ("extract.backlog_publish_secs", |c| c.extract.backlog_publish_secs = u64::MAX),
             ("extract.retry_max_secs", |c| c.extract.retry_max_secs = u64::MAX),
             ("extract.max_chunks_per_cycle", |c| c.extract.max_chunks_per_cycle = usize::MAX),

@@ -13,17 +13,23 @@
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion::arrow::compute::{cast, kernels::length::length};
 use datafusion::arrow::datatypes::{DataType, FieldRef, IntervalUnit, TimeUnit};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ExprSchema};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::interval_arithmetic::Interval;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::preimage::PreimageResult;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Documentation, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    BinaryExpr, ColumnarValue, Documentation, Expr, ExprSchemable, ExpressionPlacement, LogicalPlan, Operator,
+    ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping, Volatility,
 };
 use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
 use std::sync::Arc;
 
 /// Largest output, in bytes, one call of a value-generating function may produce for one batch of rows.
@@ -74,12 +80,30 @@ const WRAPPED: &[(&str, Estimate)] = &[
 /// Name of the function that checks the size of a `||` result.
 const CONCAT_CHECK: &str = "ccmart_bounded";
 
-/// Installs the wrappers and the `||` planner into `ctx`. Functions the context does not have are skipped.
+/// Largest output, in bytes, one call of any other scalar function may produce for one batch of rows (checked
+/// after the call). Higher than [`MAX_GENERATED_BYTES`]: these functions do not multiply their input, so a result
+/// this large means a chain of them has grown a value step by step, and the check stops the chain at the step
+/// that passes it.
+pub const MAX_FUNCTION_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Functions left unwrapped: DataFusion recognises them by type (struct field access and its pushdown into the
+/// Parquet reader, functions the reader answers itself, `log`/`power` simplification), and none can make a value
+/// larger than its inputs.
+const RECOGNISED_BY_TYPE: &[&str] =
+    &["get_field", "named_struct", "struct", "input_file_name", "file_row_index", "log", "power", "pow"];
+
+/// Installs the wrappers and the `||` planner into `ctx`: the value-generating functions ([`WRAPPED`]) get an
+/// estimate before they run and a check after, every other scalar function of the context (DataFusion's,
+/// the PostgreSQL catalog's, ccmart's) a check after it ran, so a function added by a later DataFusion release is
+/// bounded too. Functions the context does not have are skipped.
 pub fn install(ctx: &SessionContext) -> Result<()> {
-    for (name, estimate) in WRAPPED {
-        if let Ok(inner) = ctx.udf(name) {
-            ctx.register_udf(ScalarUDF::new_from_impl(BoundedFunction { inner, estimate: *estimate }));
+    let state = ctx.state();
+    for (name, udf) in state.scalar_functions() {
+        if name != udf.name() || RECOGNISED_BY_TYPE.contains(&name.as_str()) || udf.as_async().is_some() {
+            continue;
         }
+        let estimate = WRAPPED.iter().find(|(n, _)| n == name).map(|(_, e)| *e);
+        ctx.register_udf(ScalarUDF::new_from_impl(BoundedFunction { inner: udf.clone(), estimate }));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(SizeCheck::new()));
     ctx.state_ref().write().register_expr_planner(Arc::new(BoundedConcatPlanner))?;
@@ -317,16 +341,47 @@ pub fn check_constants(plan: &LogicalPlan) -> Result<()> {
     .map(|_| ())
 }
 
-/// A value-generating function with a size bound (see the module docs).
+/// A scalar function with a size bound (see the module docs): it behaves as the function it wraps in every
+/// respect the planner and optimiser ask about (every trait method is delegated), and fails with "resources
+/// exhausted" instead of producing a result over the bound.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct BoundedFunction {
     inner: Arc<ScalarUDF>,
-    estimate: Estimate,
+    /// How the output is estimated before the call (value-generating functions only).
+    estimate: Option<Estimate>,
 }
 
+impl BoundedFunction {
+    fn bound(&self) -> u64 {
+        if self.estimate.is_some() {
+            MAX_GENERATED_BYTES
+        } else {
+            MAX_FUNCTION_OUTPUT_BYTES
+        }
+    }
+
+    fn exhausted(&self, bytes: u128) -> DataFusionError {
+        DataFusionError::ResourcesExhausted(format!(
+            "{} would produce about {} MiB for one batch of rows, more than the {} MiB a single expression may \
+             generate",
+            self.inner.name(),
+            bytes / (1024 * 1024),
+            self.bound() / (1024 * 1024)
+        ))
+    }
+}
+
+#[warn(clippy::missing_trait_methods)]
 impl ScalarUDFImpl for BoundedFunction {
     fn name(&self) -> &str {
         self.inner.name()
+    }
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        #[allow(deprecated)]
+        self.inner.inner().display_name(args)
+    }
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        self.inner.inner().schema_name(args)
     }
     fn aliases(&self) -> &[String] {
         self.inner.aliases()
@@ -347,19 +402,61 @@ impl ScalarUDFImpl for BoundedFunction {
         #[allow(deprecated)]
         self.inner.is_nullable(args, schema)
     }
+    fn is_strict(&self) -> bool {
+        self.inner.inner().is_strict()
+    }
     fn documentation(&self) -> Option<&Documentation> {
         self.inner.documentation()
     }
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        let updated = self.inner.inner().with_updated_config(config)?;
+        Some(ScalarUDF::new_from_impl(BoundedFunction { inner: Arc::new(updated), estimate: self.estimate }))
+    }
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.inner().simplify(args, info)
+    }
+    fn preimage(&self, args: &[Expr], lit_expr: &Expr, info: &SimplifyContext) -> Result<PreimageResult> {
+        self.inner.inner().preimage(args, lit_expr, info)
+    }
+    fn conditional_arguments<'a>(&self, args: &'a [Expr]) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+        self.inner.inner().conditional_arguments(args)
+    }
+    fn short_circuits(&self) -> bool {
+        self.inner.inner().short_circuits()
+    }
+    fn evaluate_bounds(&self, input: &[&Interval]) -> Result<Interval> {
+        self.inner.inner().evaluate_bounds(input)
+    }
+    fn propagate_constraints(&self, interval: &Interval, inputs: &[&Interval]) -> Result<Option<Vec<Interval>>> {
+        self.inner.inner().propagate_constraints(interval, inputs)
+    }
+    fn struct_field_mapping(&self, literal_args: &[Option<ScalarValue>]) -> Option<StructFieldMapping> {
+        self.inner.inner().struct_field_mapping(literal_args)
+    }
+    fn output_ordering(&self, inputs: &[ExprProperties]) -> Result<SortProperties> {
+        self.inner.inner().output_ordering(inputs)
+    }
+    fn preserves_lex_ordering(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.inner().preserves_lex_ordering(inputs)
+    }
+    fn strictly_order_preserving(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.inner().strictly_order_preserving(inputs)
+    }
+    fn placement(&self, args: &[ExpressionPlacement]) -> ExpressionPlacement {
+        self.inner.inner().placement(args)
+    }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let expected = estimate(self.estimate, &args.args, rows)?;
-        if expected > u128::from(MAX_GENERATED_BYTES) {
-            return Err(exhausted(self.inner.name(), expected));
+        if let Some(kind) = self.estimate {
+            let expected = estimate(kind, &args.args, rows)?;
+            if expected > u128::from(MAX_GENERATED_BYTES) {
+                return Err(self.exhausted(expected));
+            }
         }
         let out = self.inner.invoke_with_args(args)?;
         let got = output_bytes(&out, rows);
-        if got > u128::from(MAX_GENERATED_BYTES) {
-            return Err(exhausted(self.inner.name(), got));
+        if got > u128::from(self.bound()) {
+            return Err(self.exhausted(got));
         }
         Ok(out)
     }
@@ -417,5 +514,50 @@ impl ExprPlanner for BoundedConcatPlanner {
             Expr::BinaryExpr(BinaryExpr::new(Box::new(expr.left), Operator::StringConcat, Box::new(expr.right)));
         let check = Arc::new(ScalarUDF::new_from_impl(SizeCheck::new()));
         Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(check, vec![concat]))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::AsArray;
+
+    async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+        ctx.sql(sql).await?.collect().await
+    }
+
+    fn guarded() -> SessionContext {
+        let ctx = SessionContext::new();
+        install(&ctx).unwrap();
+        ctx
+    }
+
+    #[tokio::test]
+    async fn a_function_outside_the_list_is_bounded_after_it_runs() {
+        // `repeat` stays under its own bound (16 MB per batch); `string_to_array` with a NULL delimiter makes a
+        // list element of every character, about five times the bytes: over the bound for every function.
+        let sql = "SELECT sum(cardinality(string_to_array(repeat(chr(65 + (i % 26)::int), 2000), NULL))) \
+                   FROM generate_series(1, 8192) AS t(i)";
+        let plain = SessionContext::new();
+        let n = run(&plain, sql).await.expect("DataFusion alone computes it");
+        assert_eq!(n[0].column(0).as_primitive::<datafusion::arrow::datatypes::UInt64Type>().value(0), 8192 * 2000);
+        let e = run(&guarded(), sql).await.expect_err("bounded").to_string();
+        assert!(e.contains("string_to_array") && e.contains("64 MiB"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn wrapped_functions_behave_as_before() {
+        let ctx = guarded();
+        let sql = "SELECT arrow_cast(1, 'Int8') AS a, upper('x') AS u, get_field(named_struct('k', 2), 'k') AS g, \
+                   date_trunc('day', TIMESTAMP '2026-12-02 08:00:00') AS d, abs(-3) AS b";
+        let got = run(&ctx, sql).await.unwrap();
+        let plain = run(&SessionContext::new(), sql).await.unwrap();
+        assert_eq!(got, plain, "same values, names and types");
+        // Functions made again for a session's settings stay bounded.
+        let now = ctx.udf("now").unwrap();
+        let mut options = ConfigOptions::new();
+        options.execution.time_zone = Some("Europe/Berlin".into());
+        let updated = now.inner().with_updated_config(&options).expect("now() follows the time zone");
+        assert!(updated.inner().is::<BoundedFunction>());
     }
 }

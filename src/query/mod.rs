@@ -710,9 +710,45 @@ impl QueryEngine {
         ctx: SessionContext,
         plan: impl FnOnce() -> Result<datafusion::logical_expr::LogicalPlan, QueryError> + Send + 'static,
     ) -> Result<BatchStream, QueryError> {
+        Self::start_held(ctx, None, plan).await
+    }
+
+    /// [`Self::start`] for a query whose rows may wait long for their reader (a cursor): its work keeps `held`
+    /// (its query slot and deadline) and ends at that deadline on its own, whether or not anyone reads, so an
+    /// unread cursor cannot keep a slot or a SQL thread past the time limit. Its stream then ends (with an
+    /// execution error when there is room for one); the reader checks the same deadline first.
+    pub async fn start_held(
+        ctx: SessionContext,
+        held: Option<(Arc<QueryPermit>, tokio::time::Instant)>,
+        plan: impl FnOnce() -> Result<datafusion::logical_expr::LogicalPlan, QueryError> + Send + 'static,
+    ) -> Result<BatchStream, QueryError> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let timed_out = tx.clone();
         let job = workers::spawn(async move {
+            let Some((slot, deadline)) = held else { return Self::produce(ctx, plan, tx, ready_tx).await };
+            let produced = tokio::time::timeout_at(deadline, Self::produce(ctx, plan, tx, ready_tx)).await;
+            if produced.is_err() {
+                let _ = timed_out.try_send(Err(DataFusionError::Execution(
+                    "the query ran longer than the query time limit (query.timeout_secs)".into(),
+                )));
+            }
+            drop(slot);
+        })
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+        let schema = ready_rx.await.map_err(|_| worker_lost())??;
+        Ok(BatchStream { schema, rx, _job: job })
+    }
+
+    /// Plans, optimises, bounds and executes on the SQL threads, sending the schema to `ready_tx` and the batches
+    /// to `tx` until the stream ends or nobody reads.
+    async fn produce(
+        ctx: SessionContext,
+        plan: impl FnOnce() -> Result<datafusion::logical_expr::LogicalPlan, QueryError>,
+        tx: tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+        ready_tx: tokio::sync::oneshot::Sender<Result<SchemaRef, QueryError>>,
+    ) {
+        {
             let prepared = async {
                 let plan = plan()?;
                 gate::check_plan(&plan)?;
@@ -739,9 +775,6 @@ impl QueryEngine {
                     return;
                 }
             }
-        })
-        .map_err(|e| QueryError::Execution(e.to_string()))?;
-        let schema = ready_rx.await.map_err(|_| worker_lost())??;
-        Ok(BatchStream { schema, rx, _job: job })
+        }
     }
 }

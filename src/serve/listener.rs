@@ -9,6 +9,9 @@
 //!   the headers of each request (hyper's `header_read_timeout`, which also bounds an idle kept-alive HTTP/1
 //!   connection). A connection that has sent no request by then is dropped, whatever protocol it speaks; an
 //!   HTTP/2 connection with no request in flight for that long is shut down gracefully.
+//! - **A send deadline.** A response the client stops reading fails after [`HttpLimits::send_timeout`] without
+//!   progress and its connection is closed, so an answer (and the query slot it holds until sent) cannot be kept
+//!   by a client that never reads it.
 //! - **Request bodies and handlers** are bounded by the router's body limit and request timeout.
 //! - **Shutdown** stops accepting, lets open connections finish their requests, and waits for them at most
 //!   [`SHUTDOWN_GRACE`].
@@ -38,6 +41,8 @@ use tower::ServiceExt;
 pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 256;
 /// Default of `appliance.http_header_timeout_secs`.
 pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `appliance.http_send_timeout_secs`.
+pub const DEFAULT_HTTP_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long open connections may take to finish their requests once shutdown was asked.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Refused connections are logged at most this often (with the count since the last line), so a flood does not
@@ -51,12 +56,29 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Time for the TLS handshake, and then for the headers of each request.
     pub header_timeout: Duration,
+    /// Time a write to the client may wait for the client to read (a response it does not read), then the
+    /// connection is closed.
+    pub send_timeout: Duration,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits { max_connections: DEFAULT_MAX_HTTP_CONNECTIONS, header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT }
+        HttpLimits {
+            max_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            send_timeout: DEFAULT_HTTP_SEND_TIMEOUT,
+        }
     }
+}
+
+/// `io` whose writes fail with `TimedOut` once one has waited `send_timeout` for the client to read.
+pub(crate) fn with_send_deadline<IO>(io: IO, send_timeout: Duration) -> Pin<Box<tokio_io_timeout::TimeoutStream<IO>>>
+where
+    IO: AsyncRead + AsyncWrite,
+{
+    let mut stream = tokio_io_timeout::TimeoutStream::new(io);
+    stream.set_write_timeout(Some(send_timeout));
+    Box::pin(stream)
 }
 
 /// Serves `router` on `listener` (over TLS with `tls`) within `limits` until `shutdown` resolves.
@@ -130,6 +152,7 @@ async fn serve_connection<IO>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(limits.header_timeout);
+    let io = with_send_deadline(io, limits.send_timeout);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     // Wakes when the connection may have idled too long: no request yet, or none in flight since.

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub use format::{OutputFormat, ParquetExport};
-pub use listener::{HttpLimits, DEFAULT_HTTP_HEADER_TIMEOUT, DEFAULT_MAX_HTTP_CONNECTIONS};
+pub use listener::{HttpLimits, DEFAULT_HTTP_HEADER_TIMEOUT, DEFAULT_HTTP_SEND_TIMEOUT, DEFAULT_MAX_HTTP_CONNECTIONS};
 
 pub mod admin;
 pub mod auth;

@@ -28,7 +28,7 @@ use connections::LoginGate;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion::sql::sqlparser::ast::{CloseCursor, Set, Statement};
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -65,9 +65,10 @@ use std::time::{Duration, Instant};
 pub type PgStatement = (String, Option<(Statement, LogicalPlan)>);
 
 mod connections;
+pub mod framing;
 pub use connections::{
     serve_with, ConnectionLimits, DEFAULT_IDLE_SESSION_TIMEOUT, DEFAULT_LOGIN_FAILURE_WINDOW,
-    DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_STARTUP_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_SEND_TIMEOUT, DEFAULT_STARTUP_TIMEOUT,
 };
 
 /// Number of mart versions whose protocol sessions are kept (each holds one cached query context).
@@ -127,9 +128,12 @@ impl VersionSessions {
             return Ok(s.clone());
         }
         let ctx = self.engine.context(&snapshot).await.map_err(from_query_error)?;
-        let max_rows = self.engine.limits().max_rows;
-        let hooks: Vec<Arc<dyn QueryHook>> =
-            vec![Arc::new(StatementPolicy { max_rows }), Arc::new(TransactionStatementHook), Arc::new(SetShowHook)];
+        let (max_rows, timeout_secs) = (self.engine.limits().max_rows, self.engine.limits().timeout_secs);
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(StatementPolicy { max_rows, timeout_secs }),
+            Arc::new(TransactionStatementHook),
+            Arc::new(SetShowHook),
+        ];
         let service = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx.clone()), hooks));
         let version = Version { service: service.clone(), ctx };
         cache.push((snapshot.version, version.clone()));
@@ -187,6 +191,7 @@ impl PgFrontend {
         let result = async {
             let permit = Arc::new(self.sessions.engine.admit().await.map_err(from_query_error)?);
             let deadline = tokio::time::Instant::now() + limit;
+            let work = STATEMENT_SLOT.scope((permit.clone(), deadline), work);
             let responses = tokio::time::timeout_at(deadline, work).await.map_err(|_| timeout_error(limit))??;
             Ok::<_, PgWireError>(
                 responses
@@ -201,7 +206,7 @@ impl PgFrontend {
                                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                                 limit,
                                 done: false,
-                                _permit: permit.clone(),
+                                _permit: Some(permit.clone()),
                                 finish: Some((self.metrics.clone(), started)),
                                 outcome: "ok",
                             });
@@ -225,6 +230,18 @@ impl PgFrontend {
         result
     }
 }
+
+tokio::task_local! {
+    /// The query slot and deadline of the statement being answered (set by [`PgFrontend::bounded`]), for what
+    /// must outlive the statement within them: a cursor keeps its statement's slot and deadline.
+    static STATEMENT_SLOT: (Arc<QueryPermit>, tokio::time::Instant);
+}
+
+/// Open cursors one session may hold at most: each keeps a query slot and a started query until it is closed
+/// or its time limit passes.
+pub const MAX_OPEN_CURSORS: usize = 8;
+/// Connection metadata key: the session's open cursors (declared, not yet closed).
+const METADATA_CURSORS: &str = "ccmart.open_cursors";
 
 fn timeout_error(limit: Duration) -> PgWireError {
     pg_error(
@@ -254,7 +271,7 @@ struct BoundedRows {
     deadline: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
     done: bool,
-    _permit: Arc<QueryPermit>,
+    _permit: Option<Arc<QueryPermit>>,
     finish: Option<(ApplianceMetrics, Instant)>,
     outcome: &'static str,
 }
@@ -322,11 +339,19 @@ impl Drop for BoundedRows {
 /// - `SET` is answered per connection: the value is kept in the connection's metadata and applied to its own
 ///   statements ([`session_settings`]); the shared context of a mart version is never written, so nothing one
 ///   session sets is seen by another. `SET datafusion.*` (the engine's settings) is refused.
-/// - `DECLARE … CURSOR FOR <query>` runs its query through the same gate and row bound as any query; `FETCH`
-///   counts are clamped to the row bound before they reach the protocol crate (which allocates the count).
+/// - `DECLARE … CURSOR FOR <query>` runs its query through the same gate and row bound as any query, and keeps
+///   the statement's query slot and time limit: the cursor's query stops at the deadline and frees the slot even
+///   if it is never fetched. A session holds at most [`MAX_OPEN_CURSORS`] (54000 beyond); `FETCH` counts are
+///   clamped to the row bound before they reach the protocol crate (which allocates the count).
 /// - transactions, `SHOW`, `CLOSE`, `DEALLOCATE`, `DISCARD` pass on; everything else is refused (25006).
 struct StatementPolicy {
     max_rows: usize,
+    timeout_secs: u64,
+}
+
+/// The session's open cursors (see [`MAX_OPEN_CURSORS`]).
+fn open_cursors(metadata: &std::collections::HashMap<String, String>) -> usize {
+    metadata.get(METADATA_CURSORS).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// Session variables a client may set: they change how this connection's answers are formatted, nothing shared.
@@ -470,24 +495,55 @@ impl StatementPolicy {
     ) -> PgWireResult<Response> {
         use datafusion::sql::sqlparser::ast::DeclareType;
         use pgwire::api::stmt::StoredStatement;
+        // The statement's slot and deadline: the cursor keeps both (its query runs no longer than a statement).
+        let Ok((slot, deadline)) = STATEMENT_SLOT.try_with(|s| s.clone()) else {
+            return Err(pg_error("XX000", "DECLARE outside a statement's query slot"));
+        };
         for declare in declares {
             let (Some(DeclareType::Cursor), Some(name), Some(query)) =
                 (&declare.declare_type, declare.names.first(), &declare.for_query)
             else {
                 return Err(pg_error("42601", "only DECLARE name CURSOR FOR query is supported"));
             };
+            if client.portal_store().get_portal(&name.value).is_some() {
+                return Err(pg_error("42P03", format!("cursor \"{}\" already exists", name.value)));
+            }
+            let open = open_cursors(client.metadata());
+            if open >= MAX_OPEN_CURSORS {
+                return Err(pg_error(
+                    "54000",
+                    format!("this session has {open} open cursors, the most a session may have; CLOSE one first"),
+                ));
+            }
             let ctx = QueryEngine::session_context(shared, &session_settings(client.metadata()));
             let planned = QueryEngine::plan_statement(ctx.clone(), Statement::Query(query.clone()))
                 .await
                 .map_err(from_query_error)?;
             check_visibility(client.metadata(), &planned.plan)?;
             let plan = planned.plan;
-            let stream = QueryEngine::start(ctx, move || Ok(plan)).await.map_err(from_query_error)?;
-            let response = encode_rows(stream, &Format::UnifiedText, None, Some(self.max_rows))?;
+            let stream = QueryEngine::start_held(ctx, Some((slot.clone(), deadline)), move || Ok(plan))
+                .await
+                .map_err(from_query_error)?;
+            let mut response = encode_rows(stream, &Format::UnifiedText, None, Some(self.max_rows))?;
+            let rows = std::mem::replace(&mut response.data_rows, Box::pin(futures::stream::empty()));
+            let limit = Duration::from_secs(self.timeout_secs.max(1));
+            response.data_rows = Box::pin(BoundedRows {
+                rows,
+                sent: 0,
+                max_rows: self.max_rows,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                limit,
+                done: false,
+                // The cursor's query holds the slot while it runs, and lets it go at the deadline.
+                _permit: None,
+                finish: None,
+                outcome: "ok",
+            });
             let stored = Arc::new(StoredStatement::new(name.value.clone(), (planned.text, None), vec![]));
             let portal = Portal::new_cursor(name.value.clone(), stored);
             portal.start(response).await;
             client.portal_store().put_portal(Arc::new(portal));
+            client.metadata_mut().insert(METADATA_CURSORS.into(), (open + 1).to_string());
         }
         Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
     }
@@ -538,7 +594,21 @@ impl StatementPolicy {
             }
             Statement::Set(set) => Some(Self::set(set, client).await),
             Statement::Declare { stmts } => Some(self.declare(stmts, shared, client).await),
-            Statement::Fetch { .. } | Statement::Close { .. } => {
+            Statement::Close { cursor } => {
+                let open = open_cursors(client.metadata());
+                let closed = match cursor {
+                    CloseCursor::All => open,
+                    CloseCursor::Specific { name } => {
+                        usize::from(client.portal_store().get_portal(&name.value).is_some())
+                    }
+                };
+                let answer = CursorStatementHook.handle_simple_query(statement, shared, client).await;
+                if matches!(answer, Some(Ok(_))) {
+                    client.metadata_mut().insert(METADATA_CURSORS.into(), open.saturating_sub(closed).to_string());
+                }
+                answer
+            }
+            Statement::Fetch { .. } => {
                 CursorStatementHook.handle_simple_query(&self.clamp_fetch(statement), shared, client).await
             }
             _ => None,

@@ -542,12 +542,14 @@ pub fn repo_file(rel: &str) -> std::path::PathBuf {
 
 /// What a [`relay_proxy`] does to replication file bodies: flip one byte in the middle of the next `flips`, then cut
 /// the next `cuts` in half, and send every file body in two halves `slow_ms` apart (so a copy is slow enough to
-/// be interrupted in the middle of a file).
+/// be interrupted in the middle of a file). While `hold` is set, the second half waits (at most two minutes): a test
+/// that must interrupt a copy in the middle of a file sets it, sees the half-written file, acts, then clears it.
 #[derive(Debug, Default)]
 pub struct LineDamage {
     pub flips: std::sync::atomic::AtomicUsize,
     pub cuts: std::sync::atomic::AtomicUsize,
     pub slow_ms: std::sync::atomic::AtomicU64,
+    pub hold: std::sync::atomic::AtomicBool,
 }
 
 /// An HTTP proxy on an ephemeral loopback port in front of `upstream`, standing in for the line between two sites
@@ -591,12 +593,24 @@ pub async fn relay_proxy(upstream: String, damage: std::sync::Arc<LineDamage>) -
                 out = out.header(k, v);
             }
             let slow = damage.slow_ms.load(Ordering::SeqCst);
-            let body = if file && slow > 0 && bytes.len() > 1 {
+            let body = if file && (slow > 0 || damage.hold.load(Ordering::SeqCst)) && bytes.len() > 1 {
                 let second = bytes.split_off(bytes.len() / 2);
-                let halves = futures::stream::iter([(bytes, 0u64), (second, slow)]).then(|(b, wait)| async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                    Ok::<_, std::io::Error>(bytes::Bytes::from(b))
-                });
+                let halves =
+                    futures::stream::iter([(bytes, 0u64, false), (second, slow, true)]).then(move |(b, wait, last)| {
+                        let damage = damage.clone();
+                        async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                            if last {
+                                for _ in 0..12_000 {
+                                    if !damage.hold.load(Ordering::SeqCst) {
+                                        break;
+                                    }
+                                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                                }
+                            }
+                            Ok::<_, std::io::Error>(bytes::Bytes::from(b))
+                        }
+                    });
                 axum::body::Body::from_stream(halves)
             } else {
                 axum::body::Body::from(bytes)

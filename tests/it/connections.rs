@@ -4,7 +4,9 @@
 //! client are bounded, and repeated bad passwords lock their address out for the window (release blockers of
 //! issue 15, findings 8 and 10). Also: SQL errors of the statement's own data are client errors, readers cannot
 //! read the engine's settings, query-string rejections are the API's error JSON, and the OpenAPI schema of
-//! answers matches real answers.
+//! answers matches real answers. A pgwire message announcing more than the message cap closes its connection
+//! after its header, before its body is read; a client that stops reading its answer (HTTP or pgwire) loses it after
+//! the send deadline and frees its query slot.
 
 use crate::common::*;
 use ccmart::config::TokenConfig;
@@ -95,7 +97,8 @@ async fn slow_http_clients_are_closed_after_the_header_timeout_while_others_are_
     let dir = tempfile::tempdir().unwrap();
     let app = appliance(dir.path(), 151).await;
     let timeout = Duration::from_secs(1);
-    let (addr, _stop) = serve_http(&app, HttpLimits { max_connections: 16, header_timeout: timeout }).await;
+    let (addr, _stop) =
+        serve_http(&app, HttpLimits { max_connections: 16, header_timeout: timeout, ..HttpLimits::default() }).await;
 
     // A slow-loris client: a request line, then one header byte every 200 ms, never the end of the headers.
     let mut slow = TcpStream::connect(addr).await.unwrap();
@@ -145,8 +148,11 @@ async fn http_connections_over_the_cap_are_closed_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let app = appliance(dir.path(), 152).await;
     let max = 4;
-    let (addr, _stop) =
-        serve_http(&app, HttpLimits { max_connections: max, header_timeout: Duration::from_secs(30) }).await;
+    let (addr, _stop) = serve_http(
+        &app,
+        HttpLimits { max_connections: max, header_timeout: Duration::from_secs(30), ..HttpLimits::default() },
+    )
+    .await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let health = || client.get(format!("http://{addr}/healthz")).send();
 
@@ -384,4 +390,162 @@ async fn query_string_rejections_are_error_json_and_answers_match_the_openapi_sc
         .output()
         .expect("python3 with jsonschema (scripts/test.sh installs openapi-spec-validator, which brings it)");
     assert!(check.status.success(), "the answer does not match its schema: {}", String::from_utf8_lossy(&check.stderr));
+}
+
+/// Reads one backend message from a raw socket: its type and body (bounded in time).
+async fn backend_message(socket: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let read = async {
+        let mut header = [0u8; 5];
+        socket.read_exact(&mut header).await.ok()?;
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        let mut body = vec![0u8; usize::try_from(len).ok()?.checked_sub(4)?];
+        socket.read_exact(&mut body).await.ok()?;
+        Some((header[0], body))
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.ok().flatten()
+}
+
+/// Logs the reader in over a raw socket (startup, cleartext password) up to ReadyForQuery.
+async fn raw_login(mut socket: TcpStream) -> TcpStream {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0bi\0database\0ccmart\0\0");
+    let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    startup.extend(body);
+    socket.write_all(&startup).await.unwrap();
+    let (kind, auth) = backend_message(&mut socket).await.expect("an authentication request");
+    assert_eq!((kind, &auth[..4]), (b'R', &3i32.to_be_bytes()[..]), "cleartext password requested");
+    let mut password = READER.as_bytes().to_vec();
+    password.push(0);
+    socket.write_all(&frontend_message(b'p', &password)).await.unwrap();
+    loop {
+        let (kind, _) = backend_message(&mut socket).await.expect("login answers");
+        assert_ne!(kind, b'E', "the reader logs in");
+        if kind == b'Z' {
+            return socket;
+        }
+    }
+}
+
+/// A typed frontend message.
+fn frontend_message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = vec![kind];
+    message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    message.extend_from_slice(body);
+    message
+}
+
+/// A loopback socket with a small receive buffer, so that an answer it does not read stalls the sender soon.
+async fn stalling_socket(port: u16) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap()
+}
+
+/// An appliance whose one query slot a stalled reader could keep: one query at a time, answers up to 64 MiB.
+async fn one_slot_appliance(dir: &std::path::Path, seed: u64) -> Appliance {
+    let settings = small_settings(seed);
+    let mut cfg = embedded_config(dir, settings.clone());
+    cfg.tokens.push(TokenConfig { name: "bi".into(), role: "reader".into(), sha256: hash_token(READER) });
+    cfg.query.max_concurrent = 1;
+    cfg.query.timeout_secs = 30;
+    cfg.query.max_rows = 200_000;
+    cfg.query.max_result_mb = 64;
+    cfg.validate().expect("valid test config");
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
+    simulate(&cfg, Some(&app), settings, 1).await;
+    app.drain(1000).await.expect("drain");
+    app
+}
+
+/// About 40 MB of answer, more than any socket buffers hold.
+const LARGE_ANSWER: &str = "SELECT repeat('x', 800) AS filler FROM generate_series(1, 50000)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answer_loses_it_and_frees_the_query_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = one_slot_appliance(dir.path(), 157).await;
+    let send_timeout = Duration::from_secs(1);
+    let (addr, _stop_http) = serve_http(&app, HttpLimits { send_timeout, ..HttpLimits::default() }).await;
+    let pg_limits = ConnectionLimits { send_timeout, ..ConnectionLimits::default() };
+    let (port, _stop_pg) = serve_pg(&app, pg_limits).await;
+    let count = |base: String| async move {
+        let started = Instant::now();
+        let r = reqwest::Client::new()
+            .post(format!("{base}/v1/query"))
+            .bearer_auth(READER)
+            .json(&serde_json::json!({"sql": "SELECT count(*) FROM interaction_fact"}))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), started.elapsed())
+    };
+    let base = format!("http://{addr}");
+
+    // HTTP: a large answer asked for and never read holds the one query slot only until the send deadline.
+    let mut stalled = stalling_socket(addr.port()).await;
+    let body = serde_json::json!({ "sql": LARGE_ANSWER }).to_string();
+    let request = format!(
+        "POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {READER}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, took) = count(base.clone()).await;
+    assert_eq!(status, 200, "another query is answered");
+    assert!(took < Duration::from_secs(15), "within the send deadline, not the 30 s query wait: {took:?}");
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => received += n,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the stalled connection was closed");
+    assert!(received < 20_000_000, "and its answer not sent whole: {received} bytes");
+
+    // pgwire: the same with rows a session does not read.
+    let mut stalled = raw_login(stalling_socket(port).await).await;
+    let mut sql = LARGE_ANSWER.as_bytes().to_vec();
+    sql.push(0);
+    stalled.write_all(&frontend_message(b'Q', &sql)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, took) = count(base.clone()).await;
+    assert_eq!(status, 200, "another query is answered");
+    assert!(took < Duration::from_secs(15), "within the send deadline, not the 30 s query wait: {took:?}");
+    let (client, _conn) = connect_pg(port, READER).await.unwrap();
+    let n: i64 = client.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
+    assert!(n > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_announcing_more_than_the_cap_closes_the_connection_before_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = appliance(dir.path(), 156).await;
+    let (port, _stop) = serve_pg(&app, ConnectionLimits::default()).await;
+    let mut socket = raw_login(TcpStream::connect(("127.0.0.1", port)).await.unwrap()).await;
+    // A Query announcing 512 MiB, of which only the header and a few bytes are sent: refused at once.
+    let started = Instant::now();
+    let mut query = vec![b'Q'];
+    query.extend_from_slice(&(512i32 * 1024 * 1024).to_be_bytes());
+    query.extend_from_slice(b"SELECT ");
+    socket.write_all(&query).await.unwrap();
+    let (kind, error) = backend_message(&mut socket).await.expect("an error before the body arrives");
+    assert_eq!(kind, b'E');
+    let text = String::from_utf8_lossy(&error).into_owned();
+    assert!(text.contains("C54000") && text.contains("SFATAL"), "{text}");
+    assert!(text.contains(&ccmart::serve::pgwire::framing::MAX_FRONTEND_MESSAGE_BYTES.to_string()), "{text}");
+    assert!(closed_within(&mut socket, Duration::from_secs(5)).await.is_some(), "the connection is closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // A statement over the statement bound but under the message cap is refused by the gate; its connection stays.
+    let (client, _conn) = connect_pg(port, READER).await.unwrap();
+    let long = format!("SELECT '{}'", "x".repeat(ccmart::query::gate::MAX_STATEMENT_BYTES + 10));
+    let e = client.simple_query(&long).await.expect_err("too long");
+    assert_eq!(sqlstate(&e), "54001", "{e}");
+    let n: i64 = client.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
+    assert!(n > 0);
 }

@@ -207,10 +207,27 @@ async fn kill_dash_nine_during_extraction_then_restart_matches_truth() {
 async fn half_copied(root: &std::path::Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
-        if mart_files(root).keys().any(|p| p.ends_with(".partial")) {
+        if has_partial(root) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+/// Whether a `.partial` download is on disk under `root` (names only: reading every file would widen the window
+/// between seeing it and acting on it).
+fn has_partial(root: &std::path::Path) -> bool {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".partial") {
+                return true;
+            }
+        }
     }
     false
 }
@@ -251,7 +268,7 @@ async fn kill_dash_nine_of_both_sites_during_replication_converges() {
     let (base_a, base_b) = (format!("http://127.0.0.1:{pa}"), format!("http://127.0.0.1:{pb}"));
     let line = std::sync::Arc::new(LineDamage::default());
     line.slow_ms.store(40, std::sync::atomic::Ordering::SeqCst);
-    let proxy = relay_proxy(base_a.clone(), line).await;
+    let proxy = relay_proxy(base_a.clone(), line.clone()).await;
     let config = |dir: &std::path::Path, port: u16, role: Role, peer: &str, sites: [&str; 2]| {
         let mut cfg = postgres_config(dir, urls, settings.clone());
         cfg.extract.chunk_rows = 100;
@@ -277,7 +294,9 @@ async fn kill_dash_nine_of_both_sites_during_replication_converges() {
     let mut b = spawn_run(&file_b);
     let mut answers = Vec::new();
     for round in 0..3 {
-        // New calls: the active publishes them and the standby copies; it is killed in the middle of a file.
+        // New calls: the active publishes them and the standby copies; it is killed in the middle of a file (the
+        // line holds the second half of the file until then).
+        line.hold.store(true, std::sync::atomic::Ordering::SeqCst);
         feed.advance(fed_to, fed_to + 1200, 600).await.unwrap();
         fed_to += 1200;
         assert!(
@@ -287,10 +306,8 @@ async fn kill_dash_nine_of_both_sites_during_replication_converges() {
         );
         b.kill().unwrap();
         b.wait().unwrap();
-        assert!(
-            mart_files(&db.path().join("mart")).keys().any(|p| p.ends_with(".partial")),
-            "round {round}: killed in the middle of a file"
-        );
+        line.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(has_partial(&db.path().join("mart")), "round {round}: killed in the middle of a file");
         b = spawn_run(&file_b);
         // More calls: the active is killed as soon as it has staged some of them.
         let Some(before) = try_wait_status(&base_a, |_| true).await else {

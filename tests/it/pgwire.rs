@@ -9,7 +9,7 @@ use ccmart::fault::FaultInjector;
 use ccmart::pipeline::Appliance;
 use ccmart::serve::auth::hash_token;
 use ccmart::sim::GroundTruth;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const READER: &str = "ccm_reader_secret_for_tests";
 const OPERATOR: &str = "ccm_operator_secret_for_tests";
@@ -24,6 +24,17 @@ async fn pg_appliance(
     hours: i64,
     max_rows: usize,
 ) -> (Appliance, GroundTruth, u16, tokio::sync::oneshot::Sender<()>) {
+    pg_appliance_with(dir, seed, hours, max_rows, |_| {}).await
+}
+
+/// [`pg_appliance`] with `tune` applied to the configuration last.
+async fn pg_appliance_with(
+    dir: &std::path::Path,
+    seed: u64,
+    hours: i64,
+    max_rows: usize,
+    tune: impl FnOnce(&mut ccmart::config::Config),
+) -> (Appliance, GroundTruth, u16, tokio::sync::oneshot::Sender<()>) {
     let settings = small_settings(seed);
     let mut cfg = embedded_config(dir, settings.clone());
     for (name, role, secret) in [("bi", "reader", READER), ("ops", "operator", OPERATOR), ("site2", "peer", PEER)] {
@@ -31,6 +42,7 @@ async fn pg_appliance(
     }
     cfg.query.max_rows = max_rows;
     cfg.query.timeout_secs = TIMEOUT_SECS;
+    tune(&mut cfg);
     let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
     let truth = simulate(&cfg, Some(&app), settings, hours).await;
     app.drain(1000).await.expect("drain");
@@ -361,4 +373,55 @@ async fn cursor_and_execute_row_counts_are_bounded() {
     drop(tx);
     let n: i64 = client.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
     assert_eq!(n, truth.call_count() as i64, "the connection and the process keep answering");
+}
+
+/// A cursor keeps its statement's time limit even when it is never fetched (its query is stopped at the deadline,
+/// not left running), and a session holds at most `MAX_OPEN_CURSORS` (54000 beyond; CLOSE gives room back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_keep_the_time_limit_and_are_bounded_per_session() {
+    let dir = tempfile::tempdir().unwrap();
+    // One query at a time: while the cursor's query runs, it holds the only slot.
+    let (_app, truth, port, _stop) = pg_appliance_with(dir.path(), 65, 1, 10_000, |c| c.query.max_concurrent = 1).await;
+    let client = connect(port, READER).await.expect("log in");
+    client
+        .simple_query("DECLARE endless CURSOR FOR SELECT count(*) FROM generate_series(1, 1000000000000000)")
+        .await
+        .expect("declared");
+    tokio::time::sleep(Duration::from_secs(TIMEOUT_SECS + 1)).await;
+    // Past its deadline the cursor's query has stopped and let the slot go, unfetched: another session's query
+    // runs at once (it would wait for the slot and fail with 53000 otherwise).
+    let other = connect(port, READER).await.expect("log in");
+    let started = Instant::now();
+    let n: i64 = other.query_one("SELECT count(*) FROM interaction_fact", &[]).await.expect("a slot is free").get(0);
+    assert_eq!(n, truth.call_count() as i64);
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at once: {:?}", started.elapsed());
+    let started = Instant::now();
+    let e = client.simple_query("FETCH 1 FROM endless").await.expect_err("past the time limit");
+    assert_eq!(sqlstate(&e), "57014", "{}", detail(&e));
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at once: {:?}", started.elapsed());
+    client.simple_query("CLOSE endless").await.unwrap();
+
+    let most = ccmart::serve::pgwire::MAX_OPEN_CURSORS;
+    for i in 0..most {
+        client
+            .simple_query(&format!("DECLARE c{i} CURSOR FOR SELECT duration FROM interaction_fact LIMIT 5"))
+            .await
+            .unwrap();
+    }
+    let e = client.simple_query("DECLARE one_more CURSOR FOR SELECT 1").await.expect_err("one cursor too many");
+    assert_eq!(sqlstate(&e), "54000", "{}", detail(&e));
+    let e = client.simple_query("DECLARE c0 CURSOR FOR SELECT 1").await.expect_err("a name in use");
+    assert_eq!(sqlstate(&e), "42P03", "{}", detail(&e));
+    client.simple_query("CLOSE c3").await.unwrap();
+    let e = client.simple_query("DECLARE c0 CURSOR FOR SELECT 1").await.expect_err("a name in use");
+    assert_eq!(sqlstate(&e), "42P03", "{}", detail(&e));
+    client.simple_query("DECLARE one_more CURSOR FOR SELECT 1").await.expect("CLOSE gave room back");
+    client.simple_query("CLOSE ALL").await.unwrap();
+    for i in 0..most {
+        client.simple_query(&format!("DECLARE d{i} CURSOR FOR SELECT 1")).await.expect("CLOSE ALL gave room back");
+    }
+    let rows = client.simple_query("FETCH ALL FROM c5").await;
+    assert!(rows.is_err(), "a closed cursor is gone");
+    let n: i64 = client.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
+    assert_eq!(n, truth.call_count() as i64);
 }

@@ -11,6 +11,10 @@
 //!   client address; a login beyond them is refused with SQLSTATE 53300.
 //! - **Idle sessions** that send nothing for [`ConnectionLimits::idle_session_timeout`] between statements are
 //!   closed with SQLSTATE 57P05 (a statement that runs, and the rows it sends, are bounded by the query limits).
+//! - **Messages and rows**: a frontend message may announce at most
+//!   [`framing::MAX_FRONTEND_MESSAGE_BYTES`](super::framing::MAX_FRONTEND_MESSAGE_BYTES) (SQLSTATE 54000 and the
+//!   connection is closed after its header); rows the client stops reading fail after
+//!   [`ConnectionLimits::send_timeout`] without progress and the session is closed.
 //! - **Login throttling**: after `max_login_failures` failed logins from one address within
 //!   `login_failure_window`, its logins are refused (SQLSTATE 53300, without looking at the password) until the
 //!   window has passed; a successful login clears the address's count.
@@ -18,6 +22,7 @@
 //!   SQLSTATE (22003, 22012)
 //!   instead of an internal error.
 
+use super::framing::MessageSizeCap;
 use super::{pg_error, PgFrontend, PgStatement};
 use crate::serve::listener::RefusalLog;
 use datafusion::arrow::error::ArrowError;
@@ -34,6 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::codec::{Framed, FramedParts};
 
 /// Default of `pgwire.max_connections_per_client`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
@@ -45,6 +51,8 @@ pub const DEFAULT_IDLE_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_LOGIN_FAILURES: u32 = 5;
 /// Default of `pgwire.login_failure_window_secs`.
 pub const DEFAULT_LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Default of `pgwire.send_timeout_secs`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Client addresses whose failed logins are remembered at most; beyond that, expired ones are forgotten first and
 /// a new address is not tracked until there is room (memory stays bounded under a flood from many addresses).
 const MAX_TRACKED_ADDRESSES: usize = 10_000;
@@ -66,6 +74,9 @@ pub struct ConnectionLimits {
     pub max_login_failures: u32,
     /// See `max_login_failures`.
     pub login_failure_window: Duration,
+    /// Time a write to the client may wait for the client to read (rows it does not read), then the session is
+    /// closed.
+    pub send_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -77,6 +88,7 @@ impl Default for ConnectionLimits {
             idle_session_timeout: Some(DEFAULT_IDLE_SESSION_TIMEOUT),
             max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
             login_failure_window: DEFAULT_LOGIN_FAILURE_WINDOW,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
@@ -361,7 +373,7 @@ async fn run_connection(
             return Ok(());
         }
     };
-    let mut socket = match negotiated {
+    let socket = match negotiated {
         Ok(Ok(Some(s))) => s,
         // A direct TLS handshake without TLS configured.
         Ok(Ok(None)) => return Ok(()),
@@ -371,6 +383,20 @@ async fn run_connection(
             return Ok(());
         }
     };
+    // Every message from here on is bounded in size when its header arrives (see `framing`).
+    let parts = socket.into_parts();
+    let io = crate::serve::listener::with_send_deadline(parts.io, limits.send_timeout);
+    let capped = match MessageSizeCap::new(io, &parts.read_buf) {
+        Ok(capped) => capped,
+        Err(too_large) => {
+            tracing::debug!(%peer, error = %too_large, "PostgreSQL protocol: first message too large");
+            return Ok(());
+        }
+    };
+    let mut capped_parts = FramedParts::new(capped, parts.codec);
+    capped_parts.read_buf = parts.read_buf;
+    capped_parts.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(capped_parts);
     // The front end is both query handlers (the trait's accessors hide the statement type the codec needs).
     let (simple, extended) = (frontend.clone(), frontend.clone());
     let copy = frontend.copy_handler();
@@ -424,6 +450,11 @@ async fn run_connection(
         };
         let message = match message {
             Some(Ok(m)) => m,
+            Some(Err(PgWireError::IoError(e))) if MessageSizeCap::<()>::refusal(&e).is_some() => {
+                frontend.metrics.observe_connection_refused("pgwire", "message_too_large");
+                farewell(&mut socket, "54000", e.to_string()).await;
+                return Ok(());
+            }
             Some(Err(e)) => return Err(std::io::Error::other(e)),
             None => return Ok(()),
         };
