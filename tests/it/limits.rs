@@ -180,6 +180,41 @@ async fn hostile_queries_are_refused_or_bounded_over_http_and_pgwire_and_nothing
     let e = pg_answer(&pg_connect(port).await, &huge, false).await.expect_err("too large");
     assert!(e.starts_with("54001"), "{e}");
 
+    // The script operators run against a deployment (docs/security.md) agrees, over HTTP and psql.
+    let url = base.clone();
+    let script = move |only: &[&str], corpus: &std::path::Path| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(crate::common::repo_file("scripts/hostile_corpus.py"))
+            .arg("--corpus")
+            .arg(corpus)
+            .args(["--url", &url, "--pg", &format!("host=127.0.0.1 port={port} user=bi dbname=ccmart sslmode=disable")])
+            .args(["--psql", &crate::support::pg::psql_binary().to_string_lossy()])
+            .args(["--max-rows", "10000", "--timeout-secs", &TIMEOUT_SECS.to_string(), "--only"])
+            .args(only)
+            .env("CCMART_TOKEN", READER);
+        cmd
+    };
+    let only = ["select_into", "explain_analyze_copy", "left_deep_plus", "repeat_per_row", "cross_join_rows"];
+    let repo_corpus = crate::common::repo_file("tests/data/hostile_sql");
+    let run = tokio::task::spawn_blocking({
+        let script = script.clone();
+        move || script(&only, &repo_corpus).output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok   ")).count(), 10, "{out}");
+    // And it fails when a statement that should be refused is answered.
+    let wrong = tempfile::tempdir().unwrap();
+    std::fs::write(wrong.path().join("harmless.sql"), "-- expect: refused\nSELECT 1\n").unwrap();
+    let wrong_dir = wrong.path().to_path_buf();
+    let run = tokio::task::spawn_blocking(move || script(&["harmless"], &wrong_dir).output()).await.unwrap().unwrap();
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("FAIL harmless")).count(), 2, "{out}");
+
     // Still up, nothing changed.
     let r = client().get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
