@@ -99,7 +99,10 @@ const RECOGNISED_BY_TYPE: &[&str] =
 pub fn install(ctx: &SessionContext) -> Result<()> {
     let state = ctx.state();
     for (name, udf) in state.scalar_functions() {
-        if name != udf.name() || RECOGNISED_BY_TYPE.contains(&name.as_str()) || udf.as_async().is_some() {
+        let skip = RECOGNISED_BY_TYPE.contains(&name.as_str())
+            || udf.as_async().is_some()
+            || udf.inner().is::<BoundedFunction>();
+        if name != udf.name() || skip {
             continue;
         }
         let estimate = WRAPPED.iter().find(|(n, _)| n == name).map(|(_, e)| *e);

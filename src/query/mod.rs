@@ -178,6 +178,11 @@ fn mart_err(e: impl std::fmt::Display) -> QueryError {
 
 /// The kind of a DataFusion error, for callers that report it (HTTP status, SQLSTATE).
 pub(crate) fn classify(e: DataFusionError) -> QueryError {
+    if let DataFusionError::External(inner) = e.find_root() {
+        if let Some(QueryError::Timeout(secs)) = inner.downcast_ref::<QueryError>() {
+            return QueryError::Timeout(*secs);
+        }
+    }
     let msg = e.to_string();
     match e.find_root() {
         DataFusionError::SQL(..) => QueryError::Syntax(msg),
@@ -441,7 +446,6 @@ impl QueryEngine {
         // A recursive CTE can grow without bound inside one query; reports do not need them.
         config.options_mut().execution.enable_recursive_ctes = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
         let store_url = ObjectStoreUrl::parse(snapshot_files::SNAPSHOT_STORE_URL).map_err(mart_err)?;
         for t in MART_TABLES {
             let url = ListingTableUrl::parse(format!("{store_url}{}/", t.name)).map_err(mart_err)?;
@@ -473,8 +477,7 @@ impl QueryEngine {
         }
         // PostgreSQL's catalog (pg_class, pg_namespace, ...) and functions (current_schema(), format_type(), ...), so
         // BI tools that discover tables through them work over the wire protocol, and HTTP users can ask the same
-        // questions. It wraps table functions (generate_series, range) rather than replacing them, so the size
-        // guards installed above stay in force.
+        // questions.
         datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog(
             &ctx,
             "ccmart",
@@ -482,6 +485,8 @@ impl QueryEngine {
         )
         .map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?;
         install_acyclic_pg_catalog(&ctx)?;
+        // Last, so that every scalar function the context has by now (the catalog's too) is size-bounded.
+        guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
         cache.push((snapshot.version, ctx.clone()));
         if cache.len() > CONTEXT_CACHE {
             cache.remove(0);
@@ -640,6 +645,8 @@ pub struct BatchStream {
     schema: SchemaRef,
     rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
     _job: workers::Job<()>,
+    /// Past it, the stream ends with [`QueryError::Timeout`] (seconds of the limit), whatever is still buffered.
+    deadline: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, u64)>,
 }
 
 impl BatchStream {
@@ -655,6 +662,15 @@ impl futures::Stream for BatchStream {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
+        if let Some((sleep, secs)) = &mut self.deadline {
+            if std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
+                let timeout = QueryError::Timeout(*secs);
+                self.deadline = None;
+                self.rx.close();
+                while self.rx.try_recv().is_ok() {}
+                return std::task::Poll::Ready(Some(Err(DataFusionError::External(Box::new(timeout)))));
+            }
+        }
         self.rx.poll_recv(cx)
     }
 }
@@ -713,31 +729,29 @@ impl QueryEngine {
         Self::start_held(ctx, None, plan).await
     }
 
-    /// [`Self::start`] for a query whose rows may wait long for their reader (a cursor): its work keeps `held`
-    /// (its query slot and deadline) and ends at that deadline on its own, whether or not anyone reads, so an
-    /// unread cursor cannot keep a slot or a SQL thread past the time limit. Its stream then ends (with an
-    /// execution error when there is room for one); the reader checks the same deadline first.
+    /// [`Self::start`] for a query whose rows may wait long for their reader (a cursor): `held` is its query slot
+    /// and deadline, with the time limit in seconds. Its work keeps the slot and ends at the deadline on its own,
+    /// whether or not anyone reads, so an unread cursor cannot keep a slot or a SQL thread past the time limit;
+    /// its stream then answers [`QueryError::Timeout`] (an `External` error that [`classify`] gives back).
     pub async fn start_held(
         ctx: SessionContext,
-        held: Option<(Arc<QueryPermit>, tokio::time::Instant)>,
+        held: Option<(Arc<QueryPermit>, tokio::time::Instant, u64)>,
         plan: impl FnOnce() -> Result<datafusion::logical_expr::LogicalPlan, QueryError> + Send + 'static,
     ) -> Result<BatchStream, QueryError> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let timed_out = tx.clone();
+        let deadline = held.as_ref().map(|(_, at, secs)| (Box::pin(tokio::time::sleep_until(*at)), *secs));
         let job = workers::spawn(async move {
-            let Some((slot, deadline)) = held else { return Self::produce(ctx, plan, tx, ready_tx).await };
-            let produced = tokio::time::timeout_at(deadline, Self::produce(ctx, plan, tx, ready_tx)).await;
-            if produced.is_err() {
-                let _ = timed_out.try_send(Err(DataFusionError::Execution(
-                    "the query ran longer than the query time limit (query.timeout_secs)".into(),
-                )));
+            match held {
+                None => Self::produce(ctx, plan, tx, ready_tx).await,
+                Some((_slot, at, _)) => {
+                    let _ = tokio::time::timeout_at(at, Self::produce(ctx, plan, tx, ready_tx)).await;
+                }
             }
-            drop(slot);
         })
         .map_err(|e| QueryError::Execution(e.to_string()))?;
         let schema = ready_rx.await.map_err(|_| worker_lost())??;
-        Ok(BatchStream { schema, rx, _job: job })
+        Ok(BatchStream { schema, rx, _job: job, deadline })
     }
 
     /// Plans, optimises, bounds and executes on the SQL threads, sending the schema to `ready_tx` and the batches
@@ -748,32 +762,29 @@ impl QueryEngine {
         tx: tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
         ready_tx: tokio::sync::oneshot::Sender<Result<SchemaRef, QueryError>>,
     ) {
-        {
-            let prepared = async {
-                let plan = plan()?;
-                gate::check_plan(&plan)?;
-                let state = ctx.state();
-                let optimized = state.optimize(&plan).map_err(classify)?;
-                guard::check_constants(&optimized).map_err(classify)?;
-                let physical =
-                    state.query_planner().create_physical_plan(&optimized, &state).await.map_err(classify)?;
-                datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).map_err(classify)
-            }
-            .await;
-            let mut stream = match prepared {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            if ready_tx.send(Ok(stream.schema())).is_err() {
+        let prepared = async {
+            let plan = plan()?;
+            gate::check_plan(&plan)?;
+            let state = ctx.state();
+            let optimized = state.optimize(&plan).map_err(classify)?;
+            guard::check_constants(&optimized).map_err(classify)?;
+            let physical = state.query_planner().create_physical_plan(&optimized, &state).await.map_err(classify)?;
+            datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).map_err(classify)
+        }
+        .await;
+        let mut stream = match prepared {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
                 return;
             }
-            while let Some(batch) = stream.next().await {
-                if tx.send(batch).await.is_err() {
-                    return;
-                }
+        };
+        if ready_tx.send(Ok(stream.schema())).is_err() {
+            return;
+        }
+        while let Some(batch) = stream.next().await {
+            if tx.send(batch).await.is_err() {
+                return;
             }
         }
     }

@@ -206,7 +206,7 @@ impl PgFrontend {
                                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                                 limit,
                                 done: false,
-                                _permit: Some(permit.clone()),
+                                _permit: permit.clone(),
                                 finish: Some((self.metrics.clone(), started)),
                                 outcome: "ok",
                             });
@@ -240,8 +240,19 @@ tokio::task_local! {
 /// Open cursors one session may hold at most: each keeps a query slot and a started query until it is closed
 /// or its time limit passes.
 pub const MAX_OPEN_CURSORS: usize = 8;
-/// Connection metadata key: the session's open cursors (declared, not yet closed).
-const METADATA_CURSORS: &str = "ccmart.open_cursors";
+/// The names of a session's open cursors (declared, not yet closed), kept in the session's extensions.
+#[derive(Default)]
+struct OpenCursors(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl OpenCursors {
+    fn of(client: &dyn HookClient) -> Arc<OpenCursors> {
+        client.session_extensions().get_or_insert_with(OpenCursors::default)
+    }
+
+    fn names(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 fn timeout_error(limit: Duration) -> PgWireError {
     pg_error(
@@ -271,7 +282,7 @@ struct BoundedRows {
     deadline: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
     done: bool,
-    _permit: Option<Arc<QueryPermit>>,
+    _permit: Arc<QueryPermit>,
     finish: Option<(ApplianceMetrics, Instant)>,
     outcome: &'static str,
 }
@@ -347,11 +358,6 @@ impl Drop for BoundedRows {
 struct StatementPolicy {
     max_rows: usize,
     timeout_secs: u64,
-}
-
-/// The session's open cursors (see [`MAX_OPEN_CURSORS`]).
-fn open_cursors(metadata: &std::collections::HashMap<String, String>) -> usize {
-    metadata.get(METADATA_CURSORS).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// Session variables a client may set: they change how this connection's answers are formatted, nothing shared.
@@ -508,7 +514,8 @@ impl StatementPolicy {
             if client.portal_store().get_portal(&name.value).is_some() {
                 return Err(pg_error("42P03", format!("cursor \"{}\" already exists", name.value)));
             }
-            let open = open_cursors(client.metadata());
+            let cursors = OpenCursors::of(&*client);
+            let open = cursors.names().len();
             if open >= MAX_OPEN_CURSORS {
                 return Err(pg_error(
                     "54000",
@@ -521,29 +528,16 @@ impl StatementPolicy {
                 .map_err(from_query_error)?;
             check_visibility(client.metadata(), &planned.plan)?;
             let plan = planned.plan;
-            let stream = QueryEngine::start_held(ctx, Some((slot.clone(), deadline)), move || Ok(plan))
-                .await
-                .map_err(from_query_error)?;
-            let mut response = encode_rows(stream, &Format::UnifiedText, None, Some(self.max_rows))?;
-            let rows = std::mem::replace(&mut response.data_rows, Box::pin(futures::stream::empty()));
-            let limit = Duration::from_secs(self.timeout_secs.max(1));
-            response.data_rows = Box::pin(BoundedRows {
-                rows,
-                sent: 0,
-                max_rows: self.max_rows,
-                deadline: Box::pin(tokio::time::sleep_until(deadline)),
-                limit,
-                done: false,
-                // The cursor's query holds the slot while it runs, and lets it go at the deadline.
-                _permit: None,
-                finish: None,
-                outcome: "ok",
-            });
+            // The cursor's query holds the slot while it runs and lets it go at the deadline; its rows answer
+            // 57014 past it.
+            let held = Some((slot.clone(), deadline, self.timeout_secs.max(1)));
+            let stream = QueryEngine::start_held(ctx, held, move || Ok(plan)).await.map_err(from_query_error)?;
+            let response = encode_rows(stream, &Format::UnifiedText, None, Some(self.max_rows))?;
             let stored = Arc::new(StoredStatement::new(name.value.clone(), (planned.text, None), vec![]));
             let portal = Portal::new_cursor(name.value.clone(), stored);
             portal.start(response).await;
             client.portal_store().put_portal(Arc::new(portal));
-            client.metadata_mut().insert(METADATA_CURSORS.into(), (open + 1).to_string());
+            cursors.names().insert(name.value.clone());
         }
         Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
     }
@@ -595,16 +589,15 @@ impl StatementPolicy {
             Statement::Set(set) => Some(Self::set(set, client).await),
             Statement::Declare { stmts } => Some(self.declare(stmts, shared, client).await),
             Statement::Close { cursor } => {
-                let open = open_cursors(client.metadata());
-                let closed = match cursor {
-                    CloseCursor::All => open,
-                    CloseCursor::Specific { name } => {
-                        usize::from(client.portal_store().get_portal(&name.value).is_some())
-                    }
-                };
                 let answer = CursorStatementHook.handle_simple_query(statement, shared, client).await;
                 if matches!(answer, Some(Ok(_))) {
-                    client.metadata_mut().insert(METADATA_CURSORS.into(), open.saturating_sub(closed).to_string());
+                    let cursors = OpenCursors::of(&*client);
+                    match cursor {
+                        CloseCursor::All => cursors.names().clear(),
+                        CloseCursor::Specific { name } => {
+                            cursors.names().remove(&name.value);
+                        }
+                    }
                 }
                 answer
             }

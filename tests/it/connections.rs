@@ -24,11 +24,17 @@ const OPERATOR: &str = "ccm_operator_secret_for_connection_tests";
 
 /// An appliance over one simulated hour with a reader and an operator token.
 async fn appliance(dir: &std::path::Path, seed: u64) -> Appliance {
+    appliance_with(dir, seed, |_| {}).await
+}
+
+/// [`appliance`] with `tune` applied to the configuration last.
+async fn appliance_with(dir: &std::path::Path, seed: u64, tune: impl FnOnce(&mut ccmart::config::Config)) -> Appliance {
     let settings = small_settings(seed);
     let mut cfg = embedded_config(dir, settings.clone());
     for (name, role, secret) in [("bi", "reader", READER), ("ops", "operator", OPERATOR)] {
         cfg.tokens.push(TokenConfig { name: name.into(), role: role.into(), sha256: hash_token(secret) });
     }
+    tune(&mut cfg);
     cfg.validate().expect("valid test config");
     let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
     simulate(&cfg, Some(&app), settings, 1).await;
@@ -443,18 +449,13 @@ async fn stalling_socket(port: u16) -> TcpStream {
 
 /// An appliance whose one query slot a stalled reader could keep: one query at a time, answers up to 64 MiB.
 async fn one_slot_appliance(dir: &std::path::Path, seed: u64) -> Appliance {
-    let settings = small_settings(seed);
-    let mut cfg = embedded_config(dir, settings.clone());
-    cfg.tokens.push(TokenConfig { name: "bi".into(), role: "reader".into(), sha256: hash_token(READER) });
-    cfg.query.max_concurrent = 1;
-    cfg.query.timeout_secs = 30;
-    cfg.query.max_rows = 200_000;
-    cfg.query.max_result_mb = 64;
-    cfg.validate().expect("valid test config");
-    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
-    simulate(&cfg, Some(&app), settings, 1).await;
-    app.drain(1000).await.expect("drain");
-    app
+    appliance_with(dir, seed, |cfg| {
+        cfg.query.max_concurrent = 1;
+        cfg.query.timeout_secs = 30;
+        cfg.query.max_rows = 200_000;
+        cfg.query.max_result_mb = 64;
+    })
+    .await
 }
 
 /// About 40 MB of answer, more than any socket buffers hold.
