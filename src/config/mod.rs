@@ -501,43 +501,6 @@ impl Config {
                 "TLS needs both tls_cert and tls_key (PEM files); set both or neither".into(),
             );
         }
-        if self.appliance.cycle_secs == 0 || self.appliance.cycle_secs > 3600 {
-            return invalid("appliance.cycle_secs", format!("{} is out of range 1..=3600", self.appliance.cycle_secs));
-        }
-        if self.appliance.staging_cache_mb < 16 || self.appliance.staging_cache_mb > 65_536 {
-            return invalid(
-                "appliance.staging_cache_mb",
-                format!("{} is out of range 16..=65536", self.appliance.staging_cache_mb),
-            );
-        }
-        if self.extract.chunk_rows < 10 || self.extract.chunk_rows > 1_000_000 {
-            return invalid("extract.chunk_rows", format!("{} is out of range 10..=1000000", self.extract.chunk_rows));
-        }
-        if self.extract.max_chunks_per_cycle == 0 {
-            return invalid("extract.max_chunks_per_cycle", "must be at least 1".into());
-        }
-        if self.extract.transform_batch == 0 {
-            return invalid("extract.transform_batch", "must be at least 1".into());
-        }
-        if self.extract.settle_secs > 86_400 {
-            return invalid(
-                "extract.settle_secs",
-                format!(
-                    "{} is out of range 0..=86400 (rows above the mark are re-read for this long)",
-                    self.extract.settle_secs
-                ),
-            );
-        }
-        let q = &self.query;
-        if q.max_rows == 0 || q.timeout_secs == 0 || q.memory_limit_mb < 16 {
-            return invalid("query", "max_rows and timeout_secs must be positive, memory_limit_mb at least 16".into());
-        }
-        if q.max_concurrent == 0 || q.max_concurrent > 256 {
-            return invalid("query.max_concurrent", format!("{} is out of range 1..=256", q.max_concurrent));
-        }
-        if q.max_queued > 10_000 {
-            return invalid("query.max_queued", format!("{} is out of range 0..=10000", q.max_queued));
-        }
         if let Some((key, message)) = self.replication.problem(&self.appliance.site) {
             return invalid(key, message);
         }
@@ -708,6 +671,13 @@ impl Config {
         within("extract.transform_batch", e.transform_batch, 1, MAX_TRANSFORM_BATCH, "groups")?;
         within("extract.backlog_publish_secs", e.backlog_publish_secs, 0, MAX_INTERVAL_SECS, "seconds")?;
         within("extract.retry_max_secs", e.retry_max_secs, 0, MAX_INTERVAL_SECS, "seconds (0: every cycle)")?;
+        within(
+            "extract.settle_secs",
+            e.settle_secs,
+            0,
+            MAX_INTERVAL_SECS,
+            "seconds (rows above the mark are re-read for this long)",
+        )?;
         within("query.max_rows", q.max_rows, 1, MAX_QUERY_ROWS, "rows")?;
         within("query.timeout_secs", q.timeout_secs, 1, MAX_QUERY_TIMEOUT_SECS, "seconds (a day at most)")?;
         within("query.memory_limit_mb", q.memory_limit_mb, 16, MAX_QUERY_MEMORY_MB, "MiB (1 TiB at most)")?;

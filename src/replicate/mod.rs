@@ -97,6 +97,22 @@ pub fn client_for(endpoints: &[&Endpoint], timeout: Duration) -> Result<reqwest:
     builder.build().map_err(|e| e.to_string())
 }
 
+/// The start of an error answer's body, for a message: at most 64 KiB are read, whatever length the other side
+/// announces or sends.
+pub async fn error_body(resp: reqwest::Response) -> String {
+    const MOST: usize = 64 * 1024;
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while out.len() < MOST {
+        match stream.next().await {
+            Some(Ok(chunk)) => out.extend_from_slice(&chunk[..chunk.len().min(MOST - out.len())]),
+            Some(Err(e)) => return format!("(the answer's body was cut off: {e})"),
+            None => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The body of `resp`, refused once it passes `limit` bytes (announced or received): a peer cannot make this
 /// appliance hold more than that in memory.
 pub async fn read_limited(resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, String> {

@@ -83,7 +83,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     let resp = req.send().await.map_err(|e| err(format!("unreachable: {e}")))?;
     let status = resp.status();
     if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
+        let body = super::error_body(resp).await;
         let hint = match status.as_u16() {
             401 | 403 => " (an operator token of that site is needed: --token, or --to-token for the standby)",
             _ => "",

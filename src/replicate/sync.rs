@@ -458,11 +458,16 @@ pub fn plan_deletions(
     protected: &HashSet<String>,
 ) -> Result<Vec<String>, SyncError> {
     check_manifest(m, trust)?;
+    Ok(unlisted(m, local, protected))
+}
+
+/// [`plan_deletions`] for a manifest that has passed [`check_manifest`] already.
+fn unlisted(m: &Manifest, local: &[String], protected: &HashSet<String>) -> Vec<String> {
     if m.versions.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let listed: HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
-    Ok(local
+    local
         .iter()
         .filter(|p| {
             !listed.contains(p.as_str())
@@ -472,7 +477,7 @@ pub fn plan_deletions(
                 && p.as_str() != "_last_checkpoint"
         })
         .cloned()
-        .collect())
+        .collect()
 }
 
 /// Bytes free for this user on the file system of `dir`.
@@ -601,7 +606,7 @@ pub async fn pull_with(
     let resp = get("/v1/replication/manifest".into()).send().await.map_err(|e| err(format!("unreachable: {e}")))?;
     if !resp.status().is_success() {
         let status = resp.status();
-        return Err(err(format!("{status}: {}", shown(&resp.text().await.unwrap_or_default()))));
+        return Err(err(format!("{status}: {}", shown(&super::error_body(resp).await))));
     }
     let body = super::read_limited(resp, MAX_MANIFEST_BYTES).await.map_err(|e| err(format!("manifest: {e}")))?;
     let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| err(format!("bad manifest: {e}")))?;
@@ -629,13 +634,8 @@ pub async fn pull_with(
             wanted.push(d.clone());
         }
     }
-    let mut total: u64 = 0;
-    for d in &wanted {
-        total = total.checked_add(d.file.size).ok_or_else(|| SyncError::Invalid {
-            field: "files".into(),
-            message: "the sizes add up past 2^64 bytes".into(),
-        })?;
-    }
+    // `check_manifest` proved that the sizes of all the manifest's files add up within 2^64.
+    let total: u64 = wanted.iter().map(|d| d.file.size).sum();
     if !wanted.is_empty() {
         std::fs::create_dir_all(&incoming).map_err(|e| io_err(&incoming, e))?;
         let available = free_bytes(&incoming).map_err(|e| io_err(&incoming, e))?;
@@ -764,7 +764,7 @@ pub async fn pull_with(
     }
     let _ = std::fs::remove_dir_all(&incoming);
     report.mart_version = store.latest_snapshot()?.map(|s| s.version);
-    mirror_maintenance(&manifest, trust, mart_root, store, &mut report).await?;
+    mirror_maintenance(&manifest, mart_root, store, &mut report).await?;
     if let Some(p) = progress {
         p.finish(&format!(", {} file(s), mart version {:?}", report.files, report.mart_version));
     }
@@ -797,9 +797,9 @@ fn clean_incoming(incoming: &Path, planned: &[Download]) -> Result<(), SyncError
 /// no longer serves are forgotten, then files it no longer has are deleted — unless a version still served here
 /// reads them. Without this, a standby's disk would keep every file ever written. A manifest without versions
 /// changes nothing, and neither does one whose newest version does not verify against its own file list.
+/// `manifest` has passed [`check_manifest`].
 async fn mirror_maintenance(
     manifest: &Manifest,
-    trust: &PeerTrust,
     root: &Path,
     store: &Store,
     report: &mut SyncReport,
@@ -808,8 +808,7 @@ async fn mirror_maintenance(
     let forget: Vec<u64> =
         store.snapshots()?.into_iter().filter(|s| !manifest.versions.contains(s)).map(|s| s.version).collect();
     let local = list_paths(root).map_err(|e| SyncError::Io { path: root.into(), message: e.to_string() })?;
-    let none = HashSet::new();
-    let candidates = plan_deletions(manifest, trust, &local, &none)?;
+    let mut candidates = unlisted(manifest, &local, &HashSet::new());
     if forget.is_empty() && candidates.is_empty() {
         return Ok(());
     }
@@ -820,7 +819,8 @@ async fn mirror_maintenance(
     }
     let tables: BTreeSet<&str> = candidates.iter().filter_map(|p| p.split('/').next()).collect();
     let protected = super::verify::files_read(root, &store.snapshots()?, &tables, &local).await;
-    for rel in plan_deletions(manifest, trust, &candidates, &protected)? {
+    candidates.retain(|p| !protected.contains(p));
+    for rel in candidates {
         let path = local_path(root, &rel)?;
         std::fs::remove_file(&path).map_err(|e| SyncError::Io { path: path.clone(), message: e.to_string() })?;
         report.files_removed += 1;

@@ -67,13 +67,23 @@ impl PostgresIdb {
     /// Connects if needed and checks the schema again now (`ccmart check-idb`).
     pub async fn check_schema(&self) -> Result<Arc<SchemaReport>> {
         let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(connect(&self.name, &self.url).await?);
-        }
-        let Some(client) = guard.as_ref() else {
-            return Err(SourceError::Unreachable { idb: self.name.to_string(), message: "not connected".into() });
-        };
+        let client = self.connected(&mut guard).await?;
         self.load_schema(client).await
+    }
+
+    /// The open connection, connecting first when there is none. Connecting includes the schema check: a
+    /// connection whose check fails is not kept (the error is returned, and the next call connects and checks
+    /// again), so reads never run unchecked and the check shown is always the current connection's.
+    async fn connected<'g>(&self, guard: &'g mut Option<Client>) -> Result<&'g Client> {
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = None;
+            let client = connect(&self.name, &self.url).await?;
+            self.load_schema(&client).await?;
+            *guard = Some(client);
+        }
+        guard
+            .as_ref()
+            .ok_or_else(|| SourceError::Unreachable { idb: self.name.to_string(), message: "not connected".into() })
     }
 
     /// Runs the schema check on `client`, logs what is wrong and keeps the result for the reads that follow.
@@ -181,18 +191,7 @@ impl PostgresIdb {
         sql: impl FnOnce(Option<&SchemaReport>) -> Result<String>,
     ) -> Result<Vec<TextRow>> {
         let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let client = connect(&self.name, &self.url).await?;
-            if let Err(e) = self.load_schema(&client).await {
-                // Without the check, reads use the full contract (a mismatch then fails the table's query).
-                tracing::warn!(idb = %self.name, error = %e, "cannot check the IDB schema");
-                *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            }
-            *guard = Some(client);
-        }
-        let Some(client) = guard.as_ref() else {
-            return Err(SourceError::Unreachable { idb: self.name.to_string(), message: "not connected".into() });
-        };
+        let client = self.connected(&mut guard).await?;
         let schema = self.schema();
         let sql = sql(schema.as_deref())?;
         let result = tokio::time::timeout(DEFAULT_IO_TIMEOUT, client.simple_query(&sql)).await;

@@ -25,7 +25,9 @@ struct Fake {
     manifest: Mutex<Option<String>>,
     /// A file path whose download is answered with this many bytes (streamed, no length announced).
     flood: Mutex<Option<(String, u64)>>,
-    /// Bytes of the flood generated so far.
+    /// The manifest is answered `500 Internal Server Error` with this many bytes of body (streamed).
+    manifest_error_flood: Mutex<Option<u64>>,
+    /// Bytes of the floods generated so far.
     flooded: AtomicU64,
     /// File downloads asked for.
     file_requests: AtomicUsize,
@@ -45,7 +47,24 @@ impl Fake {
         *self.fence.lock().unwrap() = None;
         *self.manifest.lock().unwrap() = None;
         *self.flood.lock().unwrap() = None;
+        *self.manifest_error_flood.lock().unwrap() = None;
     }
+}
+
+/// A body of `total` bytes, generated (and counted in `fake.flooded`) as it is read.
+fn flood_body(fake: &Arc<Fake>, total: u64) -> axum::body::Body {
+    let chunk = bytes::Bytes::from(vec![0u8; 1 << 20]);
+    let f = fake.clone();
+    let body = futures::stream::unfold(0u64, move |sent| {
+        let (chunk, f) = (chunk.clone(), f.clone());
+        async move {
+            (sent < total).then(|| {
+                f.flooded.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                (Ok::<_, std::io::Error>(chunk.clone()), sent + chunk.len() as u64)
+            })
+        }
+    });
+    axum::body::Body::from_stream(body)
 }
 
 /// Serves `fake` on an ephemeral loopback port; returns its base URL.
@@ -69,6 +88,10 @@ async fn fake_peer(fake: Arc<Fake>) -> String {
                     }
                 }
                 "/v1/replication/manifest" => {
+                    let error_flood = *fake.manifest_error_flood.lock().unwrap();
+                    if let Some(total) = error_flood {
+                        return Response::builder().status(500).body(flood_body(&fake, total)).unwrap();
+                    }
                     if let Some(v) = fake.manifest.lock().unwrap().clone() {
                         return json(v);
                     }
@@ -80,18 +103,7 @@ async fn fake_peer(fake: Arc<Fake>) -> String {
                         .map(|(_, v)| v.into_owned());
                     let flood = fake.flood.lock().unwrap().clone();
                     if let Some((_, total)) = flood.filter(|(p, _)| Some(p) == asked.as_ref()) {
-                        let chunk = bytes::Bytes::from(vec![0u8; 1 << 20]);
-                        let f = fake.clone();
-                        let body = futures::stream::unfold(0u64, move |sent| {
-                            let (chunk, f) = (chunk.clone(), f.clone());
-                            async move {
-                                (sent < total).then(|| {
-                                    f.flooded.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-                                    (Ok::<_, std::io::Error>(chunk.clone()), sent + chunk.len() as u64)
-                                })
-                            }
-                        });
-                        return Response::builder().body(Body::from_stream(body)).unwrap();
+                        return Response::builder().body(flood_body(&fake, total)).unwrap();
                     }
                 }
                 _ => {}
@@ -428,7 +440,8 @@ async fn a_manifest_missing_files_deletes_nothing() {
 }
 
 /// The finding: a file announced as 10 bytes was written to 300 MB before the check. The download stops at the
-/// announced size; a manifest announcing more than the disk holds downloads nothing.
+/// announced size; a manifest announcing more than the disk holds downloads nothing; an error answer's body is
+/// read only as far as its message needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_stop_at_the_announced_size_and_fit_the_disk() {
     let a = active(65).await;
@@ -462,6 +475,15 @@ async fn downloads_stop_at_the_announced_size_and_fit_the_disk() {
     assert!(e.contains("the copy needs 140737488355328 bytes") && e.contains("nothing downloaded"), "{e}");
     assert_eq!(fake.file_requests.load(Ordering::SeqCst), asked, "no download started");
     assert_unchanged(&s, &before, "128 TiB announced").await;
+
+    // An error answer with a 1 GiB body: its start is read for the message, not the rest.
+    fake.flooded.store(0, Ordering::SeqCst);
+    *fake.manifest_error_flood.lock().unwrap() = Some(1 << 30);
+    let e = refused(&mut s, "an error with a 1 GiB body").await;
+    assert!(e.contains("500"), "{e}");
+    let sent = fake.flooded.load(Ordering::SeqCst);
+    assert!(sent < 100 << 20, "the error's body was not read whole: {sent} bytes generated of 1 GiB");
+    assert_unchanged(&s, &before, "an error with a 1 GiB body").await;
 }
 
 /// The finding: sizes or epochs near 2^64 panicked (a standby crash loop; promotion impossible). Every such number

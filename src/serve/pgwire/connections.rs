@@ -18,15 +18,10 @@
 //! - **Login throttling**: after `max_login_failures` failed logins from one address within
 //!   `login_failure_window`, its logins are refused (SQLSTATE 53300, without looking at the password) until the
 //!   window has passed; a successful login clears the address's count.
-//! - **Errors of the statement's data** (overflow, a value out of its type's range, division by zero) get their
-//!   SQLSTATE (22003, 22012)
-//!   instead of an internal error.
 
 use super::framing::MessageSizeCap;
-use super::{pg_error, PgFrontend, PgStatement};
+use super::{PgFrontend, PgStatement};
 use crate::serve::listener::RefusalLog;
-use datafusion::arrow::error::ArrowError;
-use datafusion::error::DataFusionError;
 use datafusion_postgres::pgwire;
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState, PgWireServerHandlers};
@@ -477,7 +472,6 @@ async fn run_connection(
         )
         .await;
         if let Err(mut e) = result {
-            data_error_sqlstate(&mut e);
             errors.on_error(&socket, &mut e);
             process_error(&mut socket, e, is_extended_query).await?;
         }
@@ -491,26 +485,6 @@ where
 {
     let info = ErrorInfo::new("FATAL".into(), code.into(), message);
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, socket.send(PgWireBackendMessage::ErrorResponse(info.into()))).await;
-}
-
-/// Gives integer overflow (22003) and division by zero (22012) in a statement their SQLSTATE: they are the
-/// client's data, not an internal error.
-pub(super) fn data_error_sqlstate(e: &mut PgWireError) {
-    let PgWireError::ApiError(source) = e else { return };
-    let arrow = match source.downcast_ref::<DataFusionError>() {
-        Some(df) => match df.find_root() {
-            DataFusionError::ArrowError(a, _) => Some(a.as_ref()),
-            _ => None,
-        },
-        None => source.downcast_ref::<ArrowError>(),
-    };
-    let code = match arrow {
-        Some(ArrowError::DivideByZero) => "22012",
-        Some(a) if crate::query::visibility::is_data_error(a) => "22003",
-        _ => return,
-    };
-    let message = source.to_string();
-    *e = pg_error(code, message);
 }
 
 #[cfg(test)]
