@@ -739,7 +739,9 @@ pub async fn pull_with(
         .flat_map(|v| v.tables.iter().map(|(t, dv)| (t.as_str(), *dv)))
         .filter(|(t, _)| !touched.contains(t))
         .collect();
-    if !planned.is_empty() || !to_apply.is_empty() {
+    // The newest version is verified below whenever anything changes here; otherwise maintenance verifies it.
+    let newest_verified = !planned.is_empty() || !to_apply.is_empty();
+    if newest_verified {
         let installed = install(&planned)?;
         let mut check = to_apply.clone();
         if let Some(newest) = manifest.versions.last().filter(|n| check.last() != Some(n)) {
@@ -764,7 +766,7 @@ pub async fn pull_with(
     }
     let _ = std::fs::remove_dir_all(&incoming);
     report.mart_version = store.latest_snapshot()?.map(|s| s.version);
-    mirror_maintenance(&manifest, mart_root, store, &mut report).await?;
+    mirror_maintenance(&manifest, mart_root, store, newest_verified, &mut report).await?;
     if let Some(p) = progress {
         p.finish(&format!(", {} file(s), mart version {:?}", report.files, report.mart_version));
     }
@@ -797,11 +799,12 @@ fn clean_incoming(incoming: &Path, planned: &[Download]) -> Result<(), SyncError
 /// no longer serves are forgotten, then files it no longer has are deleted — unless a version still served here
 /// reads them. Without this, a standby's disk would keep every file ever written. A manifest without versions
 /// changes nothing, and neither does one whose newest version does not verify against its own file list.
-/// `manifest` has passed [`check_manifest`].
+/// `manifest` has passed [`check_manifest`]; `newest_verified`: its newest version was verified in this pass.
 async fn mirror_maintenance(
     manifest: &Manifest,
     root: &Path,
     store: &Store,
+    newest_verified: bool,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let Some(newest) = manifest.versions.last() else { return Ok(()) };
@@ -812,7 +815,9 @@ async fn mirror_maintenance(
     if forget.is_empty() && candidates.is_empty() {
         return Ok(());
     }
-    super::verify::verify_versions(root, manifest, &[newest], &HashSet::new()).await?;
+    if !newest_verified {
+        super::verify::verify_versions(root, manifest, &[newest], &HashSet::new()).await?;
+    }
     report.versions_pruned = store.forget_versions(&forget)?;
     if candidates.is_empty() {
         return Ok(());
