@@ -493,6 +493,17 @@ enum TableError {
     Staging(StagingError),
 }
 
+/// Epoch seconds of an SQL timestamp in PostgreSQL's text form: `YYYY-MM-DD HH:MM:SS[.fff]` (a `timestamp`, taken
+/// as UTC) or the same with an offset (a `timestamptz`, e.g. `+00` or `+01:00`). Fractions of a second are dropped.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(d) = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f") {
+        return Some(d.and_utc().timestamp());
+    }
+    // PostgreSQL prints offsets as `+HH`, `+HH:MM` or `+HH:MM:SS`; chrono's `%#z` takes the first two.
+    chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z").ok().map(|d| d.timestamp())
+}
+
 /// Checks a text row against the contract: types, required columns, enumeration codes. Returns the staged form
 /// or the offending column and the reason.
 pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static str, String)> {
@@ -508,6 +519,9 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
             }
             Some(t) => match col.ty {
                 ColumnType::Text => Some(Value::Text(t)),
+                ColumnType::Timestamp => Some(Value::Int(
+                    parse_timestamp(&t).ok_or_else(|| (col.name, format!("'{t}' is not a timestamp")))?,
+                )),
                 ColumnType::Int => {
                     let v: i64 = t.trim().parse().map_err(|_| (col.name, format!("'{t}' is not an integer")))?;
                     if let Some(domain) = col.domain {
@@ -587,6 +601,16 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_parse_as_utc_epoch_seconds_with_or_without_offset() {
+        assert_eq!(parse_timestamp("2026-12-02 01:00:00"), Some(1_796_173_200));
+        assert_eq!(parse_timestamp("2026-12-02 01:00:00.123456"), Some(1_796_173_200));
+        assert_eq!(parse_timestamp("2026-12-02 02:00:00+01"), Some(1_796_173_200));
+        assert_eq!(parse_timestamp("2026-12-01 20:00:00-05:00"), Some(1_796_173_200));
+        assert_eq!(parse_timestamp("1796173200"), None, "epoch seconds are not a timestamp");
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
     fn valid_row_gets_group_and_newest_counter_as_version() {
         let r = validate(&G_CALL, &row(&good_call())).unwrap();
         assert_eq!(r.id, 7);
@@ -604,9 +628,9 @@ mod tests {
         let (col, reason) = validate(&G_CALL, &row(&v)).unwrap_err();
         assert_eq!((col, reason.as_str()), ("CREATED_TS", "'ten' is not an integer"));
         let mut v = good_call();
-        v[5] = Some("42");
+        v[6] = Some("42");
         let (col, reason) = validate(&G_CALL, &row(&v)).unwrap_err();
-        assert_eq!(col, "STATE");
+        assert_eq!(col, "CALLTYPE");
         assert!(reason.contains("unknown code 42"));
     }
 }

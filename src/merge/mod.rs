@@ -13,7 +13,7 @@ mod progress;
 
 pub use progress::{pair_progress, slice_decisions, MergeSettings, PairProgress, PairState, SliceDecision, Wait};
 
-use crate::source::contract::{self, call_state, login_state, G_DSS_GCC_PROVIDER};
+use crate::source::contract::{self, G_DSS_GCC_PROVIDER};
 use crate::staging::StagedRow;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -151,7 +151,7 @@ fn intersect(a: &[(i64, i64)], b: &[(i64, i64)]) -> Vec<(i64, i64)> {
 }
 
 /// The time columns of a group's rows (epoch seconds).
-const TIME_COLUMNS: &[&str] = &["CREATED_TS", "TERMINATED_TS", "CHANGED_TS", "ADDED_TS"];
+const TIME_COLUMNS: &[&str] = &["CREATED_TS", "TERMINATED_TS", "ADDED_TS"];
 
 /// Earliest and latest event time of some rows, given as (table, rows).
 pub fn rows_span<'a>(rows: impl IntoIterator<Item = (&'a str, &'a [StagedRow])>) -> Option<(i64, i64)> {
@@ -177,13 +177,13 @@ pub fn copy_span_of(rows: &GroupRows) -> Option<(i64, i64)> {
     rows_span(rows.iter().map(|((_, t), r)| (t.as_str(), r.as_slice())))
 }
 
+/// Whether the source closed the interaction or login session: its `TERMINATED_TS` is set (ICON's `STATE` codes
+/// are not relied on).
 fn copy_closed(tables: &BTreeMap<String, Vec<StagedRow>>) -> bool {
-    [(contract::G_CALL, call_state::TERMINATED), (contract::G_LOGIN_SESSION, login_state::ENDED)].iter().any(
-        |(spec, done)| {
-            let idx = spec.column_index("STATE").unwrap_or(0);
-            tables.get(spec.name).is_some_and(|r| r.iter().any(|row| row.int(idx) == Some(*done)))
-        },
-    )
+    [contract::G_CALL, contract::G_LOGIN_SESSION].iter().any(|spec| {
+        let Some(idx) = spec.column_index("TERMINATED_TS") else { return false };
+        tables.get(spec.name).is_some_and(|r| r.iter().any(|row| row.int(idx).is_some()))
+    })
 }
 
 /// Merges one group. `preference` lists the IDB names of the group's HA pair in configured order; `timelines`
@@ -236,10 +236,19 @@ pub fn merge_group(
     MergedGroup { chosen_idb: Some(idb), tables, quality, close_stuck_at: None }
 }
 
+/// Configuration rows: a `GC_*` row (keyed by its configuration DBID, the same in every IDB) is taken from the
+/// copy with the newest `LASTCHANGE_TS`, then from the first configured IDB; `GCX_GROUP_AGENT` rows, numbered by
+/// each IDB and without `LASTCHANGE`, are taken per group and agent from the most advanced copy
+/// ([`merge_memberships`]).
 fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
     let rank = |idb: &str| preference.iter().position(|p| p == idb).unwrap_or(usize::MAX);
     let mut tables: BTreeMap<String, BTreeMap<i64, (i64, usize, StagedRow)>> = BTreeMap::new();
+    let mut memberships: Vec<(String, Vec<StagedRow>)> = Vec::new();
     for ((idb, table), rs) in rows {
+        if table == contract::GCX_GROUP_AGENT.name {
+            memberships.push((idb, rs));
+            continue;
+        }
         let lastchange = contract::table(&table).and_then(|t| t.column_index("LASTCHANGE_TS"));
         for r in rs {
             let Some(id) = r.int(0) else { continue };
@@ -254,24 +263,57 @@ fn merge_configuration(rows: GroupRows, preference: &[String]) -> MergedGroup {
             }
         }
     }
-    MergedGroup {
-        chosen_idb: None,
-        quality: DataQuality::Complete,
-        close_stuck_at: None,
-        tables: tables.into_iter().map(|(t, m)| (t, m.into_values().map(|(_, _, r)| r).collect())).collect(),
+    let mut tables: BTreeMap<String, Vec<StagedRow>> =
+        tables.into_iter().map(|(t, m)| (t, m.into_values().map(|(_, _, r)| r).collect())).collect();
+    if !memberships.is_empty() {
+        tables.insert(contract::GCX_GROUP_AGENT.name.to_string(), merge_memberships(memberships, &rank));
     }
+    MergedGroup { chosen_idb: None, quality: DataQuality::Complete, close_stuck_at: None, tables }
+}
+
+/// `GCX_GROUP_AGENT` from several IDBs: for each (group, agent), every membership row of the copy that knows the
+/// most memberships, then the most ended ones (an IDB that lags behind knows fewer), then the first configured.
+fn merge_memberships(copies: Vec<(String, Vec<StagedRow>)>, rank: &dyn Fn(&str) -> usize) -> Vec<StagedRow> {
+    let spec = &contract::GCX_GROUP_AGENT;
+    let col = |name: &str| spec.column_index(name);
+    let (Some(group), Some(agent), Some(deleted)) = (col("GROUPID"), col("AGENTID"), col("DELETED_TS")) else {
+        return Vec::new();
+    };
+    type Best = ((usize, usize, std::cmp::Reverse<usize>), Vec<StagedRow>);
+    let mut best: BTreeMap<(i64, i64), Best> = BTreeMap::new();
+    for (idb, rows) in copies {
+        let mut per_pair: BTreeMap<(i64, i64), Vec<StagedRow>> = BTreeMap::new();
+        for r in rows {
+            if let (Some(g), Some(a)) = (r.int(group), r.int(agent)) {
+                per_pair.entry((g, a)).or_default().push(r);
+            }
+        }
+        for (pair, rows) in per_pair {
+            let ended = rows.iter().filter(|r| r.int(deleted).is_some()).count();
+            let score = (rows.len(), ended, std::cmp::Reverse(rank(&idb)));
+            if best.get(&pair).is_none_or(|(old, _)| score > *old) {
+                best.insert(pair, (score, rows));
+            }
+        }
+    }
+    best.into_values().flat_map(|(_, rows)| rows).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::contract::call_state;
     use crate::staging::Value;
 
+    /// A `G_CALL` row; a terminated one has `TERMINATED_TS`, which is what closes it.
     fn call(state: i64, version: i64) -> StagedRow {
-        let idx = contract::G_CALL.column_index("STATE").unwrap();
+        let col = |name: &str| contract::G_CALL.column_index(name).unwrap();
         let mut values = vec![None; contract::G_CALL.columns.len()];
         values[0] = Some(Value::Int(version));
-        values[idx] = Some(Value::Int(state));
+        values[col("STATE")] = Some(Value::Int(state));
+        if state == call_state::TERMINATED {
+            values[col("TERMINATED_TS")] = Some(Value::Int(1_000));
+        }
         StagedRow { version, values }
     }
 

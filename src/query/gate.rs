@@ -468,8 +468,8 @@ mod tests {
                 }
                 if let Ok(plan) = state.statement_to_plan(statement).await {
                     if check_plan(&plan).is_ok() {
-                        let optimized = state.optimize(&plan).map_err(|e| e.to_string())?;
-                        drop(optimized);
+                        // An optimizer error (e.g. an overflow while folding constants) is an answer, not a crash.
+                        let _ = state.optimize(&plan);
                     }
                 }
                 Ok(true)

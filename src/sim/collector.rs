@@ -207,7 +207,8 @@ impl Collector {
         let restarted = std::mem::replace(&mut self.crashed, false);
         if disconnected {
             if let Some(h) = self.session.take() {
-                let end = vec![("DSCONN_ETIME", IdbValue::Int(from)), ("LEVENT_ITIME", IdbValue::Int(from))];
+                let end =
+                    vec![("DSCONN_ETIME", IdbValue::Timestamp(from)), ("LEVENT_ITIME", IdbValue::Timestamp(from))];
                 self.session_update(h, end);
             }
             return;
@@ -224,11 +225,13 @@ impl Collector {
                     columns: vec![
                         ("ICON_DBID", IdbValue::Int(self.place.icon_dbid)),
                         ("DS_TYPE", IdbValue::Int(1)),
-                        ("ICON_STIME", IdbValue::Int(from)),
-                        ("DSCONN_STIME", IdbValue::Int(from)),
+                        ("ICON_STIME", IdbValue::Timestamp(from)),
+                        ("DSCONN_STIME", IdbValue::Timestamp(from)),
                         ("DSCONN_TYPE", IdbValue::Int(conn_type)),
-                        ("FEVENT_ITIME", IdbValue::Int(from)),
-                        ("LEVENT_ITIME", IdbValue::Int(from)),
+                        ("DSCONN_SDSTIME", IdbValue::Timestamp(from)),
+                        ("DSCONN_SDSTS", IdbValue::Int(from)),
+                        ("FEVENT_ITIME", IdbValue::Timestamp(from)),
+                        ("LEVENT_ITIME", IdbValue::Timestamp(from)),
                     ],
                 });
             }
@@ -236,7 +239,7 @@ impl Collector {
         }
         self.queue.extend(events.iter().cloned());
         if let Some(h) = self.session {
-            self.session_update(h, vec![("LEVENT_ITIME", IdbValue::Int(t))]);
+            self.session_update(h, vec![("LEVENT_ITIME", IdbValue::Timestamp(t))]);
         }
     }
 

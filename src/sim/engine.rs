@@ -4,8 +4,8 @@ use super::truth::{
     GroundTruth, LegResult, TruthCall, TruthLeg, TruthMembership, TruthQueueVisit, TruthSession, TruthStatePeriod,
 };
 use super::*;
-use crate::source::contract::{agent_state, call_state, call_type, endpoint_type, login_state, media_type};
-use crate::source::contract::{party_end_cause as cause, party_role, party_state, party_type};
+use crate::source::contract::{agent_record_type, agent_state, call_state, call_type, dn_type, login_state};
+use crate::source::contract::{media_type, party_end_cause as cause, party_role, party_state, party_type, work_mode};
 use crate::source::{IdbValue, IdbWrite, WriteKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +56,7 @@ struct Agent {
 struct Party {
     handle: i64,
     pseq: i64,
+    state: i64,
 }
 
 #[derive(Debug)]
@@ -115,10 +116,13 @@ fn membership_columns(s: usize, i: usize, q: usize, t: i64) -> Vec<(&'static str
         ("STATUS", IdbValue::Int(1)),
         ("CREATED", IdbValue::Timestamp(t)),
         ("CREATED_TS", IdbValue::Int(t)),
-        ("LASTCHANGE", IdbValue::Timestamp(t)),
-        ("LASTCHANGE_TS", IdbValue::Int(t)),
     ]
 }
+
+/// `G_PARTY_HISTORY.CHANGETYPE` codes (the vendor's): party created, terminated, state changed.
+const PARTY_CREATED: i64 = 1;
+const PARTY_TERMINATED: i64 = 2;
+const PARTY_STATE_CHANGED: i64 = 3;
 
 fn exp(rng: &mut ChaCha8Rng, mean: f64) -> f64 {
     let u: f64 = rng.random();
@@ -245,8 +249,6 @@ impl Simulator {
                         ("DELETED", IdbValue::Timestamp(t)),
                         ("DELETED_TS", IdbValue::Int(t)),
                         ("STATUS", IdbValue::Int(0)),
-                        ("LASTCHANGE", IdbValue::Timestamp(t)),
-                        ("LASTCHANGE_TS", IdbValue::Int(t)),
                     ],
                 });
                 self.ended_memberships.push(TruthMembership {
@@ -296,7 +298,7 @@ impl Simulator {
                 stamp(vec![
                     ("TENANTID", IdbValue::Int(1)),
                     ("NAME", IdbValue::Text(format!("SIP_Switch_Site{site}"))),
-                    ("SWITCHTYPE", IdbValue::Int(1)),
+                    ("TYPE", IdbValue::Int(1)),
                 ]),
             ));
             w.push(ins(
@@ -306,7 +308,7 @@ impl Simulator {
                     ("TENANTID", IdbValue::Int(1)),
                     ("SWITCHID", IdbValue::Int(site as i64)),
                     ("DN", IdbValue::Text(format!("RP_Inbound_Site{site}"))),
-                    ("TYPE", IdbValue::Int(endpoint_type::ROUTING_POINT)),
+                    ("TYPE", IdbValue::Int(dn_type::ROUTING_POINT)),
                 ]),
             ));
             for q in 0..self.settings.queues_per_site {
@@ -318,7 +320,7 @@ impl Simulator {
                         ("TENANTID", IdbValue::Int(1)),
                         ("SWITCHID", IdbValue::Int(site as i64)),
                         ("DN", IdbValue::Text(format!("Q_{name}_Site{site}"))),
-                        ("TYPE", IdbValue::Int(endpoint_type::ACD_QUEUE)),
+                        ("TYPE", IdbValue::Int(dn_type::ACD_QUEUE)),
                     ]),
                 ));
                 w.push(ins(
@@ -327,7 +329,7 @@ impl Simulator {
                     stamp(vec![
                         ("TENANTID", IdbValue::Int(1)),
                         ("NAME", IdbValue::Text(group_name(s, q))),
-                        ("GROUPTYPE", IdbValue::Int(1)),
+                        ("TYPE", IdbValue::Int(1)),
                     ]),
                 ));
             }
@@ -360,7 +362,7 @@ impl Simulator {
                         ("TENANTID", IdbValue::Int(1)),
                         ("SWITCHID", IdbValue::Int(site as i64)),
                         ("DN", IdbValue::Text(a.dn.clone())),
-                        ("TYPE", IdbValue::Int(endpoint_type::EXTENSION)),
+                        ("TYPE", IdbValue::Int(dn_type::EXTENSION)),
                     ]),
                 ));
             }
@@ -527,42 +529,91 @@ impl Site {
                 reason: session.reason.clone(),
             });
         }
+        // ICON writes a reason code when it ends: the not-ready period that had one is over now.
+        let ended_reason = session.reason.take().map(|r| (r, session.state_start));
         session.seq += 1;
         session.state = state;
         session.state_start = now;
         session.reason = reason.map(str::to_string);
         let (seq, sid) = (session.seq, session.id.clone());
-        let h = self.handle();
-        self.insert(
-            "G_AGENT_STATE_HISTORY",
-            h,
-            vec![
-                ("LOGINSESSIONID", IdbValue::Text(sid.clone())),
-                ("AGENTID", IdbValue::Int(dbid)),
-                ("ENDPOINTID", IdbValue::Int(dn_dbid)),
-                ("SEQ", IdbValue::Int(seq)),
-                ("STATE", IdbValue::Int(state)),
-                ("WORKMODE", IdbValue::Int(if state == agent_state::AFTER_CALL_WORK { 3 } else { 1 })),
-                ("CALLID", callid.map_or(IdbValue::Null, |c| IdbValue::Text(c.to_string()))),
-                ("ADDED", IdbValue::Timestamp(now)),
-                ("ADDED_TS", IdbValue::Int(now)),
-            ],
-        );
-        if let Some(r) = reason {
+        if let Some((r, since)) = ended_reason {
             let h = self.handle();
             self.insert(
                 "G_AGENT_STATE_RC",
                 h,
                 vec![
-                    ("LOGINSESSIONID", IdbValue::Text(sid)),
-                    ("AGENTID", IdbValue::Int(dbid)),
-                    ("SEQ", IdbValue::Int(seq)),
-                    ("REASONCODE", IdbValue::Text(r.to_string())),
-                    ("ADDED", IdbValue::Timestamp(now)),
-                    ("ADDED_TS", IdbValue::Int(now)),
+                    ("SESSIONID", IdbValue::Text(sid.clone())),
+                    ("ENDPOINTID", IdbValue::Int(dn_dbid)),
+                    ("QUEUEID", IdbValue::Int(0)),
+                    ("AGENTSTATE", IdbValue::Int(agent_state::NOT_READY)),
+                    ("WORKMODE", IdbValue::Int(work_mode::AUX_WORK)),
+                    ("HWFLAG", IdbValue::Int(0)),
+                    ("KEYNAME", IdbValue::Text("ReasonCode".into())),
+                    ("VALUE", IdbValue::Text(r)),
+                    ("CREATED", IdbValue::Timestamp(since)),
+                    ("CREATED_TS", IdbValue::Int(since)),
+                    ("TERMINATED", IdbValue::Timestamp(now)),
+                    ("TERMINATED_TS", IdbValue::Int(now)),
                 ],
             );
         }
+        // After-call work is not-ready time in work mode after-call work (the Genesys agent model).
+        let (written_state, mode) = match state {
+            agent_state::AFTER_CALL_WORK => (agent_state::NOT_READY, work_mode::AFTER_CALL_WORK),
+            agent_state::NOT_READY => (agent_state::NOT_READY, work_mode::AUX_WORK),
+            other => (other, work_mode::AUTO_IN),
+        };
+        let h = self.handle();
+        self.insert(
+            "G_AGENT_STATE_HISTORY",
+            h,
+            vec![
+                ("TYPE", IdbValue::Int(agent_record_type::STATE)),
+                ("LOGINSESSIONID", IdbValue::Text(sid)),
+                ("AGENTID", IdbValue::Int(dbid)),
+                ("ENDPOINTID", IdbValue::Int(dn_dbid)),
+                ("QUEUEID", IdbValue::Int(0)),
+                ("SEQ", IdbValue::Int(seq)),
+                ("STATE", IdbValue::Int(written_state)),
+                ("WORKMODE", IdbValue::Int(mode)),
+                ("CALLID", callid.map_or(IdbValue::Null, |c| IdbValue::Text(c.to_string()))),
+                ("ADDED", IdbValue::Timestamp(now)),
+                ("ADDED_TS", IdbValue::Int(now)),
+            ],
+        );
+    }
+
+    /// Records that the agent asked to log out while busy: a pending-state record, which opens no state period.
+    fn pending_logout(&mut self, a: usize) {
+        let now = self.now;
+        let agent = &mut self.agents[a];
+        let (dbid, dn_dbid) = (agent.dbid, agent.dn_dbid);
+        let Some(session) = agent.session.as_mut() else {
+            return;
+        };
+        session.seq += 1;
+        let (seq, sid) = (session.seq, session.id.clone());
+        let current = match session.state {
+            agent_state::AFTER_CALL_WORK => agent_state::NOT_READY,
+            other => other,
+        };
+        let h = self.handle();
+        self.insert(
+            "G_AGENT_STATE_HISTORY",
+            h,
+            vec![
+                ("TYPE", IdbValue::Int(agent_record_type::PENDING_STATE)),
+                ("LOGINSESSIONID", IdbValue::Text(sid)),
+                ("AGENTID", IdbValue::Int(dbid)),
+                ("ENDPOINTID", IdbValue::Int(dn_dbid)),
+                ("QUEUEID", IdbValue::Int(0)),
+                ("SEQ", IdbValue::Int(seq)),
+                ("STATE", IdbValue::Int(current)),
+                ("PENDINGSTATE", IdbValue::Int(agent_state::LOGGED_OUT)),
+                ("ADDED", IdbValue::Timestamp(now)),
+                ("ADDED_TS", IdbValue::Int(now)),
+            ],
+        );
     }
 
     fn agent_state(&self, a: usize) -> i64 {
@@ -635,6 +686,9 @@ impl Site {
         }
         let state = self.agent_state(a);
         if self.agents[a].call.is_some() || state == agent_state::AFTER_CALL_WORK {
+            if !self.agents[a].logout_pending {
+                self.pending_logout(a);
+            }
             self.agents[a].logout_pending = true;
             return;
         }
@@ -678,10 +732,12 @@ impl Site {
 
     // ----- calls -----
 
+    #[allow(clippy::too_many_arguments)]
     fn new_party(
         &mut self,
         call: usize,
         ptype: i64,
+        dn: Option<i64>,
         role: i64,
         state: i64,
         endpoint: Option<(i64, String)>,
@@ -696,54 +752,68 @@ impl Site {
             "G_PARTY",
             handle,
             vec![
+                ("PARTYID", IdbValue::AssociationId(handle)),
                 ("PARTYGUID", IdbValue::Guid(handle)),
                 ("CALLID", IdbValue::Text(callid.clone())),
                 ("PARENTPARTYID", IdbValue::Null),
                 ("TYPE", IdbValue::Int(ptype)),
+                ("ENDPOINTTYPE", dn.map_or(IdbValue::Null, IdbValue::Int)),
                 ("PROLE", IdbValue::Int(role)),
                 ("STATE", IdbValue::Int(state)),
                 ("CCEVENT", IdbValue::Int(cause::NONE)),
                 ("ENDPOINTID", ep_id),
                 ("ENDPOINTDN", ep_dn),
-                ("AGENTID", agent.map_or(IdbValue::Null, IdbValue::Int)),
+                // Parties no agent handles carry agent 0, as real IDBs show.
+                ("AGENTID", IdbValue::Int(agent.unwrap_or(0))),
                 ("CREATED", IdbValue::Timestamp(now)),
                 ("CREATED_TS", IdbValue::Int(now)),
             ],
         );
-        let mut p = Party { handle, pseq: 0 };
-        self.party_history(call, &mut p, state, cause::NONE);
+        let mut p = Party { handle, pseq: 0, state };
+        self.party_history(call, &mut p, PARTY_CREATED, state, cause::NONE);
         p
     }
 
-    fn party_history(&mut self, call: usize, p: &mut Party, state: i64, ccevent: i64) {
+    fn party_history(&mut self, call: usize, p: &mut Party, change: i64, state: i64, ccevent: i64) {
         let now = self.now;
         p.pseq += 1;
+        let previous = if p.pseq == 1 { IdbValue::Null } else { IdbValue::Int(p.state) };
+        p.state = state;
         let h = self.handle();
         let callid = self.c(call).callid.clone();
         self.insert(
             "G_PARTY_HISTORY",
             h,
             vec![
-                ("PARTYID", IdbValue::RowRef(p.handle)),
-                ("CALLID", IdbValue::Text(callid)),
+                ("PARTYID", IdbValue::AssociationId(p.handle)),
                 ("PSEQ", IdbValue::Int(p.pseq)),
-                ("STATE", IdbValue::Int(state)),
+                ("CHANGETYPE", IdbValue::Int(change)),
                 ("CCEVENT", IdbValue::Int(ccevent)),
-                ("CHANGED", IdbValue::Timestamp(now)),
-                ("CHANGED_TS", IdbValue::Int(now)),
+                ("STATE", IdbValue::Int(state)),
+                ("PREVSTATE", previous),
+                ("CALLID", IdbValue::Text(callid)),
+                ("ADDED", IdbValue::Timestamp(now)),
+                ("ADDED_TS", IdbValue::Int(now)),
             ],
         );
     }
 
     fn party_change(&mut self, call: usize, p: &mut Party, state: i64, ccevent: i64) {
         let now = self.now;
-        let mut cols = vec![("STATE", IdbValue::Int(state)), ("CCEVENT", IdbValue::Int(ccevent))];
-        if state == party_state::RELEASED {
+        let mut cols = vec![
+            ("STATE", IdbValue::Int(state)),
+            ("PREVSTATE", IdbValue::Int(p.state)),
+            ("CCEVENT", IdbValue::Int(ccevent)),
+        ];
+        let change = if state == party_state::RELEASED {
             cols.push(("TERMINATED", IdbValue::Timestamp(now)));
             cols.push(("TERMINATED_TS", IdbValue::Int(now)));
-        }
+            PARTY_TERMINATED
+        } else {
+            PARTY_STATE_CHANGED
+        };
         self.update("G_PARTY", p.handle, cols);
-        self.party_history(call, p, state, ccevent);
+        self.party_history(call, p, change, state, ccevent);
     }
 
     fn arrival(&mut self, st: &SimSettings) {
@@ -798,7 +868,7 @@ impl Site {
             Call {
                 handle,
                 callid: callid.clone(),
-                customer: Party { handle: 0, pseq: 0 },
+                customer: Party { handle: 0, pseq: 0, state: 0 },
                 queue,
                 queue_party: None,
                 agent_party: None,
@@ -822,7 +892,8 @@ impl Site {
         let customer = self.new_party(
             idx,
             party_type::EXTERNAL,
-            party_role::ORIGINATOR,
+            None,
+            party_role::ORIGINATION,
             party_state::CONNECTED,
             Some((0, ani)),
             None,
@@ -849,10 +920,11 @@ impl Site {
         let site = self.index;
         let qdbid = queue_dbid(site, queue);
         let name = QUEUE_NAMES[queue % QUEUE_NAMES.len()];
-        let role = if self.c(call).transfers > 0 { party_role::TRANSFER_DESTINATION } else { party_role::DESTINATION };
+        let role = if self.c(call).transfers > 0 { party_role::NEW_PARTY } else { party_role::DESTINATION };
         let qp = self.new_party(
             call,
-            party_type::ACD_QUEUE,
+            party_type::INTERNAL,
+            Some(dn_type::ACD_QUEUE),
             role,
             party_state::QUEUED,
             Some((qdbid, format!("Q_{name}_Site{}", site + 1))),
@@ -919,7 +991,8 @@ impl Site {
         self.set_agent_state(a, agent_state::BUSY, None, Some(&callid));
         let ap = self.new_party(
             call,
-            party_type::AGENT_DN,
+            party_type::INTERNAL,
+            Some(dn_type::EXTENSION),
             party_role::DESTINATION,
             party_state::ALERTING,
             Some((dn_dbid, dn)),

@@ -9,6 +9,10 @@ pub enum ColumnType {
     Int,
     /// Free text (GUIDs, DNs, names, attached-data values).
     Text,
+    /// An SQL `timestamp` (ICON writes UTC), staged as epoch seconds. ICON's operational and configuration tables
+    /// carry a `*_TS` integer next to each timestamp, and ccmart reads that; the session-control tables
+    /// (`G_DSS_*`) have timestamps only.
+    Timestamp,
 }
 
 /// One column ccmart reads from an IDB table.
@@ -30,6 +34,11 @@ pub struct ColumnSpec {
 }
 
 impl ColumnSpec {
+    /// The same column, with a null value quarantining the row.
+    pub const fn required(self) -> Self {
+        ColumnSpec { required: true, ..self }
+    }
+
     /// The same column, marked as one the IDB may lack.
     pub const fn optional(self) -> Self {
         ColumnSpec { optional: true, ..self }
@@ -55,7 +64,8 @@ pub enum Grouping {
 pub struct TableSpec {
     /// Table name exactly as ICON creates it.
     pub name: &'static str,
-    /// The columns read, in the order they are staged. The first is always `ID`, the row's per-IDB primary key.
+    /// The columns read, in the order they are staged. The first is always the row's per-IDB primary key (`ID`,
+    /// `PHID` in `G_PARTY_HISTORY`, `DSS_ID` in session control).
     pub columns: &'static [ColumnSpec],
     /// Which merge/transform unit the rows belong to.
     pub grouping: Grouping,
@@ -80,22 +90,28 @@ const fn text(name: &'static str) -> ColumnSpec {
 const fn text_req(name: &'static str) -> ColumnSpec {
     ColumnSpec { name, ty: ColumnType::Text, required: true, domain: None, optional: false }
 }
+const fn timestamp(name: &'static str) -> ColumnSpec {
+    ColumnSpec { name, ty: ColumnType::Timestamp, required: false, domain: None, optional: false }
+}
 const fn enumeration(name: &'static str, domain: &'static [i64]) -> ColumnSpec {
     ColumnSpec { name, ty: ColumnType::Int, required: true, domain: Some(domain), optional: false }
 }
 
-/// Codes of `G_CALL.STATE`.
+/// Codes of `G_CALL.STATE`. **ccmart's assumption** (the vendor's dictionary values were not available): ccmart
+/// writes them in the simulator but never decides anything by them — an interaction is closed when
+/// `TERMINATED_TS` is set.
 pub mod call_state {
     /// The interaction is still in progress.
     pub const ALIVE: i64 = 1;
     /// The interaction has ended; `TERMINATED_TS` is set.
     pub const TERMINATED: i64 = 2;
-    /// Accepted codes.
-    pub const ALL: &[i64] = &[ALIVE, TERMINATED];
 }
 
-/// Codes of `G_CALL.CALLTYPE`.
+/// Codes of `G_CALL.CALLTYPE`: the T-Library call type (`TCallType`). Public queries against real IDBs use
+/// 2 for inbound and 3 for outbound; the rest follows the T-Library numbering (docs/idb-contract.md).
 pub mod call_type {
+    /// Not known to the switch (a real value: it is not quarantined).
+    pub const UNKNOWN: i64 = 0;
     /// Between two internal parties.
     pub const INTERNAL: i64 = 1;
     /// From a customer into the contact center.
@@ -105,67 +121,157 @@ pub mod call_type {
     /// A consultation call.
     pub const CONSULT: i64 = 4;
     /// Accepted codes.
-    pub const ALL: &[i64] = &[INTERNAL, INBOUND, OUTBOUND, CONSULT];
+    pub const ALL: &[i64] = &[UNKNOWN, INTERNAL, INBOUND, OUTBOUND, CONSULT];
     /// Name used in the mart's `INTERACTION_TYPE` columns.
     pub fn name(code: i64) -> &'static str {
         match code {
             INTERNAL => "Internal",
             INBOUND => "Inbound",
             OUTBOUND => "Outbound",
-            _ => "Consult",
+            CONSULT => "Consult",
+            _ => "Unknown",
         }
     }
 }
 
-/// Codes of `G_CALL.MEDIATYPE`.
+/// Codes of `G_CALL.MEDIATYPE`: the T-Library media type (`TMediaType`), which ICON is taken to store
+/// (docs/idb-contract.md: an inference). Any code is accepted: sites define their own media types (100 and up),
+/// which the mart names `Other`.
 pub mod media_type {
-    /// Voice call (SIP Server).
-    pub const VOICE: i64 = 1;
+    /// Voice call (SIP Server, T-Server).
+    pub const VOICE: i64 = 0;
+    /// Voice over IP.
+    pub const VOIP: i64 = 1;
     /// E-mail (Interaction Server).
     pub const EMAIL: i64 = 2;
     /// Chat (Interaction Server).
-    pub const CHAT: i64 = 3;
-    /// Accepted codes.
-    pub const ALL: &[i64] = &[VOICE, EMAIL, CHAT];
+    pub const CHAT: i64 = 5;
+    /// Codes with a name of their own in the mart, in the T-Library's order.
+    pub const NAMED: &[(i64, &str)] = &[
+        (VOICE, "Voice"),
+        (VOIP, "VoIP"),
+        (EMAIL, "Email"),
+        (3, "VoiceMail"),
+        (4, "SMail"),
+        (CHAT, "Chat"),
+        (6, "Video"),
+        (7, "Cobrowsing"),
+        (8, "Whiteboard"),
+        (9, "AppSharing"),
+        (10, "WebForm"),
+        (11, "WorkItem"),
+    ];
+    /// Name of any other code.
+    pub const OTHER: &str = "Other";
     /// Name used in the mart's `MEDIA_TYPE` columns.
     pub fn name(code: i64) -> &'static str {
-        match code {
-            VOICE => "Voice",
-            EMAIL => "Email",
-            _ => "Chat",
-        }
+        NAMED.iter().find(|(c, _)| *c == code).map_or(OTHER, |(_, n)| n)
     }
 }
 
-/// Codes of `G_PARTY.TYPE`.
+/// Codes of `G_PARTY.TYPE` (the vendor's dictionary 9, verified). Whether an internal party is an agent's
+/// extension, a queue or a routing point is not in this column: it is the DN's configuration type
+/// ([`dn_type`], `G_PARTY.ENDPOINTTYPE` / `GC_ENDPOINT.TYPE`).
 pub mod party_type {
+    /// Unknown.
+    pub const UNKNOWN: i64 = 0;
+    /// A device defined in the switch configuration: an extension, an ACD queue, a routing point, ...
+    pub const INTERNAL: i64 = 1;
     /// A party outside the switch (the customer).
-    pub const EXTERNAL: i64 = 1;
+    pub const EXTERNAL: i64 = 2;
+    /// Multimedia: an agent's place.
+    pub const MM_PLACE: i64 = 3;
+    /// Multimedia: an interaction queue.
+    pub const MM_INTERACTION_QUEUE: i64 = 4;
+    /// Multimedia: an interaction workbin.
+    pub const MM_WORKBIN: i64 = 5;
+    /// Multimedia: a routing strategy.
+    pub const MM_ROUTING_STRATEGY: i64 = 6;
+    /// Accepted codes.
+    pub const ALL: &[i64] =
+        &[UNKNOWN, INTERNAL, EXTERNAL, MM_PLACE, MM_INTERACTION_QUEUE, MM_WORKBIN, MM_ROUTING_STRATEGY];
+}
+
+/// The Configuration Server DN type (`CfgDNType`) of `GC_ENDPOINT.TYPE` and `G_PARTY.ENDPOINTTYPE`: what decides
+/// whether a party is a handling resource (an agent's device) or a mediation resource (queue, routing point).
+pub mod dn_type {
     /// An agent's extension.
-    pub const AGENT_DN: i64 = 2;
+    pub const EXTENSION: i64 = 1;
+    /// An ACD position (an agent's device on an ACD switch).
+    pub const ACD_POSITION: i64 = 2;
     /// An ACD queue.
     pub const ACD_QUEUE: i64 = 3;
     /// A routing point.
     pub const ROUTING_POINT: i64 = 4;
-    /// Accepted codes.
-    pub const ALL: &[i64] = &[EXTERNAL, AGENT_DN, ACD_QUEUE, ROUTING_POINT];
+    /// A virtual queue.
+    pub const VIRTUAL_QUEUE: i64 = 5;
+    /// A virtual routing point.
+    pub const VIRTUAL_ROUTING_POINT: i64 = 6;
+    /// An external routing point.
+    pub const EXTERNAL_ROUTING_POINT: i64 = 19;
+    /// A routing queue (both a routing point and a queue).
+    pub const ROUTING_QUEUE: i64 = 22;
+
+    /// What a DN of this type is to the mart.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ResourceRole {
+        /// An agent's device: the party handles the interaction.
+        Handling,
+        /// A queue or routing point: the party mediates (the interaction waits there).
+        Mediation,
+    }
+
+    /// The role of a DN type; `None` for types that are neither (voice mail, fax, ...).
+    pub fn role(code: i64) -> Option<ResourceRole> {
+        match code {
+            EXTENSION | ACD_POSITION => Some(ResourceRole::Handling),
+            ACD_QUEUE
+            | ROUTING_POINT
+            | VIRTUAL_QUEUE
+            | VIRTUAL_ROUTING_POINT
+            | EXTERNAL_ROUTING_POINT
+            | ROUTING_QUEUE => Some(ResourceRole::Mediation),
+            _ => None,
+        }
+    }
+
+    /// Name used in the mart's `RESOURCE_.resource_subtype`.
+    pub fn name(code: i64) -> &'static str {
+        match code {
+            EXTENSION => "Extension",
+            ACD_POSITION => "ACDPosition",
+            ACD_QUEUE => "Queue",
+            ROUTING_POINT => "RoutingPoint",
+            VIRTUAL_QUEUE => "VirtualQueue",
+            VIRTUAL_ROUTING_POINT => "VirtualRoutingPoint",
+            EXTERNAL_ROUTING_POINT => "ExternalRoutingPoint",
+            ROUTING_QUEUE => "RoutingQueue",
+            _ => "Other",
+        }
+    }
 }
 
-/// Codes of `G_PARTY.PROLE`.
+/// Codes of `G_PARTY.PROLE` (the vendor's dictionary 10), taken to follow the T-Library party role
+/// (docs/idb-contract.md: an inference). ccmart does not decide anything by it.
 pub mod party_role {
+    /// Unknown.
+    pub const UNKNOWN: i64 = 0;
     /// The party that started the call.
-    pub const ORIGINATOR: i64 = 1;
+    pub const ORIGINATION: i64 = 1;
     /// The party the call was delivered to.
     pub const DESTINATION: i64 = 2;
-    /// The party a call was transferred to.
-    pub const TRANSFER_DESTINATION: i64 = 3;
     /// A conference member.
-    pub const CONFERENCE_MEMBER: i64 = 4;
-    /// Accepted codes.
-    pub const ALL: &[i64] = &[ORIGINATOR, DESTINATION, TRANSFER_DESTINATION, CONFERENCE_MEMBER];
+    pub const CONFERENCE_MEMBER: i64 = 3;
+    /// A party added to the call (a transfer or conference target).
+    pub const NEW_PARTY: i64 = 4;
+    /// The highest code the T-Library defines (observer).
+    pub const OBSERVER: i64 = 10;
+    /// Accepted codes: the T-Library's 0–10.
+    pub const ALL: &[i64] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 }
 
-/// Codes of `G_PARTY.STATE` and `G_PARTY_HISTORY.STATE`.
+/// Codes of `G_PARTY.STATE` and `G_PARTY_HISTORY.STATE` (the vendor's dictionary 8). **ccmart's assumption**: the
+/// dictionary values were not available; a site checks them in its `G_DICTIONARY` (docs/idb-contract.md).
 pub mod party_state {
     /// Dialing out.
     pub const DIALING: i64 = 1;
@@ -183,7 +289,10 @@ pub mod party_state {
     pub const ALL: &[i64] = &[DIALING, QUEUED, ALERTING, CONNECTED, HELD, RELEASED];
 }
 
-/// Codes of `G_PARTY.CCEVENT` / `G_PARTY_HISTORY.CCEVENT`: why a party left the call.
+/// Codes of `G_PARTY.CCEVENT` / `G_PARTY_HISTORY.CCEVENT` as ccmart reads them: why a party left the call.
+/// **ccmart's assumption**: ICON documents the column as the call-control event of the change (in `G_PARTY`, of
+/// the party's termination), with its cause in `CCEVENTCAUSE`; the dictionary values were not available, so
+/// these numbers are ccmart's until a site's `G_DICTIONARY` settles them (docs/idb-contract.md, open points).
 pub mod party_end_cause {
     /// Not ended yet.
     pub const NONE: i64 = 0;
@@ -203,20 +312,35 @@ pub mod party_end_cause {
     pub const ALL: &[i64] = &[NONE, COMPLETED, ABANDONED, TRANSFERRED, REDIRECTED, DISTRIBUTED, CLEARED];
 }
 
-/// Codes of `G_AGENT_STATE_HISTORY.STATE`.
+/// Codes of `G_AGENT_STATE_HISTORY.TYPE`: what a record is (verified for the codes listed). Only state records
+/// open a state period; the others (pending state, work-mode change, call connect/disconnect) do not.
+pub mod agent_record_type {
+    /// Unknown.
+    pub const UNKNOWN: i64 = -1;
+    /// Normal (reserved).
+    pub const NORMAL: i64 = 0;
+    /// The agent's state changed (`STATE`, with the `WORKMODE` it was entered with).
+    pub const STATE: i64 = 5;
+    /// The agent's pending state changed (`PENDINGSTATE`: a state asked for while busy).
+    pub const PENDING_STATE: i64 = 6;
+}
+
+/// Codes of `G_AGENT_STATE_HISTORY.STATE` and `G_AGENT_STATE_RC.AGENTSTATE`. **ccmart's assumption** (the
+/// dictionary values were not available). After-call work is not a state: it is a state entered with work mode
+/// [`work_mode::AFTER_CALL_WORK`], as in the Genesys agent model.
 pub mod agent_state {
     /// Ready for calls.
     pub const READY: i64 = 1;
-    /// Not ready (with an optional reason code in `G_AGENT_STATE_RC`).
+    /// Not ready (with a reason code in `G_AGENT_STATE_RC` when the agent gave one).
     pub const NOT_READY: i64 = 2;
-    /// After-call work, linked to the call by `CALLID`.
+    /// ccmart's code for the derived state "not ready in work mode after-call work"; never a value of `STATE`.
     pub const AFTER_CALL_WORK: i64 = 3;
     /// Busy on a call.
     pub const BUSY: i64 = 4;
     /// Logged out (closes the session's last period).
     pub const LOGGED_OUT: i64 = 5;
-    /// Accepted codes.
-    pub const ALL: &[i64] = &[READY, NOT_READY, AFTER_CALL_WORK, BUSY, LOGGED_OUT];
+    /// Accepted codes of `STATE`.
+    pub const ALL: &[i64] = &[READY, NOT_READY, BUSY, LOGGED_OUT];
     /// Name used in the mart (`RESOURCE_STATE`).
     pub fn name(code: i64) -> &'static str {
         match code {
@@ -229,31 +353,30 @@ pub mod agent_state {
     }
 }
 
-/// Codes of `G_LOGIN_SESSION.STATE`.
+/// Codes of `G_AGENT_STATE_HISTORY.WORKMODE` and `G_AGENT_STATE_RC.WORKMODE`: the T-Library agent work mode
+/// (`AgentWorkMode`), taken to be what ICON stores (docs/idb-contract.md: an inference).
+pub mod work_mode {
+    /// Unknown / not given.
+    pub const UNKNOWN: i64 = 0;
+    /// Auto-in: the next call is delivered as soon as the agent is ready.
+    pub const AUTO_IN: i64 = 1;
+    /// Manual-in.
+    pub const MANUAL_IN: i64 = 2;
+    /// After-call work: the agent wraps up the call that just ended.
+    pub const AFTER_CALL_WORK: i64 = 3;
+    /// Auxiliary work (a break, with a reason code).
+    pub const AUX_WORK: i64 = 4;
+}
+
+/// Codes of `G_LOGIN_SESSION.STATE`. **ccmart's assumption**; ccmart never decides anything by them — a session
+/// has ended when `TERMINATED_TS` is set.
 pub mod login_state {
     /// Agent is logged in.
     pub const ACTIVE: i64 = 1;
     /// Agent logged out; `TERMINATED_TS` is set.
     pub const ENDED: i64 = 2;
-    /// Accepted codes.
-    pub const ALL: &[i64] = &[ACTIVE, ENDED];
 }
-
-/// Codes of `GC_ENDPOINT.TYPE`.
-pub mod endpoint_type {
-    /// An agent extension.
-    pub const EXTENSION: i64 = 1;
-    /// An ACD queue.
-    pub const ACD_QUEUE: i64 = 2;
-    /// A routing point.
-    pub const ROUTING_POINT: i64 = 3;
-    /// A virtual queue.
-    pub const VIRTUAL_QUEUE: i64 = 4;
-    /// Accepted codes.
-    pub const ALL: &[i64] = &[EXTENSION, ACD_QUEUE, ROUTING_POINT, VIRTUAL_QUEUE];
-}
-
-/// `G_CALL`: the latest state of one interaction.
+/// `G_CALL`: the latest state of one interaction. It is closed when `TERMINATED_TS` is set.
 pub const G_CALL: TableSpec = TableSpec {
     name: "G_CALL",
     columns: &[
@@ -262,9 +385,9 @@ pub const G_CALL: TableSpec = TableSpec {
         text("CONNID").optional(),
         text("IRID").optional(),
         text("PARENTCALLID").optional(),
-        enumeration("STATE", call_state::ALL),
+        int("STATE").optional(),
         enumeration("CALLTYPE", call_type::ALL),
-        enumeration("MEDIATYPE", media_type::ALL),
+        int_req("MEDIATYPE"),
         int("SWITCHID").optional(),
         int("TENANTID").optional(),
         int_req("CREATED_TS"),
@@ -276,18 +399,22 @@ pub const G_CALL: TableSpec = TableSpec {
     grouping: Grouping::Interaction("CALLID"),
 };
 
-/// `G_PARTY`: one participant endpoint of an interaction.
+/// `G_PARTY`: one participant endpoint of an interaction. `PARTYID` is the id ICON gives the association of the
+/// party with the call (history rows name it); `ID` is only the row's number.
 pub const G_PARTY: TableSpec = TableSpec {
     name: "G_PARTY",
     columns: &[
         int_req("ID"),
+        text_req("PARTYID"),
         text("PARTYGUID").optional(),
         text_req("CALLID"),
-        int("PARENTPARTYID").optional(),
+        text("PARENTPARTYID").optional(),
         enumeration("TYPE", party_type::ALL),
+        int("ENDPOINTTYPE").optional(),
         enumeration("PROLE", party_role::ALL),
         enumeration("STATE", party_state::ALL),
         enumeration("CCEVENT", party_end_cause::ALL),
+        int("CCEVENTCAUSE").optional(),
         int("ENDPOINTID"),
         text("ENDPOINTDN").optional(),
         int("AGENTID"),
@@ -300,17 +427,20 @@ pub const G_PARTY: TableSpec = TableSpec {
     grouping: Grouping::Interaction("CALLID"),
 };
 
-/// `G_PARTY_HISTORY`: every state transition of every party.
+/// `G_PARTY_HISTORY`: every state transition of every party, keyed by `PHID`, joined to its party by `PARTYID`.
 pub const G_PARTY_HISTORY: TableSpec = TableSpec {
     name: "G_PARTY_HISTORY",
     columns: &[
-        int_req("ID"),
-        int_req("PARTYID"),
+        int_req("PHID"),
+        text_req("PARTYID"),
         text_req("CALLID"),
         int_req("PSEQ"),
+        int("CHANGETYPE").optional(),
         enumeration("STATE", party_state::ALL),
+        int("PREVSTATE").optional(),
         enumeration("CCEVENT", party_end_cause::ALL),
-        int_req("CHANGED_TS"),
+        int("CCEVENTCAUSE").optional(),
+        int_req("ADDED_TS"),
         int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
@@ -334,7 +464,7 @@ pub const G_USERDATA_HISTORY: TableSpec = TableSpec {
     grouping: Grouping::Interaction("CALLID"),
 };
 
-/// `G_LOGIN_SESSION`: one agent login session.
+/// `G_LOGIN_SESSION`: one agent login session. It has ended when `TERMINATED_TS` is set.
 pub const G_LOGIN_SESSION: TableSpec = TableSpec {
     name: "G_LOGIN_SESSION",
     columns: &[
@@ -343,7 +473,7 @@ pub const G_LOGIN_SESSION: TableSpec = TableSpec {
         int_req("AGENTID"),
         int("PLACEID").optional(),
         int("SWITCHID").optional(),
-        enumeration("STATE", login_state::ALL),
+        int("STATE").optional(),
         int_req("CREATED_TS"),
         int("TERMINATED_TS"),
         int("GSYS_DOMAIN").optional(),
@@ -353,18 +483,23 @@ pub const G_LOGIN_SESSION: TableSpec = TableSpec {
     grouping: Grouping::LoginSession("LOGINSESSIONID"),
 };
 
-/// `G_AGENT_STATE_HISTORY`: agent state changes, numbered by `SEQ` within a login session.
+/// `G_AGENT_STATE_HISTORY`: typed records of an agent's activity in a login session (`TYPE`: state change,
+/// pending-state change, ...), numbered by `SEQ`. A state record's `WORKMODE` tells after-call work from other
+/// not-ready time.
 pub const G_AGENT_STATE_HISTORY: TableSpec = TableSpec {
     name: "G_AGENT_STATE_HISTORY",
     columns: &[
         int_req("ID"),
+        int_req("TYPE"),
         text_req("LOGINSESSIONID"),
-        int_req("AGENTID"),
+        int("AGENTID").optional(),
         int("ENDPOINTID").optional(),
+        int("QUEUEID").optional(),
         int_req("SEQ"),
         enumeration("STATE", agent_state::ALL),
+        int("PENDINGSTATE").optional(),
         int("WORKMODE").optional(),
-        text("CALLID"),
+        text("CALLID").optional(),
         int_req("ADDED_TS"),
         int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
@@ -373,21 +508,27 @@ pub const G_AGENT_STATE_HISTORY: TableSpec = TableSpec {
     grouping: Grouping::LoginSession("LOGINSESSIONID"),
 };
 
-/// `G_AGENT_STATE_RC`: the reason code of a not-ready state (`SEQ` of the state it explains).
+/// `G_AGENT_STATE_RC`: a reason code that has ended (ICON writes the row when it ends), keyed by the login
+/// session (`SESSIONID`), endpoint, queue, state and work mode; ccmart matches it to the state period it overlaps.
 pub const G_AGENT_STATE_RC: TableSpec = TableSpec {
     name: "G_AGENT_STATE_RC",
     columns: &[
         int_req("ID"),
-        text_req("LOGINSESSIONID"),
-        int_req("AGENTID"),
-        int_req("SEQ"),
-        text_req("REASONCODE"),
-        int_req("ADDED_TS"),
+        text_req("SESSIONID"),
+        int("ENDPOINTID"),
+        int("QUEUEID").optional(),
+        int("AGENTSTATE"),
+        int("WORKMODE"),
+        int("HWFLAG").optional(),
+        text_req("KEYNAME"),
+        text("VALUE"),
+        int_req("CREATED_TS"),
+        int("TERMINATED_TS"),
         int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
     ],
-    grouping: Grouping::LoginSession("LOGINSESSIONID"),
+    grouping: Grouping::LoginSession("SESSIONID"),
 };
 
 /// `GC_AGENT`: agents (configuration DBID in `ID`, the same in every IDB).
@@ -409,7 +550,7 @@ pub const GC_AGENT: TableSpec = TableSpec {
     grouping: Grouping::Configuration,
 };
 
-/// `GC_ENDPOINT`: DNs — extensions, ACD queues, routing points, virtual queues.
+/// `GC_ENDPOINT`: DNs (configuration DBID in `ID`); `TYPE` is the DN's configuration type ([`dn_type`]).
 pub const GC_ENDPOINT: TableSpec = TableSpec {
     name: "GC_ENDPOINT",
     columns: &[
@@ -417,7 +558,7 @@ pub const GC_ENDPOINT: TableSpec = TableSpec {
         int("TENANTID").optional(),
         int("SWITCHID").optional(),
         text_req("DN"),
-        enumeration("TYPE", endpoint_type::ALL),
+        int_req("TYPE"),
         int("STATUS").optional(),
         int("LASTCHANGE_TS").optional(),
         int("GSYS_DOMAIN").optional(),
@@ -427,14 +568,15 @@ pub const GC_ENDPOINT: TableSpec = TableSpec {
     grouping: Grouping::Configuration,
 };
 
-/// `GC_GROUP`: agent groups (configuration DBID in `ID`), e.g. the team that staffs a queue.
+/// `GC_GROUP`: agent groups (configuration DBID in `ID`), e.g. the team that staffs a queue. `TYPE` 1 agent
+/// group, 2 place group, 3 DN group.
 pub const GC_GROUP: TableSpec = TableSpec {
     name: "GC_GROUP",
     columns: &[
         int_req("ID"),
         int("TENANTID").optional(),
         text_req("NAME"),
-        int("GROUPTYPE").optional(),
+        int("TYPE").optional(),
         int("STATUS").optional(),
         int("LASTCHANGE_TS").optional(),
         int("GSYS_DOMAIN").optional(),
@@ -445,8 +587,9 @@ pub const GC_GROUP: TableSpec = TableSpec {
 };
 
 /// `GCX_GROUP_AGENT`: which agent belongs to which group since when. A membership that ends is not deleted: its
-/// row gets `DELETED_TS` (and a newer `LASTCHANGE_TS`), and the new membership is a new row, so the IDB keeps the
-/// history that reports by group need.
+/// row gets `DELETED_TS`, and a new membership is a new row, so the IDB keeps the history reports by group need.
+/// Like every `GCX_*` table its `ID` is numbered by each IDB and it has no `LASTCHANGE`: the merge takes the table
+/// whole from one IDB of the pair and keys a membership by group, agent and its rank among that pair's memberships.
 pub const GCX_GROUP_AGENT: TableSpec = TableSpec {
     name: "GCX_GROUP_AGENT",
     columns: &[
@@ -456,7 +599,6 @@ pub const GCX_GROUP_AGENT: TableSpec = TableSpec {
         int_req("CREATED_TS"),
         int("DELETED_TS"),
         int("STATUS").optional(),
-        int("LASTCHANGE_TS").optional(),
         int("GSYS_DOMAIN").optional(),
         int_req("GSYS_SEQ"),
         int("GSYS_USEQ"),
@@ -464,16 +606,17 @@ pub const GCX_GROUP_AGENT: TableSpec = TableSpec {
     grouping: Grouping::Configuration,
 };
 
-/// Columns shared by both session-control tables.
+/// Columns shared by both session-control tables. The times are SQL timestamps (the vendor's layout);
+/// `LEVENT_ITIME` (the heartbeat) is ccmart's assumption and may be missing (docs/idb-contract.md).
 const SESSION_CONTROL_COLUMNS: &[ColumnSpec] = &[
     int_req("DSS_ID"),
     int_req("ICON_DBID"),
     int("DS_DBID").optional(),
-    int_req("DSCONN_STIME"),
+    timestamp("DSCONN_STIME").required(),
     int("DSCONN_TYPE").optional(),
-    int("ICON_ETIME"),
-    int("DSCONN_ETIME"),
-    int("LEVENT_ITIME"),
+    timestamp("ICON_ETIME"),
+    timestamp("DSCONN_ETIME"),
+    timestamp("LEVENT_ITIME").optional(),
     int("GSYS_DOMAIN").optional(),
     int_req("GSYS_SEQ"),
     int("GSYS_USEQ"),
@@ -484,9 +627,9 @@ const fn session_control(name: &'static str) -> TableSpec {
 }
 
 /// `G_DSS_GCC_PROVIDER`: one row per connection of a collector (role `gcc`) to its data source. `DSCONN_STIME` /
-/// `DSCONN_ETIME` bound the connection (epoch seconds; `DSCONN_ETIME` null while connected), `ICON_ETIME` is set
-/// when the collector shut down cleanly, and `LEVENT_ITIME` is the collector's heartbeat: every row of the IDB
-/// written for events up to that time has been committed before it.
+/// `DSCONN_ETIME` bound the connection (`DSCONN_ETIME` null while connected), `ICON_ETIME` is set when the
+/// collector shut down cleanly, and `LEVENT_ITIME`, where the IDB has it, is the collector's heartbeat: every row
+/// of the IDB written for events up to that time has been committed before it.
 pub const G_DSS_GCC_PROVIDER: TableSpec = session_control("G_DSS_GCC_PROVIDER");
 
 /// `G_DSS_GLS_PROVIDER`: the same for role `gls` (agent login sessions and states).

@@ -44,8 +44,9 @@ pub enum IdbValue {
     Text(String),
     /// A `timestamp` column (the twin of a `*_TS` column), given as UTC epoch seconds.
     Timestamp(i64),
-    /// The per-IDB `ID` of another row written by the same collector, named by its logical handle.
-    RowRef(i64),
+    /// An id the collector generates for the association of a party with a call (`PARTYID`), named by the
+    /// party's logical handle; different in the two IDBs of an HA pair.
+    AssociationId(i64),
     /// A per-IDB generated GUID (e.g. `PARTYGUID`), different in the two IDBs of an HA pair.
     Guid(i64),
 }
@@ -226,20 +227,24 @@ pub struct RowNumbering {
 }
 
 impl RowNumbering {
-    /// The `ID` this IDB gives the row with logical `handle`. Configuration tables (`GC_*`, and their association
-    /// tables `GCX_*`) keep the configuration DBID, which is the same in every IDB.
+    /// The `ID` this IDB gives the row with logical `handle`. Configuration tables (`GC_*`) keep the
+    /// configuration DBID, which is the same in every IDB; their association tables (`GCX_*`) are numbered by each
+    /// IDB, like operational rows.
     pub fn row_id(&self, table: &str, handle: i64) -> i64 {
-        if table.starts_with("GC_") || table.starts_with("GCX_") {
+        if table.starts_with("GC_") {
             handle
         } else {
             handle + self.id_offset
         }
     }
 
-    /// The name of the table's primary-key column (`DSS_ID` for session control tables, `ID` elsewhere).
+    /// The name of the table's primary-key column (`DSS_ID` for session control tables, `PHID` for
+    /// `G_PARTY_HISTORY`, `ID` elsewhere).
     pub fn key_column(table: &str) -> &'static str {
         if table.starts_with("G_DSS_") {
             "DSS_ID"
+        } else if table == "G_PARTY_HISTORY" {
+            "PHID"
         } else {
             "ID"
         }
@@ -252,7 +257,7 @@ impl RowNumbering {
             IdbValue::Int(i) => Some(i.to_string()),
             IdbValue::Text(s) => Some(s.clone()),
             IdbValue::Timestamp(ts) => Some(format_timestamp(*ts)),
-            IdbValue::RowRef(h) => Some((h + self.id_offset).to_string()),
+            IdbValue::AssociationId(h) => Some(format!("{}-p{:011x}", self.guid_prefix, h)),
             IdbValue::Guid(h) => Some(format!("{}-{:012x}", self.guid_prefix, h)),
         }
     }

@@ -234,6 +234,13 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The simulated collector's counter: one `G_PROV_CONTROL` row (domain 0, provider tag 0) whose `SEQCOUNTER` and
+/// `SEQCURRENT` are the last value given out (a real ICON reserves blocks and lets `SEQCURRENT` lag).
+const PROV_CONTROL_READ: &str = "SELECT SEQCOUNTER FROM G_PROV_CONTROL WHERE DOMAINID = 0 AND PROVIDERTAG = 0";
+const PROV_CONTROL_WRITE: &str = "INSERT INTO G_PROV_CONTROL \
+     (DOMAINID, PRIMARYID, PROVIDERTAG, SEQCOUNTER, SEQCURRENT, GSYS_SEQ) VALUES (0, 0, 0, $1, $1, 0) \
+     ON CONFLICT (DOMAINID, PROVIDERTAG) DO UPDATE SET SEQCOUNTER = EXCLUDED.SEQCOUNTER, SEQCURRENT = EXCLUDED.SEQCURRENT";
+
 /// Writes one collector's rows into a PostgreSQL IDB, as ICON would: its own `ID` numbering, its own
 /// `GSYS_SEQ`/`GSYS_USEQ` counter persisted in `G_PROV_CONTROL`.
 #[derive(Debug)]
@@ -261,8 +268,7 @@ impl PostgresWriter {
         let write_err =
             |e: tokio_postgres::Error| SourceError::Write { idb: name.to_string(), message: db_message(&e) };
         client.batch_execute(IDB_DDL).await.map_err(write_err)?;
-        let rows =
-            client.query("SELECT VALUE FROM G_PROV_CONTROL WHERE NAME = 'GSYS_SEQ'", &[]).await.map_err(write_err)?;
+        let rows = client.query(PROV_CONTROL_READ, &[]).await.map_err(write_err)?;
         let counter = rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0);
         Ok(PostgresWriter { name: name.to_string(), client, numbering, counter })
     }
@@ -336,13 +342,7 @@ impl PostgresWriter {
             }
             tx.batch_execute(&sql).await.map_err(write_err)?;
         }
-        tx.execute(
-            "INSERT INTO G_PROV_CONTROL (ID, NAME, VALUE, GSYS_SEQ) VALUES (1, 'GSYS_SEQ', $1, 0) \
-             ON CONFLICT (NAME) DO UPDATE SET VALUE = EXCLUDED.VALUE",
-            &[&counter],
-        )
-        .await
-        .map_err(write_err)?;
+        tx.execute(PROV_CONTROL_WRITE, &[&counter]).await.map_err(write_err)?;
         tx.commit().await.map_err(write_err)?;
         self.counter = counter;
         Ok(())

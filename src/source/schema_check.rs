@@ -134,6 +134,7 @@ pub fn type_fits(ty: ColumnType, data_type: &str, scale: i64) -> bool {
             matches!(data_type, "smallint" | "integer" | "bigint") || (data_type == "numeric" && scale == 0)
         }
         ColumnType::Text => matches!(data_type, "character varying" | "character" | "text"),
+        ColumnType::Timestamp => matches!(data_type, "timestamp without time zone" | "timestamp with time zone"),
     }
 }
 
@@ -141,6 +142,7 @@ fn expected(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Int => "integer",
         ColumnType::Text => "text",
+        ColumnType::Timestamp => "timestamp",
     }
 }
 

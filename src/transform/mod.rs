@@ -8,8 +8,9 @@ pub mod aggregate;
 pub mod schema;
 
 use crate::merge::MergedGroup;
+use crate::source::contract::dn_type::{self, ResourceRole};
 use crate::source::contract::{
-    self, agent_state, endpoint_type, login_state, party_end_cause as cause, party_state, party_type, TableSpec,
+    self, agent_record_type, agent_state, party_end_cause as cause, party_state, party_type, work_mode, TableSpec,
 };
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
 use schema::{
@@ -133,8 +134,7 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     let Some(call) = m.rows("G_CALL").iter().max_by_key(|r| r.version) else {
         return;
     };
-    let closed = call_cols.i(call, "STATE") == Some(contract::call_state::TERMINATED);
-    let end = if closed { call_cols.i(call, "TERMINATED_TS") } else { m.close_stuck_at };
+    let end = call_cols.i(call, "TERMINATED_TS").or(m.close_stuck_at);
     let (Some(start), Some(end)) = (call_cols.i(call, "CREATED_TS"), end) else {
         return;
     };
@@ -143,19 +143,21 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
 
     let mut parties: Vec<&StagedRow> = m.rows("G_PARTY").iter().collect();
     parties.sort_by_key(|p| (party_cols.i(p, "CREATED_TS"), party_cols.i(p, "ID")));
-    let mut history: BTreeMap<i64, Vec<&StagedRow>> = BTreeMap::new();
+    // History rows name their party by the association id `PARTYID`, not by the party row's `ID`.
+    let mut history: BTreeMap<&str, Vec<&StagedRow>> = BTreeMap::new();
     for h in m.rows("G_PARTY_HISTORY") {
-        if let Some(pid) = hist_cols.i(h, "PARTYID") {
+        if let Some(pid) = hist_cols.t(h, "PARTYID") {
             history.entry(pid).or_default().push(h);
         }
     }
+    let role_of = |p: &StagedRow| party_resource_role(&party_cols, p);
     let source = parties
         .iter()
         .find(|p| party_cols.i(p, "TYPE") == Some(party_type::EXTERNAL))
         .and_then(|p| party_cols.t(p, "ENDPOINTDN"));
     let target = parties
         .iter()
-        .find(|p| party_cols.i(p, "TYPE") == Some(party_type::ACD_QUEUE))
+        .find(|p| role_of(p) == Some(ResourceRole::Mediation))
         .and_then(|p| party_cols.t(p, "ENDPOINTDN"));
     let call_type = call_cols.i(call, "CALLTYPE").unwrap_or(contract::call_type::INBOUND);
     let media = call_cols.i(call, "MEDIATYPE").unwrap_or(contract::media_type::VOICE);
@@ -184,21 +186,16 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
 
     // Resource parties in order. Each after-call-work period belongs to the party of that agent that left the
     // call last before the period started (an agent may handle the same call twice, e.g. after a transfer).
-    let resource_parties: Vec<&StagedRow> = parties
-        .iter()
-        .copied()
-        .filter(|p| matches!(party_cols.i(p, "TYPE"), Some(party_type::AGENT_DN) | Some(party_type::ACD_QUEUE)))
-        .collect();
+    let resource_parties: Vec<(&StagedRow, ResourceRole)> =
+        parties.iter().filter_map(|p| Some((*p, role_of(p)?))).collect();
     let mut acw_of_party: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
     for (&(agent, acw_start), &secs) in acw {
         let owner = resource_parties
             .iter()
             .enumerate()
-            .filter(|(_, p)| {
-                party_cols.i(p, "TYPE") == Some(party_type::AGENT_DN) && party_cols.i(p, "AGENTID") == Some(agent)
-            })
-            .filter(|(_, p)| party_cols.i(p, "TERMINATED_TS").is_some_and(|t| t <= acw_start))
-            .max_by_key(|(_, p)| party_cols.i(p, "TERMINATED_TS"));
+            .filter(|(_, (p, role))| *role == ResourceRole::Handling && party_cols.i(p, "AGENTID") == Some(agent))
+            .filter(|(_, (p, _))| party_cols.i(p, "TERMINATED_TS").is_some_and(|t| t <= acw_start))
+            .max_by_key(|(_, (p, _))| party_cols.i(p, "TERMINATED_TS"));
         if let Some((i, _)) = owner {
             let e = acw_of_party.entry(i).or_insert((0, 0));
             e.0 += 1;
@@ -207,15 +204,14 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     }
     let mut ordinal: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     let mut previous: Option<i64> = None;
-    for (seq, p) in resource_parties.iter().enumerate() {
-        let is_agent = party_cols.i(p, "TYPE") == Some(party_type::AGENT_DN);
+    for (seq, &(p, role)) in resource_parties.iter().enumerate() {
+        let is_agent = role == ResourceRole::Handling;
         let endpoint = party_cols.i(p, "ENDPOINTID").unwrap_or(0);
         let created = party_cols.i(p, "CREATED_TS").unwrap_or(start);
         let n = ordinal.entry((endpoint, created)).or_insert(0);
         *n += 1;
         let key = surrogate_key(&["IRF", callid, &endpoint.to_string(), &created.to_string(), &n.to_string()]);
-        let pid = party_cols.i(p, "ID").unwrap_or(0);
-        let mut steps = history.get(&pid).cloned().unwrap_or_default();
+        let mut steps = party_cols.t(p, "PARTYID").and_then(|pid| history.get(pid)).cloned().unwrap_or_default();
         steps.sort_by_key(|h| hist_cols.i(h, "PSEQ"));
         let d = party_durations(&steps, &hist_cols);
         let party_end = party_cols.i(p, "TERMINATED_TS").unwrap_or(end);
@@ -280,6 +276,24 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
     }
 }
 
+/// What a party is to the mart: a handling resource (an agent's device, a multimedia place), a mediation resource
+/// (an ACD queue, routing point, virtual queue; a multimedia interaction queue or workbin), or neither (the
+/// customer, an unknown party). An internal party is classified by its DN's configuration type
+/// (`ENDPOINTTYPE`); where the IDB lacks that column, a party with an agent is a handling resource and any other
+/// internal party a mediation resource.
+fn party_resource_role(cols: &Cols<'_>, p: &StagedRow) -> Option<ResourceRole> {
+    match cols.i(p, "TYPE")? {
+        party_type::INTERNAL => match cols.i(p, "ENDPOINTTYPE") {
+            Some(dn) => dn_type::role(dn),
+            None if cols.i(p, "AGENTID").is_some_and(|a| a > 0) => Some(ResourceRole::Handling),
+            None => Some(ResourceRole::Mediation),
+        },
+        party_type::MM_PLACE => Some(ResourceRole::Handling),
+        party_type::MM_INTERACTION_QUEUE | party_type::MM_WORKBIN => Some(ResourceRole::Mediation),
+        _ => None,
+    }
+}
+
 /// Key of a dimension row: a hash of the dimension's name and the row's values.
 pub fn dimension_key(dim: &schema::MartTable, values: &[&str]) -> i64 {
     let mut parts = vec![dim.name];
@@ -300,9 +314,10 @@ pub fn fixed_dimensions() -> GroupOutput {
     for &c in contract::call_type::ALL {
         add(&INTERACTION_TYPE, &[contract::call_type::name(c)]);
     }
-    for &m in contract::media_type::ALL {
-        add(&MEDIA_TYPE, &[contract::media_type::name(m)]);
+    for &(_, name) in contract::media_type::NAMED {
+        add(&MEDIA_TYPE, &[name]);
     }
+    add(&MEDIA_TYPE, &[contract::media_type::OTHER]);
     for &is_agent in &[true, false] {
         let role = if is_agent { "Received" } else { "Queue" };
         let mut results: Vec<&str> = cause::ALL.iter().map(|&c| technical_result(is_agent, c)).collect();
@@ -378,7 +393,7 @@ fn party_durations(steps: &[&StagedRow], hist_cols: &Cols<'_>) -> Durations {
     let mut d = Durations::default();
     for w in steps.windows(2) {
         let (Some(state), Some(t0), Some(t1)) =
-            (hist_cols.i(w[0], "STATE"), hist_cols.i(w[0], "CHANGED_TS"), hist_cols.i(w[1], "CHANGED_TS"))
+            (hist_cols.i(w[0], "STATE"), hist_cols.i(w[0], "ADDED_TS"), hist_cols.i(w[1], "ADDED_TS"))
         else {
             continue;
         };
@@ -422,32 +437,75 @@ impl Durations {
     }
 }
 
+/// One state period of an agent: a state record and the time until the next one (or the logout).
+struct StatePeriod<'r> {
+    record: &'r StagedRow,
+    /// ccmart's state code, with after-call work derived from the work mode.
+    state: i64,
+    start: i64,
+    end: i64,
+}
+
+/// The reason code of a not-ready period: among the session's ended reason codes (`G_AGENT_STATE_RC`) for a
+/// not-ready state on the same endpoint, the one whose time overlaps the period most (then the earlier, then the
+/// lower `ID`). ICON writes a reason code when it ends, keyed by session, endpoint, queue, state and work mode; it
+/// does not name the state record, so the match is by time.
+fn reason_of<'r>(period: &StatePeriod<'_>, rc: &Cols<'_>, sh: &Cols<'_>, codes: &'r [StagedRow]) -> Option<&'r str> {
+    let endpoint = sh.i(period.record, "ENDPOINTID").filter(|e| *e != 0);
+    codes
+        .iter()
+        .filter(|r| rc.i(r, "AGENTSTATE").is_none_or(|s| s == agent_state::NOT_READY))
+        .filter(|r| rc.i(r, "WORKMODE") != Some(work_mode::AFTER_CALL_WORK))
+        .filter(|r| match (endpoint, rc.i(r, "ENDPOINTID").filter(|e| *e != 0)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        })
+        .filter_map(|r| {
+            let from = rc.i(r, "CREATED_TS")?;
+            let to = rc.i(r, "TERMINATED_TS").unwrap_or(from);
+            let overlap = to.min(period.end) - from.max(period.start);
+            let touches = overlap > 0 || (from == period.start && to == from);
+            touches.then(|| ((overlap, std::cmp::Reverse(from), std::cmp::Reverse(rc.i(r, "ID"))), rc.t(r, "VALUE")))
+        })
+        .max_by_key(|(rank, _)| *rank)
+        .and_then(|(_, value)| value)
+}
+
 fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
     let ls = Cols { spec: &contract::G_LOGIN_SESSION };
     let sh = Cols { spec: &contract::G_AGENT_STATE_HISTORY };
     let rc = Cols { spec: &contract::G_AGENT_STATE_RC };
     let session = m.rows("G_LOGIN_SESSION").iter().max_by_key(|r| r.version);
-    let terminated =
-        session.filter(|s| ls.i(s, "STATE") == Some(login_state::ENDED)).and_then(|s| ls.i(s, "TERMINATED_TS"));
-    let reasons: BTreeMap<i64, &str> =
-        m.rows("G_AGENT_STATE_RC").iter().filter_map(|r| Some((rc.i(r, "SEQ")?, rc.t(r, "REASONCODE")?))).collect();
-    let mut states: Vec<&StagedRow> = m.rows("G_AGENT_STATE_HISTORY").iter().collect();
-    states.sort_by_key(|r| sh.i(r, "SEQ"));
+    let terminated = session.and_then(|s| ls.i(s, "TERMINATED_TS"));
+    let session_agent = session.and_then(|s| ls.i(s, "AGENTID"));
+    // Only state records open a period; pending-state, work-mode and call records do not.
+    let mut records: Vec<&StagedRow> =
+        m.rows("G_AGENT_STATE_HISTORY").iter().filter(|r| sh.i(r, "TYPE") == Some(agent_record_type::STATE)).collect();
+    // `SEQ` numbers the records of one agent device; time first keeps a session on two devices in order.
+    records.sort_by_key(|r| (sh.i(r, "ADDED_TS"), sh.i(r, "SEQ")));
+    let codes = m.rows("G_AGENT_STATE_RC");
     let mut acw: Vec<((String, i64, i64), i64)> = Vec::new();
-    for (i, s) in states.iter().enumerate() {
-        let (Some(state), Some(start), Some(seq), Some(agent)) =
-            (sh.i(s, "STATE"), sh.i(s, "ADDED_TS"), sh.i(s, "SEQ"), sh.i(s, "AGENTID"))
+    for (i, s) in records.iter().enumerate() {
+        let (Some(written), Some(start), Some(seq), Some(agent)) =
+            (sh.i(s, "STATE"), sh.i(s, "ADDED_TS"), sh.i(s, "SEQ"), sh.i(s, "AGENTID").or(session_agent))
         else {
             continue;
         };
-        if state == agent_state::LOGGED_OUT {
+        if written == agent_state::LOGGED_OUT {
             continue;
         }
-        let end = match states.get(i + 1) {
+        let end = match records.get(i + 1) {
             Some(next) => sh.i(next, "ADDED_TS"),
             None => terminated,
         };
         let Some(end) = end else { continue };
+        let state = if sh.i(s, "WORKMODE") == Some(work_mode::AFTER_CALL_WORK) {
+            agent_state::AFTER_CALL_WORK
+        } else {
+            written
+        };
+        let period = StatePeriod { record: s, state, start, end };
+        let reason = (state == agent_state::NOT_READY).then(|| reason_of(&period, &rc, &sh, codes)).flatten();
         let sid = sh.t(s, "LOGINSESSIONID").unwrap_or_default();
         let key = surrogate_key(&["STATE", sid, &seq.to_string()]);
         let day = day_of(start);
@@ -460,7 +518,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
                 int(seq),
                 text(agent_state::name(state)),
                 int(dimension_key(&RESOURCE_STATE, &[agent_state::name(state)])),
-                opt_text(reasons.get(&seq).copied()),
+                opt_text(reason),
                 int(start),
                 int(end),
                 int(end - start),
@@ -468,7 +526,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
                 text(&day),
             ]),
         ));
-        if let Some(reason) = reasons.get(&seq).filter(|_| state == agent_state::NOT_READY) {
+        if let Some(reason) = reason {
             let rkey = surrogate_key(&["REASON", sid, &seq.to_string()]);
             out.facts.push((
                 addr(&SM_RES_STATE_REASON_FACT, &day, rkey),
@@ -487,7 +545,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
                 ]),
             ));
         }
-        if state == agent_state::AFTER_CALL_WORK {
+        if period.state == agent_state::AFTER_CALL_WORK {
             if let Some(callid) = sh.t(s, "CALLID") {
                 acw.push(((callid.to_string(), agent, start), end - start));
             }
@@ -546,7 +604,7 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
         for r in m.rows("GC_GROUP") {
             let Some(id) = c.i(r, "ID") else { continue };
             let key = group_key(id);
-            let kind = match c.i(r, "GROUPTYPE") {
+            let kind = match c.i(r, "TYPE") {
                 Some(1) => "Agent",
                 Some(2) => "Place",
                 Some(3) => "DN",
@@ -559,39 +617,42 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
         }
     } else if group == "C:GCX_GROUP_AGENT" {
         let c = Cols { spec: &contract::GCX_GROUP_AGENT };
+        // `ID` is numbered by each IDB: a membership is known by its group, its agent and its rank among that
+        // agent's memberships of the group, which both IDBs of a pair agree on.
+        let mut by_pair: BTreeMap<(i64, i64), Vec<(i64, i64, Option<i64>)>> = BTreeMap::new();
         for r in m.rows("GCX_GROUP_AGENT") {
             let (Some(id), Some(group), Some(agent), Some(start)) =
                 (c.i(r, "ID"), c.i(r, "GROUPID"), c.i(r, "AGENTID"), c.i(r, "CREATED_TS"))
             else {
                 continue;
             };
-            let end = c.i(r, "DELETED_TS");
-            let key = surrogate_key(&["GROUP_MEMBER", &id.to_string()]);
-            out.facts.push((
-                addr(&RESOURCE_GROUP_FACT, "", key),
-                FactRow(vec![
-                    int(key),
-                    int(agent_resource_key(agent)),
-                    int(group_key(group)),
-                    int(start),
-                    opt_int(end),
-                    int(interval_key(start)),
-                    opt_int(end.map(interval_key)),
-                    int(i64::from(end.is_none())),
-                ]),
-            ));
+            by_pair.entry((group, agent)).or_default().push((start, id, c.i(r, "DELETED_TS")));
+        }
+        for ((group, agent), mut memberships) in by_pair {
+            memberships.sort_unstable();
+            for (rank, (start, _, end)) in memberships.into_iter().enumerate() {
+                let key = surrogate_key(&["GROUP_MEMBER", &group.to_string(), &agent.to_string(), &rank.to_string()]);
+                out.facts.push((
+                    addr(&RESOURCE_GROUP_FACT, "", key),
+                    FactRow(vec![
+                        int(key),
+                        int(agent_resource_key(agent)),
+                        int(group_key(group)),
+                        int(start),
+                        opt_int(end),
+                        int(interval_key(start)),
+                        opt_int(end.map(interval_key)),
+                        int(i64::from(end.is_none())),
+                    ]),
+                ));
+            }
         }
     } else if group == "C:GC_ENDPOINT" {
         let c = Cols { spec: &contract::GC_ENDPOINT };
         for r in m.rows("GC_ENDPOINT") {
             let Some(id) = c.i(r, "ID") else { continue };
             let key = endpoint_resource_key(id);
-            let kind = match c.i(r, "TYPE") {
-                Some(endpoint_type::ACD_QUEUE) => "Queue",
-                Some(endpoint_type::ROUTING_POINT) => "RoutingPoint",
-                Some(endpoint_type::VIRTUAL_QUEUE) => "VirtualQueue",
-                _ => "Extension",
-            };
+            let kind = c.i(r, "TYPE").map_or("Other", dn_type::name);
             out.facts.push((
                 addr(&RESOURCE, "", key),
                 FactRow(vec![
@@ -699,20 +760,19 @@ mod tests {
     #[test]
     fn the_last_recorded_state_of_a_party_counts_without_time() {
         let cols = Cols { spec: &contract::G_PARTY_HISTORY };
-        let step = |pseq: i64, state: i64, at: i64| StagedRow {
-            version: pseq,
-            values: vec![
-                Some(Value::Int(pseq)),
-                Some(Value::Int(1)),
-                Some(Value::Text("C".into())),
-                Some(Value::Int(pseq)),
-                Some(Value::Int(state)),
-                Some(Value::Int(cause::NONE)),
-                Some(Value::Int(at)),
-                None,
-                Some(Value::Int(pseq)),
-                None,
-            ],
+        let step = |pseq: i64, state: i64, at: i64| {
+            let spec = &contract::G_PARTY_HISTORY;
+            let mut values = vec![None; spec.columns.len()];
+            let mut set = |name: &str, v: Value| values[spec.column_index(name).unwrap()] = Some(v);
+            set("PHID", Value::Int(pseq));
+            set("PARTYID", Value::Text("P".into()));
+            set("CALLID", Value::Text("C".into()));
+            set("PSEQ", Value::Int(pseq));
+            set("STATE", Value::Int(state));
+            set("CCEVENT", Value::Int(cause::NONE));
+            set("ADDED_TS", Value::Int(at));
+            set("GSYS_SEQ", Value::Int(pseq));
+            StagedRow { version: pseq, values }
         };
         let durations = |states: &[(i64, i64)]| {
             let rows: Vec<StagedRow> = states.iter().enumerate().map(|(i, &(s, t))| step(i as i64, s, t)).collect();

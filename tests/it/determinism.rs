@@ -37,13 +37,16 @@ async fn two_independent_runs_produce_identical_tables_and_keys() {
 
     // One changed event time in the IDBs (both copies of the pair) changes exactly one partition's digest.
     let c = pg::cluster();
-    let callid = c.psql(&urls[0], "SELECT min(CALLID) FROM G_PARTY WHERE TYPE = 2 AND CCEVENT = 1").trim().to_string();
+    let callid = c
+        .psql(&urls[0], "SELECT min(CALLID) FROM G_PARTY WHERE TYPE = 1 AND AGENTID > 0 AND CCEVENT = 1")
+        .trim()
+        .to_string();
     for url in &urls[..2] {
         c.psql(
             url,
             &format!(
-                "UPDATE G_PARTY_HISTORY SET CHANGED_TS = CHANGED_TS + 1, GSYS_USEQ = 900000000 WHERE STATE = 6 AND PARTYID = \
-                 (SELECT min(ID) FROM G_PARTY WHERE TYPE = 2 AND CCEVENT = 1 AND CALLID = '{callid}')"
+                "UPDATE G_PARTY_HISTORY SET ADDED_TS = ADDED_TS + 1, GSYS_USEQ = 900000000 WHERE STATE = 6 AND PARTYID = \
+                 (SELECT min(PARTYID) FROM G_PARTY WHERE TYPE = 1 AND AGENTID > 0 AND CCEVENT = 1 AND CALLID = '{callid}')"
             ),
         );
     }

@@ -192,9 +192,9 @@ async fn schema_check_names_what_differs_and_the_other_tables_still_extract() {
         })
         .collect();
     let expected = [
-        ("GC_GROUP", "GROUPTYPE", "missing", true),
+        ("GC_GROUP", "TYPE", "missing", true),
         ("G_CALL", "SWITCHID", "type", true),
-        ("G_PARTY_HISTORY", "ID", "missing", false),
+        ("G_PARTY_HISTORY", "PHID", "missing", false),
     ]
     .map(|(t, c, p, o)| (t.to_string(), c.to_string(), p.to_string(), o));
     assert_eq!(problems, expected, "exactly the fixture's differences");
@@ -208,7 +208,7 @@ async fn schema_check_names_what_differs_and_the_other_tables_still_extract() {
     let sessions = sql(&app, "SELECT count(*) FROM SM_RES_SESSION_FACT").await;
     assert_eq!(sessions[0][0], truth.sessions.len().to_string());
     let legs = sql(&app, "SELECT count(*), sum(talk_duration) FROM INTERACTION_RESOURCE_FACT").await;
-    let resource_parties = c.psql(&url, "SELECT count(*) FROM G_PARTY WHERE TYPE IN (2, 3)");
+    let resource_parties = c.psql(&url, "SELECT count(*) FROM G_PARTY WHERE TYPE = 1");
     assert_eq!(legs[0][0], resource_parties, "every agent and queue party extracted");
     assert_eq!(legs[0][1], "0", "no party history: no durations");
     let groups = sql(&app, "SELECT DISTINCT group_type FROM RESOURCE_GROUP").await;
@@ -231,8 +231,8 @@ async fn schema_check_names_what_differs_and_the_other_tables_still_extract() {
     assert_eq!(out.status.code(), Some(2), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), EXTRACTED_TABLES.len(), "{text}");
-    assert!(lines.contains(&"late\tG_PARTY_HISTORY\tNOT EXTRACTED: ID is missing (required: table not extracted)"));
-    assert!(lines.contains(&"late\tGC_GROUP\textracted, GROUPTYPE is missing (optional: read as NULL)"));
+    assert!(lines.contains(&"late\tG_PARTY_HISTORY\tNOT EXTRACTED: PHID is missing (required: table not extracted)"));
+    assert!(lines.contains(&"late\tGC_GROUP\textracted, TYPE is missing (optional: read as NULL)"));
     assert!(lines
         .contains(&"late\tG_CALL\textracted, SWITCHID has type character varying, the contract reads integer (optional: read as NULL)"));
     assert_eq!(lines.iter().filter(|l| l.ends_with("\tOK")).count(), EXTRACTED_TABLES.len() - 3, "{text}");

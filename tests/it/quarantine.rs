@@ -19,9 +19,9 @@ async fn malformed_rows_are_quarantined_and_the_rest_arrives() {
     let (a, b) = (idb("site1-voice-a"), idb("site1-voice-b"));
     let site1_calls: Vec<String> = truth.calls.values().filter(|c| c.site == 0).map(|c| c.callid.clone()).collect();
     let (x, y) = (&site1_calls[3], &site1_calls[10]);
-    // X: unknown STATE code in IDB a only → the pair's other copy is used; X is complete in the mart.
+    // X: unknown CALLTYPE code in IDB a only → the pair's other copy is used; X is complete in the mart.
     let x_a = a.find_ids("G_CALL", "CALLID", x)[0];
-    assert!(a.corrupt("G_CALL", x_a, "STATE", Some("99")));
+    assert!(a.corrupt("G_CALL", x_a, "CALLTYPE", Some("99")));
     // Y: CALLID nulled in both IDBs → Y cannot be reported; only Y is missing.
     let y_a = a.find_ids("G_CALL", "CALLID", y)[0];
     let y_b = b.find_ids("G_CALL", "CALLID", y)[0];
@@ -31,7 +31,7 @@ async fn malformed_rows_are_quarantined_and_the_rest_arrives() {
     assert!(a.corrupt("GC_AGENT", ccmart::sim::agent_dbid(0, 1), "USERNAME", None));
     // A history row with text in an integer column.
     let h = a.find_ids("G_PARTY_HISTORY", "CALLID", x)[0];
-    assert!(a.corrupt("G_PARTY_HISTORY", h, "CHANGED_TS", Some("yesterday")));
+    assert!(a.corrupt("G_PARTY_HISTORY", h, "ADDED_TS", Some("yesterday")));
 
     app.drain(1000).await.unwrap();
     let q = app.store().quarantined(100).unwrap();
@@ -40,13 +40,13 @@ async fn malformed_rows_are_quarantined_and_the_rest_arrives() {
             .find(|r| r.idb == idb && r.table == table && r.column == column)
             .unwrap_or_else(|| panic!("{idb} {table}.{column} quarantined: {q:#?}"))
     };
-    let r = find("site1-voice-a", "G_CALL", "STATE");
+    let r = find("site1-voice-a", "G_CALL", "CALLTYPE");
     assert_eq!(r.key, x_a.to_string());
     assert!(r.reason.contains("unknown code 99"), "{}", r.reason);
     assert!(find("site1-voice-a", "G_CALL", "CALLID").reason.contains("NULL"));
     assert_eq!(find("site1-voice-b", "G_CALL", "CALLID").key, y_b.to_string());
     assert!(find("site1-voice-a", "GC_AGENT", "USERNAME").reason.contains("NULL"));
-    assert!(find("site1-voice-a", "G_PARTY_HISTORY", "CHANGED_TS").reason.contains("'yesterday' is not an integer"));
+    assert!(find("site1-voice-a", "G_PARTY_HISTORY", "ADDED_TS").reason.contains("'yesterday' is not an integer"));
     assert_eq!(q.len(), 5, "exactly the corrupted rows: {q:#?}");
     assert_eq!(app.status().get().quarantined_rows, 5);
 
