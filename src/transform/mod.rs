@@ -619,7 +619,9 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
         let c = Cols { spec: &contract::GCX_GROUP_AGENT };
         // `ID` is numbered by each IDB: a membership is known by its group, its agent and its rank among that
         // agent's memberships of the group, which both IDBs of a pair agree on.
-        let mut by_pair: BTreeMap<(i64, i64), Vec<(i64, i64, Option<i64>)>> = BTreeMap::new();
+        // (group, agent) → (start, row id, end) of each membership.
+        type Memberships = BTreeMap<(i64, i64), Vec<(i64, i64, Option<i64>)>>;
+        let mut by_pair: Memberships = BTreeMap::new();
         for r in m.rows("GCX_GROUP_AGENT") {
             let (Some(id), Some(group), Some(agent), Some(start)) =
                 (c.i(r, "ID"), c.i(r, "GROUPID"), c.i(r, "AGENTID"), c.i(r, "CREATED_TS"))
