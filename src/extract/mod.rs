@@ -15,9 +15,13 @@
 //! same table with a larger counter was visible (docs/idb-contract.md explains the choice). An embedded IDB
 //! applies writes in counter order under one lock, so its mark follows the last counter read.
 
-use crate::source::contract::{ColumnType, Grouping, TableSpec, EXTRACTED_TABLES, SESSION_CONTROL_TABLES};
+use crate::source::contract::{
+    ColumnType, Grouping, TableSpec, EXTRACTED_TABLES, G_LOGIN_SESSION, SESSION_CONTROL_TABLES,
+};
 use crate::source::{Counter, Idb, SourceError, TextRow};
-use crate::staging::{ExtractedChunk, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value};
+use crate::staging::{
+    ExtractedChunk, LoginSessionLink, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -493,6 +497,11 @@ enum TableError {
     Staging(StagingError),
 }
 
+/// The group of a login session: `S:<AGENTID>@<CREATED_TS>` (both required columns of `G_LOGIN_SESSION`).
+pub fn login_session_group(agent: i64, created: i64) -> String {
+    format!("S:{agent}@{created}")
+}
+
 /// Epoch seconds of an SQL timestamp in PostgreSQL's text form: `YYYY-MM-DD HH:MM:SS[.fff]` (a `timestamp`, taken
 /// as UTC) or the same with an offset (a `timestamptz`, e.g. `+00` or `+01:00`). Fractions of a second are dropped.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
@@ -539,15 +548,20 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
     let id = row.int(0).ok_or(("ID", "missing row id".to_string()))?;
     let seq = spec.column_index("GSYS_SEQ").and_then(|i| row.int(i)).unwrap_or(0);
     let useq = spec.column_index("GSYS_USEQ").and_then(|i| row.int(i)).unwrap_or(0);
-    let group = match spec.grouping {
-        Grouping::Interaction(c) => format!("I:{}", spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default()),
-        Grouping::LoginSession(c) => {
-            format!("S:{}", spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default())
+    let text = |c: &str| spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default().to_string();
+    let (group, login_session) = match spec.grouping {
+        Grouping::Interaction(c) => (format!("I:{}", text(c)), None),
+        Grouping::LoginSession(c) if spec.name == G_LOGIN_SESSION.name => {
+            // Known by agent and login time, the same in both IDBs of a pair whatever id each ICON gives it.
+            let int = |c: &str| spec.column_index(c).and_then(|i| row.int(i)).unwrap_or_default();
+            let group = login_session_group(int("AGENTID"), int("CREATED_TS"));
+            (group, Some(LoginSessionLink::Defines(text(c))))
         }
-        Grouping::Configuration => format!("C:{}", spec.name),
-        Grouping::SessionControl => SESSION_CONTROL_GROUP.to_string(),
+        Grouping::LoginSession(c) => (String::new(), Some(LoginSessionLink::Member(text(c)))),
+        Grouping::Configuration => (format!("C:{}", spec.name), None),
+        Grouping::SessionControl => (SESSION_CONTROL_GROUP.to_string(), None),
     };
-    Ok(RowToStage { id, group, row: StagedRow { version: seq.max(useq), ..row } })
+    Ok(RowToStage { id, group, row: StagedRow { version: seq.max(useq), ..row }, login_session })
 }
 
 #[cfg(test)]

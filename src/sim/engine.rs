@@ -89,6 +89,7 @@ struct Site {
     writes: Vec<IdbWrite>,
     truth: GroundTruth,
     record_truth: bool,
+    per_idb_session_ids: bool,
 }
 
 /// The simulated contact center. See the module docs of [`crate::sim`].
@@ -169,6 +170,7 @@ impl Simulator {
                     writes: Vec::new(),
                     truth: GroundTruth::default(),
                     record_truth: settings.record_truth,
+                    per_idb_session_ids: settings.per_idb_login_session_ids,
                 };
                 for a in 0..settings.agents_per_site {
                     let offset = site.rng.random_range(0..120);
@@ -419,6 +421,10 @@ impl Site {
         self.calls.get_mut(&call).expect("simulator invariant: events of a call fire only while it is live")
     }
 
+    fn session_id_value(&self, id: &str) -> IdbValue {
+        IdbValue::LoginSessionId { id: id.to_string(), per_idb: self.per_idb_session_ids }
+    }
+
     fn handle(&mut self) -> i64 {
         self.next_handle += 1;
         self.next_handle
@@ -484,7 +490,7 @@ impl Site {
             "G_LOGIN_SESSION",
             handle,
             vec![
-                ("LOGINSESSIONID", IdbValue::Text(id.clone())),
+                ("LOGINSESSIONID", self.session_id_value(&id)),
                 ("AGENTID", IdbValue::Int(dbid)),
                 ("PLACEID", IdbValue::Int(3000 + dbid)),
                 ("SWITCHID", IdbValue::Int(self.index as i64 + 1)),
@@ -498,7 +504,7 @@ impl Site {
             "GX_SESSION_ENDPOINT",
             ep,
             vec![
-                ("LOGINSESSIONID", IdbValue::Text(id)),
+                ("LOGINSESSIONID", self.session_id_value(&id)),
                 ("ENDPOINTID", IdbValue::Int(dn_dbid)),
                 ("ENDPOINTDN", IdbValue::Text(dn)),
                 ("CREATED", IdbValue::Timestamp(now)),
@@ -542,7 +548,7 @@ impl Site {
                 "G_AGENT_STATE_RC",
                 h,
                 vec![
-                    ("SESSIONID", IdbValue::Text(sid.clone())),
+                    ("SESSIONID", self.session_id_value(&sid)),
                     ("ENDPOINTID", IdbValue::Int(dn_dbid)),
                     ("QUEUEID", IdbValue::Int(0)),
                     ("AGENTSTATE", IdbValue::Int(agent_state::NOT_READY)),
@@ -569,7 +575,7 @@ impl Site {
             h,
             vec![
                 ("TYPE", IdbValue::Int(agent_record_type::STATE)),
-                ("LOGINSESSIONID", IdbValue::Text(sid)),
+                ("LOGINSESSIONID", self.session_id_value(&sid)),
                 ("AGENTID", IdbValue::Int(dbid)),
                 ("ENDPOINTID", IdbValue::Int(dn_dbid)),
                 ("QUEUEID", IdbValue::Int(0)),
@@ -603,7 +609,7 @@ impl Site {
             h,
             vec![
                 ("TYPE", IdbValue::Int(agent_record_type::PENDING_STATE)),
-                ("LOGINSESSIONID", IdbValue::Text(sid)),
+                ("LOGINSESSIONID", self.session_id_value(&sid)),
                 ("AGENTID", IdbValue::Int(dbid)),
                 ("ENDPOINTID", IdbValue::Int(dn_dbid)),
                 ("QUEUEID", IdbValue::Int(0)),

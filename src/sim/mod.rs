@@ -57,6 +57,10 @@ pub struct SimSettings {
     /// Every this many seconds, one agent per site moves to the next queue's agent group (its membership row ends,
     /// a new one starts), so reports by group must follow membership history. 0: agents never change group.
     pub group_change_secs: i64,
+    /// Each collector gives a login session its own `LOGINSESSIONID` (the id with `~<IDB>` appended), as ICON
+    /// would if it generates the id rather than taking it from the data source. Whether it does is not documented
+    /// (docs/idb-contract.md, open points); the merge must count a session once either way.
+    pub per_idb_login_session_ids: bool,
 }
 
 impl Default for SimSettings {
@@ -79,6 +83,7 @@ impl Default for SimSettings {
             session_secs: 4 * 3600,
             record_truth: true,
             group_change_secs: 3600,
+            per_idb_login_session_ids: false,
         }
     }
 }

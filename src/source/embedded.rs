@@ -146,6 +146,15 @@ impl EmbeddedIdb {
         forgotten
     }
 
+    /// The non-null values of one column of a table, sorted (tests compare what two IDBs hold).
+    pub fn column_values(&self, table: &str, column: &str) -> Vec<String> {
+        let st = self.lock();
+        let Some(t) = st.tables.get(table) else { return Vec::new() };
+        let mut values: Vec<String> = t.rows.values().filter_map(|r| r.get(column).cloned().flatten()).collect();
+        values.sort_unstable();
+        values
+    }
+
     /// `ID`s of the rows of `table` whose `column` holds `value` (tests use it to pick rows to corrupt).
     pub fn find_ids(&self, table: &str, column: &str, value: &str) -> Vec<i64> {
         let st = self.lock();

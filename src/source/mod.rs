@@ -49,6 +49,14 @@ pub enum IdbValue {
     AssociationId(i64),
     /// A per-IDB generated GUID (e.g. `PARTYGUID`), different in the two IDBs of an HA pair.
     Guid(i64),
+    /// A login session's id: the same in every IDB, or, when `per_idb`, made different per IDB (the id with
+    /// `~<IDB>` appended).
+    LoginSessionId {
+        /// The id the data source would give.
+        id: String,
+        /// Whether each IDB's collector generates its own.
+        per_idb: bool,
+    },
 }
 
 /// Whether a write creates a row or changes columns of an existing one.
@@ -257,6 +265,8 @@ impl RowNumbering {
             IdbValue::Int(i) => Some(i.to_string()),
             IdbValue::Text(s) => Some(s.clone()),
             IdbValue::Timestamp(ts) => Some(format_timestamp(*ts)),
+            IdbValue::LoginSessionId { id, per_idb: false } => Some(id.clone()),
+            IdbValue::LoginSessionId { id, per_idb: true } => Some(format!("{id}~{}", self.guid_prefix)),
             IdbValue::AssociationId(h) => Some(format!("{}-p{:011x}", self.guid_prefix, h)),
             IdbValue::Guid(h) => Some(format!("{}-{:012x}", self.guid_prefix, h)),
         }

@@ -35,6 +35,9 @@ const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new
 const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
 const KEY_OWNERS: TableDefinition<(&[u8], i64), &str> = TableDefinition::new("key_owners");
 const ACW: TableDefinition<(&[u8], i64, i64), i64> = TableDefinition::new("after_call_work");
+/// (`LOGINSESSIONID`, IDB) → the group of that login session, recorded when its `G_LOGIN_SESSION` row is staged in
+/// that IDB, so the session's state and reason-code rows join it (see [`LoginSessionLink`]).
+const SESSION_GROUPS: TableDefinition<(&str, &str), &str> = TableDefinition::new("login_session_groups");
 /// Groups whose rows were purged (group → when): their facts are final; rows arriving for them later are not staged.
 const PURGED: TableDefinition<&[u8], i64> = TableDefinition::new("purged_groups");
 
@@ -134,10 +137,39 @@ pub struct QuarantinedRow {
 pub struct RowToStage {
     /// The row's per-IDB `ID`.
     pub id: i64,
-    /// Merge/transform group key (`I:<CALLID>`, `S:<LOGINSESSIONID>`, `C:<table>`).
+    /// Merge/transform group key (`I:<CALLID>`, `S:<AGENTID>@<CREATED_TS>`, `C:<table>`). For a row with
+    /// [`LoginSessionLink::Member`] staging decides the group.
     pub group: String,
     /// The row.
     pub row: StagedRow,
+    /// For rows of a login session: how the row finds its session's group.
+    pub login_session: Option<LoginSessionLink>,
+}
+
+/// How a row of a login session finds its group. A login session is known by its agent and login time, which both
+/// IDBs of an HA pair agree on whether or not ICON gives the session the same `LOGINSESSIONID` in both; its state
+/// and reason-code rows carry only the id, which is resolved per IDB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginSessionLink {
+    /// The session's own `G_LOGIN_SESSION` row with this id: its `group` names the session. Rows of the session
+    /// staged before it (in [`fallback_session_group`]) move into that group.
+    Defines(String),
+    /// A row of the session with this id: it joins the group of the session row with this id in the same IDB, else
+    /// in another IDB (when both IDBs use the same id and this one missed the login), else
+    /// [`fallback_session_group`] until a session row with this id is staged.
+    Member(String),
+}
+
+/// The group of a login session's rows while no `G_LOGIN_SESSION` row with their id is staged: `S:#<id>`. The
+/// transform makes no facts of it (without the session row the agent and the end are unknown, and with ids that
+/// differ per IDB the partner IDB's copy is the complete one).
+pub fn fallback_session_group(session_id: &str) -> String {
+    format!("S:#{session_id}")
+}
+
+/// Whether `group` is a [`fallback_session_group`].
+pub fn is_fallback_session_group(group: &str) -> bool {
+    group.starts_with("S:#")
 }
 
 /// A chunk of one table of one IDB, committed atomically with its high-water mark.
@@ -269,6 +301,7 @@ impl Store {
             tx.open_table(KEY_OWNERS).map_err(storage("open"))?;
             tx.open_table(ACW).map_err(storage("open"))?;
             tx.open_table(PURGED).map_err(storage("open"))?;
+            tx.open_table(SESSION_GROUPS).map_err(storage("open"))?;
             tx.open_table(records::MERGE_STATE).map_err(storage("open"))?;
             tx.open_table(records::MERGE_DECISIONS).map_err(storage("open"))?;
             tx.open_table(records::IGNORED_SITES).map_err(storage("open"))?;
@@ -304,11 +337,29 @@ impl Store {
             let mut quarantine = tx.open_table(QUARANTINE).map_err(storage(during))?;
             let mut hwm = tx.open_table(HWM).map_err(storage(during))?;
             let purged = tx.open_table(PURGED).map_err(storage(during))?;
+            let mut sessions = tx.open_table(SESSION_GROUPS).map_err(storage(during))?;
             let any_purged = !purged.is_empty().map_err(storage(during))?;
-            let mut touched: BTreeSet<&str> = BTreeSet::new();
+            let mut touched: BTreeSet<String> = BTreeSet::new();
             let any_quarantined = !quarantine.is_empty().map_err(storage(during))?;
             for r in &chunk.rows {
-                if any_purged && purged.get(r.group.as_bytes()).map_err(storage(during))?.is_some() {
+                let group = match &r.login_session {
+                    None => r.group.clone(),
+                    Some(LoginSessionLink::Member(sid)) => {
+                        session_group_of(&sessions, sid, chunk.idb).map_err(storage(during))?
+                    }
+                    Some(LoginSessionLink::Defines(sid)) => {
+                        let known = sessions.get((sid.as_str(), chunk.idb)).map_err(storage(during))?.is_some();
+                        if !known {
+                            sessions.insert((sid.as_str(), chunk.idb), r.group.as_str()).map_err(storage(during))?;
+                            let fallback = fallback_session_group(sid);
+                            if move_group_rows(&mut groups, &fallback, &r.group).map_err(storage(during))? > 0 {
+                                touched.insert(fallback);
+                            }
+                        }
+                        r.group.clone()
+                    }
+                };
+                if any_purged && purged.get(group.as_bytes()).map_err(storage(during))?.is_some() {
                     outcome.beyond_retention += 1;
                     continue;
                 }
@@ -321,7 +372,7 @@ impl Store {
                 rows.insert(key, r.row.version).map_err(storage(during))?;
                 groups
                     .insert(
-                        (r.group.as_bytes(), chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id),
+                        (group.as_bytes(), chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id),
                         r.row.encode().as_slice(),
                     )
                     .map_err(storage(during))?;
@@ -329,7 +380,7 @@ impl Store {
                     // A good version of a row supersedes its quarantined one.
                     quarantine.remove((chunk.idb, chunk.table, r.id.to_string().as_str())).map_err(storage(during))?;
                 }
-                touched.insert(r.group.as_str());
+                touched.insert(group);
                 outcome.staged += 1;
             }
             for g in touched {
@@ -930,6 +981,47 @@ impl Store {
     }
 }
 
+/// The group a row of login session `sid` in `idb` joins (see [`LoginSessionLink::Member`]).
+fn session_group_of(
+    sessions: &redb::Table<'_, (&str, &str), &str>,
+    sid: &str,
+    idb: &str,
+) -> Result<String, redb::Error> {
+    if let Some(g) = sessions.get((sid, idb))? {
+        return Ok(g.value().to_string());
+    }
+    if let Some(item) = sessions.range::<(&str, &str)>((sid, "")..)?.next() {
+        let (k, g) = item?;
+        if k.value().0 == sid {
+            return Ok(g.value().to_string());
+        }
+    }
+    Ok(fallback_session_group(sid))
+}
+
+/// Moves every row of group `from` into group `to` (a login session's rows staged before its session row);
+/// returns how many moved.
+fn move_group_rows(
+    groups: &mut redb::Table<'_, GroupRowKey, &[u8]>,
+    from: &str,
+    to: &str,
+) -> Result<usize, redb::Error> {
+    let mut moved = Vec::new();
+    for item in groups.range::<(&[u8], &[u8], &[u8], i64)>((from.as_bytes(), &[][..], &[][..], i64::MIN)..)? {
+        let (k, v) = item?;
+        let (grp, idb, table, id) = k.value();
+        if grp != from.as_bytes() {
+            break;
+        }
+        moved.push((idb.to_vec(), table.to_vec(), id, v.value().to_vec()));
+    }
+    for (idb, table, id, bytes) in &moved {
+        groups.remove((from.as_bytes(), idb.as_slice(), table.as_slice(), *id))?;
+        groups.insert((to.as_bytes(), idb.as_slice(), table.as_slice(), *id), bytes.as_slice())?;
+    }
+    Ok(moved.len())
+}
+
 /// Calls `$f!(TABLE)` for every table a staging checkpoint carries.
 macro_rules! for_each_resumable_table {
     ($f:ident, $($arg:expr),*) => {{
@@ -944,6 +1036,7 @@ macro_rules! for_each_resumable_table {
         $f!(KEY_OWNERS, $($arg),*);
         $f!(ACW, $($arg),*);
         $f!(PURGED, $($arg),*);
+        $f!(SESSION_GROUPS, $($arg),*);
         $f!(records::MERGE_STATE, $($arg),*);
         $f!(records::MERGE_DECISIONS, $($arg),*);
         $f!(records::IGNORED_SITES, $($arg),*);
@@ -994,6 +1087,7 @@ mod tests {
                     id,
                     group: format!("I:{id}"),
                     row: StagedRow { version, values: vec![Some(Value::Int(id))] },
+                    login_session: None,
                 })
                 .collect(),
             quarantined: Vec::new(),

@@ -119,8 +119,10 @@ pub fn transform_group(
         if !out.facts.is_empty() {
             user_data(callid, merged, &settings.user_data_keys, &mut out);
         }
-    } else if group.starts_with("S:") {
-        login_session(merged, &mut out);
+    } else if let Some(session) = group.strip_prefix("S:") {
+        if !crate::staging::is_fallback_session_group(group) {
+            login_session(session, merged, &mut out);
+        }
     } else if group.starts_with("C:") {
         configuration(group, merged, &mut out);
     }
@@ -471,7 +473,10 @@ fn reason_of<'r>(period: &StatePeriod<'_>, rc: &Cols<'_>, sh: &Cols<'_>, codes: 
         .and_then(|(_, value)| value)
 }
 
-fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
+/// The facts of one login session. Keys are built from `identity` (the group: agent and login time, or the IDB and
+/// id of a session whose `G_LOGIN_SESSION` row is missing) and event times, never from `LOGINSESSIONID` or `SEQ`,
+/// which ICON may number differently in the two IDBs of a pair.
+fn login_session(identity: &str, m: &MergedGroup, out: &mut GroupOutput) {
     let ls = Cols { spec: &contract::G_LOGIN_SESSION };
     let sh = Cols { spec: &contract::G_AGENT_STATE_HISTORY };
     let rc = Cols { spec: &contract::G_AGENT_STATE_RC };
@@ -485,6 +490,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
     records.sort_by_key(|r| (sh.i(r, "ADDED_TS"), sh.i(r, "SEQ")));
     let codes = m.rows("G_AGENT_STATE_RC");
     let mut acw: Vec<((String, i64, i64), i64)> = Vec::new();
+    let mut same_start: BTreeMap<i64, i64> = BTreeMap::new();
     for (i, s) in records.iter().enumerate() {
         let (Some(written), Some(start), Some(seq), Some(agent)) =
             (sh.i(s, "STATE"), sh.i(s, "ADDED_TS"), sh.i(s, "SEQ"), sh.i(s, "AGENTID").or(session_agent))
@@ -507,7 +513,10 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
         let period = StatePeriod { record: s, state, start, end };
         let reason = (state == agent_state::NOT_READY).then(|| reason_of(&period, &rc, &sh, codes)).flatten();
         let sid = sh.t(s, "LOGINSESSIONID").unwrap_or_default();
-        let key = surrogate_key(&["STATE", sid, &seq.to_string()]);
+        let n = same_start.entry(start).or_insert(0);
+        *n += 1;
+        let (start_text, n_text) = (start.to_string(), n.to_string());
+        let key = surrogate_key(&["STATE", identity, &start_text, &n_text]);
         let day = day_of(start);
         out.facts.push((
             addr(&SM_RES_STATE_FACT, &day, key),
@@ -527,7 +536,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
             ]),
         ));
         if let Some(reason) = reason {
-            let rkey = surrogate_key(&["REASON", sid, &seq.to_string()]);
+            let rkey = surrogate_key(&["REASON", identity, &start_text, &n_text]);
             out.facts.push((
                 addr(&SM_RES_STATE_REASON_FACT, &day, rkey),
                 FactRow(vec![
@@ -559,7 +568,7 @@ fn login_session(m: &MergedGroup, out: &mut GroupOutput) {
         else {
             return;
         };
-        let key = surrogate_key(&["SESSION", sid]);
+        let key = surrogate_key(&["SESSION", identity]);
         let day = day_of(start);
         out.facts.push((
             addr(&SM_RES_SESSION_FACT, &day, key),

@@ -237,6 +237,39 @@ async fn complementary_gaps_merge_into_a_complete_mart() {
     assert_eq!(chosen, vec![vec!["site1-voice-a".to_string()], vec!["site1-voice-b".to_string()]]);
 }
 
+/// Issue 16: whether ICON gives a login session the same `LOGINSESSIONID` in both IDBs of a pair is not documented.
+/// With every collector generating its own id (gaps in both IDBs, so sessions come from both, and a crashed
+/// collector that missed logins), each session, state period and reason code is still counted once: sessions are
+/// known by agent and login time. `two_appliances_make_the_same_decisions_...` is the same with shared ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_sessions_with_per_idb_ids_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = vec![
+        fault(FaultKind::DataSourceDisconnect, "site1-voice-a", HOUR, 1200),
+        fault(FaultKind::DataSourceDisconnect, "site1-voice-b", 3 * HOUR, 1200),
+        // A crashed collector misses logins: its IDB has state rows of sessions it has no session row for.
+        fault(FaultKind::CollectorCrash, "site2-voice-b", 2 * HOUR, 1800),
+    ];
+    let mut cfg = config(dir.path(), 24, faults, MergeSettings::default());
+    if let Some(sim) = cfg.simulator.as_mut() {
+        sim.settings.per_idb_login_session_ids = true;
+    }
+    let mut s = Scenario::with_injector(cfg, FaultInjector::disarmed()).await;
+    s.run_until(5 * HOUR).await;
+    let truth = s.finish().await;
+    let idbs = s.app.embedded_idbs();
+    let ids = |name: &str| {
+        let idb = idbs.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone()).unwrap();
+        idb.column_values("G_LOGIN_SESSION", "LOGINSESSIONID")
+    };
+    let (a, b) = (ids("site1-voice-a"), ids("site1-voice-b"));
+    assert!(!a.is_empty() && a.iter().all(|id| !b.contains(id)), "the two IDBs name every session differently");
+    assert_mart_matches_truth(&s.app, &truth).await;
+    let sessions =
+        sql(&s.app, "SELECT count(*), count(DISTINCT sm_res_session_fact_key) FROM SM_RES_SESSION_FACT").await;
+    assert_eq!(sessions[0], vec![truth.sessions.len().to_string(); 2], "each session once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cti_link_loss_closes_stuck_calls_then_corrects_them() {
     let dir = tempfile::tempdir().unwrap();
