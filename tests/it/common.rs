@@ -371,10 +371,8 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     // Login sessions.
     let rows = sql(
         app,
-        &format!(
-            "SELECT split_part(s.login_session_id, '~', 1), r.resource_cfg_dbid, s.start_ts, s.end_ts, \
-             s.total_duration FROM SM_RES_SESSION_FACT s JOIN RESOURCE_ r ON s.resource_key = r.resource_key"
-        ),
+        "SELECT split_part(s.login_session_id, '~', 1), r.resource_cfg_dbid, s.start_ts, s.end_ts, \
+         s.total_duration FROM SM_RES_SESSION_FACT s JOIN RESOURCE_ r ON s.resource_key = r.resource_key",
     )
     .await;
     let expected: Vec<Vec<String>> = truth
