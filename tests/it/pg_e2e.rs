@@ -35,6 +35,7 @@ async fn postgres_pipeline_matches_ground_truth() {
 /// Every column the contract reads exists in the DDL shipped in data/idb (applied to a real PostgreSQL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_columns_exist_in_shipped_ddl() {
+    use ccmart::source::schema_check::type_fits;
     let c = pg::cluster();
     let url = c.create_database("ddl");
     c.psql(&url, ccmart::source::postgres::IDB_DDL);
@@ -42,13 +43,34 @@ async fn contract_columns_exist_in_shipped_ddl() {
         let cols = c.psql(
             &url,
             &format!(
-                "SELECT upper(column_name) FROM information_schema.columns WHERE table_name = lower('{}')",
+                "SELECT upper(column_name) || '|' || data_type || '|' || coalesce(numeric_scale, 0) || '|' || \
+                 is_nullable FROM information_schema.columns WHERE table_name = lower('{}')",
                 t.name
             ),
         );
-        let cols: Vec<&str> = cols.lines().map(str::trim).collect();
+        let cols: std::collections::BTreeMap<&str, (&str, i64, bool)> = cols
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.trim().split('|').collect();
+                Some((*f.first()?, (*f.get(1)?, f.get(2)?.parse().ok()?, *f.get(3)? == "NO")))
+            })
+            .collect();
         for col in t.columns {
-            assert!(cols.contains(&col.name), "{}.{} missing from data/idb/icon_idb.sql", t.name, col.name);
+            let (ty, scale, not_null) = cols
+                .get(col.name)
+                .unwrap_or_else(|| panic!("{}.{} missing from data/idb/icon_idb.sql", t.name, col.name));
+            assert!(
+                type_fits(col.ty, ty, *scale),
+                "{}.{} is {ty} in the DDL, the contract reads {:?}",
+                t.name,
+                col.name,
+                col.ty
+            );
+            assert_eq!(
+                *not_null, col.required,
+                "{}.{}: NOT NULL in the DDL exactly when the contract requires it",
+                t.name, col.name
+            );
         }
     }
     // Applying the DDL twice is harmless (deployments re-run it on upgrade).
