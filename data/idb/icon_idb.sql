@@ -809,3 +809,33 @@ CREATE TABLE IF NOT EXISTS G_DSS_GOS_PROVIDER (
 );
 CREATE INDEX IF NOT EXISTS G_DSS_GOS_PROVIDER_GSYS_SEQ  ON G_DSS_GOS_PROVIDER (GSYS_SEQ);
 CREATE INDEX IF NOT EXISTS G_DSS_GOS_PROVIDER_GSYS_USEQ ON G_DSS_GOS_PROVIDER (GSYS_USEQ);
+
+-- ---------------------------------------------------------------------------------------------------------------
+-- The dictionary of code values ICON's initialisation scripts fill. The vendor documents four columns (dictionary
+-- type, code, name, description); their names could not be established, so the names below are ccmart's and
+-- ccmart reads the table by column position (src/source/dictionary.rs). The rows are the codes the simulator
+-- writes: party states (dictionary 8, ccmart's numbering) and party types (dictionary 9, the vendor's).
+-- ---------------------------------------------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS G_DICTIONARY (
+    DICT_TYPE       integer      NOT NULL,
+    DICT_CODE       integer      NOT NULL,
+    NAME            varchar(128) NOT NULL,
+    DESCRIPTION     varchar(255),
+    PRIMARY KEY (DICT_TYPE, DICT_CODE)
+);
+INSERT INTO G_DICTIONARY (DICT_TYPE, DICT_CODE, NAME, DESCRIPTION) VALUES
+    (8, 1, 'Dialing', 'the party is dialing'),
+    (8, 2, 'Queued', 'the party waits in a queue or at a routing point'),
+    (8, 3, 'Alerting', 'the party is ringing'),
+    (8, 4, 'Connected', 'the party is connected'),
+    (8, 5, 'Held', 'the party is on hold'),
+    (8, 6, 'Released', 'the party has left the call'),
+    (9, 0, 'Unknown', NULL),
+    (9, 1, 'Internal', 'a device defined in the switch configuration'),
+    (9, 2, 'External', 'a device outside the switch'),
+    (9, 3, 'MM Place', NULL),
+    (9, 4, 'MM Interaction Queue', NULL),
+    (9, 5, 'MM Interaction Workbin', NULL),
+    (9, 6, 'MM Routing Strategy', NULL)
+ON CONFLICT DO NOTHING;

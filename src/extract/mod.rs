@@ -18,7 +18,7 @@
 use crate::source::contract::{
     ColumnType, Grouping, TableSpec, EXTRACTED_TABLES, G_LOGIN_SESSION, SESSION_CONTROL_TABLES,
 };
-use crate::source::{Counter, Idb, SourceError, TextRow};
+use crate::source::{dictionary, Counter, Idb, SourceError, TextRow};
 use crate::staging::{
     ExtractedChunk, LoginSessionLink, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value,
 };
@@ -153,6 +153,8 @@ pub struct IdbHealth {
     pub schema_problems: Vec<crate::source::schema_check::TableCheck>,
     /// Tables that could not be read in the last pass, with the reason; the other tables were extracted.
     pub unreadable_tables: BTreeMap<String, String>,
+    /// What the IDB's dictionary of code values (`G_DICTIONARY`) said at the last check.
+    pub code_dictionary: Option<dictionary::CodeDictionaryCheck>,
     #[serde(skip)]
     retry_at: Option<Instant>,
     #[serde(skip)]
@@ -176,6 +178,7 @@ impl IdbHealth {
             schema_checked_at: None,
             schema_problems: Vec::new(),
             unreadable_tables: BTreeMap::new(),
+            code_dictionary: None,
             retry_at: None,
             backoff: INITIAL_BACKOFF,
             settling: BTreeMap::new(),
@@ -292,6 +295,7 @@ pub async fn extract_idb(
     if let Some(schema) = idb.schema() {
         health.schema_checked_at = Some(schema.checked_at);
         health.schema_problems = schema.with_problems().cloned().collect();
+        health.code_dictionary = Some(schema.code_dictionary.clone());
     }
     match failure {
         Some((_, TableError::Staging(e))) => return Err(e.into()),
@@ -468,12 +472,28 @@ fn add_rows(
 ) -> Option<i64> {
     let counter_idx = spec.column_index(counter.column()).unwrap_or(0);
     let mut last: Option<i64> = None;
+    let schema = idb.schema();
+    // Columns whose codes the IDB's dictionary translates to ccmart's (see `source::dictionary`).
+    let translated: Vec<usize> = match schema.as_deref() {
+        Some(s) if !s.code_dictionary.party_state_translation.is_empty() => dictionary::PARTY_STATE_COLUMNS
+            .iter()
+            .filter(|(t, _)| *t == spec.name)
+            .filter_map(|(_, c)| spec.column_index(c))
+            .collect(),
+        _ => Vec::new(),
+    };
     for raw in rows {
         let counter_value = raw.get(counter_idx).and_then(|v| v.as_deref()).and_then(|v| v.trim().parse::<i64>().ok());
         if let Some(c) = counter_value {
             last = Some(last.map_or(c, |l| l.max(c)));
         }
-        match validate(spec, raw) {
+        let checked = match schema.as_deref() {
+            Some(s) if !translated.is_empty() => {
+                translate_codes(&s.code_dictionary, spec, &translated, raw).and_then(|r| validate(spec, &r))
+            }
+            _ => validate(spec, raw),
+        };
+        match checked {
             Ok(r) => chunk.rows.push(r),
             Err((column, reason)) => {
                 let key = raw.first().cloned().flatten().unwrap_or_else(|| "NULL".into());
@@ -490,6 +510,24 @@ fn add_rows(
         }
     }
     last
+}
+
+/// `raw` with the party-state codes of columns `at` translated by the IDB's dictionary, or the column and reason
+/// that quarantine the row (a code the dictionary gives no meaning ccmart reads).
+fn translate_codes(
+    dict: &dictionary::CodeDictionaryCheck,
+    spec: &TableSpec,
+    at: &[usize],
+    raw: &TextRow,
+) -> Result<TextRow, (&'static str, String)> {
+    let mut row = raw.clone();
+    for &i in at {
+        let Some(Some(text)) = row.get(i) else { continue };
+        let Ok(code) = text.trim().parse::<i64>() else { continue };
+        let ours = dict.party_state(code).map_err(|reason| (spec.columns[i].name, reason))?;
+        row[i] = Some(ours.to_string());
+    }
+    Ok(row)
 }
 
 enum TableError {

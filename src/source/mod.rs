@@ -3,6 +3,7 @@
 //! also accept writes, because the simulator plays the part of the ICON collectors that fill them.
 
 pub mod contract;
+pub mod dictionary;
 pub mod embedded;
 pub mod postgres;
 pub mod schema_check;

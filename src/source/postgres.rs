@@ -3,6 +3,7 @@
 //! rows, one multi-statement batch for updates, all in one transaction per batch).
 
 use super::contract::TableSpec;
+use super::dictionary::{self, CodeDictionaryCheck};
 use super::schema_check::{self, SchemaReport};
 use super::{Counter, IdbWrite, Result, RowNumbering, SourceError, TextRow, WriteKind};
 use futures::SinkExt;
@@ -112,8 +113,15 @@ impl PostgresIdb {
                 _ => None,
             })
             .collect();
-        let report =
-            Arc::new(SchemaReport::new(&schema_check::columns_from_rows(&rows), chrono::Utc::now().timestamp()));
+        let columns = schema_check::columns_from_rows(&rows);
+        let mut report = SchemaReport::new(&columns, chrono::Utc::now().timestamp());
+        if columns.contains_key("G_DICTIONARY") {
+            report.code_dictionary = self.load_dictionary(client).await;
+        }
+        for finding in &report.code_dictionary.findings {
+            tracing::warn!(idb = %self.name, finding = %finding, "G_DICTIONARY");
+        }
+        let report = Arc::new(report);
         for t in report.with_problems() {
             tracing::warn!(
                 idb = %self.name,
@@ -125,6 +133,36 @@ impl PostgresIdb {
         }
         *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         Ok(report)
+    }
+
+    /// Reads the IDB's dictionary of code values (first three columns by position, see [`dictionary`]).
+    async fn load_dictionary(&self, client: &Client) -> CodeDictionaryCheck {
+        match tokio::time::timeout(DEFAULT_IO_TIMEOUT, client.simple_query(dictionary::DICTIONARY_QUERY)).await {
+            Ok(Ok(messages)) => {
+                let rows: Vec<TextRow> = messages
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => Some((0..3).map(|i| r.get(i).map(str::to_string)).collect()),
+                        _ => None,
+                    })
+                    .collect();
+                CodeDictionaryCheck::from_rows(&rows)
+            }
+            Ok(Err(e)) => CodeDictionaryCheck {
+                findings: vec![format!(
+                    "G_DICTIONARY cannot be read ({}): ccmart's own code numbering is used",
+                    db_message(&e)
+                )],
+                ..CodeDictionaryCheck::absent()
+            },
+            Err(_) => CodeDictionaryCheck {
+                findings: vec![format!(
+                    "reading G_DICTIONARY took longer than {}s: ccmart's own code numbering is used",
+                    DEFAULT_IO_TIMEOUT.as_secs()
+                )],
+                ..CodeDictionaryCheck::absent()
+            },
+        }
     }
 
     /// Reads up to `limit` rows above the high-water mark `after` of `counter`, in counter order. Columns the

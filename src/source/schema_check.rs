@@ -13,6 +13,7 @@
 //! pointing ccmart at a new IDB.
 
 use super::contract::{ColumnType, TableSpec, EXTRACTED_TABLES};
+use super::dictionary::CodeDictionaryCheck;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -179,12 +180,18 @@ pub struct SchemaReport {
     pub checked_at: i64,
     /// One entry per contract table, in extraction order.
     pub tables: Vec<TableCheck>,
+    /// What the IDB's own dictionary of code values says about the codes ccmart reads.
+    pub code_dictionary: CodeDictionaryCheck,
 }
 
 impl SchemaReport {
     /// Checks every contract table against `columns`.
     pub fn new(columns: &IdbColumns, checked_at: i64) -> Self {
-        SchemaReport { checked_at, tables: EXTRACTED_TABLES.iter().map(|t| check_table(t, columns)).collect() }
+        SchemaReport {
+            checked_at,
+            tables: EXTRACTED_TABLES.iter().map(|t| check_table(t, columns)).collect(),
+            code_dictionary: CodeDictionaryCheck::absent(),
+        }
     }
 
     /// The check of one table.
@@ -223,6 +230,9 @@ pub fn render(idb: &str, report: &SchemaReport) -> String {
         };
         out.push_str(&format!("{idb}\t{}\t{verdict}\n", t.table));
     }
+    let codes = &report.code_dictionary;
+    let verdict = if codes.findings.is_empty() { "OK".to_string() } else { codes.findings.join("; ") };
+    out.push_str(&format!("{idb}\tG_DICTIONARY\t{verdict}\n"));
     out
 }
 

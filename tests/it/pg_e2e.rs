@@ -252,12 +252,60 @@ async fn schema_check_names_what_differs_and_the_other_tables_still_extract() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), EXTRACTED_TABLES.len(), "{text}");
+    assert_eq!(lines.len(), EXTRACTED_TABLES.len() + 1, "{text}");
+    assert!(lines.contains(&"late\tG_DICTIONARY\tOK"), "the shipped dictionary matches ccmart's reading");
     assert!(lines.contains(&"late\tG_PARTY_HISTORY\tNOT EXTRACTED: PHID is missing (required: table not extracted)"));
     assert!(lines.contains(&"late\tGC_GROUP\textracted, TYPE is missing (optional: read as NULL)"));
     assert!(lines
         .contains(&"late\tG_CALL\textracted, SWITCHID has type character varying, the contract reads integer (optional: read as NULL)"));
-    assert_eq!(lines.iter().filter(|l| l.ends_with("\tOK")).count(), EXTRACTED_TABLES.len() - 3, "{text}");
+    assert_eq!(lines.iter().filter(|l| l.ends_with("\tOK")).count(), EXTRACTED_TABLES.len() - 2, "{text}");
+}
+
+/// Issue 16: the IDB's own dictionary (`G_DICTIONARY`) says what its party-state codes mean. An IDB that numbers
+/// them otherwise (renumbered here, with names ccmart's differ from) is translated while extracting, so the mart
+/// matches the truth; a code the dictionary names but ccmart reads no meaning into quarantines its row, naming the
+/// entry; status and `ccmart check-idb` show the translation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn party_state_codes_follow_the_idb_dictionary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, mut cfg) = single_idb(dir.path(), "dictionary", 0);
+    let settings = ccmart::sim::SimSettings { sites: 1, ..small_settings(6) };
+    if let Some(s) = cfg.simulator.as_mut() {
+        s.settings = settings.clone();
+    }
+    let truth = simulate(&cfg, None, settings, 3).await;
+    let c = pg::cluster();
+    c.psql(
+        &url,
+        "UPDATE G_PARTY SET STATE = STATE + 10; UPDATE G_PARTY_HISTORY SET STATE = STATE + 10; \
+         DELETE FROM G_DICTIONARY WHERE DICT_TYPE = 8; \
+         INSERT INTO G_DICTIONARY (DICT_TYPE, DICT_CODE, NAME) VALUES (8, 0, 'Unknown'), (8, 11, 'Dialing'), \
+         (8, 12, 'Queued'), (8, 13, 'Ringing'), (8, 14, 'Talking'), (8, 15, 'OnHold'), (8, 16, 'Disconnected'); \
+         INSERT INTO G_PARTY_HISTORY (PHID, PARTYID, PSEQ, STATE, CCEVENT, CALLID, ADDED_TS, GSYS_SEQ) \
+         VALUES (999999999, 'no-such-party', 1, 0, 0, 'NO-SUCH-CALL', 1, 999999999);",
+    );
+    let app = open_and_drain(&cfg).await;
+    assert_mart_matches_truth(&app, &truth).await;
+    let q = app.store().quarantined(10).unwrap();
+    assert_eq!(q.len(), 1, "{q:#?}");
+    assert_eq!((q[0].table.as_str(), q[0].column.as_str()), ("G_PARTY_HISTORY", "STATE"));
+    assert!(q[0].reason.contains("party-state code 0 ('Unknown' in G_DICTIONARY)"), "{}", q[0].reason);
+    let status = app.status().get();
+    let codes = status.idbs[0].code_dictionary.clone().expect("checked");
+    let expected: std::collections::BTreeMap<i64, i64> = [(11, 1), (12, 2), (13, 3), (14, 4), (15, 5), (16, 6)].into();
+    assert_eq!(codes.party_state_translation, expected);
+
+    let file = dir.path().join("ccmart.toml");
+    std::fs::write(&file, cfg.to_toml()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
+        .args(["check-idb", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = text.lines().find(|l| l.starts_with("late\tG_DICTIONARY\t")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("translated to ccmart's") && line.contains("code 0 ('Unknown')"), "{line}");
 }
 
 /// Issue 16 (C): `ccmart run --exit-when-idle` exited 0 and printed figures while a pair was still waiting for
