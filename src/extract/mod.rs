@@ -662,6 +662,32 @@ mod tests {
         assert_eq!(parse_timestamp("yesterday"), None);
     }
 
+    /// Session-control times are SQL timestamps: the previous contract's epoch integers and garbage quarantine the
+    /// row naming the column; a timestamp is staged as epoch seconds.
+    #[test]
+    fn session_control_times_must_be_timestamps() {
+        use crate::source::contract::G_DSS_GCC_PROVIDER as DSS;
+        let row = |stime: &str| -> TextRow {
+            DSS.columns
+                .iter()
+                .map(|c| match c.name {
+                    "DSS_ID" => Some("7".to_string()),
+                    "ICON_DBID" => Some("1".to_string()),
+                    "DSCONN_STIME" => Some(stime.to_string()),
+                    "GSYS_SEQ" => Some("3".to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let staged = validate(&DSS, &row("2026-12-02 01:00:00")).unwrap();
+        let at = DSS.column_index("DSCONN_STIME").unwrap();
+        assert_eq!(staged.row.int(at), Some(1_796_173_200));
+        for bad in ["1796173200", "yesterday"] {
+            let (col, reason) = validate(&DSS, &row(bad)).unwrap_err();
+            assert_eq!((col, reason), ("DSCONN_STIME", format!("'{bad}' is not a timestamp")));
+        }
+    }
+
     #[test]
     fn valid_row_gets_group_and_newest_counter_as_version() {
         let r = validate(&G_CALL, &row(&good_call())).unwrap();

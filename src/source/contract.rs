@@ -31,12 +31,20 @@ pub struct ColumnSpec {
     /// with its type, or the table is not extracted (see `schema_check`). Unrelated to `required`, which is about
     /// NULL values in a column that exists.
     pub optional: bool,
+    /// Where the IDB lacks this column: an SQL expression over the table's other columns (and other tables) that
+    /// ccmart reads in its place, so the table is still extracted (docs/idb-contract.md says which).
+    pub derived: Option<&'static str>,
 }
 
 impl ColumnSpec {
     /// The same column, with a null value quarantining the row.
     pub const fn required(self) -> Self {
         ColumnSpec { required: true, ..self }
+    }
+
+    /// The same column, read through `expression` where the IDB lacks it.
+    pub const fn derived_from(self, expression: &'static str) -> Self {
+        ColumnSpec { derived: Some(expression), ..self }
     }
 
     /// The same column, marked as one the IDB may lack.
@@ -79,22 +87,22 @@ impl TableSpec {
 }
 
 const fn int(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Int, required: false, domain: None, optional: false }
+    ColumnSpec { name, ty: ColumnType::Int, required: false, domain: None, optional: false, derived: None }
 }
 const fn int_req(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: None, optional: false }
+    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: None, optional: false, derived: None }
 }
 const fn text(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Text, required: false, domain: None, optional: false }
+    ColumnSpec { name, ty: ColumnType::Text, required: false, domain: None, optional: false, derived: None }
 }
 const fn text_req(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Text, required: true, domain: None, optional: false }
+    ColumnSpec { name, ty: ColumnType::Text, required: true, domain: None, optional: false, derived: None }
 }
 const fn timestamp(name: &'static str) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Timestamp, required: false, domain: None, optional: false }
+    ColumnSpec { name, ty: ColumnType::Timestamp, required: false, domain: None, optional: false, derived: None }
 }
 const fn enumeration(name: &'static str, domain: &'static [i64]) -> ColumnSpec {
-    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: Some(domain), optional: false }
+    ColumnSpec { name, ty: ColumnType::Int, required: true, domain: Some(domain), optional: false, derived: None }
 }
 
 /// Codes of `G_CALL.STATE`. **ccmart's assumption** (the vendor's dictionary values were not available): ccmart
@@ -427,13 +435,18 @@ pub const G_PARTY: TableSpec = TableSpec {
     grouping: Grouping::Interaction("CALLID"),
 };
 
+/// The call of a `G_PARTY_HISTORY` row through its party, for an IDB whose history rows carry no `CALLID`.
+pub const PARTY_HISTORY_CALLID: &str =
+    "(SELECT p.CALLID FROM G_PARTY p WHERE p.PARTYID = G_PARTY_HISTORY.PARTYID ORDER BY p.ID LIMIT 1)";
+
 /// `G_PARTY_HISTORY`: every state transition of every party, keyed by `PHID`, joined to its party by `PARTYID`.
 pub const G_PARTY_HISTORY: TableSpec = TableSpec {
     name: "G_PARTY_HISTORY",
     columns: &[
         int_req("PHID"),
         text_req("PARTYID"),
-        text_req("CALLID"),
+        // Not among the vendor's columns seen: where it is missing, the call is the party's.
+        text_req("CALLID").derived_from(PARTY_HISTORY_CALLID),
         int_req("PSEQ"),
         int("CHANGETYPE").optional(),
         enumeration("STATE", party_state::ALL),

@@ -188,8 +188,9 @@ impl PostgresIdb {
             let cols: Vec<String> = spec
                 .columns
                 .iter()
-                .map(|c| match check {
-                    Some(t) if !t.usable(c.name) => format!("NULL AS {}", c.name),
+                .map(|c| match (check, c.derived) {
+                    (Some(t), Some(expr)) if t.missing(c.name) => format!("{expr} AS {}", c.name),
+                    (Some(t), _) if !t.usable(c.name) => format!("NULL AS {}", c.name),
                     _ => c.name.to_string(),
                 })
                 .collect();

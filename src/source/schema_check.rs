@@ -43,6 +43,8 @@ pub struct ColumnProblem {
     pub expected: String,
     /// Whether ccmart can do without the column (read as NULL) — otherwise the table is not extracted.
     pub optional: bool,
+    /// Where the column is missing, what ccmart reads in its place (an SQL expression), so the table is extracted.
+    pub derived: Option<String>,
 }
 
 impl fmt::Display for ColumnProblem {
@@ -50,6 +52,9 @@ impl fmt::Display for ColumnProblem {
         match &self.found {
             Some(found) => write!(f, "{} has type {found}, the contract reads {}", self.column, self.expected)?,
             None => write!(f, "{} is missing", self.column)?,
+        }
+        if let (Some(expr), None) = (&self.derived, &self.found) {
+            return write!(f, " (derived: read as {expr})");
         }
         f.write_str(match (self.optional, self.found.is_some()) {
             (true, _) => " (optional: read as NULL)",
@@ -73,13 +78,13 @@ pub struct TableCheck {
 impl TableCheck {
     /// Whether ccmart can extract the table: it exists and every column that is not optional is there.
     pub fn readable(&self) -> bool {
-        !self.missing_table && self.problems.iter().all(|p| p.optional || p.found.is_some())
+        !self.missing_table && self.problems.iter().all(|p| p.optional || p.found.is_some() || p.derived.is_some())
     }
 
     /// Whether a column that is not optional has a problem (`ccmart check-idb` then exits with
     /// [`EXIT_CONTRACT_PROBLEM`]).
     pub fn blocking(&self) -> bool {
-        self.missing_table || self.problems.iter().any(|p| !p.optional)
+        self.missing_table || self.problems.iter().any(|p| !p.optional && !(p.found.is_none() && p.derived.is_some()))
     }
 
     /// Whether the table matches the contract exactly.
@@ -91,6 +96,11 @@ impl TableCheck {
     /// is checked as it is read). Otherwise it is read as NULL.
     pub fn usable(&self, column: &str) -> bool {
         !self.missing_table && !self.problems.iter().any(|p| p.column == column && (p.optional || p.found.is_none()))
+    }
+
+    /// Whether the table exists without `column`.
+    pub fn missing(&self, column: &str) -> bool {
+        !self.missing_table && self.problems.iter().any(|p| p.column == column && p.found.is_none())
     }
 
     /// The problems as one line (for logs and errors).
@@ -167,6 +177,7 @@ pub fn check_table(spec: &TableSpec, columns: &IdbColumns) -> TableCheck {
                 found,
                 expected: expected(c.ty).into(),
                 optional: c.optional,
+                derived: c.derived.map(str::to_string),
             })
         })
         .collect();

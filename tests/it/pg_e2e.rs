@@ -308,6 +308,43 @@ async fn party_state_codes_follow_the_idb_dictionary() {
     assert!(line.contains("translated to ccmart's") && line.contains("code 0 ('Unknown')"), "{line}");
 }
 
+/// Issue 16: `G_PARTY_HISTORY.CALLID` is not among the vendor's columns we could see. An IDB without it is still
+/// extracted — each history row's call is read through its party (`G_PARTY.PARTYID`) — and the mart matches the
+/// truth; `ccmart check-idb` says so and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn party_history_without_callid_is_read_through_its_party() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, mut cfg) = single_idb(dir.path(), "nocallid", 0);
+    let settings = ccmart::sim::SimSettings { sites: 1, ..small_settings(7) };
+    if let Some(s) = cfg.simulator.as_mut() {
+        s.settings = settings.clone();
+    }
+    let truth = simulate(&cfg, None, settings, 3).await;
+    let c = pg::cluster();
+    c.psql(&url, "ALTER TABLE G_PARTY_HISTORY DROP COLUMN CALLID");
+    let app = open_and_drain(&cfg).await;
+    assert_mart_matches_truth(&app, &truth).await;
+    assert!(app.store().quarantined(10).unwrap().is_empty());
+    let status = app.status().get();
+    assert!(status.idbs[0].unreadable_tables.is_empty(), "{:?}", status.idbs[0].unreadable_tables);
+
+    let file = dir.path().join("ccmart.toml");
+    std::fs::write(&file, cfg.to_toml()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
+        .args(["check-idb", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "late\tG_PARTY_HISTORY\textracted, CALLID is missing (derived: read as (SELECT p.CALLID FROM G_PARTY p"
+        ),
+        "{text}"
+    );
+}
+
 /// Issue 16 (C): `ccmart run --exit-when-idle` exited 0 and printed figures while a pair was still waiting for
 /// an IDB. Now it names what is held back and exits with 3; once the pair no longer waits (the site is
 /// ignored), the same data directory runs to completion with 0.
