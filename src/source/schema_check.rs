@@ -47,6 +47,13 @@ pub struct ColumnProblem {
     pub derived: Option<String>,
 }
 
+impl ColumnProblem {
+    /// The column is missing and ccmart reads its derivation instead.
+    pub fn read_derived(&self) -> bool {
+        self.found.is_none() && self.derived.is_some()
+    }
+}
+
 impl fmt::Display for ColumnProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.found {
@@ -78,13 +85,13 @@ pub struct TableCheck {
 impl TableCheck {
     /// Whether ccmart can extract the table: it exists and every column that is not optional is there.
     pub fn readable(&self) -> bool {
-        !self.missing_table && self.problems.iter().all(|p| p.optional || p.found.is_some() || p.derived.is_some())
+        !self.missing_table && self.problems.iter().all(|p| p.optional || p.found.is_some() || p.read_derived())
     }
 
     /// Whether a column that is not optional has a problem (`ccmart check-idb` then exits with
     /// [`EXIT_CONTRACT_PROBLEM`]).
     pub fn blocking(&self) -> bool {
-        self.missing_table || self.problems.iter().any(|p| !p.optional && !(p.found.is_none() && p.derived.is_some()))
+        self.missing_table || self.problems.iter().any(|p| !p.optional && !p.read_derived())
     }
 
     /// Whether the table matches the contract exactly.
