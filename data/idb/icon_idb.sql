@@ -133,8 +133,8 @@ CREATE INDEX IF NOT EXISTS G_IR_GSYS_USEQ ON G_IR (GSYS_USEQ);
 -- 5 MM workbin, 6 MM routing strategy. ENDPOINTTYPE: the DN's configuration type (CfgDNType: 1 extension, 2 ACD
 -- position, 3 ACD queue, 4 routing point, 5 virtual queue, ...). PROLE: T-Library party role (0-10).
 -- STATE (ccmart's assumption): 1 dialing, 2 queued, 3 alerting, 4 connected, 5 held, 6 released.
--- CCEVENT as ccmart reads it (ccmart's assumption): 0 none, 1 completed, 2 abandoned, 3 transferred, 4 redirected,
--- 5 distributed, 6 cleared.
+-- CCEVENT: the call-control event of the party's end, cause in CCEVENTCAUSE; not read by ccmart (the simulator writes
+-- 0 none, 1 completed, 2 abandoned, 3 transferred, 4 redirected, 5 distributed, 6 cleared).
 CREATE TABLE IF NOT EXISTS G_PARTY (
     ID              bigint       PRIMARY KEY,
     PARTYID         varchar(50)  NOT NULL,
@@ -147,7 +147,7 @@ CREATE TABLE IF NOT EXISTS G_PARTY (
     PROLE           integer      NOT NULL,
     STATE           integer      NOT NULL,
     PREVSTATE       integer,
-    CCEVENT         integer      NOT NULL,
+    CCEVENT         integer,
     CCEVENTCAUSE    integer,
     ENDPOINTID      integer,
     ENDPOINTDN      varchar(255),
@@ -177,14 +177,14 @@ CREATE INDEX IF NOT EXISTS G_PARTY_PARTYID ON G_PARTY (PARTYID);
 
 -- Every state transition of every party: PSEQ numbers them within the party, PARTYID joins them to G_PARTY.PARTYID.
 -- CHANGETYPE: 1 party created, 2 party terminated, 3 party state changed. STATE / CCEVENT as in G_PARTY.
--- CALLID on history rows is ccmart's assumption (docs/idb-contract.md, open points).
+-- CALLID on history rows is ccmart's assumption; without it ccmart reads the party's (docs/idb-contract.md).
 CREATE TABLE IF NOT EXISTS G_PARTY_HISTORY (
     PHID            bigint       PRIMARY KEY,
     PARTYID         varchar(50)  NOT NULL,
     PSEQ            integer      NOT NULL,
     CSEQ            integer,
     CHANGETYPE      integer,
-    CCEVENT         integer      NOT NULL,
+    CCEVENT         integer,
     CCEVENTCAUSE    integer,
     STATE           integer      NOT NULL,
     PREVSTATE       integer,

@@ -297,10 +297,10 @@ pub mod party_state {
     pub const ALL: &[i64] = &[DIALING, QUEUED, ALERTING, CONNECTED, HELD, RELEASED];
 }
 
-/// Codes of `G_PARTY.CCEVENT` / `G_PARTY_HISTORY.CCEVENT` as ccmart reads them: why a party left the call.
-/// **ccmart's assumption**: ICON documents the column as the call-control event of the change (in `G_PARTY`, of
-/// the party's termination), with its cause in `CCEVENTCAUSE`; the dictionary values were not available, so
-/// these numbers are ccmart's until a site's `G_DICTIONARY` settles them (docs/idb-contract.md, open points).
+/// Codes the simulator writes into `G_PARTY.CCEVENT` / `G_PARTY_HISTORY.CCEVENT`: why a party left the call. ICON
+/// documents the column as the call-control event of the change (in `G_PARTY`, of the party's termination), with its
+/// cause in `CCEVENTCAUSE`; its dictionary values could not be established, so **ccmart does not read it**: the
+/// technical result of a party is derived from the party rows and history (`transform::technical_result`).
 pub mod party_end_cause {
     /// Not ended yet.
     pub const NONE: i64 = 0;
@@ -421,7 +421,7 @@ pub const G_PARTY: TableSpec = TableSpec {
         int("ENDPOINTTYPE").optional(),
         enumeration("PROLE", party_role::ALL),
         enumeration("STATE", party_state::ALL),
-        enumeration("CCEVENT", party_end_cause::ALL),
+        int("CCEVENT").optional(),
         int("CCEVENTCAUSE").optional(),
         int("ENDPOINTID"),
         text("ENDPOINTDN").optional(),
@@ -451,7 +451,7 @@ pub const G_PARTY_HISTORY: TableSpec = TableSpec {
         int("CHANGETYPE").optional(),
         enumeration("STATE", party_state::ALL),
         int("PREVSTATE").optional(),
-        enumeration("CCEVENT", party_end_cause::ALL),
+        int("CCEVENT").optional(),
         int("CCEVENTCAUSE").optional(),
         int_req("ADDED_TS"),
         int("GSYS_DOMAIN").optional(),

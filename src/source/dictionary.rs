@@ -127,18 +127,15 @@ impl CodeDictionaryCheck {
                 None => unread.push(e.clone()),
             }
         }
-        let settled = PARTY_STATE_NAMES.iter().all(|(ours, name, _)| match found.get(ours).map(Vec::as_slice) {
-            Some([_]) => true,
-            Some(codes) => {
-                self.findings.push(format!("party state '{name}' is named by several codes {codes:?}"));
-                false
+        let before = self.findings.len();
+        for (ours, name, _) in PARTY_STATE_NAMES {
+            match found.get(ours).map(Vec::as_slice) {
+                Some([_]) => {}
+                Some(codes) => self.findings.push(format!("party state '{name}' is named by several codes {codes:?}")),
+                None => self.findings.push(format!("no party-state code is named like '{name}'")),
             }
-            None => {
-                self.findings.push(format!("no party-state code is named like '{name}'"));
-                false
-            }
-        });
-        if !settled {
+        }
+        if self.findings.len() > before {
             self.findings.push("the party-state names do not settle the numbering: ccmart's own is used".into());
             return;
         }

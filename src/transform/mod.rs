@@ -9,9 +9,7 @@ pub mod schema;
 
 use crate::merge::MergedGroup;
 use crate::source::contract::dn_type::{self, ResourceRole};
-use crate::source::contract::{
-    self, agent_record_type, agent_state, party_end_cause as cause, party_state, party_type, work_mode, TableSpec,
-};
+use crate::source::contract::{self, agent_record_type, agent_state, party_state, party_type, work_mode, TableSpec};
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
 use schema::{
     DATE_TIME, INTERACTION_FACT, INTERACTION_RESOURCE_FACT, INTERACTION_TYPE, INTERACTION_USER_DATA_FACT,
@@ -217,10 +215,19 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
         steps.sort_by_key(|h| hist_cols.i(h, "PSEQ"));
         let d = party_durations(&steps, &hist_cols);
         let party_end = party_cols.i(p, "TERMINATED_TS").unwrap_or(end);
-        let end_cause = party_cols.i(p, "CCEVENT").unwrap_or(cause::NONE);
         // A party the source never released (CTI link loss, collector crash) is closed with the interaction.
-        let result =
-            if party_cols.i(p, "TERMINATED_TS").is_none() { STUCK } else { technical_result(is_agent, end_cause) };
+        let result = match party_cols.i(p, "TERMINATED_TS") {
+            None => STUCK,
+            Some(released) => {
+                // Another resource took over: a party after this one (in party order) created by its release —
+                // for a queue an agent's, for an agent any (a queue after a transfer or an unanswered ring).
+                let next = resource_parties.iter().skip(seq + 1).any(|(q, role)| {
+                    (is_agent || *role == ResourceRole::Handling)
+                        && party_cols.i(q, "CREATED_TS").is_some_and(|t| t <= released)
+                });
+                technical_result(PartyExit { is_agent, connected: d.talk_count > 0, next })
+            }
+        };
         let (role, resource_key) = if is_agent {
             ("Received", agent_resource_key(party_cols.i(p, "AGENTID").unwrap_or(0)))
         } else {
@@ -267,8 +274,8 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
                     int(party_end),
                     int(d.queued),
                     text(result),
-                    int(i64::from(end_cause == cause::ABANDONED)),
-                    int(i64::from(end_cause == cause::DISTRIBUTED)),
+                    int(i64::from(result == ABANDONED)),
+                    int(i64::from(result == DIVERTED)),
                     int(interval_key(created)),
                     text(&day),
                 ]),
@@ -322,7 +329,11 @@ pub fn fixed_dimensions() -> GroupOutput {
     add(&MEDIA_TYPE, &[contract::media_type::OTHER]);
     for &is_agent in &[true, false] {
         let role = if is_agent { "Received" } else { "Queue" };
-        let mut results: Vec<&str> = cause::ALL.iter().map(|&c| technical_result(is_agent, c)).collect();
+        let mut results: Vec<&str> = [false, true]
+            .iter()
+            .flat_map(|&connected| [false, true].map(move |next| PartyExit { is_agent, connected, next }))
+            .map(technical_result)
+            .collect();
         results.push(STUCK);
         results.sort_unstable();
         results.dedup();
@@ -374,16 +385,36 @@ fn user_data(callid: &str, m: &MergedGroup, keys: &[String], out: &mut GroupOutp
 /// Technical result of a party the source never released, in an interaction ccmart closed as stuck.
 pub const STUCK: &str = "Stuck";
 
-/// Name of the technical result of a resource party, from how it left the call.
-pub fn technical_result(is_agent: bool, end_cause: i64) -> &'static str {
-    match (is_agent, end_cause) {
-        (_, cause::ABANDONED) => "Abandoned",
-        (_, cause::CLEARED) => "Cleared",
-        (false, cause::DISTRIBUTED) => "Diverted",
-        (true, cause::TRANSFERRED) => "Transferred",
-        (true, cause::REDIRECTED) => "Redirected",
-        (true, _) => "Completed",
-        (false, _) => "Completed",
+/// Technical result of a queue party the customer left before an agent was found.
+pub const ABANDONED: &str = "Abandoned";
+/// Technical result of a queue party that handed the interaction to an agent.
+pub const DIVERTED: &str = "Diverted";
+
+/// How a released resource party left its interaction, as the rows show it.
+#[derive(Debug, Clone, Copy)]
+pub struct PartyExit {
+    /// An agent's (handling) party, not a queue's.
+    pub is_agent: bool,
+    /// Its history has it connected.
+    pub connected: bool,
+    /// Another resource took over while it was there: for a queue, an agent's party was created; for an agent, a
+    /// queue's party (a transfer, or back to the queue after no answer) or another agent's.
+    pub next: bool,
+}
+
+/// The technical result of a released resource party, derived from the party rows and history rather than from
+/// `CCEVENT` (whose codes ICON documents as call-control events and which ccmart could not verify): a queue party
+/// that handed over is `Diverted`, one the customer left `Abandoned`; an agent's party that never connected is
+/// `Redirected` when the interaction went on and `Abandoned` when it ended, a connected one `Transferred` when
+/// another resource took over and `Completed` otherwise.
+pub fn technical_result(exit: PartyExit) -> &'static str {
+    match (exit.is_agent, exit.connected, exit.next) {
+        (false, _, true) => DIVERTED,
+        (false, _, false) => ABANDONED,
+        (true, false, true) => "Redirected",
+        (true, false, false) => ABANDONED,
+        (true, true, true) => "Transferred",
+        (true, true, false) => "Completed",
     }
 }
 
@@ -780,7 +811,6 @@ mod tests {
             set("CALLID", Value::Text("C".into()));
             set("PSEQ", Value::Int(pseq));
             set("STATE", Value::Int(state));
-            set("CCEVENT", Value::Int(cause::NONE));
             set("ADDED_TS", Value::Int(at));
             set("GSYS_SEQ", Value::Int(pseq));
             StagedRow { version: pseq, values }
@@ -803,10 +833,12 @@ mod tests {
 
     #[test]
     fn technical_results() {
-        assert_eq!(technical_result(false, cause::DISTRIBUTED), "Diverted");
-        assert_eq!(technical_result(false, cause::ABANDONED), "Abandoned");
-        assert_eq!(technical_result(true, cause::TRANSFERRED), "Transferred");
-        assert_eq!(technical_result(true, cause::REDIRECTED), "Redirected");
-        assert_eq!(technical_result(true, cause::COMPLETED), "Completed");
+        let exit = |is_agent, connected, next| technical_result(PartyExit { is_agent, connected, next });
+        assert_eq!(exit(false, false, true), "Diverted");
+        assert_eq!(exit(false, false, false), "Abandoned");
+        assert_eq!(exit(true, true, true), "Transferred");
+        assert_eq!(exit(true, false, true), "Redirected");
+        assert_eq!(exit(true, true, false), "Completed");
+        assert_eq!(exit(true, false, false), "Abandoned");
     }
 }

@@ -332,7 +332,22 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     expected.dedup();
     assert_eq!(codes, expected, "reason codes");
-    assert_eq!(sql(app, "SELECT count(*) FROM technical_descriptor").await, vec![vec!["11".to_string()]]);
+    // Every technical result docs/schema.md lists, per role, once.
+    let descriptors = sql(app, "SELECT resource_role, technical_result FROM technical_descriptor ORDER BY 1, 2").await;
+    let expected: Vec<Vec<String>> = [
+        ("Queue", "Abandoned"),
+        ("Queue", "Diverted"),
+        ("Queue", "Stuck"),
+        ("Received", "Abandoned"),
+        ("Received", "Completed"),
+        ("Received", "Redirected"),
+        ("Received", "Stuck"),
+        ("Received", "Transferred"),
+    ]
+    .iter()
+    .map(|(r, t)| vec![r.to_string(), t.to_string()])
+    .collect();
+    assert_eq!(descriptors, expected, "technical descriptors");
     // Calendar: every day with facts has its 96 intervals, and every fact's interval is in it.
     let per_day = sql(app, "SELECT day, count(*) FROM DATE_TIME GROUP BY day").await;
     assert!(!per_day.is_empty() && per_day.iter().all(|r| r[1] == "96"), "{per_day:?}");
