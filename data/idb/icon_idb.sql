@@ -410,14 +410,19 @@ CREATE INDEX IF NOT EXISTS G_AGENT_STATE_RC_SESSIONID ON G_AGENT_STATE_RC (SESSI
 -- Role cfg: configuration (GC_* ID = Configuration Server DBID, the same in every IDB)
 -- ---------------------------------------------------------------------------------------------------------------
 
--- Agents (Persons).
+-- Persons. TYPE: the is-agent flag (CfgFlag, dictionary 509): 0 unknown, 1 no (a supervisor), 2 yes (an agent).
 CREATE TABLE IF NOT EXISTS GC_AGENT (
     ID              integer      PRIMARY KEY,
     TENANTID        integer,
+    FOLDERID        integer,
     USERNAME        varchar(255) NOT NULL,
-    FIRSTNAME       varchar(255),
-    LASTNAME        varchar(255),
-    EMPLOYEEID      varchar(255),
+    FIRSTNAME       varchar(64),
+    LASTNAME        varchar(64),
+    EMPLOYEEID      varchar(64),
+    EMAIL           varchar(255),
+    TYPE            integer,
+    STATE           integer,
+    PLACEID         integer,
     STATUS          integer,
     CREATED         timestamp,
     CREATED_TS      integer,
@@ -506,12 +511,17 @@ CREATE TABLE IF NOT EXISTS GC_PLACE (
 CREATE INDEX IF NOT EXISTS GC_PLACE_GSYS_SEQ  ON GC_PLACE (GSYS_SEQ);
 CREATE INDEX IF NOT EXISTS GC_PLACE_GSYS_USEQ ON GC_PLACE (GSYS_USEQ);
 
--- Agent / place / DN groups. TYPE: 1 agent group, 2 place group, 3 DN group.
+-- Agent / place / DN groups. TYPE (CfgGroupType, dictionary 540): 0 unknown, 1 agent group, 2 place group, 3 DN
+-- group, 4 access group.
 CREATE TABLE IF NOT EXISTS GC_GROUP (
     ID              integer      PRIMARY KEY,
-    TENANTID        integer,
     NAME            varchar(255) NOT NULL,
+    TENANTID        integer,
+    FOLDERID        integer,
     TYPE            integer,
+    DNGROUPTYPE     integer,
+    STATE           integer,
+    SCRIPT          varchar(1024),
     STATUS          integer,
     CREATED         timestamp,
     CREATED_TS      integer,

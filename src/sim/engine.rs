@@ -5,7 +5,8 @@ use super::truth::{
 };
 use super::*;
 use crate::source::contract::{agent_record_type, agent_state, call_state, call_type, dn_type, login_state};
-use crate::source::contract::{media_type, party_end_cause as cause, party_role, party_state, party_type, work_mode};
+use crate::source::contract::{media_type, party_end_cause as cause, party_role, party_state, party_type};
+use crate::source::contract::{person_type, work_mode};
 use crate::source::{IdbValue, IdbWrite, WriteKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -340,6 +341,18 @@ impl Simulator {
                     w.push(ins("GCX_GROUP_AGENT", handle, membership_columns(s, i, q, since)));
                 }
             }
+            // The site's supervisor: a person, not an agent (takes no calls, never logs in).
+            let supervisor = supervisor_dbid(s);
+            w.push(ins(
+                "GC_AGENT",
+                supervisor,
+                stamp(vec![
+                    ("TENANTID", IdbValue::Int(1)),
+                    ("USERNAME", IdbValue::Text(format!("supervisor{site}"))),
+                    ("EMPLOYEEID", IdbValue::Text(format!("S{site}"))),
+                    ("TYPE", IdbValue::Int(person_type::SUPERVISOR)),
+                ]),
+            ));
             for a in &self.sites[s].agents {
                 w.push(ins(
                     "GC_AGENT",
@@ -350,6 +363,7 @@ impl Simulator {
                         ("FIRSTNAME", IdbValue::Text(format!("First{}", a.dbid))),
                         ("LASTNAME", IdbValue::Text(format!("Last{}", a.dbid))),
                         ("EMPLOYEEID", IdbValue::Text(format!("E{}", a.dbid))),
+                        ("TYPE", IdbValue::Int(person_type::AGENT)),
                     ]),
                 ));
                 w.push(ins(

@@ -106,6 +106,10 @@ pub fn agent_dn_dbid(site: usize, i: usize) -> i64 {
     5000 + (site as i64) * 1000 + i as i64
 }
 /// Endpoint DBID of queue `q` of site `s`.
+pub fn supervisor_dbid(site: usize) -> i64 {
+    800 + site as i64
+}
+/// Endpoint DBID of queue `q` of site `s` (also the DBID of the agent group that staffs it).
 pub fn queue_dbid(site: usize, q: usize) -> i64 {
     9000 + (site as i64) * 100 + q as i64
 }

@@ -376,6 +376,17 @@ pub mod work_mode {
     pub const AUX_WORK: i64 = 4;
 }
 
+/// Codes of `GC_AGENT.TYPE` (the vendor's dictionary 509, the Configuration Server's `CfgFlag` "is agent"): a
+/// person without the flag is a supervisor, not an agent.
+pub mod person_type {
+    /// ICON could not tell.
+    pub const UNKNOWN: i64 = 0;
+    /// Not an agent: a supervisor.
+    pub const SUPERVISOR: i64 = 1;
+    /// An agent.
+    pub const AGENT: i64 = 2;
+}
+
 /// Codes of `G_LOGIN_SESSION.STATE`. **ccmart's assumption**; ccmart never decides anything by them — a session
 /// has ended when `TERMINATED_TS` is set.
 pub mod login_state {
@@ -544,7 +555,8 @@ pub const G_AGENT_STATE_RC: TableSpec = TableSpec {
     grouping: Grouping::LoginSession("SESSIONID"),
 };
 
-/// `GC_AGENT`: agents (configuration DBID in `ID`, the same in every IDB).
+/// `GC_AGENT`: persons — agents and supervisors, told apart by `TYPE` (configuration DBID in `ID`, the same in
+/// every IDB).
 pub const GC_AGENT: TableSpec = TableSpec {
     name: "GC_AGENT",
     columns: &[
@@ -554,6 +566,7 @@ pub const GC_AGENT: TableSpec = TableSpec {
         text("FIRSTNAME").optional(),
         text("LASTNAME").optional(),
         text("EMPLOYEEID").optional(),
+        int("TYPE").optional(),
         int("STATUS").optional(),
         int("LASTCHANGE_TS").optional(),
         int("GSYS_DOMAIN").optional(),
@@ -601,8 +614,9 @@ pub const GC_GROUP: TableSpec = TableSpec {
 
 /// `GCX_GROUP_AGENT`: which agent belongs to which group since when. A membership that ends is not deleted: its
 /// row gets `DELETED_TS`, and a new membership is a new row, so the IDB keeps the history reports by group need.
-/// Like every `GCX_*` table its `ID` is numbered by each IDB and it has no `LASTCHANGE`: the merge takes the table
-/// whole from one IDB of the pair and keys a membership by group, agent and its rank among that pair's memberships.
+/// Like every `GCX_*` table its `ID` is numbered by each IDB and it has no `LASTCHANGE`: the merge takes each
+/// (group, agent)'s memberships from the copy that knows the most, and the transform keys a membership by group,
+/// agent and its rank among them.
 pub const GCX_GROUP_AGENT: TableSpec = TableSpec {
     name: "GCX_GROUP_AGENT",
     columns: &[

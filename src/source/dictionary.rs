@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The query that reads the dictionary; only its first three columns (type, code, name) are used.
-pub const DICTIONARY_QUERY: &str = "SELECT * FROM G_DICTIONARY";
+pub const DICTIONARY_QUERY: &str = "SELECT * FROM G_DICTIONARY ORDER BY 1, 2";
 
 /// The vendor's dictionary type of party states (`G_PARTY.STATE`, `G_PARTY_HISTORY.STATE`).
 pub const PARTY_STATE_DICTIONARY: i64 = 8;
@@ -118,6 +118,12 @@ impl CodeDictionaryCheck {
         let mut translation = BTreeMap::new();
         let mut unread = Vec::new();
         let mut found: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        let before = self.findings.len();
+        let mut codes: Vec<i64> = entries.iter().map(|e| e.code).collect();
+        codes.sort_unstable();
+        for w in codes.windows(2).filter(|w| w[0] == w[1]) {
+            self.findings.push(format!("party-state code {} is in G_DICTIONARY more than once", w[0]));
+        }
         for e in entries {
             match meaning(&e.name, PARTY_STATE_NAMES) {
                 Some(ours) => {
@@ -127,7 +133,6 @@ impl CodeDictionaryCheck {
                 None => unread.push(e.clone()),
             }
         }
-        let before = self.findings.len();
         for (ours, name, _) in PARTY_STATE_NAMES {
             match found.get(ours).map(Vec::as_slice) {
                 Some([_]) => {}

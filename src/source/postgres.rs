@@ -116,7 +116,7 @@ impl PostgresIdb {
         let columns = schema_check::columns_from_rows(&rows);
         let mut report = SchemaReport::new(&columns, chrono::Utc::now().timestamp());
         if columns.contains_key("G_DICTIONARY") {
-            report.code_dictionary = self.load_dictionary(client).await;
+            report.code_dictionary = self.load_dictionary(client).await?;
         }
         for finding in &report.code_dictionary.findings {
             tracing::warn!(idb = %self.name, finding = %finding, "G_DICTIONARY");
@@ -135,33 +135,32 @@ impl PostgresIdb {
         Ok(report)
     }
 
-    /// Reads the IDB's dictionary of code values (first three columns by position, see [`dictionary`]).
-    async fn load_dictionary(&self, client: &Client) -> CodeDictionaryCheck {
+    /// Reads the IDB's dictionary of code values (first three columns by position, see [`dictionary`]). A dictionary
+    /// that exists but cannot be read fails the connection: extracting with codes that may need translating would
+    /// quarantine or misread rows for good.
+    async fn load_dictionary(&self, client: &Client) -> Result<CodeDictionaryCheck> {
         match tokio::time::timeout(DEFAULT_IO_TIMEOUT, client.simple_query(dictionary::DICTIONARY_QUERY)).await {
             Ok(Ok(messages)) => {
                 let rows: Vec<TextRow> = messages
                     .into_iter()
                     .filter_map(|m| match m {
-                        SimpleQueryMessage::Row(r) => Some((0..3).map(|i| r.get(i).map(str::to_string)).collect()),
+                        SimpleQueryMessage::Row(r) => {
+                            Some((0..3).map(|i| r.try_get(i).ok().flatten().map(str::to_string)).collect())
+                        }
                         _ => None,
                     })
                     .collect();
-                CodeDictionaryCheck::from_rows(&rows)
+                Ok(CodeDictionaryCheck::from_rows(&rows))
             }
-            Ok(Err(e)) => CodeDictionaryCheck {
-                findings: vec![format!(
-                    "G_DICTIONARY cannot be read ({}): ccmart's own code numbering is used",
-                    db_message(&e)
-                )],
-                ..CodeDictionaryCheck::absent()
-            },
-            Err(_) => CodeDictionaryCheck {
-                findings: vec![format!(
-                    "reading G_DICTIONARY took longer than {}s: ccmart's own code numbering is used",
-                    DEFAULT_IO_TIMEOUT.as_secs()
-                )],
-                ..CodeDictionaryCheck::absent()
-            },
+            Ok(Err(e)) => Err(SourceError::Query {
+                idb: self.name.to_string(),
+                table: "G_DICTIONARY".into(),
+                message: db_message(&e),
+            }),
+            Err(_) => Err(SourceError::Unreachable {
+                idb: self.name.to_string(),
+                message: format!("reading G_DICTIONARY took longer than {}s", DEFAULT_IO_TIMEOUT.as_secs()),
+            }),
         }
     }
 

@@ -160,11 +160,11 @@ pub enum LoginSessionLink {
     Member(String),
 }
 
-/// The group of a login session's rows while no `G_LOGIN_SESSION` row with their id is staged: `S:#<id>`. The
-/// transform makes no facts of it (without the session row the agent and the end are unknown, and with ids that
-/// differ per IDB the partner IDB's copy is the complete one).
-pub fn fallback_session_group(session_id: &str) -> String {
-    format!("S:#{session_id}")
+/// The group of one IDB's rows of a login session while no `G_LOGIN_SESSION` row with their id is staged:
+/// `S:#<IDB>#<id>`. The transform makes no facts of it (without the session row the agent and the end are unknown,
+/// and with ids that differ per IDB the partner IDB's copy is the complete one).
+pub fn fallback_session_group(idb: &str, session_id: &str) -> String {
+    format!("S:#{idb}#{session_id}")
 }
 
 /// Whether `group` is a [`fallback_session_group`].
@@ -351,7 +351,7 @@ impl Store {
                         let known = sessions.get((sid.as_str(), chunk.idb)).map_err(storage(during))?.is_some();
                         if !known {
                             sessions.insert((sid.as_str(), chunk.idb), r.group.as_str()).map_err(storage(during))?;
-                            let fallback = fallback_session_group(sid);
+                            let fallback = fallback_session_group(chunk.idb, sid);
                             if move_group_rows(&mut groups, &fallback, &r.group).map_err(storage(during))? > 0 {
                                 touched.insert(fallback);
                             }
@@ -996,7 +996,7 @@ fn session_group_of(
             return Ok(g.value().to_string());
         }
     }
-    Ok(fallback_session_group(sid))
+    Ok(fallback_session_group(idb, sid))
 }
 
 /// Moves every row of group `from` into group `to` (a login session's rows staged before its session row);

@@ -219,12 +219,13 @@ fn interaction(callid: &str, m: &MergedGroup, acw: &AfterCallWork, out: &mut Gro
         let result = match party_cols.i(p, "TERMINATED_TS") {
             None => STUCK,
             Some(released) => {
-                // Another resource took over: a party after this one (in party order) created by its release —
-                // for a queue an agent's, for an agent any (a queue after a transfer or an unanswered ring).
-                let next = resource_parties.iter().skip(seq + 1).any(|(q, role)| {
-                    (is_agent || *role == ResourceRole::Handling)
-                        && party_cols.i(q, "CREATED_TS").is_some_and(|t| t <= released)
-                });
+                // Another resource took over: a resource party after this one (in party order) created by its
+                // release — an agent after a queue, the next queue after a routing point or an overflow, a queue
+                // after a transfer or an unanswered ring.
+                let next = resource_parties
+                    .iter()
+                    .skip(seq + 1)
+                    .any(|(q, _)| party_cols.i(q, "CREATED_TS").is_some_and(|t| t <= released));
                 technical_result(PartyExit { is_agent, connected: d.talk_count > 0, next })
             }
         };
@@ -536,7 +537,7 @@ fn login_session(identity: &str, m: &MergedGroup, out: &mut GroupOutput) {
             None => terminated,
         };
         let Some(end) = end else { continue };
-        let state = if sh.i(s, "WORKMODE") == Some(work_mode::AFTER_CALL_WORK) {
+        let state = if written == agent_state::NOT_READY && sh.i(s, "WORKMODE") == Some(work_mode::AFTER_CALL_WORK) {
             agent_state::AFTER_CALL_WORK
         } else {
             written
@@ -625,11 +626,16 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
         for r in m.rows("GC_AGENT") {
             let Some(id) = c.i(r, "ID") else { continue };
             let key = agent_resource_key(id);
+            // A person without the "is agent" flag is a supervisor; unknown or missing counts as an agent.
+            let kind = match c.i(r, "TYPE") {
+                Some(contract::person_type::SUPERVISOR) => "Supervisor",
+                _ => "Agent",
+            };
             out.facts.push((
                 addr(&RESOURCE, "", key),
                 FactRow(vec![
                     int(key),
-                    text("Agent"),
+                    text(kind),
                     opt_text(c.t(r, "USERNAME")),
                     int(id),
                     opt_text(c.t(r, "FIRSTNAME")),
@@ -648,6 +654,7 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
                 Some(1) => "Agent",
                 Some(2) => "Place",
                 Some(3) => "DN",
+                Some(4) => "Access",
                 _ => "Other",
             };
             out.facts.push((
@@ -829,6 +836,101 @@ mod tests {
             durations(&[(party_state::ALERTING, 0), (party_state::CONNECTED, 10), (party_state::RELEASED, 70)]);
         assert_eq!(released, Durations { ring: 10, ring_count: 1, talk: 60, talk_count: 1, ..Default::default() });
         assert_eq!(durations(&[]), Durations::default());
+    }
+
+    /// A row of `spec` with the named values (the rest NULL).
+    fn staged(spec: &TableSpec, values: &[(&str, Value)]) -> StagedRow {
+        let mut row = vec![None; spec.columns.len()];
+        for (name, v) in values {
+            row[spec.column_index(name).unwrap()] = Some(v.clone());
+        }
+        StagedRow { version: 1, values: row }
+    }
+
+    /// A routing point hands the call to a queue, the queue to an agent: both mediation stays are `Diverted`, not
+    /// `Abandoned` (only a later handling party used to count), and the agent's leg is `Completed`.
+    #[test]
+    fn a_routing_point_that_hands_over_to_a_queue_is_diverted() {
+        use crate::merge::MergedGroup;
+        let (i, t) = (Value::Int, |s: &str| Value::Text(s.to_string()));
+        let party = |id: i64, pid: &str, dn: i64, endpoint: i64, agent: i64, from: i64, to: i64| {
+            staged(
+                &contract::G_PARTY,
+                &[
+                    ("ID", i(id)),
+                    ("PARTYID", t(pid)),
+                    ("CALLID", t("C1")),
+                    ("TYPE", i(party_type::INTERNAL)),
+                    ("ENDPOINTTYPE", i(dn)),
+                    ("PROLE", i(2)),
+                    ("STATE", i(party_state::RELEASED)),
+                    ("ENDPOINTID", i(endpoint)),
+                    ("AGENTID", i(agent)),
+                    ("CREATED_TS", i(from)),
+                    ("TERMINATED_TS", i(to)),
+                    ("GSYS_SEQ", i(id)),
+                ],
+            )
+        };
+        let step = |phid: i64, pid: &str, pseq: i64, state: i64, at: i64| {
+            staged(
+                &contract::G_PARTY_HISTORY,
+                &[
+                    ("PHID", i(phid)),
+                    ("PARTYID", t(pid)),
+                    ("CALLID", t("C1")),
+                    ("PSEQ", i(pseq)),
+                    ("STATE", i(state)),
+                    ("ADDED_TS", i(at)),
+                    ("GSYS_SEQ", i(phid)),
+                ],
+            )
+        };
+        let call = staged(
+            &contract::G_CALL,
+            &[
+                ("ID", i(1)),
+                ("CALLID", t("C1")),
+                ("CALLTYPE", i(contract::call_type::INBOUND)),
+                ("MEDIATYPE", i(contract::media_type::VOICE)),
+                ("CREATED_TS", i(100)),
+                ("TERMINATED_TS", i(400)),
+                ("GSYS_SEQ", i(1)),
+            ],
+        );
+        let mut tables = BTreeMap::new();
+        tables.insert("G_CALL".to_string(), vec![call]);
+        tables.insert(
+            "G_PARTY".to_string(),
+            vec![
+                party(2, "rp", dn_type::ROUTING_POINT, 50, 0, 100, 110),
+                party(3, "q", dn_type::ACD_QUEUE, 60, 0, 110, 150),
+                party(4, "ag", dn_type::EXTENSION, 70, 7, 150, 400),
+            ],
+        );
+        tables.insert(
+            "G_PARTY_HISTORY".to_string(),
+            vec![
+                step(10, "rp", 1, party_state::QUEUED, 100),
+                step(11, "rp", 2, party_state::RELEASED, 110),
+                step(12, "q", 1, party_state::QUEUED, 110),
+                step(13, "q", 2, party_state::RELEASED, 150),
+                step(14, "ag", 1, party_state::ALERTING, 150),
+                step(15, "ag", 2, party_state::CONNECTED, 155),
+                step(16, "ag", 3, party_state::RELEASED, 400),
+            ],
+        );
+        let merged = MergedGroup { tables, ..Default::default() };
+        let settings = aggregate::TransformSettings::default();
+        let out = transform_group("I:C1", &merged, &AfterCallWork::new(), &settings);
+        let result_at = schema::INTERACTION_RESOURCE_FACT.columns.iter().position(|(c, _)| *c == "technical_result");
+        let results: Vec<Cell> = out
+            .facts
+            .iter()
+            .filter(|(a, _)| a.table == schema::INTERACTION_RESOURCE_FACT.name)
+            .map(|(_, r)| r.0[result_at.unwrap()].clone())
+            .collect();
+        assert_eq!(results, ["Diverted", "Diverted", "Completed"].map(|r| Cell::Text(r.into())));
     }
 
     #[test]

@@ -332,6 +332,12 @@ pub async fn assert_mart_matches_truth(app: &Appliance, truth: &GroundTruth) -> 
     expected.sort();
     expected.dedup();
     assert_eq!(codes, expected, "reason codes");
+    // Persons: each site's supervisor is in RESOURCE_ as a supervisor (GC_AGENT.TYPE), not as an agent.
+    let supervisors =
+        sql(app, "SELECT resource_cfg_dbid FROM RESOURCE_ WHERE resource_type = 'Supervisor' ORDER BY 1").await;
+    let sites: std::collections::BTreeSet<usize> = truth.calls.values().map(|c| c.site).collect();
+    let expected: Vec<Vec<String>> = sites.iter().map(|&s| vec![ccmart::sim::supervisor_dbid(s).to_string()]).collect();
+    assert_eq!(supervisors, expected, "supervisors");
     // Every technical result docs/schema.md lists, per role, once.
     let descriptors = sql(app, "SELECT resource_role, technical_result FROM technical_descriptor ORDER BY 1, 2").await;
     let expected: Vec<Vec<String>> = [
