@@ -121,6 +121,16 @@ fn membership_columns(s: usize, i: usize, q: usize, t: i64) -> Vec<(&'static str
     ]
 }
 
+/// Who and when of one `G_AGENT_STATE_HISTORY` record.
+#[derive(Clone, Copy)]
+struct AgentRecord<'a> {
+    sid: &'a str,
+    agent: i64,
+    endpoint: i64,
+    seq: i64,
+    at: i64,
+}
+
 /// `G_PARTY_HISTORY.CHANGETYPE` codes (the vendor's): party created, terminated, state changed.
 const PARTY_CREATED: i64 = 1;
 const PARTY_TERMINATED: i64 = 2;
@@ -583,24 +593,34 @@ impl Site {
             agent_state::NOT_READY => (agent_state::NOT_READY, work_mode::AUX_WORK),
             other => (other, work_mode::AUTO_IN),
         };
-        let h = self.handle();
-        self.insert(
-            "G_AGENT_STATE_HISTORY",
-            h,
+        let record = AgentRecord { sid: &sid, agent: dbid, endpoint: dn_dbid, seq, at: now };
+        self.agent_record(
+            record,
+            agent_record_type::STATE,
+            written_state,
             vec![
-                ("TYPE", IdbValue::Int(agent_record_type::STATE)),
-                ("LOGINSESSIONID", self.session_id_value(&sid)),
-                ("AGENTID", IdbValue::Int(dbid)),
-                ("ENDPOINTID", IdbValue::Int(dn_dbid)),
-                ("QUEUEID", IdbValue::Int(0)),
-                ("SEQ", IdbValue::Int(seq)),
-                ("STATE", IdbValue::Int(written_state)),
                 ("WORKMODE", IdbValue::Int(mode)),
                 ("CALLID", callid.map_or(IdbValue::Null, |c| IdbValue::Text(c.to_string()))),
-                ("ADDED", IdbValue::Timestamp(now)),
-                ("ADDED_TS", IdbValue::Int(now)),
             ],
         );
+    }
+
+    /// Writes one `G_AGENT_STATE_HISTORY` record of type `kind` with `state` and the `extra` columns.
+    fn agent_record(&mut self, r: AgentRecord<'_>, kind: i64, state: i64, extra: Vec<(&'static str, IdbValue)>) {
+        let h = self.handle();
+        let mut columns = vec![
+            ("TYPE", IdbValue::Int(kind)),
+            ("LOGINSESSIONID", self.session_id_value(r.sid)),
+            ("AGENTID", IdbValue::Int(r.agent)),
+            ("ENDPOINTID", IdbValue::Int(r.endpoint)),
+            ("QUEUEID", IdbValue::Int(0)),
+            ("SEQ", IdbValue::Int(r.seq)),
+            ("STATE", IdbValue::Int(state)),
+            ("ADDED", IdbValue::Timestamp(r.at)),
+            ("ADDED_TS", IdbValue::Int(r.at)),
+        ];
+        columns.extend(extra);
+        self.insert("G_AGENT_STATE_HISTORY", h, columns);
     }
 
     /// Records that the agent asked to log out while busy: a pending-state record, which opens no state period.
@@ -617,23 +637,9 @@ impl Site {
             agent_state::AFTER_CALL_WORK => agent_state::NOT_READY,
             other => other,
         };
-        let h = self.handle();
-        self.insert(
-            "G_AGENT_STATE_HISTORY",
-            h,
-            vec![
-                ("TYPE", IdbValue::Int(agent_record_type::PENDING_STATE)),
-                ("LOGINSESSIONID", self.session_id_value(&sid)),
-                ("AGENTID", IdbValue::Int(dbid)),
-                ("ENDPOINTID", IdbValue::Int(dn_dbid)),
-                ("QUEUEID", IdbValue::Int(0)),
-                ("SEQ", IdbValue::Int(seq)),
-                ("STATE", IdbValue::Int(current)),
-                ("PENDINGSTATE", IdbValue::Int(agent_state::LOGGED_OUT)),
-                ("ADDED", IdbValue::Timestamp(now)),
-                ("ADDED_TS", IdbValue::Int(now)),
-            ],
-        );
+        let record = AgentRecord { sid: &sid, agent: dbid, endpoint: dn_dbid, seq, at: now };
+        let pending = vec![("PENDINGSTATE", IdbValue::Int(agent_state::LOGGED_OUT))];
+        self.agent_record(record, agent_record_type::PENDING_STATE, current, pending);
     }
 
     fn agent_state(&self, a: usize) -> i64 {

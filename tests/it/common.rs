@@ -578,6 +578,37 @@ pub struct LineDamage {
     pub cuts: std::sync::atomic::AtomicUsize,
     pub slow_ms: std::sync::atomic::AtomicU64,
     pub hold: std::sync::atomic::AtomicBool,
+    /// Requests the proxy is handling. A request the client gave up on (a pass that stopped at the first damaged
+    /// file) may still take a damage after the pass returned; [`LineDamage::settle`] waits for it.
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl LineDamage {
+    /// Waits (at most 10 s) until the proxy handles no request, so the damage counters no longer change.
+    pub async fn settle(&self) {
+        for _ in 0..1000 {
+            if self.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Counts a request in [`LineDamage::in_flight`] for as long as it is handled, also when it is dropped.
+struct InFlight(std::sync::Arc<LineDamage>);
+
+impl InFlight {
+    fn new(damage: std::sync::Arc<LineDamage>) -> Self {
+        damage.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(damage)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// An HTTP proxy on an ephemeral loopback port in front of `upstream`, standing in for the line between two sites
@@ -594,6 +625,7 @@ pub async fn relay_proxy(upstream: String, damage: std::sync::Arc<LineDamage>) -
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let (client, upstream, damage) = (client.clone(), upstream.clone(), damage.clone());
         async move {
+            let _in_flight = InFlight::new(damage.clone());
             let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
             let mut forward = client.request(req.method().clone(), format!("{upstream}{target}"));
             for (k, v) in req.headers() {

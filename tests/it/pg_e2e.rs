@@ -77,6 +77,19 @@ async fn contract_columns_exist_in_shipped_ddl() {
     c.psql(&url, ccmart::source::postgres::IDB_DDL);
 }
 
+/// Runs `ccmart check-idb` on `cfg` (written into `dir`): exit code, stdout, stderr.
+fn check_idb(dir: &std::path::Path, cfg: &ccmart::config::Config) -> (Option<i32>, String, String) {
+    let file = dir.join("ccmart.toml");
+    std::fs::write(&file, cfg.to_toml()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
+        .args(["check-idb", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
 /// One PostgreSQL IDB (a pair of one) on a fresh database with the contract DDL, and a config reading it.
 fn single_idb(dir: &std::path::Path, prefix: &str, settle_secs: u64) -> (String, ccmart::config::Config) {
     let c = pg::cluster();
@@ -242,15 +255,8 @@ async fn schema_check_names_what_differs_and_the_other_tables_still_extract() {
     assert_eq!(problems_of("G_PARTY_HISTORY"), Some(1.0));
     assert_eq!(problems_of("G_CALL"), Some(1.0));
     assert_eq!(problems_of("G_PARTY"), Some(0.0));
-    let file = dir.path().join("ccmart.toml");
-    std::fs::write(&file, cfg.to_toml()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
-        .args(["check-idb", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (code, text, stderr) = check_idb(dir.path(), &cfg);
+    assert_eq!(code, Some(2), "{text}\n{stderr}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), EXTRACTED_TABLES.len() + 1, "{text}");
     assert!(lines.contains(&"late\tG_DICTIONARY\tOK"), "the shipped dictionary matches ccmart's reading");
@@ -295,15 +301,8 @@ async fn party_state_codes_follow_the_idb_dictionary() {
     let expected: std::collections::BTreeMap<i64, i64> = [(11, 1), (12, 2), (13, 3), (14, 4), (15, 5), (16, 6)].into();
     assert_eq!(codes.party_state_translation, expected);
 
-    let file = dir.path().join("ccmart.toml");
-    std::fs::write(&file, cfg.to_toml()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
-        .args(["check-idb", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text, stderr) = check_idb(dir.path(), &cfg);
+    assert_eq!(code, Some(0), "{text}\n{stderr}");
     let line = text.lines().find(|l| l.starts_with("late\tG_DICTIONARY\t")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("translated to ccmart's") && line.contains("code 0 ('Unknown')"), "{line}");
 }
@@ -328,15 +327,8 @@ async fn party_history_without_callid_is_read_through_its_party() {
     let status = app.status().get();
     assert!(status.idbs[0].unreadable_tables.is_empty(), "{:?}", status.idbs[0].unreadable_tables);
 
-    let file = dir.path().join("ccmart.toml");
-    std::fs::write(&file, cfg.to_toml()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccmart"))
-        .args(["check-idb", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text, stderr) = check_idb(dir.path(), &cfg);
+    assert_eq!(code, Some(0), "{text}\n{stderr}");
     assert!(
         text.contains(
             "late\tG_PARTY_HISTORY\textracted, CALLID is missing (derived: read as (SELECT p.CALLID FROM G_PARTY p"
