@@ -40,10 +40,13 @@ impl StagedRow {
 
     /// Encoding: the version as 8 little-endian bytes, then the values as MessagePack. The fixed prefix lets
     /// extraction compare versions without decoding rows.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         let mut out = self.version.to_le_bytes().to_vec();
-        out.extend(rmp_serde::to_vec(&self.values).unwrap_or_default());
-        out
+        out.extend(
+            rmp_serde::to_vec(&self.values)
+                .map_err(|e| StagingError::Encode { table: "group_rows", message: e.to_string() })?,
+        );
+        Ok(out)
     }
 
     pub(crate) fn version_of(b: &[u8]) -> Result<i64> {
@@ -80,8 +83,8 @@ pub enum Cell {
 pub struct FactRow(pub Vec<Cell>);
 
 impl FactRow {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).unwrap_or_default()
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        rmp_serde::to_vec(self).map_err(|e| StagingError::Encode { table: "facts", message: e.to_string() })
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {

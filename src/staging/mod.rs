@@ -69,6 +69,15 @@ pub enum StagingError {
         /// Decoder message.
         message: String,
     },
+    /// A record could not be encoded; nothing of the batch was committed (an empty record is never stored in its
+    /// place).
+    #[error("staging record for {table} cannot be encoded: {message}")]
+    Encode {
+        /// redb table.
+        table: &'static str,
+        /// Encoder message.
+        message: String,
+    },
     /// Two different natural keys hashed to the same surrogate key. Nothing of the batch was committed; the
     /// pipeline stops rather than merge two facts silently.
     #[error("surrogate key collision in {table}: key {key} is produced by both {owner} and {other}; nothing was committed. Report this: the key derivation must be widened")]
@@ -373,7 +382,7 @@ impl Store {
                 groups
                     .insert(
                         (group.as_bytes(), chunk.idb.as_bytes(), chunk.table.as_bytes(), r.id),
-                        r.row.encode().as_slice(),
+                        r.row.encode()?.as_slice(),
                     )
                     .map_err(storage(during))?;
                 if any_quarantined {
@@ -610,7 +619,7 @@ impl Store {
                             owners.insert((a.table.as_bytes(), a.key), out.group.as_str()).map_err(storage(during))?;
                         }
                     }
-                    let bytes = row.encode();
+                    let bytes = row.encode()?;
                     let key = (a.table.as_bytes(), a.day.as_bytes(), a.key);
                     let same = facts.get(key).map_err(storage(during))?.is_some_and(|v| v.value() == bytes.as_slice());
                     if !same {
