@@ -41,6 +41,41 @@ const SESSION_GROUPS: TableDefinition<(&str, &str), &str> = TableDefinition::new
 /// Groups whose rows were purged (group → when): their facts are final; rows arriving for them later are not staged.
 const PURGED: TableDefinition<&[u8], i64> = TableDefinition::new("purged_groups");
 
+/// Calls `$f!(TABLE)` for every table a staging checkpoint carries.
+macro_rules! for_each_resumable_table {
+    ($f:ident, $($arg:expr),*) => {{
+        $f!(ROWS, $($arg),*);
+        $f!(GROUP_ROWS, $($arg),*);
+        $f!(HWM, $($arg),*);
+        $f!(DIRTY_GROUPS, $($arg),*);
+        $f!(QUARANTINE, $($arg),*);
+        $f!(FACTS, $($arg),*);
+        $f!(GROUP_FACTS, $($arg),*);
+        $f!(DIRTY_PARTITIONS, $($arg),*);
+        $f!(KEY_OWNERS, $($arg),*);
+        $f!(ACW, $($arg),*);
+        $f!(PURGED, $($arg),*);
+        $f!(SESSION_GROUPS, $($arg),*);
+        $f!(records::MERGE_STATE, $($arg),*);
+        $f!(records::MERGE_DECISIONS, $($arg),*);
+        $f!(records::IGNORED_SITES, $($arg),*);
+        $f!(records::SETTINGS, $($arg),*);
+    }};
+}
+
+/// Calls `$f!(TABLE)` for every table that belongs to this site only and a checkpoint does not carry: the
+/// catalog of its own mart versions, its audit and maintenance history, its fence. With
+/// [`for_each_resumable_table`] this is every table of the store — the one registry (a new table goes in one of the
+/// two).
+macro_rules! for_each_site_table {
+    ($f:ident, $($arg:expr),*) => {{
+        $f!(CATALOG, $($arg),*);
+        $f!(records::SOURCE_AUDIT, $($arg),*);
+        $f!(records::MAINTENANCE_RUNS, $($arg),*);
+        $f!(records::FENCE, $($arg),*);
+    }};
+}
+
 /// Errors of the staging store.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -298,25 +333,13 @@ impl Store {
             .map_err(|e| StagingError::Open { path: path.to_path_buf(), message: e.to_string() })?;
         let tx = db.begin_write().map_err(storage("open"))?;
         {
-            tx.open_table(ROWS).map_err(storage("open"))?;
-            tx.open_table(GROUP_ROWS).map_err(storage("open"))?;
-            tx.open_table(HWM).map_err(storage("open"))?;
-            tx.open_table(DIRTY_GROUPS).map_err(storage("open"))?;
-            tx.open_table(QUARANTINE).map_err(storage("open"))?;
-            tx.open_table(FACTS).map_err(storage("open"))?;
-            tx.open_table(GROUP_FACTS).map_err(storage("open"))?;
-            tx.open_table(DIRTY_PARTITIONS).map_err(storage("open"))?;
-            tx.open_table(CATALOG).map_err(storage("open"))?;
-            tx.open_table(KEY_OWNERS).map_err(storage("open"))?;
-            tx.open_table(ACW).map_err(storage("open"))?;
-            tx.open_table(PURGED).map_err(storage("open"))?;
-            tx.open_table(SESSION_GROUPS).map_err(storage("open"))?;
-            tx.open_table(records::MERGE_STATE).map_err(storage("open"))?;
-            tx.open_table(records::MERGE_DECISIONS).map_err(storage("open"))?;
-            tx.open_table(records::IGNORED_SITES).map_err(storage("open"))?;
-            tx.open_table(records::SOURCE_AUDIT).map_err(storage("open"))?;
-            tx.open_table(records::MAINTENANCE_RUNS).map_err(storage("open"))?;
-            tx.open_table(records::FENCE).map_err(storage("open"))?;
+            macro_rules! create {
+                ($def:expr, $tx:expr) => {{
+                    $tx.open_table($def).map_err(storage("open"))?;
+                }};
+            }
+            for_each_resumable_table!(create, tx);
+            for_each_site_table!(create, tx);
         }
         tx.commit().map_err(storage("open"))?;
         Ok(Store { db, faults })
@@ -1031,28 +1054,6 @@ fn move_group_rows(
     Ok(moved.len())
 }
 
-/// Calls `$f!(TABLE)` for every table a staging checkpoint carries.
-macro_rules! for_each_resumable_table {
-    ($f:ident, $($arg:expr),*) => {{
-        $f!(ROWS, $($arg),*);
-        $f!(GROUP_ROWS, $($arg),*);
-        $f!(HWM, $($arg),*);
-        $f!(DIRTY_GROUPS, $($arg),*);
-        $f!(QUARANTINE, $($arg),*);
-        $f!(FACTS, $($arg),*);
-        $f!(GROUP_FACTS, $($arg),*);
-        $f!(DIRTY_PARTITIONS, $($arg),*);
-        $f!(KEY_OWNERS, $($arg),*);
-        $f!(ACW, $($arg),*);
-        $f!(PURGED, $($arg),*);
-        $f!(SESSION_GROUPS, $($arg),*);
-        $f!(records::MERGE_STATE, $($arg),*);
-        $f!(records::MERGE_DECISIONS, $($arg),*);
-        $f!(records::IGNORED_SITES, $($arg),*);
-        $f!(records::SETTINGS, $($arg),*);
-    }};
-}
-
 fn copy_resumable_tables(src: &redb::ReadTransaction, dst: &redb::WriteTransaction) -> Result<(), redb::Error> {
     macro_rules! copy {
         ($def:expr, $src:expr, $dst:expr) => {{
@@ -1084,6 +1085,29 @@ fn clear_resumable_tables(dst: &redb::WriteTransaction) -> Result<(), redb::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registry is every table: a store that has staged, transformed and published holds exactly the tables
+    /// the two lists name (a table created anywhere else would be missed by checkpoints and resets).
+    #[test]
+    fn the_table_registry_names_every_table_of_the_store() {
+        use redb::TableHandle;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        store.commit_chunk(&chunk(vec![(1, 5)], 5)).unwrap();
+        let mut registry: Vec<String> = Vec::new();
+        macro_rules! name {
+            ($def:expr, $v:expr) => {{
+                $v.push($def.name().to_string());
+            }};
+        }
+        for_each_resumable_table!(name, registry);
+        for_each_site_table!(name, registry);
+        registry.sort();
+        let tx = store.db.begin_read().unwrap();
+        let mut present: Vec<String> = tx.list_tables().unwrap().map(|t| t.name().to_string()).collect();
+        present.sort();
+        assert_eq!(present, registry);
+    }
 
     fn chunk<'a>(rows: Vec<(i64, i64)>, mark: i64) -> ExtractedChunk<'a> {
         ExtractedChunk {
