@@ -10,6 +10,11 @@ use ccmart::pipeline::Appliance;
 use std::time::{Duration, Instant};
 
 const TIMEOUT_SECS: u64 = 3;
+/// How often the canary is asked again when it passed its own time limit (a loaded machine, not the hostile query:
+/// that one is bounded by the same limit). CI once saw a canary need 15.5 s over three tries beside the whole suite.
+const CANARY_RETRIES: usize = 3;
+/// The canary's answer comes within this, whatever the hostile query does (each try is bounded by the limit).
+const CANARY_BOUND: Duration = Duration::from_secs((CANARY_RETRIES as u64 + 1) * (TIMEOUT_SECS + 2));
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
@@ -58,11 +63,11 @@ async fn http_case(base: &str, name: &str, expect: &str, sql: &str, calls: i64) 
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Another user meanwhile: answered, correctly, without waiting for the hostile query's time limit.
-    // (On a loaded 2-core machine, the whole suite beside it, the canary may itself pass the 3 s limit once: it
-    // is asked again, within the same bound on the total.)
+    // (On a loaded 2-core machine, the whole suite beside it, the canary may itself pass the 3 s limit: it is asked
+    // again, at most three times, within the bound on the total.)
     let c0 = Instant::now();
     let mut answer = query_as(base, canary, Some(READER)).await;
-    for _ in 0..2 {
+    for _ in 0..CANARY_RETRIES {
         if answer.1["error"]["code"] != "timeout" {
             break;
         }
@@ -70,7 +75,7 @@ async fn http_case(base: &str, name: &str, expect: &str, sql: &str, calls: i64) 
     }
     let (status, v, _) = answer;
     assert_eq!((status, v["rows"][0][0].as_i64()), (200, Some(calls)), "canary during {name}: {v}");
-    assert!(c0.elapsed() < Duration::from_secs(3 * TIMEOUT_SECS + 5), "canary during {name} took {:?}", c0.elapsed());
+    assert!(c0.elapsed() < CANARY_BOUND, "canary during {name} took {:?}", c0.elapsed());
 
     let (status, v, _) = hostile.await.unwrap();
     let took = started.elapsed();
@@ -122,7 +127,7 @@ async fn pg_case(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let c0 = Instant::now();
     let mut answer = canary.query_one("SELECT count(*) AS n FROM interaction_fact", &[]).await;
-    for _ in 0..2 {
+    for _ in 0..CANARY_RETRIES {
         if !matches!(&answer, Err(e) if e.code().is_some_and(|c| c.code() == "57014")) {
             break;
         }
@@ -130,7 +135,7 @@ async fn pg_case(
     }
     let n: i64 = answer.expect("canary").get(0);
     assert_eq!(n, calls, "canary during {name}");
-    assert!(c0.elapsed() < Duration::from_secs(3 * TIMEOUT_SECS + 5), "canary during {name}: {:?}", c0.elapsed());
+    assert!(c0.elapsed() < CANARY_BOUND, "canary during {name}: {:?}", c0.elapsed());
     let (answer, after) = hostile.await.expect("the hostile client's task");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(TIMEOUT_SECS + 20), "{name} took {took:?}");
