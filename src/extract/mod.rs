@@ -583,7 +583,7 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
         values.push(value);
     }
     let row = StagedRow { version: 0, values };
-    let id = row.int(0).ok_or(("ID", "missing row id".to_string()))?;
+    let id = row.int(0).ok_or((spec.columns[0].name, "missing row key".to_string()))?;
     let seq = spec.column_index("GSYS_SEQ").and_then(|i| row.int(i)).unwrap_or(0);
     let useq = spec.column_index("GSYS_USEQ").and_then(|i| row.int(i)).unwrap_or(0);
     let text = |c: &str| spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default().to_string();

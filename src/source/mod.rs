@@ -247,15 +247,14 @@ impl RowNumbering {
         }
     }
 
-    /// The name of the table's primary-key column (`DSS_ID` for session control tables, `PHID` for
-    /// `G_PARTY_HISTORY`, `ID` elsewhere).
+    /// The name of the table's primary-key column: the first contract column of a table ccmart reads (`PHID` for
+    /// `G_PARTY_HISTORY`, `DSS_ID` for session control), else `DSS_ID` for the other session-control tables and
+    /// `ID` for the rest.
     pub fn key_column(table: &str) -> &'static str {
-        if table.starts_with("G_DSS_") {
-            "DSS_ID"
-        } else if table == "G_PARTY_HISTORY" {
-            "PHID"
-        } else {
-            "ID"
+        match contract::table(table) {
+            Some(spec) => spec.columns[0].name,
+            None if table.starts_with("G_DSS_") => "DSS_ID",
+            None => "ID",
         }
     }
 

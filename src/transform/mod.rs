@@ -386,9 +386,9 @@ fn user_data(callid: &str, m: &MergedGroup, keys: &[String], out: &mut GroupOutp
 /// Technical result of a party the source never released, in an interaction ccmart closed as stuck.
 pub const STUCK: &str = "Stuck";
 
-/// Technical result of a queue party the customer left before an agent was found.
+/// Technical result of a party the customer left: a queue stay no resource took over, a ring never answered.
 pub const ABANDONED: &str = "Abandoned";
-/// Technical result of a queue party that handed the interaction to an agent.
+/// Technical result of a queue or routing-point stay that handed the interaction to another resource.
 pub const DIVERTED: &str = "Diverted";
 
 /// How a released resource party left its interaction, as the rows show it.
@@ -398,8 +398,8 @@ pub struct PartyExit {
     pub is_agent: bool,
     /// Its history has it connected.
     pub connected: bool,
-    /// Another resource took over while it was there: for a queue, an agent's party was created; for an agent, a
-    /// queue's party (a transfer, or back to the queue after no answer) or another agent's.
+    /// Another resource took over: a later resource party (in party order) was created by its release — an agent
+    /// or the next queue after a queue or routing point, a queue or another agent after an agent.
     pub next: bool,
 }
 
@@ -505,9 +505,9 @@ fn reason_of<'r>(period: &StatePeriod<'_>, rc: &Cols<'_>, sh: &Cols<'_>, codes: 
         .and_then(|(_, value)| value)
 }
 
-/// The facts of one login session. Keys are built from `identity` (the group: agent and login time, or the IDB and
-/// id of a session whose `G_LOGIN_SESSION` row is missing) and event times, never from `LOGINSESSIONID` or `SEQ`,
-/// which ICON may number differently in the two IDBs of a pair.
+/// The facts of one login session. Keys are built from `identity` (the group: the session's agent and login time)
+/// and event times, never from `LOGINSESSIONID` or `SEQ`, which ICON may number differently in the two IDBs of a
+/// pair.
 fn login_session(identity: &str, m: &MergedGroup, out: &mut GroupOutput) {
     let ls = Cols { spec: &contract::G_LOGIN_SESSION };
     let sh = Cols { spec: &contract::G_AGENT_STATE_HISTORY };
