@@ -10,6 +10,7 @@ pub mod fault;
 pub mod maintenance;
 pub mod mart;
 pub mod merge;
+pub mod model;
 pub mod pipeline;
 pub mod progress;
 pub mod query;

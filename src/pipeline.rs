@@ -2,13 +2,13 @@
 //! transform what changed, publish a mart version — and the simulator feeding embedded IDBs.
 
 use crate::config::Config;
-use crate::extract::SESSION_CONTROL_GROUP;
-use crate::extract::{self, ExtractSettings, IdbHealth};
+use crate::extract::{self, ExtractSettings, IdbState};
 use crate::fault::FaultInjector;
 use crate::mart::{self, Mart};
 use crate::merge::{
     merge_group, pair_progress, slice_decisions, DataQuality, MergedGroup, PairProgress, PairState, SessionTimeline,
 };
+use crate::model::{Day, GroupKey, GroupKind};
 use crate::query::QueryEngine;
 use crate::serve::metrics::ApplianceMetrics;
 use crate::serve::{ApplianceStatus, CycleSummary, PairStatus, PairWait, SharedStatus};
@@ -18,7 +18,7 @@ use crate::source::embedded::EmbeddedIdb;
 use crate::source::postgres::{PostgresIdb, PostgresWriter};
 use crate::source::{Idb, IdbSink, RowNumbering, SourceError};
 use crate::staging::{StagingError, Store};
-use crate::transform::aggregate::{agent_aggregates, neighbour_days, queue_aggregates};
+use crate::transform::aggregate::{agent_aggregates, queue_aggregates};
 use crate::transform::schema::{
     DATE_TIME, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
 };
@@ -111,7 +111,7 @@ pub struct Appliance {
     mart: Mart,
     engine: QueryEngine,
     idbs: Vec<Idb>,
-    health: Vec<IdbHealth>,
+    health: Vec<IdbState>,
     preference: Vec<String>,
     /// IDB → its pair.
     pair_of: BTreeMap<String, String>,
@@ -186,7 +186,7 @@ impl Appliance {
                 idbs.push(Idb::Postgres(PostgresIdb::new(&c.name, &c.url)));
             }
         }
-        let health = config.idbs.iter().map(|c| IdbHealth::new(&c.name)).collect();
+        let health = config.idbs.iter().map(|c| IdbState::new(&c.name)).collect();
         let preference = config.idbs.iter().map(|c| c.name.clone()).collect();
         let pair_of = config.idbs.iter().map(|c| (c.name.clone(), c.pair.clone())).collect();
         let mut pair_members: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -593,17 +593,18 @@ impl Appliance {
         self.last_publish = Some(Instant::now());
         // Queue aggregates depend on the thresholds: after an edit, every day is recomputed with the new ones.
         let fingerprint = self.config.transform.aggregate_fingerprint();
-        let woken = self.store.reconcile_settings("queue aggregate thresholds", &fingerprint, "Z:AGQ:")?;
+        let woken =
+            self.store.reconcile_settings("queue aggregate thresholds", &fingerprint, GroupKind::QueueAggregateDay)?;
         if woken > 0 {
             tracing::info!(days = woken, "queue thresholds changed: recomputing the queue aggregates of every day");
         }
         self.advance_pairs()?;
         // Transform in bounded batches, walking past groups the merge holds back (they stay dirty); after-call
         // work found in sessions wakes calls, handled in a later batch.
-        let mut cursor: Option<String> = None;
+        let mut cursor: Option<GroupKey> = None;
         let mut exhausted = true;
         for _ in 0..50 {
-            let groups = self.store.dirty_groups_after(cursor.as_deref(), self.config.extract.transform_batch)?;
+            let groups = self.store.dirty_groups_after(cursor.as_ref(), self.config.extract.transform_batch)?;
             let Some(last) = groups.last() else {
                 exhausted = false;
                 break;
@@ -613,22 +614,25 @@ impl Appliance {
             let mut processed = Vec::with_capacity(groups.len());
             let mut days = BTreeSet::new();
             for (g, loaded) in groups.iter().zip(self.store.load_groups(&groups)?) {
-                if g == SESSION_CONTROL_GROUP {
-                    processed.push(g.clone());
-                    continue;
-                }
-                if let Some(day) = g.strip_prefix("Z:AGA:") {
-                    let legs = self.facts_of_day_and_before(INTERACTION_RESOURCE_FACT.name, day)?;
-                    let states = self.facts_of_day_and_before(SM_RES_STATE_FACT.name, day)?;
-                    outputs.push(agent_aggregates(day, &legs, &states));
-                    processed.push(g.clone());
-                    continue;
-                }
-                if let Some(day) = g.strip_prefix("Z:AGQ:") {
-                    let segments = self.facts_of_day_and_before(MEDIATION_SEGMENT_FACT.name, day)?;
-                    outputs.push(queue_aggregates(day, &segments, &self.config.transform));
-                    processed.push(g.clone());
-                    continue;
+                match g {
+                    GroupKey::SessionControl => {
+                        processed.push(g.clone());
+                        continue;
+                    }
+                    GroupKey::AgentAggregateDay(day) => {
+                        let legs = self.facts_of_day_and_before(INTERACTION_RESOURCE_FACT.name, *day)?;
+                        let states = self.facts_of_day_and_before(SM_RES_STATE_FACT.name, *day)?;
+                        outputs.push(agent_aggregates(*day, &legs, &states));
+                        processed.push(g.clone());
+                        continue;
+                    }
+                    GroupKey::QueueAggregateDay(day) => {
+                        let segments = self.facts_of_day_and_before(MEDIATION_SEGMENT_FACT.name, *day)?;
+                        outputs.push(queue_aggregates(*day, &segments, &self.config.transform));
+                        processed.push(g.clone());
+                        continue;
+                    }
+                    _ => {}
                 }
                 let Some(merged) = self.merge(g, loaded.rows) else {
                     report.held += 1;
@@ -666,9 +670,13 @@ impl Appliance {
                 }
             }
             for day in days {
-                let calendar = transform::calendar_day(&day, self.config.transform.tz());
+                let Ok(day) = day.parse::<Day>() else {
+                    tracing::error!(day, "a fact's partition is not a day; no calendar rows for it");
+                    continue;
+                };
+                let calendar = transform::calendar_day(day, self.config.transform.tz());
                 let exists = match calendar.facts.first() {
-                    Some((a, row)) => self.store.fact(DATE_TIME.name, &day, a.key)?.as_ref() == Some(row),
+                    Some((a, row)) => self.store.fact(DATE_TIME.name, &day.to_string(), a.key)?.as_ref() == Some(row),
                     None => true,
                 };
                 if !exists {
@@ -691,7 +699,7 @@ impl Appliance {
     /// Reads the session-control timelines, works out every pair's progress (waits, stuck IDBs, late-data
     /// cut-offs) and persists the pairs' state and slice decisions before any group is merged with them.
     fn advance_pairs(&mut self) -> Result<(), StagingError> {
-        let loaded = self.store.load_groups(&[SESSION_CONTROL_GROUP.to_string()])?;
+        let loaded = self.store.load_groups(&[GroupKey::SessionControl])?;
         let mut per_idb: BTreeMap<String, BTreeMap<String, Vec<crate::staging::StagedRow>>> = BTreeMap::new();
         for ((idb, table), rows) in loaded.into_iter().next().map(|l| l.rows).unwrap_or_default() {
             per_idb.entry(idb).or_default().insert(table, rows);
@@ -730,8 +738,8 @@ impl Appliance {
 
     /// Merges a group, or returns `None` while the merge holds it back: its pair is not ready past the group's
     /// last event, or it is an interaction the source has not closed yet (and is not overdue as stuck).
-    fn merge(&self, g: &str, mut rows: crate::merge::GroupRows) -> Option<MergedGroup> {
-        if g.starts_with("C:") {
+    fn merge(&self, g: &GroupKey, mut rows: crate::merge::GroupRows) -> Option<MergedGroup> {
+        if matches!(g, GroupKey::Configuration(_)) {
             return Some(merge_group(g, rows, &self.preference, &self.timelines));
         }
         let pair = rows.keys().find_map(|(idb, _)| self.pair_of.get(idb)).cloned();
@@ -754,7 +762,7 @@ impl Appliance {
         if ready.is_some_and(|r| end >= r) {
             return None;
         }
-        if g.starts_with("I:") && !merged.is_closed() {
+        if matches!(g, GroupKey::Interaction(_)) && !merged.is_closed() {
             let max = self.config.merge.max_call_duration_secs;
             let overdue = self.data_clock.is_some_and(|c| c - start > max) && ready.is_none_or(|r| r > start + max);
             if !overdue {
@@ -768,14 +776,10 @@ impl Appliance {
 
     /// Staged fact rows of `table` in the partitions of `day` and the day before: what an aggregate of `day` reads,
     /// since queue stays, legs and state periods can begin or run past midnight of their partition's day.
-    fn facts_of_day_and_before(&self, table: &str, day: &str) -> Result<Vec<crate::staging::FactRow>, StagingError> {
-        let mut days = vec![day.to_string()];
-        if let Some((previous, _)) = neighbour_days(day) {
-            days.insert(0, previous);
-        }
+    fn facts_of_day_and_before(&self, table: &str, day: Day) -> Result<Vec<crate::staging::FactRow>, StagingError> {
         let mut out = Vec::new();
-        for d in days {
-            out.extend(self.store.partition_facts(table, &d)?.into_iter().map(|(_, r)| r));
+        for d in day.previous().into_iter().chain([day]) {
+            out.extend(self.store.partition_facts(table, &d.to_string())?.into_iter().map(|(_, r)| r));
         }
         Ok(out)
     }
@@ -796,7 +800,7 @@ impl Appliance {
         let quarantined = self.store.quarantine_count()?;
         let per_idb = self.store.quarantine_count_by_idb()?;
         self.status.update(|s| {
-            s.idbs = self.health.clone();
+            s.idbs = self.health.iter().map(|h| h.health.clone()).collect();
             for i in &mut s.idbs {
                 i.rows_quarantined = per_idb.get(&i.idb).copied().unwrap_or(0);
             }

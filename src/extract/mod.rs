@@ -15,20 +15,16 @@
 //! same table with a larger counter was visible (docs/idb-contract.md explains the choice). An embedded IDB
 //! applies writes in counter order under one lock, so its mark follows the last counter read.
 
+pub use crate::model::status::IdbHealth;
+use crate::model::GroupKey;
 use crate::source::contract::{
     ColumnType, Grouping, TableSpec, EXTRACTED_TABLES, G_LOGIN_SESSION, SESSION_CONTROL_TABLES,
 };
 use crate::source::{dictionary, Counter, Idb, SourceError, TextRow};
-use crate::staging::{
-    ExtractedChunk, LoginSessionLink, QuarantinedRow, RowToStage, StagedRow, StagingError, Store, Value,
-};
-use serde::Serialize;
+use crate::staging::{ExtractedChunk, QuarantinedRow, RowGroup, RowToStage, StagedRow, StagingError, Store, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-
-/// The staging group holding every session-control row of every IDB (read by the merge, never transformed).
-pub const SESSION_CONTROL_GROUP: &str = "K:";
 
 /// Default rows per chunk: bounds memory per read and the work a crash can repeat.
 pub const DEFAULT_CHUNK_ROWS: usize = 5_000;
@@ -129,78 +125,41 @@ pub fn settled_mark(stored: i64, covered: i64, settled: Option<i64>) -> i64 {
     }
 }
 
-/// Reachability and progress of one IDB, as shown by `/v1/status`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct IdbHealth {
-    /// IDB name.
-    pub idb: String,
-    /// Whether the last attempt succeeded.
-    pub reachable: bool,
-    /// Last error message.
-    pub last_error: Option<String>,
-    /// Since when (epoch seconds) the IDB has been failing.
-    pub failing_since: Option<i64>,
-    /// Rows staged since start.
-    pub rows_staged: u64,
-    /// Rows of this IDB held in quarantine (from staging: the same records as the appliance's
-    /// `quarantined_rows`, so the IDBs' figures add up to it).
-    pub rows_quarantined: u64,
-    /// Last successful extraction pass (epoch seconds).
-    pub last_success: Option<i64>,
-    /// When the IDB's schema was last checked against the contract (epoch seconds; at every (re)connection).
-    pub schema_checked_at: Option<i64>,
-    /// Tables whose columns differ from the contract, with each problem (empty when all match).
-    pub schema_problems: Vec<crate::source::schema_check::TableCheck>,
-    /// Tables that could not be read in the last pass, with the reason; the other tables were extracted.
-    pub unreadable_tables: BTreeMap<String, String>,
-    /// What the IDB's dictionary of code values (`G_DICTIONARY`) said at the last check.
-    pub code_dictionary: Option<dictionary::CodeDictionaryCheck>,
-    #[serde(skip)]
+/// One IDB's extraction state: the health `/v1/status` shows, and the retry and settling state behind it.
+#[derive(Debug, Clone)]
+pub struct IdbState {
+    /// What the status shows.
+    pub health: IdbHealth,
     retry_at: Option<Instant>,
-    #[serde(skip)]
     backoff: Duration,
     /// Per (table, counter): when the settling mark may pass which counter values.
-    #[serde(skip)]
     settling: BTreeMap<(&'static str, Counter), Settling>,
 }
 
-impl IdbHealth {
-    /// Fresh health record of an IDB not tried yet.
+impl IdbState {
+    /// Fresh state of an IDB not tried yet.
     pub fn new(idb: &str) -> Self {
-        IdbHealth {
-            idb: idb.to_string(),
-            reachable: true,
-            last_error: None,
-            failing_since: None,
-            rows_staged: 0,
-            rows_quarantined: 0,
-            last_success: None,
-            schema_checked_at: None,
-            schema_problems: Vec::new(),
-            unreadable_tables: BTreeMap::new(),
-            code_dictionary: None,
-            retry_at: None,
-            backoff: INITIAL_BACKOFF,
-            settling: BTreeMap::new(),
-        }
+        IdbState { health: IdbHealth::new(idb), retry_at: None, backoff: INITIAL_BACKOFF, settling: BTreeMap::new() }
     }
 
     fn failed(&mut self, e: &SourceError, now: i64, max_backoff: Duration) {
-        self.reachable = false;
-        self.last_error = Some(e.to_string());
-        self.failing_since.get_or_insert(now);
+        let h = &mut self.health;
+        h.reachable = false;
+        h.last_error = Some(e.to_string());
+        h.failing_since.get_or_insert(now);
         let wait = self.backoff.min(max_backoff);
         self.retry_at = Some(Instant::now() + wait);
         self.backoff = (self.backoff * 2).min(max_backoff.max(INITIAL_BACKOFF));
     }
 
     fn succeeded(&mut self, now: i64) {
-        self.reachable = true;
-        self.last_error = None;
-        self.failing_since = None;
+        let h = &mut self.health;
+        h.reachable = true;
+        h.last_error = None;
+        h.failing_since = None;
+        h.last_success = Some(now);
         self.retry_at = None;
         self.backoff = INITIAL_BACKOFF;
-        self.last_success = Some(now);
     }
 }
 
@@ -226,16 +185,16 @@ pub struct ExtractReport {
     pub skipped: bool,
 }
 
-/// Runs one extraction pass over every contract table of `idb`. IDB failures are recorded in `health` (with
+/// Runs one extraction pass over every contract table of `idb`. IDB failures are recorded in `state` (with
 /// backoff) and never returned as errors; only staging failures are.
 pub async fn extract_idb(
     store: &Store,
     idb: &Idb,
     settings: ExtractSettings,
-    health: &mut IdbHealth,
+    state: &mut IdbState,
 ) -> Result<ExtractReport, ExtractError> {
     let mut report = ExtractReport::default();
-    if health.retry_at.is_some_and(|t| Instant::now() < t) {
+    if state.retry_at.is_some_and(|t| Instant::now() < t) {
         report.skipped = true;
         return Ok(report);
     }
@@ -259,7 +218,7 @@ pub async fn extract_idb(
     let mut unreadable: BTreeMap<String, SourceError> = BTreeMap::new();
     'read: for spec in SESSION_CONTROL_TABLES {
         for counter in [Counter::Seq, Counter::Useq] {
-            let settling = health.settling.entry((spec.name, counter)).or_default();
+            let settling = state.settling.entry((spec.name, counter)).or_default();
             match pass.read_all(spec, counter, settling).await {
                 Ok(chunk) => session_control.push(chunk),
                 Err(TableError::Source(e)) if e.is_table_only() => {
@@ -277,7 +236,7 @@ pub async fn extract_idb(
     if failure.is_none() {
         'data: for spec in EXTRACTED_TABLES.iter().filter(|t| t.grouping != Grouping::SessionControl) {
             for counter in [Counter::Seq, Counter::Useq] {
-                let settling = health.settling.entry((spec.name, counter)).or_default();
+                let settling = state.settling.entry((spec.name, counter)).or_default();
                 match pass.extract_table(spec, counter, settling, &mut report).await {
                     Ok(()) => {}
                     Err(TableError::Source(e)) if e.is_table_only() => {
@@ -293,15 +252,15 @@ pub async fn extract_idb(
         }
     }
     if let Some(schema) = idb.schema() {
-        health.schema_checked_at = Some(schema.checked_at);
-        health.schema_problems = schema.with_problems().cloned().collect();
-        health.code_dictionary = Some(schema.code_dictionary.clone());
+        state.health.schema_checked_at = Some(schema.checked_at);
+        state.health.schema_problems = schema.with_problems().cloned().collect();
+        state.health.code_dictionary = Some(schema.code_dictionary.clone());
     }
     match failure {
         Some((_, TableError::Staging(e))) => return Err(e.into()),
         Some((table, TableError::Source(e))) => {
             tracing::warn!(idb = idb.name(), table, error = %e, "IDB read failed; will retry");
-            health.failed(&e, now, settings.max_backoff);
+            state.failed(&e, now, settings.max_backoff);
             report.skipped = true;
             return Ok(report);
         }
@@ -309,11 +268,11 @@ pub async fn extract_idb(
     }
     for (table, e) in &unreadable {
         let message = e.to_string();
-        if health.unreadable_tables.get(table) != Some(&message) {
+        if state.health.unreadable_tables.get(table) != Some(&message) {
             tracing::warn!(idb = idb.name(), table, error = %message, "IDB table not extracted; the others go on");
         }
     }
-    health.unreadable_tables = unreadable.iter().map(|(t, e)| (t.clone(), e.to_string())).collect();
+    state.health.unreadable_tables = unreadable.iter().map(|(t, e)| (t.clone(), e.to_string())).collect();
     // A data table whose query failed may just be late (a lock, a timeout): its rows must not be claimed by a
     // heartbeat. A table that does not match the contract is not read until the IDB is fixed; waiting for it
     // would hold the whole pair back, so it does not stop the heartbeat.
@@ -329,7 +288,7 @@ pub async fn extract_idb(
             report.rows_quarantined += outcome.quarantined;
         }
     }
-    health.rows_staged += report.rows_staged as u64;
+    state.health.rows_staged += report.rows_staged as u64;
     if report.rows_beyond_retention > 0 {
         tracing::warn!(
             idb = %idb.name(),
@@ -338,7 +297,7 @@ pub async fn extract_idb(
              staged; the mart keeps what it had for them"
         );
     }
-    health.succeeded(now);
+    state.succeeded(now);
     Ok(report)
 }
 
@@ -535,11 +494,6 @@ enum TableError {
     Staging(StagingError),
 }
 
-/// The group of a login session: `S:<AGENTID>@<CREATED_TS>` (both required columns of `G_LOGIN_SESSION`).
-pub fn login_session_group(agent: i64, created: i64) -> String {
-    format!("S:{agent}@{created}")
-}
-
 /// Epoch seconds of an SQL timestamp in PostgreSQL's text form: `YYYY-MM-DD HH:MM:SS[.fff]` (a `timestamp`, taken
 /// as UTC) or the same with an offset (a `timestamptz`, e.g. `+00` or `+01:00`). Fractions of a second are dropped.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
@@ -586,20 +540,25 @@ pub fn validate(spec: &TableSpec, raw: &TextRow) -> Result<RowToStage, (&'static
     let id = row.int(0).ok_or((spec.columns[0].name, "missing row key".to_string()))?;
     let seq = spec.column_index("GSYS_SEQ").and_then(|i| row.int(i)).unwrap_or(0);
     let useq = spec.column_index("GSYS_USEQ").and_then(|i| row.int(i)).unwrap_or(0);
-    let text = |c: &str| spec.column_index(c).and_then(|i| row.text(i)).unwrap_or_default().to_string();
-    let (group, login_session) = match spec.grouping {
-        Grouping::Interaction(c) => (format!("I:{}", text(c)), None),
+    // The grouping columns: without one the row belongs to no group (a misspelt contract column fails here too).
+    let text = |c: &'static str| {
+        spec.column_index(c).and_then(|i| row.text(i)).map(str::to_string).ok_or((c, "the row's group needs it".into()))
+    };
+    let group = match spec.grouping {
+        Grouping::Interaction(c) => RowGroup::Key(GroupKey::Interaction(text(c)?)),
         Grouping::LoginSession(c) if spec.name == G_LOGIN_SESSION.name => {
             // Known by agent and login time, the same in both IDBs of a pair whatever id each ICON gives it.
-            let int = |c: &str| spec.column_index(c).and_then(|i| row.int(i)).unwrap_or_default();
-            let group = login_session_group(int("AGENTID"), int("CREATED_TS"));
-            (group, Some(LoginSessionLink::Defines(text(c))))
+            let int = |c: &'static str| {
+                spec.column_index(c).and_then(|i| row.int(i)).ok_or((c, "a login session needs it".to_string()))
+            };
+            let key = GroupKey::LoginSession { agent: int("AGENTID")?, created: int("CREATED_TS")? };
+            RowGroup::SessionDefinition { key, session_id: text(c)? }
         }
-        Grouping::LoginSession(c) => (String::new(), Some(LoginSessionLink::Member(text(c)))),
-        Grouping::Configuration => (format!("C:{}", spec.name), None),
-        Grouping::SessionControl => (SESSION_CONTROL_GROUP.to_string(), None),
+        Grouping::LoginSession(c) => RowGroup::SessionMember(text(c)?),
+        Grouping::Configuration => RowGroup::Key(GroupKey::Configuration(spec.name.to_string())),
+        Grouping::SessionControl => RowGroup::Key(GroupKey::SessionControl),
     };
-    Ok(RowToStage { id, group, row: StagedRow { version: seq.max(useq), ..row }, login_session })
+    Ok(RowToStage { id, group, row: StagedRow { version: seq.max(useq), ..row } })
 }
 
 #[cfg(test)]
@@ -692,7 +651,7 @@ mod tests {
     fn valid_row_gets_group_and_newest_counter_as_version() {
         let r = validate(&G_CALL, &row(&good_call())).unwrap();
         assert_eq!(r.id, 7);
-        assert_eq!(r.group, "I:CALL-1");
+        assert_eq!(r.group, RowGroup::Key(GroupKey::Interaction("CALL-1".into())));
         assert_eq!(r.row.version, 9);
     }
 

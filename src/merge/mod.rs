@@ -13,6 +13,7 @@ mod progress;
 
 pub use progress::{pair_progress, slice_decisions, MergeSettings, PairProgress, PairState, SliceDecision, Wait};
 
+use crate::model::GroupKey;
 use crate::source::contract::{self, G_DSS_GCC_PROVIDER};
 use crate::staging::StagedRow;
 use serde::{Deserialize, Serialize};
@@ -192,12 +193,12 @@ fn copy_closed(tables: &BTreeMap<String, Vec<StagedRow>>) -> bool {
 /// configured order), so a copy that lost a row to quarantine yields to its partner; when no IDB covers the span,
 /// from the most complete copy of all, marked [`DataQuality::Uncovered`].
 pub fn merge_group(
-    group: &str,
+    group: &GroupKey,
     rows: GroupRows,
     preference: &[String],
     timelines: &BTreeMap<String, SessionTimeline>,
 ) -> MergedGroup {
-    if group.starts_with("C:") {
+    if matches!(group, GroupKey::Configuration(_)) {
         return merge_configuration(rows, preference);
     }
     let rank = |idb: &str| preference.iter().position(|p| p == idb).unwrap_or(usize::MAX);
@@ -325,14 +326,14 @@ mod tests {
     fn complete_copy_wins_then_configured_order() {
         let pref = vec!["a".to_string(), "b".to_string()];
         let m = merge_group(
-            "I:X",
+            &GroupKey::Interaction("X".into()),
             rows(&[("a", vec![call(call_state::ALIVE, 1)]), ("b", vec![call(call_state::TERMINATED, 2)])]),
             &pref,
             &BTreeMap::new(),
         );
         assert_eq!(m.chosen_idb.as_deref(), Some("b"));
         let m = merge_group(
-            "I:X",
+            &GroupKey::Interaction("X".into()),
             rows(&[("a", vec![call(call_state::TERMINATED, 1)]), ("b", vec![call(call_state::TERMINATED, 2)])]),
             &pref,
             &BTreeMap::new(),
@@ -340,7 +341,7 @@ mod tests {
         assert_eq!(m.chosen_idb.as_deref(), Some("a"), "tie → first configured IDB");
         let swapped = vec!["b".to_string(), "a".to_string()];
         let m = merge_group(
-            "I:X",
+            &GroupKey::Interaction("X".into()),
             rows(&[("a", vec![call(call_state::TERMINATED, 1)]), ("b", vec![call(call_state::TERMINATED, 2)])]),
             &swapped,
             &BTreeMap::new(),

@@ -9,41 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What an appliance may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Extracts from the IDBs and publishes mart versions.
-    Active,
-    /// Serves reads only.
-    Standby,
-}
-
-impl Role {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Active => "active",
-            Role::Standby => "standby",
-        }
-    }
-}
-
-/// An appliance's role at an epoch, persisted in staging so a restart keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Fence {
-    /// The role.
-    pub role: Role,
-    /// Grows by one with every promotion; a lower epoch never overrides a higher one.
-    pub epoch: u64,
-    /// When this state began (epoch seconds).
-    pub since: i64,
-    /// Why (promotion by whom, demotion because of which peer, split-brain).
-    pub reason: String,
-    /// Stopped because both sites were active at this epoch; the peer stops too when it sees this.
-    #[serde(default)]
-    pub split_brain: bool,
-}
+pub use crate::model::fence::{Fence, PeerFence, Role, MAX_EPOCH};
 
 /// `[replication]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,10 +53,6 @@ impl Default for ReplicationSettings {
         }
     }
 }
-
-/// The highest epoch believed from a peer (and reached by promotion). Epochs grow by one per promotion, so no real
-/// pair of sites comes near it; a peer claiming more is refused, so a promotion can always raise the epoch.
-pub const MAX_EPOCH: u64 = u32::MAX as u64;
 
 impl ReplicationSettings {
     /// The first problem of these settings for an appliance at `own_site`: (dotted key, what is wrong and what to
@@ -157,15 +119,6 @@ pub fn check_peer_fence(peer: &PeerFence, expected: &str) -> Result<(), String> 
         ));
     }
     Ok(())
-}
-
-/// What the peer said about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PeerFence {
-    /// The peer's site.
-    pub site: String,
-    /// Its fence.
-    pub fence: Fence,
 }
 
 /// The fence this appliance must move to, given its own and its peer's, or `None` to stay.

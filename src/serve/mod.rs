@@ -3,7 +3,9 @@
 
 mod format;
 
-use crate::extract::IdbHealth;
+pub use crate::model::status::{
+    ApplianceStatus, CycleSummary, PairStatus, PairWait, PeerStatus, ReplicationStatus, SharedStatus,
+};
 use crate::query::{QueryEngine, QueryError};
 use crate::staging::{MartSnapshot, Store};
 use crate::transform::schema::{mart_table, ColumnKind, MART_TABLES};
@@ -14,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use format::{OutputFormat, ParquetExport};
@@ -32,157 +34,6 @@ pub mod tls;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Summary of the last pipeline cycle.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct CycleSummary {
-    /// When it finished (epoch seconds).
-    pub finished_at: i64,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// Error that stopped it, if any.
-    pub error: Option<String>,
-    /// Rows staged.
-    pub rows_staged: usize,
-    /// Groups transformed.
-    pub groups_transformed: usize,
-    /// Partitions published.
-    pub partitions_published: usize,
-    /// Time spent extracting, ms.
-    pub extract_ms: u64,
-    /// Time spent merging and transforming, ms.
-    pub transform_ms: u64,
-    /// Time spent writing the mart and publishing, ms.
-    pub publish_ms: u64,
-}
-
-/// What `/v1/status` reports.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct ApplianceStatus {
-    /// Site of this appliance.
-    pub site: String,
-    /// Role (this version: always `active`).
-    pub role: String,
-    /// Newest published mart version.
-    pub mart_version: Option<u64>,
-    /// End time of the newest interaction visible (epoch seconds).
-    pub newest_interaction_end_ts: Option<i64>,
-    /// Per-IDB reachability and progress.
-    pub idbs: Vec<IdbHealth>,
-    /// Rows in quarantine.
-    pub quarantined_rows: u64,
-    /// Per HA pair: how far it may be transformed and which IDBs it waits for (or proceeds without).
-    pub pairs: Vec<PairStatus>,
-    /// Sites whose IDBs the merge does not wait for (configuration and run-time ignores).
-    pub ignored_sites: Vec<String>,
-    /// Newest heartbeat of any IDB (data time, epoch seconds).
-    pub data_clock: Option<i64>,
-    /// Last cycle.
-    pub last_cycle: Option<CycleSummary>,
-    /// Now minus `newest_interaction_end_ts`, seconds (computed per request).
-    pub freshness_secs: Option<i64>,
-    /// Fencing epoch of `role` (grows with every promotion).
-    pub epoch: u64,
-    /// Why this appliance has its role (promotion, demotion by a peer, split-brain).
-    pub role_reason: String,
-    /// The other site, when `replication.peer_url` is configured.
-    pub peer: Option<PeerStatus>,
-    /// Standby: how the copy from the active site goes.
-    pub replication: Option<ReplicationStatus>,
-}
-
-/// A standby's replication from the active site.
-#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
-pub struct ReplicationStatus {
-    /// Last successful pass (epoch seconds).
-    pub last_sync: Option<i64>,
-    /// Files received since start.
-    pub files_received: u64,
-    /// Bytes received since start.
-    pub bytes_received: u64,
-    /// Mart versions the active site serves that this one does not yet.
-    pub versions_behind: u64,
-    /// Seconds since the active site published the version this one serves.
-    pub lag_seconds: Option<i64>,
-    /// Why the last pass failed.
-    pub last_error: Option<String>,
-}
-
-/// The other site as this appliance last saw it.
-#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
-pub struct PeerStatus {
-    /// Its URL.
-    pub url: String,
-    /// Whether the last check reached it.
-    pub reachable: bool,
-    /// Its site, role and epoch at the last check.
-    pub site: Option<String>,
-    /// See `site`.
-    pub role: Option<String>,
-    /// See `site`.
-    pub epoch: Option<u64>,
-    /// Why the last check failed.
-    pub last_error: Option<String>,
-    /// When it was last checked (epoch seconds).
-    pub checked_at: i64,
-}
-
-impl ApplianceStatus {
-    /// Initial status of an appliance at `site`.
-    pub fn new(site: &str) -> Self {
-        ApplianceStatus { site: site.into(), role: "active".into(), ..Default::default() }
-    }
-}
-
-/// One HA pair in `/v1/status`.
-#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
-pub struct PairStatus {
-    /// Pair name.
-    pub pair: String,
-    /// Its IDBs.
-    pub members: Vec<String>,
-    /// Interactions that ended before this (epoch seconds, data time) may be reported; later ones wait.
-    pub ready_through: Option<i64>,
-    /// IDBs the pair is behind on: `stuck: false` = waiting for it, `true` = proceeding without it.
-    pub waits: Vec<PairWait>,
-    /// IDBs not waited for because their site is ignored.
-    pub ignored: Vec<String>,
-}
-
-/// An IDB a pair waits for.
-#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
-pub struct PairWait {
-    /// IDB name.
-    pub idb: String,
-    /// Its newest heartbeat (data time): behind since then.
-    pub behind_since: i64,
-    /// Seconds behind the newest heartbeat of any IDB.
-    pub behind_secs: i64,
-    /// Past the stuck threshold: the merge proceeds without it.
-    pub stuck: bool,
-    /// Wall-clock time ccmart first saw it behind (epoch seconds).
-    pub waiting_since: i64,
-}
-
-/// Status shared between the pipeline (writer) and the HTTP server (readers).
-#[derive(Debug, Clone, Default)]
-pub struct SharedStatus(Arc<RwLock<ApplianceStatus>>);
-
-impl SharedStatus {
-    /// Wraps an initial status.
-    pub fn new(s: ApplianceStatus) -> Self {
-        SharedStatus(Arc::new(RwLock::new(s)))
-    }
-    /// Changes the status.
-    pub fn update(&self, f: impl FnOnce(&mut ApplianceStatus)) {
-        let mut g = self.0.write().unwrap_or_else(|e| e.into_inner());
-        f(&mut g);
-    }
-    /// A copy of the status.
-    pub fn get(&self) -> ApplianceStatus {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -780,7 +631,7 @@ mod tests {
     #[test]
     fn error_details_are_for_operators() {
         let mut s = ApplianceStatus::new("site1");
-        let mut idb = IdbHealth::new("a");
+        let mut idb = crate::model::status::IdbHealth::new("a");
         idb.last_error = Some("connection to postgres://ccmart:secret@db1 refused".into());
         s.idbs.push(idb);
         s.last_cycle = Some(CycleSummary { error: Some("db1: refused".into()), ..Default::default() });

@@ -17,7 +17,8 @@
 //! The outcome is part of the schema check: `/v1/status` (`code_dictionary` per IDB) and `ccmart check-idb`.
 
 use super::contract::{party_state, party_type};
-use serde::Serialize;
+
+pub use crate::model::status::{CodeDictionaryCheck, DictionaryEntry};
 use std::collections::BTreeMap;
 
 /// The query that reads the dictionary; only its first three columns (type, code, name) are used.
@@ -59,29 +60,6 @@ const PARTY_TYPE_NAMES: &[(i64, &str, &[&str])] = &[
         &["strategy", "routingstrategy", "mm routing strategy", "mmstrategy"],
     ),
 ];
-
-/// One entry of an IDB's dictionary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct DictionaryEntry {
-    /// The code as the IDB's rows hold it.
-    pub code: i64,
-    /// Its name in `G_DICTIONARY`.
-    pub name: String,
-}
-
-/// What the dictionary check found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct CodeDictionaryCheck {
-    /// The IDB has a readable `G_DICTIONARY`.
-    pub present: bool,
-    /// Party-state codes translated to ccmart's (IDB code → ccmart code) while extracting; empty when ccmart's
-    /// numbering is kept.
-    pub party_state_translation: BTreeMap<i64, i64>,
-    /// Party-state codes the IDB names that ccmart reads no meaning into: rows holding them are quarantined.
-    pub party_state_unread: Vec<DictionaryEntry>,
-    /// What did not match ccmart's reading, one line each (empty when everything matched).
-    pub findings: Vec<String>,
-}
 
 impl CodeDictionaryCheck {
     /// The check of an IDB without a dictionary: ccmart's numbering is kept.

@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use thiserror::Error;
 
+pub use crate::model::status::{ColumnProblem, TableCheck};
+
 /// Exit code of `ccmart check-idb` when a table has a problem in a column that is not optional (or an IDB
 /// cannot be checked at all). Other errors exit with 1.
 pub const EXIT_CONTRACT_PROBLEM: i32 = 2;
@@ -29,23 +31,6 @@ pub const EXIT_CONTRACT_PROBLEM: i32 = 2;
 pub const COLUMNS_QUERY: &str = "SELECT upper(c.table_name), upper(c.column_name), c.data_type, \
      coalesce(c.numeric_scale, 0)::text, array_position(current_schemas(false), c.table_schema::name)::text \
      FROM information_schema.columns c WHERE c.table_schema = ANY (current_schemas(false))";
-
-/// What is wrong with one contract column in one IDB table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct ColumnProblem {
-    /// Contract column name.
-    pub column: String,
-    /// `missing`, or `type` (the column exists with another type).
-    pub problem: String,
-    /// The type the IDB has (for `type`), as `information_schema` names it.
-    pub found: Option<String>,
-    /// The type the contract reads: `integer` (any integer type, or numeric without fraction) or `text`.
-    pub expected: String,
-    /// Whether ccmart can do without the column (read as NULL) — otherwise the table is not extracted.
-    pub optional: bool,
-    /// Where the column is missing, what ccmart reads in its place (an SQL expression), so the table is extracted.
-    pub derived: Option<String>,
-}
 
 impl ColumnProblem {
     /// The column is missing and ccmart reads its derivation instead.
@@ -69,17 +54,6 @@ impl fmt::Display for ColumnProblem {
             (false, true) => " (required: rows whose value does not parse are quarantined)",
         })
     }
-}
-
-/// The check of one contract table in one IDB.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct TableCheck {
-    /// Contract table name.
-    pub table: String,
-    /// The table does not exist (or the user may read none of its columns).
-    pub missing_table: bool,
-    /// Column problems, in contract order.
-    pub problems: Vec<ColumnProblem>,
 }
 
 impl TableCheck {

@@ -13,6 +13,7 @@ pub use records::{MaintenanceRecord, SourceAuditEntry};
 pub use codec::{Cell, FactRow, StagedRow, Value};
 
 use crate::fault::{FaultInjector, InjectedCrash};
+use crate::model::{GroupKey, GroupKeyError, GroupKind};
 use crate::source::Counter;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,15 @@ pub enum StagingError {
         /// Group that produced it again.
         other: String,
     },
+    /// A stored group key is none of ccmart's (a damaged store, or one written by a newer version).
+    #[error("staging table {table} holds a group key ccmart cannot read")]
+    GroupKey {
+        /// The table.
+        table: &'static str,
+        /// The key and what is wrong with it.
+        #[source]
+        source: GroupKeyError,
+    },
     /// Fault injection fired (tests only).
     #[error(transparent)]
     Injected(#[from] InjectedCrash),
@@ -181,39 +191,38 @@ pub struct QuarantinedRow {
 pub struct RowToStage {
     /// The row's per-IDB `ID`.
     pub id: i64,
-    /// Merge/transform group key (`I:<CALLID>`, `S:<AGENTID>@<CREATED_TS>`, `C:<table>`). For a row with
-    /// [`LoginSessionLink::Member`] staging decides the group.
-    pub group: String,
+    /// The row's group, or how a row of a login session finds it.
+    pub group: RowGroup,
     /// The row.
     pub row: StagedRow,
-    /// For rows of a login session: how the row finds its session's group.
-    pub login_session: Option<LoginSessionLink>,
 }
 
 /// How a row of a login session finds its group. A login session is known by its agent and login time, which both
 /// IDBs of an HA pair agree on whether or not ICON gives the session the same `LOGINSESSIONID` in both; its state
 /// and reason-code rows carry only the id, which is resolved per IDB.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoginSessionLink {
-    /// The session's own `G_LOGIN_SESSION` row with this id: its `group` names the session. Rows of the session
-    /// staged before it (in [`fallback_session_group`]) move into that group.
-    Defines(String),
+pub enum RowGroup {
+    /// The row belongs to this group.
+    Key(GroupKey),
+    /// The session's own `G_LOGIN_SESSION` row with this id: `key` names the session. Rows of the session staged
+    /// before it (in [`fallback_session_group`]) move into that group.
+    SessionDefinition {
+        /// The session's group ([`GroupKey::LoginSession`]).
+        key: GroupKey,
+        /// The session id this IDB gives it.
+        session_id: String,
+    },
     /// A row of the session with this id: it joins the group of the session row with this id in the same IDB, else
     /// in another IDB (when both IDBs use the same id and this one missed the login), else
     /// [`fallback_session_group`] until a session row with this id is staged.
-    Member(String),
+    SessionMember(String),
 }
 
-/// The group of one IDB's rows of a login session while no `G_LOGIN_SESSION` row with their id is staged:
-/// `S:#<IDB>#<id>`. The transform makes no facts of it (without the session row the agent and the end are unknown,
-/// and with ids that differ per IDB the partner IDB's copy is the complete one).
-pub fn fallback_session_group(idb: &str, session_id: &str) -> String {
-    format!("S:#{idb}#{session_id}")
-}
-
-/// Whether `group` is a [`fallback_session_group`].
-pub fn is_fallback_session_group(group: &str) -> bool {
-    group.starts_with("S:#")
+/// The group of one IDB's rows of a login session while no `G_LOGIN_SESSION` row with their id is staged
+/// ([`GroupKey::UnlinkedSessionRows`]). The transform makes no facts of it (without the session row the agent and
+/// the end are unknown, and with ids that differ per IDB the partner IDB's copy is the complete one).
+pub fn fallback_session_group(idb: &str, session_id: &str) -> GroupKey {
+    GroupKey::UnlinkedSessionRows { idb: idb.to_string(), session_id: session_id.to_string() }
 }
 
 /// A chunk of one table of one IDB, committed atomically with its high-water mark.
@@ -276,15 +285,22 @@ pub struct FactAddress {
 }
 
 /// Everything the transform produced for one group.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GroupOutput {
     /// Group key.
-    pub group: String,
+    pub group: GroupKey,
     /// Fact rows of the group (replacing what the group produced before).
     pub facts: Vec<(FactAddress, FactRow)>,
     /// After-call work periods found in a login session: (CALLID, agent DBID, start) → seconds. A changed
     /// entry wakes the call's group so its resource facts pick it up.
     pub after_call_work: Vec<((String, i64, i64), i64)>,
+}
+
+impl GroupOutput {
+    /// The output of `group` before the transform adds to it: no facts, no after-call work.
+    pub fn new(group: GroupKey) -> Self {
+        GroupOutput { group, facts: Vec::new(), after_call_work: Vec::new() }
+    }
 }
 
 /// The staged rows of one group and the after-call work linked to it.
@@ -374,21 +390,22 @@ impl Store {
             let mut touched: BTreeSet<String> = BTreeSet::new();
             let any_quarantined = !quarantine.is_empty().map_err(storage(during))?;
             for r in &chunk.rows {
-                let group = match &r.login_session {
-                    None => r.group.clone(),
-                    Some(LoginSessionLink::Member(sid)) => {
+                let group = match &r.group {
+                    RowGroup::Key(key) => key.encode(),
+                    RowGroup::SessionMember(sid) => {
                         session_group_of(&sessions, sid, chunk.idb).map_err(storage(during))?
                     }
-                    Some(LoginSessionLink::Defines(sid)) => {
+                    RowGroup::SessionDefinition { key, session_id: sid } => {
+                        let key = key.encode();
                         let known = sessions.get((sid.as_str(), chunk.idb)).map_err(storage(during))?.is_some();
                         if !known {
-                            sessions.insert((sid.as_str(), chunk.idb), r.group.as_str()).map_err(storage(during))?;
-                            let fallback = fallback_session_group(chunk.idb, sid);
-                            if move_group_rows(&mut groups, &fallback, &r.group).map_err(storage(during))? > 0 {
+                            sessions.insert((sid.as_str(), chunk.idb), key.as_str()).map_err(storage(during))?;
+                            let fallback = fallback_session_group(chunk.idb, sid).encode();
+                            if move_group_rows(&mut groups, &fallback, &key).map_err(storage(during))? > 0 {
                                 touched.insert(fallback);
                             }
                         }
-                        r.group.clone()
+                        key
                     }
                 };
                 if any_purged && purged.get(group.as_bytes()).map_err(storage(during))?.is_some() {
@@ -511,13 +528,14 @@ impl Store {
     }
 
     /// Groups waiting for the transform (at most `limit`), in key order.
-    pub fn dirty_groups(&self, limit: usize) -> Result<Vec<String>> {
+    pub fn dirty_groups(&self, limit: usize) -> Result<Vec<GroupKey>> {
         self.dirty_groups_after(None, limit)
     }
 
     /// Groups waiting for the transform after `after` (exclusive), at most `limit`, in key order: lets a cycle
     /// walk past groups the merge holds back.
-    pub fn dirty_groups_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    pub fn dirty_groups_after(&self, after: Option<&GroupKey>, limit: usize) -> Result<Vec<GroupKey>> {
+        let after = after.map(GroupKey::encode);
         let tx = self.db.begin_read().map_err(storage("read dirty groups"))?;
         let t = tx.open_table(DIRTY_GROUPS).map_err(storage("read dirty groups"))?;
         let mut out = Vec::new();
@@ -526,20 +544,22 @@ impl Store {
             None => t.range::<&[u8]>(..),
         };
         for item in range.map_err(storage("read dirty groups"))?.take(limit) {
-            out.push(String::from_utf8_lossy(item.map_err(storage("read dirty groups"))?.0.value()).into_owned());
+            let key = item.map_err(storage("read dirty groups"))?.0;
+            out.push(decode_group("dirty_groups", key.value())?);
         }
         Ok(out)
     }
 
     /// Every staged row of each group, and for interaction groups the after-call work linked to them, read in one
     /// transaction. Rows come per (IDB, table) so the merge can choose between the IDBs of a pair.
-    pub fn load_groups(&self, groups: &[String]) -> Result<Vec<LoadedGroup>> {
+    pub fn load_groups(&self, groups: &[GroupKey]) -> Result<Vec<LoadedGroup>> {
         let during = "read group rows";
         let tx = self.db.begin_read().map_err(storage(during))?;
         let g = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
         let acw = tx.open_table(ACW).map_err(storage(during))?;
         let mut out = Vec::with_capacity(groups.len());
-        for group in groups {
+        for key in groups {
+            let group = key.encode();
             let group = group.as_str();
             let mut loaded = LoadedGroup::default();
             for item in g
@@ -557,7 +577,7 @@ impl Store {
                     .or_default()
                     .push(StagedRow::decode(v.value())?);
             }
-            if let Some(callid) = group.strip_prefix("I:") {
+            if let Some(callid) = key.callid() {
                 for item in acw
                     .range::<(&[u8], i64, i64)>((callid.as_bytes(), i64::MIN, i64::MIN)..)
                     .map_err(storage(during))?
@@ -584,9 +604,9 @@ impl Store {
     /// no longer produces it — and not when a group is transformed again with the same result.
     pub fn commit_group_outputs(
         &self,
-        processed: &[String],
+        processed: &[GroupKey],
         outputs: &[GroupOutput],
-        dependents: &dyn Fn(&str, &str) -> Vec<String>,
+        dependents: &dyn Fn(&str, &str) -> Vec<GroupKey>,
     ) -> Result<usize> {
         self.faults.step("commit transformed facts")?;
         let during = "commit transformed facts";
@@ -603,11 +623,12 @@ impl Store {
             // A purged group has no rows left to transform again: waking it would replace its facts with nothing.
             let is_purged = |g: &str| purged.get(g.as_bytes()).map(|v| v.is_some()).map_err(storage(during));
             for g in processed {
-                dirty.remove(g.as_bytes()).map_err(storage(during))?;
+                dirty.remove(g.encode().as_bytes()).map_err(storage(during))?;
             }
             let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
             for out in outputs {
-                let old: Vec<FactAddress> = match group_facts.get(out.group.as_bytes()).map_err(storage(during))? {
+                let group = out.group.encode();
+                let old: Vec<FactAddress> = match group_facts.get(group.as_bytes()).map_err(storage(during))? {
                     Some(v) => rmp_serde::from_slice(v.value())
                         .map_err(|e| StagingError::Decode { table: "group_facts", message: e.to_string() })?,
                     None => Vec::new(),
@@ -629,17 +650,17 @@ impl Store {
                         .map_err(storage(during))?
                         .map(|g| g.value().to_string());
                     match owner {
-                        Some(o) if o != out.group => {
+                        Some(o) if o != group => {
                             return Err(StagingError::KeyCollision {
                                 table: a.table.clone(),
                                 key: a.key,
                                 owner: o,
-                                other: out.group.clone(),
+                                other: group.clone(),
                             });
                         }
                         Some(_) => {}
                         None => {
-                            owners.insert((a.table.as_bytes(), a.key), out.group.as_str()).map_err(storage(during))?;
+                            owners.insert((a.table.as_bytes(), a.key), group.as_str()).map_err(storage(during))?;
                         }
                     }
                     let bytes = row.encode()?;
@@ -654,13 +675,13 @@ impl Store {
                 }
                 let addrs: Vec<&FactAddress> = out.facts.iter().map(|(a, _)| a).collect();
                 let bytes = rmp_serde::to_vec(&addrs).map_err(storage(during))?;
-                group_facts.insert(out.group.as_bytes(), bytes.as_slice()).map_err(storage(during))?;
+                group_facts.insert(group.as_bytes(), bytes.as_slice()).map_err(storage(during))?;
                 for ((callid, agent, start), v) in &out.after_call_work {
                     let key = (callid.as_bytes(), *agent, *start);
                     let old = acw.get(key).map_err(storage(during))?.map(|g| g.value());
                     if old != Some(*v) {
                         acw.insert(key, *v).map_err(storage(during))?;
-                        let call = format!("I:{callid}");
+                        let call = GroupKey::Interaction(callid.clone()).encode();
                         if !is_purged(&call)? {
                             dirty.insert(call.as_bytes(), ()).map_err(storage(during))?;
                         }
@@ -669,6 +690,7 @@ impl Store {
             }
             for (table, day) in &touched {
                 for g in dependents(table, day) {
+                    let g = g.encode();
                     if !is_purged(&g)? {
                         dirty.insert(g.as_bytes(), ()).map_err(storage(during))?;
                     }
@@ -816,7 +838,7 @@ impl Store {
     pub fn purge_groups_before(&self, cutoff: &str, limit: usize, now: i64) -> Result<PurgeOutcome> {
         let during = "purge staging";
         let mut outcome = PurgeOutcome::default();
-        let candidates: Vec<String> = {
+        let candidates: Vec<GroupKey> = {
             let tx = self.db.begin_read().map_err(storage(during))?;
             let group_facts = tx.open_table(GROUP_FACTS).map_err(storage(during))?;
             let dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
@@ -824,8 +846,8 @@ impl Store {
             let mut out = Vec::new();
             for item in group_facts.iter().map_err(storage(during))? {
                 let (g, v) = item.map_err(storage(during))?;
-                let group = String::from_utf8_lossy(g.value()).into_owned();
-                if group.starts_with("C:") || group.starts_with("D:") {
+                let key = decode_group("group_facts", g.value())?;
+                if matches!(key.kind(), GroupKind::Configuration | GroupKind::CalendarDay) {
                     continue;
                 }
                 let addrs: Vec<FactAddress> = rmp_serde::from_slice(v.value())
@@ -839,7 +861,7 @@ impl Store {
                         outcome.more = true;
                         break;
                     }
-                    out.push(group);
+                    out.push(key);
                 }
             }
             out
@@ -853,7 +875,8 @@ impl Store {
             let mut group_rows = tx.open_table(GROUP_ROWS).map_err(storage(during))?;
             let mut purged = tx.open_table(PURGED).map_err(storage(during))?;
             let mut acw = tx.open_table(ACW).map_err(storage(during))?;
-            for group in &candidates {
+            for key in &candidates {
+                let group = key.encode();
                 let mut keys = Vec::new();
                 for item in group_rows
                     .range::<(&[u8], &[u8], &[u8], i64)>((group.as_bytes(), &[][..], &[][..], i64::MIN)..)
@@ -872,7 +895,7 @@ impl Store {
                         .map_err(storage(during))?;
                     rows.remove((idb.as_slice(), table.as_slice(), *id)).map_err(storage(during))?;
                 }
-                if let Some(callid) = group.strip_prefix("I:") {
+                if let Some(callid) = key.callid() {
                     let mut links = Vec::new();
                     for item in acw
                         .range::<(&[u8], i64, i64)>((callid.as_bytes(), i64::MIN, i64::MIN)..)
@@ -1028,7 +1051,12 @@ fn session_group_of(
             return Ok(g.value().to_string());
         }
     }
-    Ok(fallback_session_group(idb, sid))
+    Ok(fallback_session_group(idb, sid).encode())
+}
+
+/// A group key read back from `table`.
+fn decode_group(table: &'static str, bytes: &[u8]) -> Result<GroupKey> {
+    GroupKey::decode(bytes).map_err(|source| StagingError::GroupKey { table, source })
 }
 
 /// Moves every row of group `from` into group `to` (a login session's rows staged before its session row);
@@ -1118,9 +1146,8 @@ mod tests {
                 .into_iter()
                 .map(|(id, version)| RowToStage {
                     id,
-                    group: format!("I:{id}"),
+                    group: RowGroup::Key(GroupKey::Interaction(id.to_string())),
                     row: StagedRow { version, values: vec![Some(Value::Int(id))] },
-                    login_session: None,
                 })
                 .collect(),
             quarantined: Vec::new(),
@@ -1140,7 +1167,7 @@ mod tests {
         assert_eq!(o.staged, 1);
         assert_eq!(store.high_water_mark("a", "G_CALL").unwrap().seq, 9);
         assert_eq!(store.staged_row_count().unwrap(), 2);
-        assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:1".to_string(), "I:2".to_string()]);
+        assert_eq!(store.dirty_groups(10).unwrap(), vec![g("I:1"), g("I:2")]);
     }
 
     /// A re-read (extraction reads the rows above a settling mark again every cycle) drops what staging already
@@ -1183,14 +1210,14 @@ mod tests {
         let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
         store.commit_chunk(&chunk(vec![(1, 5), (2, 6), (3, 7)], 7)).unwrap();
         let out = |group: &str, day: &str, key: i64| GroupOutput {
-            group: group.into(),
+            group: g(group),
             facts: vec![(
                 FactAddress { table: "interaction_fact".into(), day: day.into(), key },
                 FactRow(vec![Cell::Int(key)]),
             )],
-            ..Default::default()
+            after_call_work: Vec::new(),
         };
-        let groups: Vec<String> = ["I:1", "I:2", "I:3"].map(String::from).to_vec();
+        let groups: Vec<GroupKey> = ["I:1", "I:2", "I:3"].map(g).to_vec();
         let outputs = [out("I:1", "2026-10-01", 1), out("I:2", "2026-10-02", 2), out("I:3", "2026-11-20", 3)];
         store.commit_group_outputs(&groups, &outputs, &no_dependents).unwrap();
         // Only groups whose facts all lie before the cutoff go, in bounded batches.
@@ -1203,14 +1230,18 @@ mod tests {
         // A late row for a purged interaction is not staged and wakes nothing; one for a kept one is.
         let o = store.commit_chunk(&chunk(vec![(1, 8), (3, 9)], 9)).unwrap();
         assert_eq!((o.staged, o.beyond_retention), (1, 1));
-        assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()]);
-        let fact_of_s = out("S:x", "2026-11-21", 4);
-        store.commit_group_outputs(&[], &[fact_of_s], &|_: &str, _: &str| vec!["I:2".to_string()]).unwrap();
-        assert_eq!(store.dirty_groups(10).unwrap(), vec!["I:3".to_string()], "a purged group is never woken");
+        assert_eq!(store.dirty_groups(10).unwrap(), vec![g("I:3")]);
+        let fact_of_s = out("S:1@2", "2026-11-21", 4);
+        store.commit_group_outputs(&[], &[fact_of_s], &|_: &str, _: &str| vec![g("I:2")]).unwrap();
+        assert_eq!(store.dirty_groups(10).unwrap(), vec![g("I:3")], "a purged group is never woken");
     }
 
-    fn no_dependents(_: &str, _: &str) -> Vec<String> {
+    fn no_dependents(_: &str, _: &str) -> Vec<GroupKey> {
         Vec::new()
+    }
+
+    fn g(key: &str) -> GroupKey {
+        key.parse().unwrap()
     }
 
     /// Aggregates are woken by changes of the facts they read, wherever the change comes from: a new fact, a
@@ -1220,31 +1251,51 @@ mod tests {
     fn fact_changes_wake_their_dependents_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
-        let deps = |table: &str, day: &str| if table == "seg" { vec![format!("Z:{day}")] } else { Vec::new() };
+        let deps = |table: &str, day: &str| {
+            if table == "seg" {
+                vec![GroupKey::QueueAggregateDay(day.parse().unwrap())]
+            } else {
+                Vec::new()
+            }
+        };
         let out = |facts: Vec<(&str, &str, i64, i64)>| GroupOutput {
-            group: "I:1".into(),
+            group: g("I:1"),
             facts: facts
                 .into_iter()
                 .map(|(t, d, k, v)| {
                     (FactAddress { table: t.into(), day: d.into(), key: k }, FactRow(vec![Cell::Int(k), Cell::Int(v)]))
                 })
                 .collect(),
-            ..Default::default()
+            after_call_work: Vec::new(),
         };
         let woken = |o: GroupOutput| {
-            store.commit_group_outputs(&["I:1".into()], &[o], &deps).unwrap();
+            store.commit_group_outputs(&[g("I:1")], &[o], &deps).unwrap();
             let d = store.dirty_groups(10).unwrap();
-            let z: Vec<String> = d.iter().filter(|g| g.starts_with("Z:")).cloned().collect();
-            let processed: Vec<String> = z.clone();
-            store.commit_group_outputs(&processed, &[], &deps).unwrap();
-            z
+            let z: Vec<GroupKey> = d.into_iter().filter(|g| g.kind() == GroupKind::QueueAggregateDay).collect();
+            store.commit_group_outputs(&z, &[], &deps).unwrap();
+            z.iter().map(GroupKey::encode).collect::<Vec<_>>()
         };
-        assert_eq!(woken(out(vec![("seg", "d1", 1, 10), ("other", "d1", 2, 0)])), vec!["Z:d1"]);
-        assert_eq!(woken(out(vec![("seg", "d1", 1, 10), ("other", "d1", 2, 0)])), Vec::<String>::new(), "same");
-        assert_eq!(woken(out(vec![("seg", "d1", 1, 11), ("other", "d1", 2, 0)])), vec!["Z:d1"], "changed");
-        assert_eq!(woken(out(vec![("seg", "d2", 1, 11)])), vec!["Z:d1", "Z:d2"], "moved: both days");
-        assert_eq!(woken(out(vec![])), vec!["Z:d2"], "vanished");
-        assert_eq!(woken(out(vec![("other", "d3", 2, 1)])), Vec::<String>::new(), "not a dependency");
+        assert_eq!(
+            woken(out(vec![("seg", "2026-01-01", 1, 10), ("other", "2026-01-01", 2, 0)])),
+            vec!["Z:AGQ:2026-01-01"]
+        );
+        assert_eq!(
+            woken(out(vec![("seg", "2026-01-01", 1, 10), ("other", "2026-01-01", 2, 0)])),
+            Vec::<String>::new(),
+            "same"
+        );
+        assert_eq!(
+            woken(out(vec![("seg", "2026-01-01", 1, 11), ("other", "2026-01-01", 2, 0)])),
+            vec!["Z:AGQ:2026-01-01"],
+            "changed"
+        );
+        assert_eq!(
+            woken(out(vec![("seg", "2026-01-02", 1, 11)])),
+            vec!["Z:AGQ:2026-01-01", "Z:AGQ:2026-01-02"],
+            "moved: both days"
+        );
+        assert_eq!(woken(out(vec![])), vec!["Z:AGQ:2026-01-02"], "vanished");
+        assert_eq!(woken(out(vec![("other", "2026-01-03", 2, 1)])), Vec::<String>::new(), "not a dependency");
     }
 
     #[test]
@@ -1252,17 +1303,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
         let fact = |group: &str| GroupOutput {
-            group: group.into(),
+            group: g(group),
             facts: vec![(
                 FactAddress { table: "interaction_fact".into(), day: "2026-11-24".into(), key: 42 },
                 FactRow(vec![Cell::Int(42)]),
             )],
-            ..Default::default()
+            after_call_work: Vec::new(),
         };
-        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")], &no_dependents).unwrap();
+        store.commit_group_outputs(&[g("I:A")], &[fact("I:A")], &no_dependents).unwrap();
         // The same group again is an update, not a collision.
-        store.commit_group_outputs(&["I:A".into()], &[fact("I:A")], &no_dependents).unwrap();
-        let e = store.commit_group_outputs(&["I:B".into()], &[fact("I:B")], &no_dependents).unwrap_err();
+        store.commit_group_outputs(&[g("I:A")], &[fact("I:A")], &no_dependents).unwrap();
+        let e = store.commit_group_outputs(&[g("I:B")], &[fact("I:B")], &no_dependents).unwrap_err();
         assert!(
             matches!(&e, StagingError::KeyCollision { key: 42, owner, other, .. } if owner == "I:A" && other == "I:B"),
             "{e}"

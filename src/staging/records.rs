@@ -3,6 +3,7 @@
 //! Values are MessagePack of the caller's types, so this module knows nothing about the merge.
 
 use super::{storage, Result, StagingError, Store};
+use crate::model::GroupKind;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -68,9 +69,10 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 impl Store {
     /// Makes the staged facts agree with the settings named `name`, whose current fingerprint is `fingerprint`:
     /// when staging's facts were computed with other settings (or before fingerprints were kept), every group
-    /// that has facts and whose key starts with `prefix` is marked for the transform again, and the new
+    /// of kind `wake` that has facts is marked for the transform again, and the new
     /// fingerprint recorded, in one transaction. Returns the number of groups marked (0 when nothing changed).
-    pub fn reconcile_settings(&self, name: &str, fingerprint: &str, prefix: &str) -> Result<usize> {
+    pub fn reconcile_settings(&self, name: &str, fingerprint: &str, wake: GroupKind) -> Result<usize> {
+        let prefix = wake.prefix();
         let during = "reconcile settings";
         {
             let tx = self.db.begin_read().map_err(storage(during))?;
@@ -197,7 +199,7 @@ impl Store {
     }
 
     /// This appliance's role and epoch, if one was ever recorded.
-    pub fn fence(&self) -> Result<Option<crate::replicate::fencing::Fence>> {
+    pub fn fence(&self) -> Result<Option<crate::model::Fence>> {
         let during = "read fence";
         let tx = self.db.begin_read().map_err(storage(during))?;
         let t = tx.open_table(FENCE).map_err(storage(during))?;
@@ -206,7 +208,7 @@ impl Store {
     }
 
     /// Records this appliance's role and epoch (durably, before anyone acts on it).
-    pub fn set_fence(&self, fence: &crate::replicate::fencing::Fence) -> Result<()> {
+    pub fn set_fence(&self, fence: &crate::model::Fence) -> Result<()> {
         let during = "write fence";
         let tx = self.db.begin_write().map_err(storage(during))?;
         tx.open_table(FENCE)

@@ -10,6 +10,7 @@
 
 use super::schema::{MartTable, AG2_QUEUE_DAY, AG2_QUEUE_HOUR, AG2_QUEUE_SUBHR, MEDIATION_SEGMENT_FACT};
 use super::{surrogate_key, INTERVAL_SECS};
+use crate::model::{Day, GroupKey};
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -97,25 +98,18 @@ impl TransformSettings {
 /// The aggregate groups computed from the facts of `table` on `day` (the partition day): facts of a day feed the
 /// aggregates of that day and of the next (queue stays, legs and state periods can begin or run past midnight of
 /// their partition's day). Staging wakes them whenever such a fact is added, changed or removed.
-pub fn dependents(table: &str, day: &str) -> Vec<String> {
+/// A partition that is not a day (the transform partitions aggregated tables by day only) has none.
+pub fn dependents(table: &str, day: &str) -> Vec<GroupKey> {
     use super::schema::{INTERACTION_RESOURCE_FACT, SM_RES_STATE_FACT};
-    let group: fn(&str) -> String = if table == MEDIATION_SEGMENT_FACT.name {
-        queue_aggregate_group
+    let group: fn(Day) -> GroupKey = if table == MEDIATION_SEGMENT_FACT.name {
+        GroupKey::QueueAggregateDay
     } else if table == INTERACTION_RESOURCE_FACT.name || table == SM_RES_STATE_FACT.name {
-        agent_aggregate_group
+        GroupKey::AgentAggregateDay
     } else {
         return Vec::new();
     };
-    let mut out = vec![group(day)];
-    if let Some((_, next)) = neighbour_days(day) {
-        out.push(group(&next));
-    }
-    out
-}
-
-/// The aggregate group that covers `day`.
-pub fn queue_aggregate_group(day: &str) -> String {
-    format!("Z:AGQ:{day}")
+    let Ok(day) = day.parse::<Day>() else { return Vec::new() };
+    std::iter::once(day).chain(day.next()).map(group).collect()
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -153,7 +147,7 @@ fn int_at(r: &FactRow, i: usize) -> Option<i64> {
 
 /// Computes the three queue aggregate tables of `day` from the mediation segments of `day` and the day before
 /// (a queue stay can begin after midnight of its interaction's partition); only stays that began on `day` count.
-pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: &TransformSettings) -> GroupOutput {
+pub fn queue_aggregates(day: Day, segments: &[FactRow], thresholds: &TransformSettings) -> GroupOutput {
     let t = &MEDIATION_SEGMENT_FACT;
     let (queue, start, wait, abandoned, distributed) = (
         col(t, "resource_key"),
@@ -162,8 +156,8 @@ pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: &TransformS
         col(t, "abandoned"),
         col(t, "distributed"),
     );
-    let mut out = GroupOutput { group: queue_aggregate_group(day), ..Default::default() };
-    let Some(d0) = day_start(day) else { return out };
+    let mut out = GroupOutput::new(GroupKey::QueueAggregateDay(day));
+    let d0 = day.start();
     let overrides = thresholds.thresholds_by_key();
     let limits =
         |q: i64| overrides.get(&q).copied().unwrap_or((thresholds.service_level_secs, thresholds.short_abandon_secs));
@@ -222,22 +216,6 @@ pub fn queue_aggregates(day: &str, segments: &[FactRow], thresholds: &TransformS
     out
 }
 
-/// The agent aggregate group that covers `day`.
-pub fn agent_aggregate_group(day: &str) -> String {
-    format!("Z:AGA:{day}")
-}
-
-/// The UTC day before and after `day` (`YYYY-MM-DD`), for facts that spill over midnight.
-pub fn neighbour_days(day: &str) -> Option<(String, String)> {
-    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
-    let f = |x: chrono::NaiveDate| x.format("%Y-%m-%d").to_string();
-    Some((f(d.pred_opt()?), f(d.succ_opt()?)))
-}
-
-fn day_start(day: &str) -> Option<i64> {
-    Some(chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 struct AgentMeasures {
     offered: i64,
@@ -266,12 +244,12 @@ fn text_at(r: &FactRow, i: usize) -> Option<&str> {
 /// `SM_RES_STATE_FACT` rows of `day` and the day before (legs and state periods can start after, or run past,
 /// midnight of the interaction's or period's own partition). Leg measures go to the bucket in which the agent was
 /// offered the interaction; state time is split over the buckets it covers.
-pub fn agent_aggregates(day: &str, legs: &[FactRow], states: &[FactRow]) -> GroupOutput {
+pub fn agent_aggregates(day: Day, legs: &[FactRow], states: &[FactRow]) -> GroupOutput {
     use super::schema::{
         AG2_AGENT_DAY, AG2_AGENT_HOUR, AG2_AGENT_SUBHR, INTERACTION_RESOURCE_FACT as IRF, SM_RES_STATE_FACT as SRS,
     };
-    let mut out = GroupOutput { group: agent_aggregate_group(day), ..Default::default() };
-    let Some(d0) = day_start(day) else { return out };
+    let mut out = GroupOutput::new(GroupKey::AgentAggregateDay(day));
+    let d0 = day.start();
     let d1 = d0 + 86_400;
     let c = |t: &MartTable, n: &str| col(t, n);
     for (table, width) in [(&AG2_AGENT_SUBHR, INTERVAL_SECS), (&AG2_AGENT_HOUR, 3600), (&AG2_AGENT_DAY, 86_400)] {

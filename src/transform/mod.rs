@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod schema;
 
 use crate::merge::MergedGroup;
+use crate::model::{Day, GroupKey};
 use crate::source::contract::dn_type::{self, ResourceRole};
 use crate::source::contract::{self, agent_record_type, agent_state, party_state, party_type, work_mode, TableSpec};
 use crate::staging::{Cell, FactAddress, FactRow, GroupOutput, StagedRow};
@@ -106,23 +107,34 @@ pub type AfterCallWork = BTreeMap<(i64, i64), i64>;
 /// Transforms one merged group. `after_call_work` is the derived after-call work of an interaction group, found
 /// earlier in the agents' login sessions.
 pub fn transform_group(
-    group: &str,
+    group: &GroupKey,
     merged: &MergedGroup,
     after_call_work: &AfterCallWork,
     settings: &aggregate::TransformSettings,
 ) -> GroupOutput {
-    let mut out = GroupOutput { group: group.to_string(), ..Default::default() };
-    if let Some(callid) = group.strip_prefix("I:") {
-        interaction(callid, merged, after_call_work, &mut out);
-        if !out.facts.is_empty() {
-            user_data(callid, merged, &settings.user_data_keys, &mut out);
+    let mut out = GroupOutput::new(group.clone());
+    match group {
+        GroupKey::Interaction(callid) => {
+            interaction(callid, merged, after_call_work, &mut out);
+            if !out.facts.is_empty() {
+                user_data(callid, merged, &settings.user_data_keys, &mut out);
+            }
         }
-    } else if let Some(session) = group.strip_prefix("S:") {
-        if !crate::staging::is_fallback_session_group(group) {
-            login_session(session, merged, &mut out);
+        GroupKey::LoginSession { .. } => {
+            if let Some(identity) = group.session_identity() {
+                login_session(&identity, merged, &mut out);
+            }
         }
-    } else if group.starts_with("C:") {
-        configuration(group, merged, &mut out);
+        GroupKey::Configuration(table) => configuration(table, merged, &mut out),
+        // Rows of a session whose session row is not staged yet make no facts; the other groups are computed
+        // from facts, not from staged rows.
+        GroupKey::UnlinkedSessionRows { .. }
+        | GroupKey::CalendarDay(_)
+        | GroupKey::SessionControl
+        | GroupKey::QueueAggregateDay(_)
+        | GroupKey::AgentAggregateDay(_)
+        | GroupKey::FixedDimensions
+        | GroupKey::ReasonDimension(_) => {}
     }
     out
 }
@@ -314,7 +326,7 @@ pub fn dimension_key(dim: &schema::MartTable, values: &[&str]) -> i64 {
 /// Every row of the fixed dimensions (interaction and media types, technical descriptors, agent states), as the
 /// output of the group `X:dimensions`.
 pub fn fixed_dimensions() -> GroupOutput {
-    let mut out = GroupOutput { group: "X:dimensions".into(), ..Default::default() };
+    let mut out = GroupOutput::new(GroupKey::FixedDimensions);
     let mut add = |dim: &schema::MartTable, values: &[&str]| {
         let key = dimension_key(dim, values);
         let mut row = vec![int(key)];
@@ -352,9 +364,8 @@ pub fn fixed_dimensions() -> GroupOutput {
 pub fn reason_dimension(code: &str) -> GroupOutput {
     let key = dimension_key(&RESOURCE_STATE_REASON, &[code]);
     GroupOutput {
-        group: format!("R:{code}"),
         facts: vec![(addr(&RESOURCE_STATE_REASON, "", key), FactRow(vec![int(key), text(code)]))],
-        ..Default::default()
+        ..GroupOutput::new(GroupKey::ReasonDimension(code.to_string()))
     }
 }
 
@@ -620,8 +631,8 @@ fn login_session(identity: &str, m: &MergedGroup, out: &mut GroupOutput) {
     }
 }
 
-fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
-    if group == "C:GC_AGENT" {
+fn configuration(table: &str, m: &MergedGroup, out: &mut GroupOutput) {
+    if table == contract::GC_AGENT.name {
         let c = Cols { spec: &contract::GC_AGENT };
         for r in m.rows("GC_AGENT") {
             let Some(id) = c.i(r, "ID") else { continue };
@@ -645,7 +656,7 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
                 ]),
             ));
         }
-    } else if group == "C:GC_GROUP" {
+    } else if table == contract::GC_GROUP.name {
         let c = Cols { spec: &contract::GC_GROUP };
         for r in m.rows("GC_GROUP") {
             let Some(id) = c.i(r, "ID") else { continue };
@@ -662,7 +673,7 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
                 FactRow(vec![int(key), opt_text(c.t(r, "NAME")), text(kind), int(id)]),
             ));
         }
-    } else if group == "C:GCX_GROUP_AGENT" {
+    } else if table == contract::GCX_GROUP_AGENT.name {
         let c = Cols { spec: &contract::GCX_GROUP_AGENT };
         // `ID` is numbered by each IDB: a membership is known by its group, its agent and its rank among that
         // agent's memberships of the group, which both IDBs of a pair agree on.
@@ -696,7 +707,7 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
                 ));
             }
         }
-    } else if group == "C:GC_ENDPOINT" {
+    } else if table == contract::GC_ENDPOINT.name {
         let c = Cols { spec: &contract::GC_ENDPOINT };
         for r in m.rows("GC_ENDPOINT") {
             let Some(id) = c.i(r, "ID") else { continue };
@@ -721,16 +732,12 @@ fn configuration(group: &str, m: &MergedGroup, out: &mut GroupOutput) {
 
 /// The 96 `DATE_TIME` rows of one UTC day, as the output of the calendar group `D:<day>`. Intervals are UTC (so
 /// every day has 96, whatever daylight saving does); the `local_*` columns give each interval's start in `tz`.
-pub fn calendar_day(day: &str, tz: chrono_tz::Tz) -> GroupOutput {
+pub fn calendar_day(day: Day, tz: chrono_tz::Tz) -> GroupOutput {
     use chrono::{Datelike, TimeZone, Timelike};
-    let mut out = GroupOutput { group: format!("D:{day}"), ..Default::default() };
-    let Ok(date) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
-        return out;
-    };
-    let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
-        return out;
-    };
-    let base = midnight.and_utc().timestamp();
+    let mut out = GroupOutput::new(GroupKey::CalendarDay(day));
+    let base = day.start();
+    let day = day.to_string();
+    let day = day.as_str();
     for i in 0..96 {
         let key = base + i * INTERVAL_SECS;
         let (hour, minute) = (i / 4, (i % 4) * 15);
@@ -766,6 +773,10 @@ mod tests {
     use super::*;
     use crate::staging::Value;
 
+    fn day(text: &str) -> Day {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn surrogate_keys_are_stable_positive_and_distinct() {
         assert_eq!(interaction_key("A"), interaction_key("A"));
@@ -778,19 +789,18 @@ mod tests {
 
     #[test]
     fn calendar_has_96_intervals_aligned_to_the_day() {
-        let out = calendar_day("2026-11-24", chrono_tz::UTC);
+        let out = calendar_day(day("2026-11-24"), chrono_tz::UTC);
         assert_eq!(out.facts.len(), 96);
         let first = out.facts[0].0.key;
         assert_eq!(day_of(first), "2026-11-24");
         assert_eq!(interval_key(first + 899), first);
         assert_eq!(out.facts[95].0.key, first + 95 * INTERVAL_SECS);
-        assert!(calendar_day("not a day", chrono_tz::UTC).facts.is_empty());
     }
 
     #[test]
     fn calendar_local_columns_follow_the_configured_time_zone() {
         let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
-        let out = calendar_day("2026-11-24", tz);
+        let out = calendar_day(day("2026-11-24"), tz);
         let first = &out.facts[0].1 .0;
         // 2026-11-24 00:00 UTC is Monday 2026-11-23 19:00 in New York (EST, UTC-5), ISO week 48, Q4.
         assert_eq!(first[5], Cell::Text("America/New_York".into()));
@@ -800,7 +810,7 @@ mod tests {
             (Cell::Int(19), Cell::Int(1), Cell::Int(48), Cell::Int(4))
         );
         // A daylight-saving change day still has 96 UTC intervals.
-        assert_eq!(calendar_day("2026-03-08", tz).facts.len(), 96);
+        assert_eq!(calendar_day(day("2026-03-08"), tz).facts.len(), 96);
     }
 
     /// Regression: a stuck party (never released by the source) whose last recorded state is connected had
@@ -922,7 +932,7 @@ mod tests {
         );
         let merged = MergedGroup { tables, ..Default::default() };
         let settings = aggregate::TransformSettings::default();
-        let out = transform_group("I:C1", &merged, &AfterCallWork::new(), &settings);
+        let out = transform_group(&GroupKey::Interaction("C1".into()), &merged, &AfterCallWork::new(), &settings);
         let result_at = schema::INTERACTION_RESOURCE_FACT.columns.iter().position(|(c, _)| *c == "technical_result");
         let results: Vec<Cell> = out
             .facts
