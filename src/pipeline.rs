@@ -10,6 +10,7 @@ use crate::merge::{
 };
 use crate::model::{Day, GroupKey, GroupKind};
 use crate::query::QueryEngine;
+use crate::replicate::client::{self, PeerClient};
 use crate::serve::metrics::ApplianceMetrics;
 use crate::serve::{ApplianceStatus, CycleSummary, PairStatus, PairWait, SharedStatus};
 use crate::sim::collector::{site_name, CollectorPlacement, Collectors};
@@ -448,26 +449,14 @@ impl Appliance {
     /// logged and shown in the status.
     async fn check_peer(&mut self) -> Result<(), PipelineError> {
         let Some(url) = self.config.replication.peer_url.clone() else { return Ok(()) };
-        let endpoint = format!("{}/v1/replication/fence", url.trim_end_matches('/'));
-        let problem = self.peer_config_problem();
-        let client = crate::replicate::client_for(&[&self.peer_endpoint(url.clone())], Duration::from_secs(3));
-        let answer = async {
-            if let Some(p) = problem {
-                return Err(p);
-            }
-            let mut req = client?.get(&endpoint);
-            if let Some(t) = &self.config.replication.peer_token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await.map_err(|e| format!("unreachable: {e}"))?;
-            if !resp.status().is_success() {
-                return Err(format!("{} from {endpoint}", resp.status()));
-            }
-            let body = crate::replicate::read_limited(resp, 64 * 1024).await.map_err(|e| format!("bad answer: {e}"))?;
-            serde_json::from_slice::<crate::replicate::fencing::PeerFence>(&body)
-                .map_err(|e| format!("bad answer: {e}"))
-        }
-        .await;
+        // An unreachable peer, an error answer or one that is not a fence: reported, never obeyed.
+        let answer = match self.peer_config_problem() {
+            Some(problem) => Err(problem),
+            None => match PeerClient::new(&self.peer_endpoint(url.clone()), client::FENCE_TIMEOUT) {
+                Ok(peer) => peer.fence().await.map_err(|e| e.report()),
+                Err(e) => Err(e.report()),
+            },
+        };
         let now = chrono::Utc::now().timestamp();
         let mut status = crate::serve::PeerStatus { url, checked_at: now, ..Default::default() };
         let expected = self.config.replication.peer_site.clone().unwrap_or_default();

@@ -5,6 +5,7 @@
 //! depends on nothing but the values (not on Parquet file layout, Delta versions or batch boundaries).
 
 use super::{QueryEngine, QueryError};
+pub use crate::model::wire::PartitionDigest;
 use crate::staging::MartSnapshot;
 use crate::transform::schema::{MartTable, MART_TABLES};
 use datafusion::arrow::array::{Array, StringArray};
@@ -13,21 +14,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::prelude::{col, lit};
 use futures::StreamExt;
-use serde::Serialize;
-use std::collections::BTreeMap;
 
-/// The digest of one partition (one day of one table; `day` is empty for unpartitioned tables).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct PartitionDigest {
-    /// Mart table.
-    pub table: String,
-    /// Day partition (`YYYY-MM-DD`), empty for unpartitioned tables.
-    pub day: String,
-    /// Rows in the partition.
-    pub rows: u64,
-    /// BLAKE3 of the rows in key order, hex.
-    pub digest: String,
-}
+use std::collections::BTreeMap;
 
 fn exec(e: impl std::fmt::Display) -> QueryError {
     QueryError::Execution(e.to_string())

@@ -11,9 +11,9 @@
 //! from where the mart stands. If step 2 does not finish in time, nothing has changed but that both are standby:
 //! the error says how to go back (promote the old active) or on (promote the standby anyway).
 
-use super::fencing::{Fence, PeerFence, Role};
+use super::client::{self, PeerClient, PeerError};
+use super::fencing::{Fence, Role};
 use super::Endpoint;
-use crate::serve::admin::SteppedDown;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -21,13 +21,14 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SwitchoverError {
-    /// An appliance could not be reached or refused a call.
-    #[error("{url}: {message}")]
+    /// An appliance could not be reached or refused a call; `hint` says what to do about a refusal.
+    #[error("{error}{hint}")]
     Site {
-        /// Base URL.
-        url: String,
-        /// What went wrong.
-        message: String,
+        /// The call that failed.
+        #[source]
+        error: PeerError,
+        /// What to do next (empty when there is nothing particular to say).
+        hint: &'static str,
     },
     /// The two sites are not an active and its standby.
     #[error("{0}")]
@@ -52,6 +53,16 @@ pub enum SwitchoverError {
     },
 }
 
+impl From<PeerError> for SwitchoverError {
+    fn from(error: PeerError) -> Self {
+        let hint = match error.status() {
+            Some(401 | 403) => " (an operator token of that site is needed: --token, or --to-token for the standby)",
+            _ => "",
+        };
+        SwitchoverError::Site { error, hint }
+    }
+}
+
 /// What a switchover did and how long each step took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchoverReport {
@@ -67,32 +78,6 @@ pub struct SwitchoverReport {
     pub promote_ms: u64,
 }
 
-async fn call<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    site: &Endpoint,
-    post: bool,
-    path: &str,
-) -> Result<T, SwitchoverError> {
-    let base = site.url.trim_end_matches('/');
-    let err = |message: String| SwitchoverError::Site { url: base.to_string(), message };
-    let url = format!("{base}{path}");
-    let mut req = if post { client.post(&url) } else { client.get(&url) };
-    if let Some(t) = &site.token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.map_err(|e| err(format!("unreachable: {e}")))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = super::error_body(resp).await;
-        let hint = match status.as_u16() {
-            401 | 403 => " (an operator token of that site is needed: --token, or --to-token for the standby)",
-            _ => "",
-        };
-        return Err(err(format!("{path}: {status}: {body}{hint}")));
-    }
-    resp.json().await.map_err(|e| err(format!("{path}: unexpected answer: {e}")))
-}
-
 /// Switches the roles of `from` (active) and `to` (its standby); `step` is told each step as it starts.
 pub async fn switchover(
     from: &Endpoint,
@@ -100,10 +85,10 @@ pub async fn switchover(
     timeout: Duration,
     mut step: impl FnMut(&str),
 ) -> Result<SwitchoverReport, SwitchoverError> {
-    let client = super::client_for(&[from, to], timeout.max(Duration::from_secs(30)))
-        .map_err(|message| SwitchoverError::Site { url: from.url.clone(), message })?;
-    let a: PeerFence = call(&client, from, false, "/v1/replication/fence").await?;
-    let b: PeerFence = call(&client, to, false, "/v1/replication/fence").await?;
+    let limit = timeout.max(client::SWITCHOVER_MIN_TIMEOUT);
+    let (active, standby) = (PeerClient::new(from, limit)?, PeerClient::new(to, limit)?);
+    let a = active.fence().await?;
+    let b = standby.fence().await?;
     if a.fence.role != Role::Active {
         return Err(SwitchoverError::NotAPair(format!(
             "{} (site {}) is not active (it is {} at epoch {}): a switchover starts at the active site",
@@ -128,15 +113,14 @@ pub async fn switchover(
 
     step(&format!("site {} finishes its cycle and steps down", a.site));
     let t = Instant::now();
-    let down: SteppedDown = call(&client, from, true, "/v1/admin/demote").await?;
+    let down = active.demote().await?;
     let step_down_ms = t.elapsed().as_millis() as u64;
 
     let t = Instant::now();
     if let Some(version) = down.mart_version {
         step(&format!("site {} copies up to mart version {version}", b.site));
         loop {
-            let status: serde_json::Value = call(&client, to, false, "/v1/status").await?;
-            let reached = status["mart_version"].as_u64();
+            let reached = standby.status().await?.mart_version;
             if reached.is_some_and(|r| r >= version) {
                 break;
             }
@@ -156,7 +140,7 @@ pub async fn switchover(
 
     step(&format!("site {} becomes active", b.site));
     let t = Instant::now();
-    let fence: Fence = call(&client, to, true, "/v1/admin/promote").await?;
+    let fence = standby.promote().await?;
     Ok(SwitchoverReport {
         fence,
         mart_version: down.mart_version,

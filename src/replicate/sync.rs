@@ -20,10 +20,12 @@
 //! - the peer's maintenance is mirrored (versions forgotten, files deleted) only after that, and a file is deleted
 //!   only when no version still served here reads it ([`plan_deletions`]).
 
+use super::client::{self, PeerClient, PeerError};
 use super::fencing::MAX_EPOCH;
+pub use crate::model::wire::{Manifest, ManifestFile};
 use crate::staging::{MartSnapshot, StagingError, Store};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -72,40 +74,12 @@ pub struct PeerTrust {
     pub epoch: u64,
 }
 
-/// One file of the active site's mart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ManifestFile {
-    /// Path relative to the mart directory, `/`-separated.
-    pub path: String,
-    /// Bytes.
-    pub size: u64,
-    /// BLAKE3 of the content, hex.
-    pub blake3: String,
-}
-
-/// What the active site serves: its files and the mart versions they make up.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Manifest {
-    /// Site, role and epoch of the sender.
-    pub fence: super::fencing::PeerFence,
-    /// Queryable mart versions, oldest first.
-    #[schema(value_type = Vec<Object>)]
-    pub versions: Vec<MartSnapshot>,
-    /// Every file under the mart directory.
-    pub files: Vec<ManifestFile>,
-}
-
 /// Why a replication pass stopped (it is retried at the next cycle; nothing half-copied is used).
 #[derive(Debug, Error)]
 pub enum SyncError {
-    /// The active site could not be reached or refused.
-    #[error("peer {url}: {message}")]
-    Peer {
-        /// Where.
-        url: String,
-        /// What happened.
-        message: String,
-    },
+    /// The active site could not be reached or refused, or answered what is not a manifest.
+    #[error("peer {0}")]
+    Peer(#[from] PeerError),
     /// A file arrived with other content than announced.
     #[error("{path}: received content does not match its BLAKE3 ({expected}); discarded, fetched again next time")]
     Checksum {
@@ -588,29 +562,13 @@ pub async fn pull_with(
     cache: &HashCache,
     options: &PullOptions,
 ) -> Result<SyncReport, SyncError> {
-    let base = peer.url.trim_end_matches('/').to_string();
-    let err = |message: String| SyncError::Peer { url: base.clone(), message };
     let io_err = |path: &Path, e: std::io::Error| SyncError::Io { path: path.to_path_buf(), message: e.to_string() };
     let mart_root = &mart_root.canonicalize().map_err(|e| io_err(mart_root, e))?;
-    let client = super::client_for(&[peer], Duration::from_secs(600)).map_err(err)?;
-    let get = |path: String| {
-        let mut req = client.get(format!("{base}{path}"));
-        if let Some(t) = &peer.token {
-            req = req.bearer_auth(t);
-        }
-        req
-    };
+    let client = PeerClient::new(peer, client::REPLICATION_TIMEOUT)?;
     restore_set_aside(mart_root)?;
     // Leftovers of an interrupted pass are started again from scratch (verified downloads wait in INCOMING_DIR).
     remove_partials(mart_root)?;
-    let resp = get("/v1/replication/manifest".into()).send().await.map_err(|e| err(format!("unreachable: {e}")))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        return Err(err(format!("{status}: {}", shown(&super::error_body(resp).await))));
-    }
-    let body = super::read_limited(resp, MAX_MANIFEST_BYTES).await.map_err(|e| err(format!("manifest: {e}")))?;
-    let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| err(format!("bad manifest: {e}")))?;
-    drop(body);
+    let manifest = client.manifest().await?;
     check_manifest(&manifest, trust)?;
     let mut report = SyncReport::default();
     let local_versions = store.snapshots()?;
@@ -657,7 +615,7 @@ pub async fn pull_with(
     let shared_progress = Mutex::new(progress.as_mut());
     // Several files at once: per-file costs (a request, an fsync) overlap instead of adding up.
     let fetch_one = |d: Download| {
-        let (get, err, received, progress) = (&get, &err, &received, &shared_progress);
+        let (client, received, progress) = (&client, &received, &shared_progress);
         async move {
             let (f, target) = (&d.file, &d.incoming);
             let io = |e: std::io::Error| SyncError::Io { path: target.clone(), message: e.to_string() };
@@ -665,26 +623,16 @@ pub async fn pull_with(
                 tokio::fs::create_dir_all(dir).await.map_err(io)?;
             }
             let partial = PathBuf::from(format!("{}{PARTIAL}", target.display()));
-            let resp = get(format!("/v1/replication/file?path={}", url_encode(&f.path)))
-                .send()
-                .await
-                .map_err(|e| err(format!("{}: {e}", f.path)))?;
-            if !resp.status().is_success() {
-                return Err(err(format!("{}: {}", f.path, resp.status())));
-            }
-            let too_large = || SyncError::TooLarge { path: f.path.clone(), announced: f.size };
-            if resp.content_length().is_some_and(|n| n > f.size) {
-                return Err(too_large());
-            }
+            // Never more than announced on disk: the client refuses the chunk that would pass it.
+            let file_error = |e: PeerError| match e {
+                PeerError::TooLarge { .. } => SyncError::TooLarge { path: f.path.clone(), announced: f.size },
+                e => SyncError::Peer(e),
+            };
+            let mut body = client.download(&f.path, f.size).await.map_err(file_error)?;
             let mut out = tokio::fs::File::create(&partial).await.map_err(io)?;
             let mut hasher = blake3::Hasher::new();
-            let mut stream = resp.bytes_stream();
-            let mut bytes = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| err(format!("{}: cut off: {e}", f.path)))?;
+            while let Some(chunk) = body.chunk().await.map_err(file_error)? {
                 let n = chunk.len() as u64;
-                // Never more than announced on disk: the chunk that would pass it is not written.
-                bytes = bytes.checked_add(n).filter(|b| *b <= f.size).ok_or_else(too_large)?;
                 hasher.update(&chunk);
                 out.write_all(&chunk).await.map_err(io)?;
                 let so_far = received.fetch_add(n, std::sync::atomic::Ordering::Relaxed).saturating_add(n);
@@ -701,6 +649,7 @@ pub async fn pull_with(
             }
             out.sync_all().await.map_err(io)?;
             drop(out);
+            let bytes = body.received();
             if hasher.finalize().to_hex().as_str() != f.blake3 || bytes != f.size {
                 let _ = tokio::fs::remove_file(&partial).await;
                 return Err(SyncError::Checksum { path: f.path.clone(), expected: f.blake3.clone() });
@@ -869,8 +818,4 @@ fn list_paths(root: &Path) -> std::io::Result<Vec<String>> {
         walk(root, root, &mut out)?;
     }
     Ok(out)
-}
-
-fn url_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -3,6 +3,8 @@
 
 use super::auth::Principal;
 use super::{ApiError, ServeState};
+pub use crate::model::wire::SteppedDown;
+pub use crate::model::wire::{MaintenanceScheduled, SourceChange};
 use crate::replicate::fencing::{Fence, PeerFence, Role};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -23,17 +25,6 @@ impl MaintenanceTrigger {
     pub fn take(&self) -> bool {
         self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
-}
-
-/// Answer of `POST /v1/admin/maintenance`.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct MaintenanceScheduled {
-    /// Always true: maintenance runs after the current cycle.
-    pub scheduled: bool,
-    /// False when a run was already requested and has not started yet.
-    pub newly_requested: bool,
-    /// Where to see what it did.
-    pub results: String,
 }
 
 /// Runs maintenance (retention, catalog pruning, vacuum) after the current cycle instead of waiting for
@@ -109,15 +100,6 @@ pub async fn promote(
     })
 }
 
-/// Answer of `POST /v1/admin/demote`.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct SteppedDown {
-    /// The new fence: standby at the same epoch.
-    pub fence: Fence,
-    /// The last mart version this site wrote: the standby must hold exactly this version before it is promoted.
-    pub mart_version: Option<u64>,
-}
-
 /// Planned switchover, first step: this active appliance finishes the cycle in flight, stops writing and becomes
 /// standby at the same epoch, and reports its last mart version. `ccmart switchover` then waits until the other
 /// site has copied that version and promotes it. If the switchover is abandoned, promote this site again.
@@ -169,17 +151,6 @@ pub struct AdminAccess {
     pub sites: Vec<String>,
     /// Sites ignored by the configuration (`merge.ignore_sources`): only a config change restores them.
     pub config_ignored: Vec<String>,
-}
-
-/// Answer of the source ignore/restore call.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct SourceChange {
-    /// The site.
-    pub site: String,
-    /// Whether its IDBs are now ignored.
-    pub ignored: bool,
-    /// False when it already was in that state.
-    pub changed: bool,
 }
 
 /// Disaster recovery: stop (`ignore`) or resume (`restore`) waiting for a site's IDBs, without a restart.

@@ -6,6 +6,9 @@ mod format;
 pub use crate::model::status::{
     ApplianceStatus, CycleSummary, PairStatus, PairWait, PeerStatus, ReplicationStatus, SharedStatus,
 };
+pub use crate::model::wire::{
+    DigestList, DigestParams, ErrorBody, ErrorDetail, ExportParams, Health, QueryRequest, RowDigests,
+};
 use crate::query::{QueryEngine, QueryError};
 use crate::staging::{MartSnapshot, Store};
 use crate::transform::schema::{mart_table, ColumnKind, MART_TABLES};
@@ -15,7 +18,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,22 +111,6 @@ where
     }
 }
 
-/// Every error answer: `{"error": {"code": .., "message": ..}}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code (`read_only`, `timeout`, `busy`, `unauthorized`, ...; see the README).
-    pub code: String,
-    /// What happened and what to do, for people.
-    pub message: String,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message } };
@@ -133,20 +120,6 @@ impl IntoResponse for ApiError {
         }
         r
     }
-}
-
-/// Body of `POST /v1/query`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueryRequest {
-    /// One read-only SQL statement.
-    pub sql: String,
-    /// `json` (default), `csv`, `arrow` (IPC stream) or `parquet`.
-    #[serde(default)]
-    pub format: Option<String>,
-    /// Query an older published mart version instead of the newest.
-    #[serde(default)]
-    pub mart_version: Option<u64>,
 }
 
 /// Builds the router.
@@ -198,15 +171,6 @@ fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, Ap
             "no mart version has been published yet; the first cycle is still running".into(),
         )),
     })
-}
-
-/// Answer of `GET /healthz`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// Always `ok` while the process serves.
-    pub status: String,
-    /// Newest published mart version, if any.
-    pub mart_version: Option<u64>,
 }
 
 /// Liveness, without a token.
@@ -428,42 +392,6 @@ async fn run_report(
     render_holding_slot(format, result, &freshness(&state))
 }
 
-/// Query string of `GET /v1/digest`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct DigestParams {
-    /// One table (default: all).
-    pub table: Option<String>,
-    /// One day (YYYY-MM-DD; default: all).
-    pub day: Option<String>,
-    /// Mart version (default: newest).
-    pub mart_version: Option<u64>,
-}
-
-/// Answer of `GET /v1/digest`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DigestList {
-    /// Mart version digested.
-    pub mart_version: u64,
-    /// One per table and day.
-    pub digests: Vec<crate::query::digest::PartitionDigest>,
-}
-
-/// Answer of `GET /v1/digest/rows`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RowDigests {
-    /// Mart version digested.
-    pub mart_version: u64,
-    /// Table.
-    pub table: String,
-    /// Day partition, if the table is partitioned.
-    pub day: Option<String>,
-    /// `[key, BLAKE3 of the row]` in key order.
-    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
-    pub rows: Vec<(i64, String)>,
-}
-
 /// BLAKE3 content digest and row count per table and day, to compare two sites.
 #[utoipa::path(get, path = "/v1/digest", tag = "replication", params(DigestParams),
     responses((status = 200, description = "Digests", body = DigestList), (status = 400, description = "Bad request: the error code says what", body = ErrorBody), (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -502,19 +430,6 @@ async fn digest_rows(
     let snap = snapshot(&state, p.mart_version)?;
     let rows = crate::query::digest::row_digests(&state.engine, &snap, table, day.as_deref()).await?;
     Ok(Json(RowDigests { mart_version: snap.version, table: table.name.to_string(), day, rows }).into_response())
-}
-
-/// Query string of `GET /v1/export/{table}`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ExportParams {
-    /// First day (YYYY-MM-DD), inclusive.
-    pub from: Option<String>,
-    /// Last day (YYYY-MM-DD), inclusive.
-    pub to: Option<String>,
-    /// Mart version (default: newest).
-    pub mart_version: Option<u64>,
 }
 
 /// Checks a `YYYY-MM-DD` day parameter.

@@ -2,6 +2,7 @@
 //! themselves. See [`crate::replicate::sync`] for the standby side and its guarantees.
 
 use super::{ApiError, ApiQuery, ServeState};
+pub use crate::model::wire::FileParams;
 use crate::replicate::fencing::PeerFence;
 use crate::replicate::sync::{list_files_before, local_path, Manifest};
 use axum::body::Body;
@@ -33,15 +34,6 @@ pub async fn manifest(State(state): State<ServeState>) -> Result<Json<Manifest>,
     .await
     .map_err(internal)??;
     Ok(Json(Manifest { fence, versions, files }))
-}
-
-/// Query string of `GET /v1/replication/file`.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct FileParams {
-    /// Path relative to the mart directory, as in the manifest.
-    pub path: String,
 }
 
 /// One file of the mart, streamed, with its BLAKE3 in `x-ccmart-blake3`.

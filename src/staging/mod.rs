@@ -10,6 +10,7 @@ mod records;
 
 pub use records::{MaintenanceRecord, SourceAuditEntry};
 
+pub use crate::model::wire::MartSnapshot;
 pub use codec::{Cell, FactRow, StagedRow, Value};
 
 use crate::fault::{FaultInjector, InjectedCrash};
@@ -310,19 +311,6 @@ pub struct LoadedGroup {
     pub rows: BTreeMap<(String, String), Vec<StagedRow>>,
     /// After-call work periods linked to an interaction: (agent DBID, start) → seconds.
     pub after_call_work: BTreeMap<(i64, i64), i64>,
-}
-
-/// One consistent mart version: the Delta version of every mart table that belongs to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MartSnapshot {
-    /// Mart version (1, 2, ...).
-    pub version: u64,
-    /// Mart table → Delta table version.
-    pub tables: BTreeMap<String, u64>,
-    /// When it was published (epoch seconds).
-    pub published_at: i64,
-    /// Newest interaction end time visible in this version (freshness), if any.
-    pub newest_end_ts: Option<i64>,
 }
 
 /// The staging store. One per appliance; it holds an exclusive lock on its file.

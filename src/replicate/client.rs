@@ -2,10 +2,6 @@
 //! the standby's replication pass), `ccmart bootstrap`, `ccmart switchover`, `ccmart compare` and the command
 //! line's calls to a running appliance (query, export, digest, promote, sources).
 //!
-//! DRAFT — not yet referenced by `replicate/mod.rs`. To integrate: rename to `client.rs`, `pub mod client;` in
-//! `replicate/mod.rs`, `use crate::model::wire` instead of `wire_draft`; then delete `replicate::client_for`,
-//! `error_body`, `read_limited` and `get_json` (their logic is here) and `main.rs`'s `http()` and `fetch()`.
-//!
 //! What it guarantees, for every call:
 //! - one place builds the request: base URL + a path of [`wire::paths`], the endpoint's bearer token as
 //!   `Authorization: Bearer` (never in a URL, never in an error or `Debug` output), the endpoint's CA besides the
@@ -21,10 +17,7 @@
 //!   its next cycle, an operator reruns a command).
 
 use super::Endpoint;
-use crate::model::wire_draft as wire;
-// Wire types still outside `model` (see the top of `model::wire`); once moved: `wire::Manifest`, `wire::SteppedDown`.
-use super::sync::Manifest;
-use crate::serve::admin::SteppedDown;
+use crate::model::wire::{self, Manifest, SteppedDown};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -223,17 +216,7 @@ impl PeerError {
     /// The message and every cause, on one line (`url: unreachable: error sending request: client error
     /// (Connect): tcp connect error: Connection refused (os error 111)`): for a status field or a log line.
     pub fn report(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !text.is_empty() && !out.ends_with(&text) {
-                out.push_str(": ");
-                out.push_str(&text);
-            }
-            cause = c.source();
-        }
-        out
+        crate::model::report(self)
     }
 }
 

@@ -2,17 +2,13 @@
 //! ([`headers`]) and the JSON bodies that ccmart itself sends or reads (appliance ↔ appliance: fencing, replication,
 //! switchover, comparison; command line → appliance: query, export, digest, promote, sources).
 //!
-//! DRAFT — not yet declared in `model/mod.rs`. To integrate: rename to `wire.rs`, `pub mod wire;` in
-//! `model/mod.rs`, then move the types marked "moves here" and leave a `pub use` at their old place so the server
-//! (`serve`), the pipeline and the tests keep compiling unchanged.
-//!
 //! Rules of this module:
 //! - no I/O, no HTTP client, no axum: only paths, names and `Serialize + Deserialize` types, so the server (which
 //!   serializes) and the peer client `replicate::client` (which deserializes) cannot drift apart;
 //! - the JSON field names are exactly those served today (checked against `serve/mod.rs`, `serve/admin.rs`,
 //!   `serve/replication.rs`, `query/digest.rs`, `model/fence.rs`, `replicate/sync.rs` at the time of writing);
-//! - types that already are `Serialize + Deserialize` are re-exported ([`PeerFence`]) or, when they live outside
-//!   `model`, named where they should move (`Manifest`, `SteppedDown`, ...), never copied;
+//! - each type is defined here once; the modules that build or act on one (`serve`, `replicate::sync`, `staging`
+//!   for [`MartSnapshot`]) re-export it;
 //! - like all of `model`, it imports nothing of the crate outside `model` (no cycle, any stage may use it).
 //!
 //! Types served but read by no ccmart client (so they stay where they are, `Serialize` only): `serve::TableList` /
@@ -21,9 +17,10 @@
 //! `model::status::ApplianceStatus` tree (see [`StatusSummary`]), the OpenAPI document and the Prometheus text.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Types that already exist and are already `Serialize + Deserialize`: re-exported or named, never duplicated.
+// Fencing and replication.
 // ---------------------------------------------------------------------------------------------------------------
 
 /// Role and epoch (`GET /v1/replication/fence` inside [`PeerFence`], the answer of `POST /v1/admin/promote`,
@@ -31,20 +28,50 @@ use serde::{Deserialize, Serialize};
 /// "split_brain"}}`. Already in `model::fence`; re-exported so the protocol reads as one module.
 pub use super::fence::{Fence, PeerFence, Role};
 
-// Already `Serialize + Deserialize` but outside `model` today, so not re-exported here (this module imports
-// nothing of the crate outside `model`, per the layering rule of `model/mod.rs`). They move into this module
-// unchanged (derives, `utoipa` attributes, doc comments), and their old homes keep a `pub use`:
-//
-// - `replicate::sync::Manifest` — answer of `GET /v1/replication/manifest`:
-//   `{"fence": PeerFence, "versions": [MartSnapshot], "files": [ManifestFile]}`;
-// - `replicate::sync::ManifestFile` — `{"path", "size", "blake3"}`; `sync` keeps `check_manifest`, the limits
-//   (`MAX_MANIFEST_BYTES`, ...) and everything that acts on a manifest;
-// - `serve::admin::SteppedDown` — answer of `POST /v1/admin/demote`: `{"fence": Fence, "mart_version": u64|null}`;
-// - `staging::MartSnapshot` — `{"version", "tables", "published_at", "newest_end_ts"}`: inside `Manifest`, so it
-//   must be in `model` before `Manifest` can move (e.g. `model/snapshot.rs`; staging stores it with rmp-serde under
-//   the same field names, so moving the type changes no byte on disk).
-//
-// Until then `replicate::client` imports them from where they are.
+/// Answer of `POST /v1/admin/demote`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SteppedDown {
+    /// The new fence: standby at the same epoch.
+    pub fence: Fence,
+    /// The last mart version this site wrote: the standby must hold exactly this version before it is promoted.
+    pub mart_version: Option<u64>,
+}
+
+/// One file of the active site's mart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ManifestFile {
+    /// Path relative to the mart directory, `/`-separated.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// BLAKE3 of the content, hex.
+    pub blake3: String,
+}
+
+/// What the active site serves: its files and the mart versions they make up.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Manifest {
+    /// Site, role and epoch of the sender.
+    pub fence: PeerFence,
+    /// Queryable mart versions, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub versions: Vec<MartSnapshot>,
+    /// Every file under the mart directory.
+    pub files: Vec<ManifestFile>,
+}
+
+/// One consistent mart version: the Delta version of every mart table that belongs to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MartSnapshot {
+    /// Mart version (1, 2, ...).
+    pub version: u64,
+    /// Mart table → Delta table version.
+    pub tables: BTreeMap<String, u64>,
+    /// When it was published (epoch seconds).
+    pub published_at: i64,
+    /// Newest interaction end time visible in this version (freshness), if any.
+    pub newest_end_ts: Option<i64>,
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Paths.
@@ -83,11 +110,11 @@ pub mod paths {
     pub const ADMIN_MAINTENANCE: &str = "/v1/admin/maintenance";
     /// `POST` (no body) → [`super::Fence`].
     pub const ADMIN_PROMOTE: &str = "/v1/admin/promote";
-    /// `POST` (no body) → `SteppedDown` (moves here; see the top of this module).
+    /// `POST` (no body) → `SteppedDown` .
     pub const ADMIN_DEMOTE: &str = "/v1/admin/demote";
     /// `GET` → [`super::PeerFence`].
     pub const REPLICATION_FENCE: &str = "/v1/replication/fence";
-    /// `GET` → `Manifest` (moves here; see the top of this module).
+    /// `GET` → `Manifest` .
     pub const REPLICATION_MANIFEST: &str = "/v1/replication/manifest";
     /// `GET` with [`super::FileParams`] → the file (`application/octet-stream`, BLAKE3 in
     /// [`super::headers::BLAKE3`]).
@@ -145,7 +172,7 @@ pub mod paths {
     }
 }
 
-/// Custom response headers, as `serve` sets them today.
+/// Custom response headers `serve` sets.
 pub mod headers {
     /// BLAKE3 (hex) of a file of `GET /v1/replication/file` (`serve/replication.rs`).
     pub const BLAKE3: &str = "x-ccmart-blake3";
@@ -165,15 +192,14 @@ pub mod headers {
 // Error answers.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Every error answer of the API: `{"error": {"code": .., "message": ..}}`. Moves here from `serve/mod.rs` (today
-/// `Serialize` only); `serve` re-exports it and builds it in `ApiError::into_response` as now.
+/// Every error answer of the API: `{"error": {"code": .., "message": ..}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
-/// What went wrong. Moves here from `serve/mod.rs` with [`ErrorBody`].
+/// What went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code (`read_only`, `timeout`, `busy`, `unauthorized`, ...; see the README).
@@ -186,7 +212,7 @@ pub struct ErrorDetail {
 // Operations.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Answer of `GET /healthz`. Moves here from `serve/mod.rs` (today `Serialize` only).
+/// Answer of `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     /// Always `ok` while the process serves.
@@ -225,7 +251,7 @@ pub struct StatusSummary {
     pub ignored_sites: Vec<String>,
 }
 
-/// Answer of `POST /v1/admin/maintenance` (status 202). Moves here from `serve/admin.rs` (today `Serialize` only).
+/// Answer of `POST /v1/admin/maintenance` (status 202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MaintenanceScheduled {
     /// Always true: maintenance runs after the current cycle.
@@ -266,7 +292,7 @@ impl SourceAction {
     }
 }
 
-/// Answer of `POST /v1/admin/sources/{site}/{action}`. Moves here from `serve/admin.rs` (today `Serialize` only).
+/// Answer of `POST /v1/admin/sources/{site}/{action}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SourceChange {
     /// The site.
@@ -281,7 +307,7 @@ pub struct SourceChange {
 // Queries and exports.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Body of `POST /v1/query`. Moves here from `serve/mod.rs` (today `Deserialize` only); the server keeps
+/// Body of `POST /v1/query`. the server keeps
 /// `deny_unknown_fields`, a client leaves out what it does not set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -296,7 +322,7 @@ pub struct QueryRequest {
     pub mart_version: Option<u64>,
 }
 
-/// Query string of `GET /v1/export/{table}`. Moves here from `serve/mod.rs` (today `Deserialize` only).
+/// Query string of `GET /v1/export/{table}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -316,8 +342,7 @@ pub struct ExportParams {
 // Digests (active-active comparison, `ccmart digest`).
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Query string of `GET /v1/digest` and `GET /v1/digest/rows`. Moves here from `serve/mod.rs` (today
-/// `Deserialize` only).
+/// Query string of `GET /v1/digest` and `GET /v1/digest/rows`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -333,8 +358,8 @@ pub struct DigestParams {
     pub mart_version: Option<u64>,
 }
 
-/// The digest of one partition (one day of one table; `day` is empty for unpartitioned tables). Moves here from
-/// `query/digest.rs` (today `Serialize` only), which re-exports it and keeps computing it.
+/// The digest of one partition (one day of one table; `day` is empty for unpartitioned tables), computed by
+/// `query::digest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartitionDigest {
     /// Mart table.
@@ -347,8 +372,8 @@ pub struct PartitionDigest {
     pub digest: String,
 }
 
-/// Answer of `GET /v1/digest`. Moves here from `serve/mod.rs` (today `Serialize` only). The offline
-/// `ccmart digest --data-dir` builds the same type (it builds `json!({"mart_version", "digests"})` today).
+/// Answer of `GET /v1/digest`. The offline `ccmart digest --data-dir` prints the
+/// same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DigestList {
     /// Mart version digested.
@@ -357,7 +382,7 @@ pub struct DigestList {
     pub digests: Vec<PartitionDigest>,
 }
 
-/// Answer of `GET /v1/digest/rows`. Moves here from `serve/mod.rs` (today `Serialize` only).
+/// Answer of `GET /v1/digest/rows`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RowDigests {
     /// Mart version digested.
@@ -375,7 +400,7 @@ pub struct RowDigests {
 // Replication.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Query string of `GET /v1/replication/file`. Moves here from `serve/replication.rs` (today `Deserialize` only).
+/// Query string of `GET /v1/replication/file`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
