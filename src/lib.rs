@@ -4,6 +4,7 @@
 //! [`merge`] → [`transform`] → [`mart`] → [`query`] → [`serve`]. [`pipeline`] is the only module that knows all
 //! stages; [`sim`] plays the contact center and its ICON collectors; [`config`] is the appliance configuration.
 
+pub mod clock;
 pub mod config;
 pub mod extract;
 pub mod fault;

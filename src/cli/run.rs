@@ -134,7 +134,7 @@ pub async fn run_appliance(cfg: Config, demo: bool) -> Result<()> {
                 }
                 match app.cycle().await {
                     Ok(r) => if let Some(v) = r.mart_version { tracing::info!(mart_version = v, rows = r.rows_staged, groups = r.groups, "published") },
-                    Err(e) => tracing::error!(error = %e, "cycle failed; retrying next cycle"),
+                    Err(e) => tracing::error!(error = %ccmart::model::report(&e), "cycle failed; retrying next cycle"),
                 }
             }
         }

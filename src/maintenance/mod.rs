@@ -188,3 +188,58 @@ pub async fn run(
     );
     Ok(report)
 }
+
+/// A request for maintenance at the next cycle, shared by the HTTP server (which sets it) and the pipeline
+/// (which takes it): the pipeline owns the mart, so maintenance never runs concurrently with a publish.
+#[derive(Debug, Clone, Default)]
+pub struct MaintenanceTrigger(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl MaintenanceTrigger {
+    /// Asks for maintenance at the next cycle; true when it was not already asked for.
+    pub fn request(&self) -> bool {
+        !self.0.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Takes the request, if any.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// When maintenance runs: every `maintenance.interval_secs` (the first run one interval after the start), or at
+/// the next cycle when an operator asks for it ([`MaintenanceTrigger`]). Only an active site runs it; a standby
+/// mirrors the active's maintenance when it replicates.
+#[derive(Debug, Clone)]
+pub struct MaintenanceSchedule {
+    trigger: MaintenanceTrigger,
+    clock: crate::clock::Clock,
+    /// When it last ran ([`crate::clock::Clock::elapsed`]).
+    last: std::time::Duration,
+}
+
+impl MaintenanceSchedule {
+    /// A schedule starting now on `clock`.
+    pub fn new(clock: crate::clock::Clock) -> Self {
+        let last = clock.elapsed();
+        MaintenanceSchedule { trigger: MaintenanceTrigger::default(), clock, last }
+    }
+
+    /// The trigger the HTTP server sets.
+    pub fn trigger(&self) -> MaintenanceTrigger {
+        self.trigger.clone()
+    }
+
+    /// Whether maintenance runs now on a site that is `active`, given `interval_secs` (0: only when asked for);
+    /// when it does, the next interval starts now. A request is taken either way, so a standby does not run it
+    /// later, after a promotion.
+    pub fn take_due(&mut self, interval_secs: u64, active: bool) -> bool {
+        let asked = self.trigger.take();
+        let every = std::time::Duration::from_secs(interval_secs);
+        let due = interval_secs > 0 && self.clock.due(Some(self.last), every);
+        if (asked || due) && active {
+            self.last = self.clock.elapsed();
+            return true;
+        }
+        false
+    }
+}

@@ -9,7 +9,10 @@
 //! threshold. Every choice is a pure function of the staged rows, the configuration and the persisted
 //! [`PairState`], so two appliances that staged the same rows choose the same IDB (DESIGN.md invariant 2).
 
+mod merger;
 mod progress;
+
+pub use merger::{MergeDecisions, Merger, PairMember, SessionControlRows, DECISION_WINDOW_SECS};
 
 pub use progress::{pair_progress, slice_decisions, MergeSettings, PairProgress, PairState, SliceDecision, Wait};
 
@@ -91,7 +94,8 @@ impl SessionTimeline {
     /// Builds the timeline of one IDB from its staged session-control rows (table → rows). With both `gcc` and
     /// `gls` rows the IDB covers what both cover.
     pub fn from_rows(tables: &BTreeMap<String, Vec<StagedRow>>) -> Self {
-        let c = |name: &str| G_DSS_GCC_PROVIDER.column_index(name).unwrap_or(0);
+        // Every session-control table has the same columns (`SESSION_CONTROL_COLUMNS`).
+        let c = |name: &str| G_DSS_GCC_PROVIDER.index(name);
         let (stime, etime, icon_end, heartbeat) =
             (c("DSCONN_STIME"), c("DSCONN_ETIME"), c("ICON_ETIME"), c("LEVENT_ITIME"));
         let mut result: Option<SessionTimeline> = None;
@@ -182,7 +186,7 @@ pub fn copy_span_of(rows: &GroupRows) -> Option<(i64, i64)> {
 /// are not relied on).
 fn copy_closed(tables: &BTreeMap<String, Vec<StagedRow>>) -> bool {
     [contract::G_CALL, contract::G_LOGIN_SESSION].iter().any(|spec| {
-        let Some(idx) = spec.column_index("TERMINATED_TS") else { return false };
+        let idx = spec.index("TERMINATED_TS");
         tables.get(spec.name).is_some_and(|r| r.iter().any(|row| row.int(idx).is_some()))
     })
 }

@@ -554,17 +554,6 @@ mod tests {
         PeerClient::new(&Endpoint::new(url, Some("secret".into())), Duration::from_secs(5)).unwrap()
     }
 
-    /// The paths of `model::wire` and the routes the server authorizes are the same set (the auth-matrix test
-    /// already holds `ROUTE_ACCESS` equal to the router).
-    #[test]
-    fn wire_paths_are_the_served_routes() {
-        let served: std::collections::BTreeSet<&str> =
-            crate::serve::auth::ROUTE_ACCESS.iter().map(|(_, p, _)| *p).collect();
-        let here: std::collections::BTreeSet<&str> = wire::paths::ALL.iter().copied().collect();
-        assert_eq!(here, served);
-        assert_eq!(wire::paths::ALL.len(), here.len(), "each path once");
-    }
-
     #[test]
     fn base_urls_are_checked_and_the_token_is_never_shown() {
         for bad in ["", "site2:8080", "ftp://site2", "http://site2:8080/?x=1"] {

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod fencing;
+pub mod link;
 pub mod switchover;
 pub mod sync;
 pub mod verify;

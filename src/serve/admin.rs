@@ -3,29 +3,13 @@
 
 use super::auth::Principal;
 use super::{ApiError, ServeState};
+pub use crate::maintenance::MaintenanceTrigger;
 pub use crate::model::wire::SteppedDown;
 pub use crate::model::wire::{MaintenanceScheduled, SourceChange};
 use crate::replicate::fencing::{Fence, PeerFence, Role};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-
-/// A request for maintenance at the next cycle, shared by the HTTP server (which sets it) and the pipeline
-/// (which takes it): the pipeline owns the mart, so maintenance never runs concurrently with a publish.
-#[derive(Debug, Clone, Default)]
-pub struct MaintenanceTrigger(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl MaintenanceTrigger {
-    /// Asks for maintenance at the next cycle; true when it was not already asked for.
-    pub fn request(&self) -> bool {
-        !self.0.swap(true, std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Takes the request, if any.
-    pub fn take(&self) -> bool {
-        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
-    }
-}
 
 /// Runs maintenance (retention, catalog pruning, vacuum) after the current cycle instead of waiting for
 /// `maintenance.interval_secs`. The figures appear in `ccmart_maintenance_runs`.
@@ -78,7 +62,11 @@ pub async fn promote(
     let promoted = tokio::task::spawn_blocking(move || fence.promote(&by, now))
         .await
         .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "staging", message: e.to_string() })?;
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "staging",
+            message: crate::model::report(&e),
+        })?;
     promoted.map(Json).ok_or_else(|| {
         let f = state.fence.get();
         if f.role == Role::Standby {
@@ -119,7 +107,7 @@ pub async fn demote(
         .fence
         .demote(&by, chrono::Utc::now().timestamp())
         .await
-        .map_err(|e| internal("staging", e.to_string()))?
+        .map_err(|e| internal("staging", crate::model::report(&e)))?
         .ok_or_else(|| {
             let f = state.fence.get();
             ApiError {
@@ -132,7 +120,7 @@ pub async fn demote(
             }
         })?;
     let mart_version =
-        state.store.latest_snapshot().map_err(|e| internal("staging", e.to_string()))?.map(|s| s.version);
+        state.store.latest_snapshot().map_err(|e| internal("staging", crate::model::report(&e)))?.map(|s| s.version);
     Ok(Json(SteppedDown { fence, mart_version }))
 }
 
@@ -198,7 +186,11 @@ pub async fn change_source(
     let changed = tokio::task::spawn_blocking(move || store.set_site_ignored(&site_for_store, ignore, &actor))
         .await
         .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "staging", message: e.to_string() })?;
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "staging",
+            message: crate::model::report(&e),
+        })?;
     tracing::warn!(site, ignore, changed, by = who, "source site ignore changed");
     Ok(Json(SourceChange { site, ignored: ignore, changed }))
 }

@@ -9,13 +9,26 @@
 //! `Config::validate`): an appliance reachable from the network always authenticates.
 
 use super::ApiError;
-use crate::config::TokenConfig;
+use crate::model::wire::paths;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+
+/// One API token: only the SHA-256 of the secret is kept, so the config file does not hold usable secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who uses it (shown in the audit trail).
+    pub name: String,
+    /// `reader`, `operator` or `peer`.
+    pub role: String,
+    /// Lower-case hex SHA-256 of the secret.
+    pub sha256: String,
+}
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,25 +106,25 @@ impl Access {
 /// Every route of the HTTP API (method, axum path template) and who may call it. The router and this table are
 /// checked against each other by the auth-matrix test.
 pub const ROUTE_ACCESS: &[(&str, &str, Access)] = &[
-    ("GET", "/healthz", Access::Public),
-    ("GET", "/", Access::Public),
-    ("GET", "/v1/status", Access::Read),
-    ("GET", "/v1/tables", Access::Read),
-    ("POST", "/v1/query", Access::Read),
-    ("GET", "/v1/export/{table}", Access::Read),
-    ("GET", "/v1/reports", Access::Read),
-    ("GET", "/v1/reports/{name}", Access::Read),
-    ("GET", "/v1/digest", Access::ReadOrReplicate),
-    ("GET", "/v1/digest/rows", Access::ReadOrReplicate),
-    ("POST", "/v1/admin/sources/{site}/{action}", Access::Operate),
-    ("POST", "/v1/admin/maintenance", Access::Operate),
-    ("POST", "/v1/admin/promote", Access::Operate),
-    ("POST", "/v1/admin/demote", Access::Operate),
-    ("GET", "/v1/replication/fence", Access::ReadOrReplicate),
-    ("GET", "/v1/replication/manifest", Access::Replicate),
-    ("GET", "/v1/replication/file", Access::Replicate),
-    ("GET", "/v1/openapi.json", Access::Public),
-    ("GET", "/metrics", Access::AnyToken),
+    ("GET", paths::HEALTHZ, Access::Public),
+    ("GET", paths::STATUS_PAGE, Access::Public),
+    ("GET", paths::STATUS, Access::Read),
+    ("GET", paths::TABLES, Access::Read),
+    ("POST", paths::QUERY, Access::Read),
+    ("GET", paths::EXPORT, Access::Read),
+    ("GET", paths::REPORTS, Access::Read),
+    ("GET", paths::REPORT, Access::Read),
+    ("GET", paths::DIGEST, Access::ReadOrReplicate),
+    ("GET", paths::DIGEST_ROWS, Access::ReadOrReplicate),
+    ("POST", paths::ADMIN_SOURCE, Access::Operate),
+    ("POST", paths::ADMIN_MAINTENANCE, Access::Operate),
+    ("POST", paths::ADMIN_PROMOTE, Access::Operate),
+    ("POST", paths::ADMIN_DEMOTE, Access::Operate),
+    ("GET", paths::REPLICATION_FENCE, Access::ReadOrReplicate),
+    ("GET", paths::REPLICATION_MANIFEST, Access::Replicate),
+    ("GET", paths::REPLICATION_FILE, Access::Replicate),
+    ("GET", paths::OPENAPI, Access::Public),
+    ("GET", paths::METRICS, Access::AnyToken),
 ];
 
 /// The rule for a request, `None` when the route has none (refused).
@@ -252,6 +265,16 @@ pub async fn require_token(State(tokens): State<TokenRegistry>, mut req: Request
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The paths of `model::wire` and the routes the server authorizes are the same set (the auth-matrix test
+    /// already holds `ROUTE_ACCESS` equal to the router).
+    #[test]
+    fn wire_paths_are_the_served_routes() {
+        let served: std::collections::BTreeSet<&str> = ROUTE_ACCESS.iter().map(|(_, p, _)| *p).collect();
+        let here: std::collections::BTreeSet<&str> = crate::model::wire::paths::ALL.iter().copied().collect();
+        assert_eq!(here, served);
+        assert_eq!(crate::model::wire::paths::ALL.len(), here.len(), "each path once");
+    }
 
     #[test]
     fn tokens_are_checked_by_hash_and_role() {

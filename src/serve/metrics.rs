@@ -7,6 +7,7 @@
 //! route templates), never by user input.
 
 use super::ApplianceStatus;
+use crate::model::wire::paths;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -294,7 +295,7 @@ pub async fn track_requests(State(metrics): State<ApplianceMetrics>, req: Reques
 /// The router of the metrics listener: `GET /metrics` in the Prometheus text format (version 0.0.4).
 pub fn metrics_router(metrics: ApplianceMetrics, tokens: super::auth::TokenRegistry) -> Router {
     Router::new()
-        .route("/metrics", get(render))
+        .route(paths::METRICS, get(render))
         .with_state(metrics.clone())
         .layer(axum::middleware::from_fn_with_state(tokens, super::auth::require_token))
         .layer(axum::middleware::from_fn_with_state(metrics, track_requests))

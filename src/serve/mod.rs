@@ -6,6 +6,7 @@ mod format;
 pub use crate::model::status::{
     ApplianceStatus, CycleSummary, PairStatus, PairWait, PeerStatus, ReplicationStatus, SharedStatus,
 };
+use crate::model::wire::paths;
 pub use crate::model::wire::{
     DigestList, DigestParams, ErrorBody, ErrorDetail, ExportParams, Health, QueryRequest, RowDigests,
 };
@@ -127,24 +128,24 @@ pub fn router(state: ServeState) -> Router {
     let metrics = state.metrics.clone();
     let tokens = state.tokens.clone();
     Router::new()
-        .route("/", get(page::status_page))
-        .route("/healthz", get(healthz))
-        .route("/v1/status", get(status))
-        .route("/v1/tables", get(tables))
-        .route("/v1/query", post(query))
-        .route("/v1/export/{table}", get(export))
-        .route("/v1/reports", get(reports))
-        .route("/v1/reports/{name}", get(run_report))
-        .route("/v1/digest", get(digest))
-        .route("/v1/digest/rows", get(digest_rows))
-        .route("/v1/admin/sources/{site}/{action}", post(admin::change_source))
-        .route("/v1/admin/maintenance", post(admin::request_maintenance))
-        .route("/v1/admin/promote", post(admin::promote))
-        .route("/v1/admin/demote", post(admin::demote))
-        .route("/v1/replication/fence", get(admin::fence))
-        .route("/v1/replication/manifest", get(replication::manifest))
-        .route("/v1/replication/file", get(replication::file))
-        .route("/v1/openapi.json", get(openapi::openapi_json))
+        .route(paths::STATUS_PAGE, get(page::status_page))
+        .route(paths::HEALTHZ, get(healthz))
+        .route(paths::STATUS, get(status))
+        .route(paths::TABLES, get(tables))
+        .route(paths::QUERY, post(query))
+        .route(paths::EXPORT, get(export))
+        .route(paths::REPORTS, get(reports))
+        .route(paths::REPORT, get(run_report))
+        .route(paths::DIGEST, get(digest))
+        .route(paths::DIGEST_ROWS, get(digest_rows))
+        .route(paths::ADMIN_SOURCE, post(admin::change_source))
+        .route(paths::ADMIN_MAINTENANCE, post(admin::request_maintenance))
+        .route(paths::ADMIN_PROMOTE, post(admin::promote))
+        .route(paths::ADMIN_DEMOTE, post(admin::demote))
+        .route(paths::REPLICATION_FENCE, get(admin::fence))
+        .route(paths::REPLICATION_MANIFEST, get(replication::manifest))
+        .route(paths::REPLICATION_FILE, get(replication::file))
+        .route(paths::OPENAPI, get(openapi::openapi_json))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -163,7 +164,7 @@ fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, Ap
     .map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "staging_error",
-        message: e.to_string(),
+        message: crate::model::report(&e),
     })?;
     s.ok_or_else(|| match version {
         Some(v) => ApiError::bad_request("unknown_version", format!("mart version {v} does not exist")),

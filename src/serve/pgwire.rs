@@ -64,6 +64,9 @@ use std::time::{Duration, Instant};
 /// What a parsed statement is, as stored in a client's portals (the `datafusion-postgres` representation).
 pub type PgStatement = (String, Option<(Statement, LogicalPlan)>);
 
+/// Default limit of simultaneous PostgreSQL-protocol connections.
+pub const DEFAULT_PGWIRE_MAX_CONNECTIONS: usize = 64;
+
 mod connections;
 pub mod framing;
 pub use connections::{

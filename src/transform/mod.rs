@@ -5,6 +5,7 @@
 //! appliances that read the same IDBs produce identical rows and keys (DESIGN.md invariant 2).
 
 pub mod aggregate;
+pub mod batch;
 pub mod schema;
 
 use crate::merge::MergedGroup;
@@ -72,11 +73,12 @@ struct Cols<'a> {
 }
 
 impl Cols<'_> {
+    /// The value of contract column `name` (`None` when NULL); a name the contract lacks panics.
     fn i(&self, r: &StagedRow, name: &str) -> Option<i64> {
-        self.spec.column_index(name).and_then(|i| r.int(i))
+        r.int(self.spec.index(name))
     }
     fn t<'r>(&self, r: &'r StagedRow, name: &str) -> Option<&'r str> {
-        self.spec.column_index(name).and_then(|i| r.text(i))
+        r.text(self.spec.index(name))
     }
 }
 

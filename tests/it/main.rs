@@ -10,6 +10,7 @@ mod e2e;
 mod fencing;
 mod ha;
 mod http;
+mod layering;
 mod limits;
 mod maintenance;
 mod operations;

@@ -149,3 +149,35 @@ async fn staging_purge_frees_old_rows_and_keeps_the_mart() {
     let runs = sql(&app, "SELECT detail FROM ccmart_maintenance_runs WHERE task = 'staging purge'").await;
     assert!(runs.iter().any(|r| r[0].contains(&report.staging_rows_purged.to_string())), "{runs:?}");
 }
+
+fn maintenance_runs(app: &Appliance) -> usize {
+    app.store().maintenance_runs().unwrap().len()
+}
+
+/// Maintenance is due by the appliance's clock: with a manual clock it runs exactly when its interval has passed
+/// (and not again before the next one), with no test sleeping through an interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_runs_when_its_interval_passes_on_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(46);
+    let mut cfg = embedded_config(dir.path(), settings.clone());
+    cfg.maintenance.interval_secs = 3600;
+    let clock = ccmart::clock::Clock::manual(T0 + 2 * 3600);
+    let mut app = Appliance::open_with_clock(cfg.clone(), FaultInjector::disarmed(), clock.clone()).await.unwrap();
+    let mut d = SimulationDriver::new(&cfg, Simulator::new(settings, T0), app.embedded_idbs()).await.unwrap();
+    d.advance(T0, T0 + 3600, 1800).await.unwrap();
+    app.drain(1000).await.unwrap();
+    assert_eq!(maintenance_runs(&app), 0, "not before its first interval");
+    clock.advance(std::time::Duration::from_secs(3599));
+    app.cycle().await.unwrap();
+    assert_eq!(maintenance_runs(&app), 0, "one second early");
+    clock.advance(std::time::Duration::from_secs(1));
+    app.cycle().await.unwrap();
+    let first = maintenance_runs(&app);
+    assert!(first > 0, "due once the interval has passed");
+    app.cycle().await.unwrap();
+    assert_eq!(maintenance_runs(&app), first, "not again before the next interval");
+    clock.advance(std::time::Duration::from_secs(3600));
+    app.cycle().await.unwrap();
+    assert!(maintenance_runs(&app) > first, "and again after it");
+}

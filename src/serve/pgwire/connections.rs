@@ -77,7 +77,7 @@ pub struct ConnectionLimits {
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
-            max_connections: crate::config::DEFAULT_PGWIRE_MAX_CONNECTIONS,
+            max_connections: super::DEFAULT_PGWIRE_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             idle_session_timeout: Some(DEFAULT_IDLE_SESSION_TIMEOUT),
