@@ -3,7 +3,9 @@
 
 use crate::extract::{DEFAULT_CHUNK_ROWS, DEFAULT_MAX_CHUNKS_PER_CYCLE};
 use crate::query::QueryLimits;
+pub use crate::serve::auth::TokenConfig;
 use crate::serve::pgwire as pg;
+pub use crate::serve::pgwire::DEFAULT_PGWIRE_MAX_CONNECTIONS;
 use crate::sim::SimSettings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,8 +25,6 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:8249";
 /// Default listen address of the PostgreSQL wire protocol (BI tools); 5433 so it never collides with a local
 /// PostgreSQL server on 5432.
 pub const DEFAULT_PGWIRE_LISTEN: &str = "127.0.0.1:5433";
-/// Default limit of simultaneous PostgreSQL-protocol connections.
-pub const DEFAULT_PGWIRE_MAX_CONNECTIONS: usize = 64;
 /// Default data directory of an installed appliance.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/ccmart";
 /// URL scheme of an in-process simulated IDB.
@@ -354,17 +354,19 @@ fn default_data_source() -> String {
 /// Roles a token can have.
 pub const TOKEN_ROLES: &[&str] = &["reader", "operator", "peer"];
 
-/// One API token: only the SHA-256 of the secret is kept, so the config file does not hold usable secrets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who uses it (shown in the audit trail).
-    pub name: String,
-    /// `reader`, `operator` or `peer`.
-    pub role: String,
-    /// Lower-case hex SHA-256 of the secret.
-    pub sha256: String,
-}
+/// Environment variables that override a config key, for operators who configure services through the
+/// environment (systemd `Environment=`, containers): applied after the file is read, before it is validated.
+/// `check-config` prints the ones in force.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("CCMART_SITE", "appliance.site"),
+    ("CCMART_DATA_DIR", "appliance.data_dir"),
+    ("CCMART_LISTEN", "appliance.listen"),
+    ("CCMART_METRICS_LISTEN", "appliance.metrics_listen"),
+    ("CCMART_PGWIRE_LISTEN", "pgwire.listen"),
+    ("CCMART_PEER_URL", "replication.peer_url"),
+    ("CCMART_PEER_SITE", "replication.peer_site"),
+    ("CCMART_PEER_TOKEN", "replication.peer_token"),
+];
 
 impl IdbConfig {
     /// True for an in-process simulated IDB.
@@ -403,10 +405,36 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read { path: path.into(), message: e.to_string() })?;
-        let cfg: Config =
+        let mut cfg: Config =
             toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        cfg.apply_env(|name| std::env::var(name).ok());
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Sets the keys of [`ENV_OVERRIDES`] whose variable `var` returns (the file's value otherwise), and returns
+    /// the (variable, key) pairs applied. An empty value clears an optional key and empties a text one (an
+    /// empty `metrics_listen` or `pgwire.listen` disables that listener). [`Self::load`] applies the process
+    /// environment before validating, so a bad value is refused naming the key.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, &'static str)> {
+        let mut applied = Vec::new();
+        for &(name, key) in ENV_OVERRIDES {
+            let Some(value) = var(name) else { continue };
+            let optional = |v: &str| (!v.is_empty()).then(|| v.to_string());
+            match key {
+                "appliance.site" => self.appliance.site = value,
+                "appliance.data_dir" => self.appliance.data_dir = PathBuf::from(value),
+                "appliance.listen" => self.appliance.listen = value,
+                "appliance.metrics_listen" => self.appliance.metrics_listen = value,
+                "pgwire.listen" => self.pgwire.listen = value,
+                "replication.peer_url" => self.replication.peer_url = optional(&value),
+                "replication.peer_site" => self.replication.peer_site = optional(&value),
+                "replication.peer_token" => self.replication.peer_token = optional(&value),
+                _ => unreachable!("ENV_OVERRIDES names a key apply_env does not set: {key}"),
+            }
+            applied.push((name, key));
+        }
+        applied
     }
 
     /// The embedded default: a simulated two-site contact center whose four IDBs (two HA pairs, one IDB of each
@@ -816,6 +844,43 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every documented variable sets its key (and only those), after the file and before validation: a bad
+    /// value from the environment is refused like one from the file.
+    #[test]
+    fn environment_variables_override_their_keys() {
+        let mut cfg = Config::demo(Path::new("/tmp/x"), "127.0.0.1:8080", 1);
+        let env: BTreeMap<&str, &str> = [
+            ("CCMART_SITE", "site9"),
+            ("CCMART_DATA_DIR", "/var/lib/other"),
+            ("CCMART_LISTEN", "0.0.0.0:9090"),
+            ("CCMART_METRICS_LISTEN", ""),
+            ("CCMART_PGWIRE_LISTEN", "127.0.0.1:6543"),
+            ("CCMART_PEER_URL", "https://site2:8443"),
+            ("CCMART_PEER_SITE", "site2"),
+            ("CCMART_PEER_TOKEN", ""),
+            ("CCMART_UNRELATED", "x"),
+        ]
+        .into_iter()
+        .collect();
+        let applied = cfg.apply_env(|n| env.get(n).map(|v| v.to_string()));
+        assert_eq!(applied.len(), ENV_OVERRIDES.len());
+        assert_eq!(cfg.appliance.site, "site9");
+        assert_eq!(cfg.appliance.data_dir, PathBuf::from("/var/lib/other"));
+        assert_eq!((cfg.appliance.listen.as_str(), cfg.appliance.metrics_listen.as_str()), ("0.0.0.0:9090", ""));
+        assert_eq!(cfg.pgwire.listen, "127.0.0.1:6543");
+        assert_eq!(cfg.replication.peer_url.as_deref(), Some("https://site2:8443"));
+        assert_eq!(
+            (cfg.replication.peer_site.as_deref(), cfg.replication.peer_token.as_deref()),
+            (Some("site2"), None)
+        );
+        let mut untouched = Config::demo(Path::new("/tmp/x"), "127.0.0.1:8080", 1);
+        assert!(untouched.apply_env(|_| None).is_empty());
+        assert_eq!(untouched.appliance.listen, "127.0.0.1:8080");
+        let mut bad = Config::demo(Path::new("/tmp/x"), "127.0.0.1:8080", 1);
+        bad.apply_env(|n| (n == "CCMART_LISTEN").then(|| "not an address".to_string()));
+        assert!(bad.validate().is_err(), "a bad listen address from the environment is refused");
+    }
 
     #[test]
     fn network_listeners_need_tokens() {

@@ -429,7 +429,7 @@ fn add_rows(
     rows: &[TextRow],
     chunk: &mut ExtractedChunk<'_>,
 ) -> Option<i64> {
-    let counter_idx = spec.column_index(counter.column()).unwrap_or(0);
+    let counter_idx = spec.index(counter.column());
     let mut last: Option<i64> = None;
     let schema = idb.schema();
     // Columns whose codes the IDB's dictionary translates to ccmart's (see `source::dictionary`).

@@ -30,30 +30,67 @@ use url::Url;
 #[non_exhaustive]
 pub enum MartError {
     /// A Delta operation failed.
-    #[error("Delta table {table}: {during} failed: {message}")]
+    #[error("Delta table {table}: {during} failed")]
     Delta {
         /// Mart table.
         table: String,
         /// Operation.
         during: &'static str,
-        /// delta-rs message.
-        message: String,
+        /// What delta-rs said (boxed: it is large, and errors travel on every `Result` of the mart).
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// A table was written or vacuumed before the mart opened it (a bug: the mart opens every table at start).
+    #[error("Delta table {table}: {during} before the table was opened")]
+    NotOpen {
+        /// Mart table.
+        table: String,
+        /// Operation.
+        during: &'static str,
     },
     /// The mart directory is unusable.
-    #[error("mart directory {path}: {message}")]
+    #[error("mart directory {path} is unusable")]
     Directory {
         /// Path.
         path: PathBuf,
-        /// Message.
-        message: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
     },
-    /// Arrow conversion failed (a fact row does not fit its table).
-    #[error("building rows of {table}: {message}")]
+    /// The mart directory is not an absolute path (Delta tables are addressed by URL).
+    #[error("mart directory {path} is not an absolute path")]
+    NotAbsolute {
+        /// Path.
+        path: PathBuf,
+    },
+    /// A fact row does not fit its table: a cell of another type than the column's.
+    #[error("building rows of {table}: column {column}: unexpected {found}")]
+    CellType {
+        /// Mart table.
+        table: String,
+        /// Column.
+        column: &'static str,
+        /// The cell found.
+        found: String,
+    },
+    /// A fact row has another number of cells than its table has columns (staged by another version).
+    #[error("building rows of {table}: a row has {found} cells, the table {expected} columns")]
+    RowWidth {
+        /// Mart table.
+        table: String,
+        /// Columns of the table.
+        expected: usize,
+        /// Cells of the row.
+        found: usize,
+    },
+    /// Arrow refused the columns built for a table.
+    #[error("building rows of {table}")]
     Arrow {
         /// Mart table.
         table: String,
-        /// Message.
-        message: String,
+        /// What Arrow said.
+        #[source]
+        source: datafusion::arrow::error::ArrowError,
     },
     /// A table on disk has other columns than this version of ccmart writes (it was written by another version).
     #[error(
@@ -83,7 +120,7 @@ pub enum MartError {
 pub type Result<T, E = MartError> = std::result::Result<T, E>;
 
 fn delta_err<'a>(table: &'a str, during: &'static str) -> impl Fn(deltalake::DeltaTableError) -> MartError + 'a {
-    move |e| MartError::Delta { table: table.to_string(), during, message: e.to_string() }
+    move |source| MartError::Delta { table: table.to_string(), during, source: Box::new(source) }
 }
 
 /// The Arrow schema of a mart table.
@@ -105,10 +142,12 @@ pub fn arrow_schema(t: &MartTable) -> SchemaRef {
 
 /// Converts fact rows into one Arrow batch of the table's schema.
 pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
+    if let Some(r) = rows.iter().find(|r| r.0.len() != t.columns.len()) {
+        return Err(MartError::RowWidth { table: t.name.into(), expected: t.columns.len(), found: r.0.len() });
+    }
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(t.columns.len());
     for (i, (name, kind)) in t.columns.iter().enumerate() {
-        let wrong =
-            |c: &Cell| MartError::Arrow { table: t.name.into(), message: format!("column {name}: unexpected {c:?}") };
+        let wrong = |c: &Cell| MartError::CellType { table: t.name.into(), column: name, found: format!("{c:?}") };
         match kind {
             ColumnKind::Int => {
                 let mut b = Int64Builder::with_capacity(rows.len());
@@ -145,8 +184,7 @@ pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
             }
         }
     }
-    RecordBatch::try_new(arrow_schema(t), arrays)
-        .map_err(|e| MartError::Arrow { table: t.name.into(), message: e.to_string() })
+    RecordBatch::try_new(arrow_schema(t), arrays).map_err(|source| MartError::Arrow { table: t.name.into(), source })
 }
 
 /// The Delta tables of one appliance.
@@ -159,11 +197,8 @@ pub struct Mart {
 impl Mart {
     /// Opens the mart under `root`, creating any missing table (empty, version 0).
     pub async fn open(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root)
-            .map_err(|e| MartError::Directory { path: root.to_path_buf(), message: e.to_string() })?;
-        let root = root
-            .canonicalize()
-            .map_err(|e| MartError::Directory { path: root.to_path_buf(), message: e.to_string() })?;
+        std::fs::create_dir_all(root).map_err(|source| MartError::Directory { path: root.to_path_buf(), source })?;
+        let root = root.canonicalize().map_err(|source| MartError::Directory { path: root.to_path_buf(), source })?;
         let mart = Mart { root, tables: Arc::new(Mutex::new(HashMap::new())) };
         for t in MART_TABLES {
             let url = mart.table_url(t.name)?;
@@ -230,10 +265,8 @@ impl Mart {
     /// The `file://` URL of a mart table's directory.
     pub fn table_url(&self, name: &str) -> Result<Url> {
         let dir = self.root.join(name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| MartError::Directory { path: dir.clone(), message: e.to_string() })?;
-        Url::from_directory_path(&dir)
-            .map_err(|_| MartError::Directory { path: dir, message: "not an absolute path".into() })
+        std::fs::create_dir_all(&dir).map_err(|source| MartError::Directory { path: dir.clone(), source })?;
+        Url::from_directory_path(&dir).map_err(|_| MartError::NotAbsolute { path: dir })
     }
 
     /// Current Delta version of every table.
@@ -262,7 +295,7 @@ impl Mart {
     ) -> Result<u64> {
         let mut tables = self.tables.lock().await;
         let Some(table) = tables.get(t.name).cloned() else {
-            return Err(MartError::Delta { table: t.name.into(), during: "write", message: "table not open".into() });
+            return Err(MartError::NotOpen { table: t.name.into(), during: "write" });
         };
         let props = CommitProperties::default()
             .with_metadata([("ccmart.mart_version".to_string(), serde_json::json!(mart_version))]);
@@ -297,7 +330,7 @@ impl Mart {
         let keep: Vec<deltalake::kernel::Version> = keep.iter().map(|v| *v as _).collect();
         let mut tables = self.tables.lock().await;
         let Some(table) = tables.get(name).cloned() else {
-            return Err(MartError::Delta { table: name.into(), during: "vacuum", message: "table not open".into() });
+            return Err(MartError::NotOpen { table: name.into(), during: "vacuum" });
         };
         let (table, _) = table
             .vacuum()

@@ -172,8 +172,8 @@ fn worker_lost() -> QueryError {
     QueryError::Execution("the query stopped unexpectedly on its SQL thread (an engine fault; see the log)".into())
 }
 
-fn mart_err(e: impl std::fmt::Display) -> QueryError {
-    QueryError::Mart(e.to_string())
+fn mart_err(e: impl std::error::Error + 'static) -> QueryError {
+    QueryError::Mart(crate::model::report(&e))
 }
 
 /// The kind of a DataFusion error, for callers that report it (HTTP status, SQLSTATE).
@@ -187,23 +187,39 @@ pub(crate) fn classify(e: DataFusionError) -> QueryError {
     match e.find_root() {
         DataFusionError::SQL(..) => QueryError::Syntax(msg),
         DataFusionError::ResourcesExhausted(_) => QueryError::Exhausted(msg),
-        DataFusionError::Plan(m) if m.contains("not supported") => QueryError::ReadOnly(msg),
-        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => QueryError::Invalid(msg),
-        DataFusionError::NotImplemented(m) if m.contains("statement") || m.contains("Statement") => {
-            QueryError::ReadOnly(msg)
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::NotImplemented(_) => {
+            QueryError::Invalid(msg)
         }
-        DataFusionError::NotImplemented(_) => QueryError::Invalid(msg),
         DataFusionError::ArrowError(a, _) if visibility::is_data_error(a) => QueryError::Data {
             sqlstate: if matches!(**a, datafusion::arrow::error::ArrowError::DivideByZero) { "22012" } else { "22003" },
             message: msg,
         },
-        _ => {
-            if msg.contains("only supports a single SQL statement") {
-                QueryError::ReadOnly(msg)
-            } else {
-                QueryError::Execution(msg)
-            }
+        _ => QueryError::Execution(msg),
+    }
+}
+
+/// Parses `sql` (in the session's dialect) as exactly one statement. Several are refused by count, as the gate
+/// refuses anything but one query — not by reading the text of DataFusion's own refusal.
+fn one_statement(
+    state: &datafusion::execution::SessionState,
+    sql: &str,
+) -> Result<datafusion::sql::parser::Statement, QueryError> {
+    let options = state.config().options();
+    let name = &options.sql_parser.dialect;
+    let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(name)
+        .ok_or_else(|| QueryError::Invalid(format!("unsupported SQL dialect {name}")))?;
+    let mut statements = datafusion::sql::parser::DFParserBuilder::new(sql)
+        .with_dialect(dialect.as_ref())
+        .with_recursion_limit(options.sql_parser.recursion_limit.get())
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(classify)?;
+    match (statements.pop_front(), statements.len()) {
+        (Some(statement), 0) => Ok(statement),
+        (Some(_), more) => {
+            Err(QueryError::ReadOnly(format!("{} statements in one request; send one query at a time", more + 1)))
         }
+        (None, _) => Err(QueryError::Invalid("no SQL statement was given".into())),
     }
 }
 
@@ -534,8 +550,7 @@ impl QueryEngine {
         let sql = sql.to_owned();
         let work = async move {
             let state = ctx.state();
-            let dialect = state.config().options().sql_parser.dialect;
-            let statement = state.sql_to_statement(&sql, &dialect).map_err(classify)?;
+            let statement = one_statement(&state, &sql)?;
             gate::check_df_statement(&statement)?;
             let plan = state.statement_to_plan(statement).await.map_err(classify)?;
             gate::check_plan(&plan)?;

@@ -11,8 +11,8 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() }
+fn internal(e: impl std::error::Error + 'static) -> ApiError {
+    ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: crate::model::report(&e) }
 }
 
 /// The mart's files (path, size, BLAKE3) and its queryable versions: what a standby needs to copy.

@@ -84,6 +84,16 @@ impl TableSpec {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+
+    /// Position of `name`, a column this table's contract has: code that reads a contract column by name uses
+    /// this, so a misspelt or removed name fails at once (in every test that reads it) instead of reading another
+    /// column or nothing. Use [`Self::column_index`] where the column may legitimately be absent.
+    pub fn index(&self, name: &str) -> usize {
+        match self.column_index(name) {
+            Some(i) => i,
+            None => panic!("contract table {} has no column {name}", self.name),
+        }
+    }
 }
 
 const fn int(name: &'static str) -> ColumnSpec {

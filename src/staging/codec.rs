@@ -43,24 +43,23 @@ impl StagedRow {
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         let mut out = self.version.to_le_bytes().to_vec();
         out.extend(
-            rmp_serde::to_vec(&self.values)
-                .map_err(|e| StagingError::Encode { table: "group_rows", message: e.to_string() })?,
+            rmp_serde::to_vec(&self.values).map_err(|source| StagingError::Encode { table: "group_rows", source })?,
         );
         Ok(out)
     }
 
     pub(crate) fn version_of(b: &[u8]) -> Result<i64> {
-        let head: [u8; 8] = b.get(..8).and_then(|h| h.try_into().ok()).ok_or_else(|| StagingError::Decode {
-            table: "rows",
-            message: format!("record of {} bytes is too short", b.len()),
-        })?;
+        let head: [u8; 8] = b
+            .get(..8)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(StagingError::Truncated { table: "group_rows", len: b.len() })?;
         Ok(i64::from_le_bytes(head))
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
         let version = Self::version_of(b)?;
-        let values = rmp_serde::from_slice(&b[8..])
-            .map_err(|e| StagingError::Decode { table: "rows", message: e.to_string() })?;
+        let values =
+            rmp_serde::from_slice(&b[8..]).map_err(|source| StagingError::Decode { table: "group_rows", source })?;
         Ok(StagedRow { version, values })
     }
 }
@@ -84,10 +83,10 @@ pub struct FactRow(pub Vec<Cell>);
 
 impl FactRow {
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
-        rmp_serde::to_vec(self).map_err(|e| StagingError::Encode { table: "facts", message: e.to_string() })
+        rmp_serde::to_vec(self).map_err(|source| StagingError::Encode { table: "facts", source })
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
-        rmp_serde::from_slice(b).map_err(|e| StagingError::Decode { table: "facts", message: e.to_string() })
+        rmp_serde::from_slice(b).map_err(|source| StagingError::Decode { table: "facts", source })
     }
 }

@@ -82,38 +82,65 @@ macro_rules! for_each_site_table {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum StagingError {
-    /// The redb file could not be opened (held by another ccmart process, or damaged).
-    #[error("cannot open staging store {path}: {message}. Is another ccmart running on the same data directory?")]
+    /// Another ccmart process holds the staging store of this data directory.
+    #[error("staging store {path} is in use: is another ccmart running on the same data directory?")]
+    Locked {
+        /// File path.
+        path: PathBuf,
+    },
+    /// The redb file could not be opened or created (damaged, or not a staging store).
+    #[error("cannot open staging store {path}")]
     Open {
         /// File path.
         path: PathBuf,
-        /// redb message.
-        message: String,
+        /// What redb said.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// The data directory (or a checkpoint file in it) could not be created, moved or read.
+    #[error("cannot use {path}")]
+    Io {
+        /// The directory or file.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
     },
     /// A storage operation failed.
-    #[error("staging store failed during {during}: {message}")]
+    #[error("staging store failed during {during}")]
     Storage {
         /// What was being done.
         during: &'static str,
-        /// redb message.
-        message: String,
+        /// What redb said.
+        #[source]
+        source: redb::Error,
     },
-    /// A stored record could not be decoded (written by an incompatible version).
-    #[error("staging record in {table} cannot be decoded: {message}")]
+    /// A stored record could not be decoded (written by an incompatible version, or damaged).
+    #[error("staging record in {table} cannot be decoded")]
     Decode {
         /// redb table.
         table: &'static str,
-        /// Decoder message.
-        message: String,
+        /// What the decoder said.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// A stored record is shorter than its fixed prefix (damaged).
+    #[error("staging record in {table} is {len} bytes, shorter than any record")]
+    Truncated {
+        /// redb table.
+        table: &'static str,
+        /// Its length.
+        len: usize,
     },
     /// A record could not be encoded; nothing of the batch was committed (an empty record is never stored in its
     /// place).
-    #[error("staging record for {table} cannot be encoded: {message}")]
+    #[error("staging record for {table} cannot be encoded")]
     Encode {
         /// redb table.
         table: &'static str,
-        /// Encoder message.
-        message: String,
+        /// What the encoder said.
+        #[source]
+        source: rmp_serde::encode::Error,
     },
     /// Two different natural keys hashed to the same surrogate key. Nothing of the batch was committed; the
     /// pipeline stops rather than merge two facts silently.
@@ -137,16 +164,37 @@ pub enum StagingError {
         #[source]
         source: GroupKeyError,
     },
+    /// The store (or a checkpoint) has another layout than this build's: written by another ccmart version.
+    /// Nothing was changed.
+    #[error(
+        "{path} holds staging format {found}; this ccmart reads format {FORMAT_VERSION}. Run the ccmart version that \
+         wrote it, or stop ccmart, move the data directory aside and start again: staging and the mart are rebuilt \
+         from the IDBs"
+    )]
+    Format {
+        /// The store or checkpoint file.
+        path: PathBuf,
+        /// The format it records.
+        found: String,
+    },
     /// Fault injection fired (tests only).
     #[error(transparent)]
     Injected(#[from] InjectedCrash),
 }
 
+/// The version of staging's on-disk layout (tables, keys, encodings; `docs/design.md`, "Format versions") this
+/// build reads and writes. It is recorded in the `settings` table when a store is created, checked when one is
+/// opened and when a checkpoint is imported; a change of layout raises it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `settings` key of [`FORMAT_VERSION`].
+const FORMAT_KEY: &str = "staging_format_version";
+
 /// Result alias of the staging store.
 pub type Result<T, E = StagingError> = std::result::Result<T, E>;
 
-fn storage<E: std::fmt::Display>(during: &'static str) -> impl Fn(E) -> StagingError {
-    move |e| StagingError::Storage { during, message: e.to_string() }
+fn storage<E: Into<redb::Error>>(during: &'static str) -> impl Fn(E) -> StagingError {
+    move |e| StagingError::Storage { during, source: e.into() }
 }
 
 /// Where extraction stands in one table of one IDB: both counters' high-water marks. Every row with a counter
@@ -331,10 +379,12 @@ impl Store {
 
     /// Opens (or creates) the store at `path` with a page cache of `cache_mb` MiB.
     pub fn open_with_cache(path: &Path, faults: FaultInjector, cache_mb: usize) -> Result<Self> {
-        let db = Database::builder()
-            .set_cache_size(cache_mb.max(1) * 1024 * 1024)
-            .create(path)
-            .map_err(|e| StagingError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+        let db = Database::builder().set_cache_size(cache_mb.max(1) * 1024 * 1024).create(path).map_err(|source| {
+            match source {
+                redb::DatabaseError::DatabaseAlreadyOpen => StagingError::Locked { path: path.to_path_buf() },
+                source => StagingError::Open { path: path.to_path_buf(), source },
+            }
+        })?;
         let tx = db.begin_write().map_err(storage("open"))?;
         {
             macro_rules! create {
@@ -344,6 +394,17 @@ impl Store {
             }
             for_each_resumable_table!(create, tx);
             for_each_site_table!(create, tx);
+            let mut settings = tx.open_table(records::SETTINGS).map_err(storage("open"))?;
+            let found = settings.get(FORMAT_KEY).map_err(storage("open"))?.map(|v| v.value().to_string());
+            match found {
+                // A new store, or one written before the format was recorded (the layout of format 1).
+                None => {
+                    settings.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_str()).map_err(storage("open"))?;
+                }
+                Some(v) if v == FORMAT_VERSION.to_string() => {}
+                // Dropping the transaction leaves the store as it was.
+                Some(found) => return Err(StagingError::Format { path: path.to_path_buf(), found }),
+            }
         }
         tx.commit().map_err(storage("open"))?;
         Ok(Store { db, faults })
@@ -424,7 +485,8 @@ impl Store {
                 dirty.insert(g.as_bytes(), ()).map_err(storage(during))?;
             }
             for q in &chunk.quarantined {
-                let bytes = rmp_serde::to_vec_named(q).map_err(storage(during))?;
+                let bytes = rmp_serde::to_vec_named(q)
+                    .map_err(|source| StagingError::Encode { table: "quarantine", source })?;
                 quarantine
                     .insert((chunk.idb, chunk.table, q.key.as_str()), bytes.as_slice())
                     .map_err(storage(during))?;
@@ -467,7 +529,7 @@ impl Store {
             let same = match stored {
                 Some(v) => {
                     rmp_serde::from_slice::<QuarantinedRow>(v.value())
-                        .map_err(|e| StagingError::Decode { table: "quarantine", message: e.to_string() })?
+                        .map_err(|source| StagingError::Decode { table: "quarantine", source })?
                         == q
                 }
                 None => false,
@@ -502,7 +564,7 @@ impl Store {
             let (_, v) = item.map_err(storage("read quarantine"))?;
             out.push(
                 rmp_serde::from_slice(v.value())
-                    .map_err(|e| StagingError::Decode { table: "quarantine", message: e.to_string() })?,
+                    .map_err(|source| StagingError::Decode { table: "quarantine", source })?,
             );
         }
         Ok(out)
@@ -618,7 +680,7 @@ impl Store {
                 let group = out.group.encode();
                 let old: Vec<FactAddress> = match group_facts.get(group.as_bytes()).map_err(storage(during))? {
                     Some(v) => rmp_serde::from_slice(v.value())
-                        .map_err(|e| StagingError::Decode { table: "group_facts", message: e.to_string() })?,
+                        .map_err(|source| StagingError::Decode { table: "group_facts", source })?,
                     None => Vec::new(),
                 };
                 let new_addrs: BTreeSet<(&str, &str, i64)> =
@@ -662,7 +724,8 @@ impl Store {
                     }
                 }
                 let addrs: Vec<&FactAddress> = out.facts.iter().map(|(a, _)| a).collect();
-                let bytes = rmp_serde::to_vec(&addrs).map_err(storage(during))?;
+                let bytes = rmp_serde::to_vec(&addrs)
+                    .map_err(|source| StagingError::Encode { table: "group_facts", source })?;
                 group_facts.insert(group.as_bytes(), bytes.as_slice()).map_err(storage(during))?;
                 for ((callid, agent, start), v) in &out.after_call_work {
                     let key = (callid.as_bytes(), *agent, *start);
@@ -737,7 +800,8 @@ impl Store {
         {
             let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
             let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
-            let bytes = rmp_serde::to_vec_named(snapshot).map_err(storage(during))?;
+            let bytes = rmp_serde::to_vec_named(snapshot)
+                .map_err(|source| StagingError::Encode { table: "catalog", source })?;
             cat.insert(snapshot.version, bytes.as_slice()).map_err(storage(during))?;
             for (t, d) in published {
                 parts.remove((t.as_str(), d.as_str())).map_err(storage(during))?;
@@ -760,7 +824,7 @@ impl Store {
             for item in cat.range(..latest.version).map_err(storage(during))? {
                 let (k, v) = item.map_err(storage(during))?;
                 let s: MartSnapshot = rmp_serde::from_slice(v.value())
-                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?;
+                    .map_err(|source| StagingError::Decode { table: "catalog", source })?;
                 if s.published_at < before {
                     old.push(k.value());
                 }
@@ -839,7 +903,7 @@ impl Store {
                     continue;
                 }
                 let addrs: Vec<FactAddress> = rmp_serde::from_slice(v.value())
-                    .map_err(|e| StagingError::Decode { table: "group_facts", message: e.to_string() })?;
+                    .map_err(|source| StagingError::Decode { table: "group_facts", source })?;
                 let old = !addrs.is_empty() && addrs.iter().all(|a| !a.day.is_empty() && a.day.as_str() < cutoff);
                 if old
                     && dirty.get(g.value()).map_err(storage(during))?.is_none()
@@ -949,8 +1013,7 @@ impl Store {
         for item in t.iter().map_err(storage("read catalog"))? {
             let (_, v) = item.map_err(storage("read catalog"))?;
             out.push(
-                rmp_serde::from_slice(v.value())
-                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?,
+                rmp_serde::from_slice(v.value()).map_err(|source| StagingError::Decode { table: "catalog", source })?,
             );
         }
         Ok(out)
@@ -963,8 +1026,7 @@ impl Store {
         let last = t.last().map_err(storage("read catalog"))?;
         let out = match last {
             Some((_, v)) => Some(
-                rmp_serde::from_slice(v.value())
-                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?,
+                rmp_serde::from_slice(v.value()).map_err(|source| StagingError::Decode { table: "catalog", source })?,
             ),
             None => None,
         };
@@ -977,8 +1039,7 @@ impl Store {
         let t = tx.open_table(CATALOG).map_err(storage("read catalog"))?;
         match t.get(version).map_err(storage("read catalog"))? {
             Some(v) => Ok(Some(
-                rmp_serde::from_slice(v.value())
-                    .map_err(|e| StagingError::Decode { table: "catalog", message: e.to_string() })?,
+                rmp_serde::from_slice(v.value()).map_err(|source| StagingError::Decode { table: "catalog", source })?,
             )),
             None => Ok(None),
         }
@@ -998,7 +1059,7 @@ impl Store {
         copy_resumable_tables(&src, &dst).map_err(storage(during))?;
         dst.commit().map_err(storage(during))?;
         drop(out);
-        std::fs::rename(&partial, path).map_err(storage(during))?;
+        std::fs::rename(&partial, path).map_err(|source| StagingError::Io { path: path.to_path_buf(), source })?;
         Ok(())
     }
 
@@ -1009,6 +1070,14 @@ impl Store {
         let during = "import staging checkpoint";
         let src_db = Database::open(path).map_err(storage(during))?;
         let src = src_db.begin_read().map_err(storage(during))?;
+        let found = match src.open_table(records::SETTINGS) {
+            Ok(t) => t.get(FORMAT_KEY).map_err(storage(during))?.map(|v| v.value().to_string()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(storage(during)(e)),
+        };
+        if let Some(found) = found.filter(|v| *v != FORMAT_VERSION.to_string()) {
+            return Err(StagingError::Format { path: path.to_path_buf(), found });
+        }
         let dst = self.db.begin_write().map_err(storage(during))?;
         clear_resumable_tables(&dst).map_err(storage(during))?;
         copy_resumable_tables(&src, &dst).map_err(storage(during))?;
@@ -1074,12 +1143,16 @@ fn copy_resumable_tables(src: &redb::ReadTransaction, dst: &redb::WriteTransacti
     macro_rules! copy {
         ($def:expr, $src:expr, $dst:expr) => {{
             let mut to = $dst.open_table($def)?;
-            // A table the source never created is empty.
-            if let Ok(from) = $src.open_table($def) {
-                for item in from.iter()? {
-                    let (k, v) = item?;
-                    to.insert(k.value(), v.value())?;
+            // A table the source never created is empty; any other failure to open it is an error.
+            match $src.open_table($def) {
+                Ok(from) => {
+                    for item in from.iter()? {
+                        let (k, v) = item?;
+                        to.insert(k.value(), v.value())?;
+                    }
                 }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }};
     }
@@ -1141,6 +1214,42 @@ mod tests {
             quarantined: Vec::new(),
             new_mark: mark,
         }
+    }
+
+    /// A store records its format when created; one recording another format (a newer or older ccmart) is refused
+    /// at open and as a checkpoint, naming both formats, and is left as it was.
+    #[test]
+    fn a_store_of_another_format_is_refused_and_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let format_of = |store: &Store| {
+            let tx = store.db.begin_read().unwrap();
+            let t = tx.open_table(records::SETTINGS).unwrap();
+            t.get(FORMAT_KEY).unwrap().map(|v| v.value().to_string())
+        };
+        let store = Store::open(&path, FaultInjector::disarmed()).unwrap();
+        assert_eq!(format_of(&store), Some(FORMAT_VERSION.to_string()));
+        let checkpoint = dir.path().join("c.redb");
+        {
+            let tx = store.db.begin_write().unwrap();
+            tx.open_table(records::SETTINGS).unwrap().insert(FORMAT_KEY, "99").unwrap();
+            tx.commit().unwrap();
+        }
+        store.write_checkpoint(&checkpoint).unwrap();
+        drop(store);
+        let e = Store::open(&path, FaultInjector::disarmed()).unwrap_err();
+        assert!(matches!(&e, StagingError::Format { found, .. } if found == "99"), "{e}");
+        assert!(e.to_string().contains("format 99") && e.to_string().contains(&format!("format {FORMAT_VERSION}")));
+        let other = Store::open(&dir.path().join("t.redb"), FaultInjector::disarmed()).unwrap();
+        other.commit_chunk(&chunk(vec![(1, 5)], 5)).unwrap();
+        let e = other.import_checkpoint(&checkpoint).unwrap_err();
+        assert!(matches!(e, StagingError::Format { .. }), "{e}");
+        assert_eq!(other.staged_row_count().unwrap(), 1, "nothing imported");
+        // Still format 99: the refused open changed nothing.
+        let db = Database::open(&path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let t = tx.open_table(records::SETTINGS).unwrap();
+        assert_eq!(t.get(FORMAT_KEY).unwrap().map(|v| v.value().to_string()), Some("99".into()));
     }
 
     #[test]

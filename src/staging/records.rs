@@ -59,11 +59,11 @@ pub struct SourceAuditEntry {
 }
 
 fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| StagingError::Decode { table, message: e.to_string() })
+    rmp_serde::from_slice(bytes).map_err(|source| StagingError::Decode { table, source })
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    rmp_serde::to_vec_named(v).map_err(|e| StagingError::Decode { table: "encode", message: e.to_string() })
+fn encode<T: Serialize>(table: &'static str, v: &T) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(v).map_err(|source| StagingError::Encode { table, source })
 }
 
 impl Store {
@@ -76,10 +76,15 @@ impl Store {
         let during = "reconcile settings";
         {
             let tx = self.db.begin_read().map_err(storage(during))?;
-            if let Ok(t) = tx.open_table(SETTINGS) {
-                if t.get(name).map_err(storage(during))?.is_some_and(|v| v.value() == fingerprint) {
-                    return Ok(0);
+            // A store from before fingerprints were kept has no settings table: its facts are recomputed.
+            match tx.open_table(SETTINGS) {
+                Ok(t) => {
+                    if t.get(name).map_err(storage(during))?.is_some_and(|v| v.value() == fingerprint) {
+                        return Ok(0);
+                    }
                 }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(storage(during)(e)),
             }
         }
         self.faults.step("commit settings fingerprint")?;
@@ -127,14 +132,14 @@ impl Store {
         {
             let mut t = tx.open_table(MERGE_STATE).map_err(storage(during))?;
             for (pair, s) in states {
-                let bytes = encode(s)?;
+                let bytes = encode("merge_state", s)?;
                 if t.get(pair.as_str()).map_err(storage(during))?.is_none_or(|v| v.value() != bytes.as_slice()) {
                     t.insert(pair.as_str(), bytes.as_slice()).map_err(storage(during))?;
                 }
             }
             let mut d = tx.open_table(MERGE_DECISIONS).map_err(storage(during))?;
             for (pair, slice, decision) in decisions {
-                let bytes = encode(decision)?;
+                let bytes = encode("merge_decisions", decision)?;
                 let key = (pair.as_str(), *slice);
                 if d.get(key).map_err(storage(during))?.is_none_or(|v| v.value() != bytes.as_slice()) {
                     d.insert(key, bytes.as_slice()).map_err(storage(during))?;
@@ -191,7 +196,7 @@ impl Store {
                     site: site.into(),
                     actor: actor.into(),
                 };
-                audit.insert(seq, encode(&entry)?.as_slice()).map_err(storage(during))?;
+                audit.insert(seq, encode("source_audit", &entry)?.as_slice()).map_err(storage(during))?;
             }
         }
         tx.commit().map_err(storage(during))?;
@@ -213,7 +218,7 @@ impl Store {
         let tx = self.db.begin_write().map_err(storage(during))?;
         tx.open_table(FENCE)
             .map_err(storage(during))?
-            .insert("fence", encode(fence)?.as_slice())
+            .insert("fence", encode("fence", fence)?.as_slice())
             .map_err(storage(during))?;
         tx.commit().map_err(storage(during))?;
         Ok(())
@@ -229,7 +234,7 @@ impl Store {
             for r in records {
                 seq += 1;
                 let r = MaintenanceRecord { seq, ..r.clone() };
-                t.insert(seq, encode(&r)?.as_slice()).map_err(storage(during))?;
+                t.insert(seq, encode("maintenance_runs", &r)?.as_slice()).map_err(storage(during))?;
             }
         }
         tx.commit().map_err(storage(during))?;

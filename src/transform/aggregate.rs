@@ -135,7 +135,7 @@ fn ratio(numerator: i64, denominator: i64, scale: f64) -> Cell {
 }
 
 fn col(t: &MartTable, name: &str) -> usize {
-    t.columns.iter().position(|(c, _)| *c == name).unwrap_or(usize::MAX)
+    t.index(name)
 }
 
 fn int_at(r: &FactRow, i: usize) -> Option<i64> {

@@ -24,6 +24,17 @@ pub struct MartTable {
     pub partitioned: bool,
 }
 
+impl MartTable {
+    /// Position of column `name`: a name the table lacks panics, so a misspelt name fails in every test that
+    /// uses it instead of reading nothing.
+    pub fn index(&self, name: &str) -> usize {
+        match self.columns.iter().position(|(c, _)| *c == name) {
+            Some(i) => i,
+            None => panic!("mart table {} has no column {name}", self.name),
+        }
+    }
+}
+
 use ColumnKind::{Float, Int, Text};
 
 /// One row per completed interaction.
