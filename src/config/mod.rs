@@ -101,20 +101,22 @@ where
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {message}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// Path.
         path: PathBuf,
-        /// OS message.
-        message: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
     },
     /// The TOML does not parse or has unknown/mistyped keys.
-    #[error("config file {path} is not valid: {message}")]
+    #[error("config file {path} is not valid")]
     Parse {
         /// Path.
         path: PathBuf,
-        /// toml message (with line and column).
-        message: String,
+        /// What the TOML parser said (with line and column).
+        #[source]
+        source: toml::de::Error,
     },
     /// A value is out of range or inconsistent.
     #[error("config key `{key}`: {message}")]
@@ -403,10 +405,9 @@ fn default_true() -> bool {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let mut cfg: Config =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         cfg.apply_env(|name| std::env::var(name).ok());
         cfg.validate()?;
         Ok(cfg)
@@ -784,7 +785,10 @@ impl Config {
                     };
                     return invalid(
                         &format!("{section}.{which}"),
-                        format!("{e}; give a PEM certificate chain in tls_cert and its private key in tls_key"),
+                        format!(
+                            "{}; give a PEM certificate chain in tls_cert and its private key in tls_key",
+                            crate::model::report(&e)
+                        ),
                     );
                 }
             }

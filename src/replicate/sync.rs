@@ -155,12 +155,13 @@ pub enum SyncError {
         message: String,
     },
     /// Local disk.
-    #[error("{path}: {message}")]
+    #[error("{}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// What happened.
-        message: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
     },
     /// Staging.
     #[error(transparent)]
@@ -462,7 +463,7 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 
 /// Puts back the local files an interrupted pass had set aside (their replacements were never verified).
 pub fn restore_set_aside(root: &Path) -> Result<usize, SyncError> {
-    let io = |path: &Path, e: std::io::Error| SyncError::Io { path: path.to_path_buf(), message: e.to_string() };
+    let io = |path: &Path, source: std::io::Error| SyncError::Io { path: path.to_path_buf(), source };
     let mut restored = 0;
     for rel in list_paths(root).map_err(|e| io(root, e))? {
         if let Some(original) = rel.strip_suffix(REPLACED) {
@@ -509,7 +510,7 @@ struct Installed {
 fn install(downloads: &[Download]) -> Result<Vec<Installed>, SyncError> {
     let mut done = Vec::with_capacity(downloads.len());
     for d in downloads {
-        let io = |e: std::io::Error| SyncError::Io { path: d.target.clone(), message: e.to_string() };
+        let io = |source: std::io::Error| SyncError::Io { path: d.target.clone(), source };
         let step = (|| {
             if let Some(dir) = d.target.parent() {
                 std::fs::create_dir_all(dir).map_err(io)?;
@@ -562,7 +563,7 @@ pub async fn pull_with(
     cache: &HashCache,
     options: &PullOptions,
 ) -> Result<SyncReport, SyncError> {
-    let io_err = |path: &Path, e: std::io::Error| SyncError::Io { path: path.to_path_buf(), message: e.to_string() };
+    let io_err = |path: &Path, source: std::io::Error| SyncError::Io { path: path.to_path_buf(), source };
     let mart_root = &mart_root.canonicalize().map_err(|e| io_err(mart_root, e))?;
     let client = PeerClient::new(peer, client::REPLICATION_TIMEOUT)?;
     restore_set_aside(mart_root)?;
@@ -618,7 +619,7 @@ pub async fn pull_with(
         let (client, received, progress) = (&client, &received, &shared_progress);
         async move {
             let (f, target) = (&d.file, &d.incoming);
-            let io = |e: std::io::Error| SyncError::Io { path: target.clone(), message: e.to_string() };
+            let io = |source: std::io::Error| SyncError::Io { path: target.clone(), source };
             if let Some(dir) = target.parent() {
                 tokio::fs::create_dir_all(dir).await.map_err(io)?;
             }
@@ -727,17 +728,17 @@ fn same_content(cache: &HashCache, f: &ManifestFile, path: &Path) -> Result<bool
     match cache.hash(path) {
         Ok((size, hash)) => Ok(size == f.size && hash == f.blake3),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(SyncError::Io { path: path.to_path_buf(), message: e.to_string() }),
+        Err(source) => Err(SyncError::Io { path: path.to_path_buf(), source }),
     }
 }
 
 /// Empties [`INCOMING_DIR`] of half downloads and of files this pass does not bring.
 fn clean_incoming(incoming: &Path, planned: &[Download]) -> Result<(), SyncError> {
     let keep: HashSet<&Path> = planned.iter().map(|d| d.incoming.as_path()).collect();
-    for rel in list_paths(incoming).map_err(|e| SyncError::Io { path: incoming.into(), message: e.to_string() })? {
+    for rel in list_paths(incoming).map_err(|source| SyncError::Io { path: incoming.into(), source })? {
         let path = incoming.join(&rel);
         if !keep.contains(path.as_path()) {
-            std::fs::remove_file(&path).map_err(|e| SyncError::Io { path, message: e.to_string() })?;
+            std::fs::remove_file(&path).map_err(|source| SyncError::Io { path, source })?;
         }
     }
     Ok(())
@@ -759,7 +760,7 @@ async fn mirror_maintenance(
     let Some(newest) = manifest.versions.last() else { return Ok(()) };
     let forget: Vec<u64> =
         store.snapshots()?.into_iter().filter(|s| !manifest.versions.contains(s)).map(|s| s.version).collect();
-    let local = list_paths(root).map_err(|e| SyncError::Io { path: root.into(), message: e.to_string() })?;
+    let local = list_paths(root).map_err(|source| SyncError::Io { path: root.into(), source })?;
     let mut candidates = unlisted(manifest, &local, &HashSet::new());
     if forget.is_empty() && candidates.is_empty() {
         return Ok(());
@@ -776,7 +777,7 @@ async fn mirror_maintenance(
     candidates.retain(|p| !protected.contains(p));
     for rel in candidates {
         let path = local_path(root, &rel)?;
-        std::fs::remove_file(&path).map_err(|e| SyncError::Io { path: path.clone(), message: e.to_string() })?;
+        std::fs::remove_file(&path).map_err(|source| SyncError::Io { path: path.clone(), source })?;
         report.files_removed += 1;
     }
     Ok(())
@@ -784,10 +785,10 @@ async fn mirror_maintenance(
 
 /// Deletes the half-downloaded files (`.partial`) under `root`.
 fn remove_partials(root: &Path) -> Result<(), SyncError> {
-    for rel in list_paths(root).map_err(|e| SyncError::Io { path: root.into(), message: e.to_string() })? {
+    for rel in list_paths(root).map_err(|source| SyncError::Io { path: root.into(), source })? {
         if rel.ends_with(PARTIAL) {
             let path = root.join(&rel);
-            std::fs::remove_file(&path).map_err(|e| SyncError::Io { path, message: e.to_string() })?;
+            std::fs::remove_file(&path).map_err(|source| SyncError::Io { path, source })?;
         }
     }
     Ok(())

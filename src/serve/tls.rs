@@ -14,45 +14,56 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// Why the TLS configuration cannot be used.
 #[derive(Debug, Error)]
 pub enum TlsError {
-    /// A PEM file cannot be read or holds nothing usable.
-    #[error("{what} {path}: {message}")]
+    /// A PEM file cannot be read or does not parse.
+    #[error("{what} {path}")]
     Pem {
         /// `certificate` or `private key`.
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What the PEM reader said.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("certificate {path}: no CERTIFICATE block in the file")]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
     },
     /// rustls refused the pair (e.g. the key does not match the certificate).
-    #[error("TLS configuration from {cert} and {key}: {message}")]
+    #[error("TLS configuration from {cert} and {key}")]
     Config {
         /// Certificate file.
         cert: PathBuf,
         /// Key file.
         key: PathBuf,
         /// rustls's reason.
-        message: String,
+        #[source]
+        source: rustls::Error,
     },
 }
 
 /// Reads a certificate chain and its private key (PKCS#8, PKCS#1 or SEC1) from PEM files.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let pem = |what: &'static str, path: &Path, message: String| TlsError::Pem { what, path: path.into(), message };
+    let pem = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Pem { what, path, source }
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem("certificate", cert, e.to_string()))?
+        .map_err(pem("certificate", cert))?
         .collect::<Result<_, _>>()
-        .map_err(|e| pem("certificate", cert, e.to_string()))?;
+        .map_err(pem("certificate", cert))?;
     if certs.is_empty() {
-        return Err(pem("certificate", cert, "no CERTIFICATE block in the file".into()));
+        return Err(TlsError::NoCertificate { path: cert.into() });
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| pem("private key", key, e.to_string()))?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(pem("private key", key))?;
     // Several crypto providers are compiled in (through dependencies); name one instead of relying on a default.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, private))
-        .map_err(|e| TlsError::Config { cert: cert.into(), key: key.into(), message: e.to_string() })?;
+        .map_err(|source| TlsError::Config { cert: cert.into(), key: key.into(), source })?;
     let mut config = config;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
