@@ -145,7 +145,7 @@ impl IdbState {
     fn failed(&mut self, e: &SourceError, now: i64, max_backoff: Duration) {
         let h = &mut self.health;
         h.reachable = false;
-        h.last_error = Some(e.to_string());
+        h.last_error = Some(crate::model::report(e));
         h.failing_since.get_or_insert(now);
         let wait = self.backoff.min(max_backoff);
         self.retry_at = Some(Instant::now() + wait);
@@ -259,7 +259,7 @@ pub async fn extract_idb(
     match failure {
         Some((_, TableError::Staging(e))) => return Err(e.into()),
         Some((table, TableError::Source(e))) => {
-            tracing::warn!(idb = idb.name(), table, error = %e, "IDB read failed; will retry");
+            tracing::warn!(idb = idb.name(), table, error = %crate::model::report(&e), "IDB read failed; will retry");
             state.failed(&e, now, settings.max_backoff);
             report.skipped = true;
             return Ok(report);
@@ -267,12 +267,12 @@ pub async fn extract_idb(
         None => {}
     }
     for (table, e) in &unreadable {
-        let message = e.to_string();
+        let message = crate::model::report(e);
         if state.health.unreadable_tables.get(table) != Some(&message) {
             tracing::warn!(idb = idb.name(), table, error = %message, "IDB table not extracted; the others go on");
         }
     }
-    state.health.unreadable_tables = unreadable.iter().map(|(t, e)| (t.clone(), e.to_string())).collect();
+    state.health.unreadable_tables = unreadable.iter().map(|(t, e)| (t.clone(), crate::model::report(e))).collect();
     // A data table whose query failed may just be late (a lock, a timeout): its rows must not be claimed by a
     // heartbeat. A table that does not match the contract is not read until the IDB is fixed; waiting for it
     // would hold the whole pair back, so it does not stop the heartbeat.

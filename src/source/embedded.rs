@@ -2,7 +2,7 @@
 //! The demo and unit tests use it so they need no database server; it is never used for production data.
 
 use super::contract::TableSpec;
-use super::{Counter, IdbWrite, RowNumbering, SourceError, TextRow, WriteKind};
+use super::{Counter, IdbWrite, RowNumbering, SourceError, TextRow, Unreachable, WriteKind};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -185,10 +185,7 @@ impl EmbeddedIdb {
     ) -> Result<Vec<TextRow>, SourceError> {
         let st = self.lock();
         if !st.reachable {
-            return Err(SourceError::Unreachable {
-                idb: self.name.to_string(),
-                message: "the simulated network cannot reach it".into(),
-            });
+            return Err(SourceError::Unreachable { idb: self.name.to_string(), source: Unreachable::Simulated });
         }
         let Some(t) = st.tables.get(spec.name) else {
             return Ok(Vec::new());
@@ -211,10 +208,7 @@ impl EmbeddedIdb {
     pub fn head(&self, spec: &TableSpec, counter: Counter) -> Result<Option<i64>, SourceError> {
         let st = self.lock();
         if !st.reachable {
-            return Err(SourceError::Unreachable {
-                idb: self.name.to_string(),
-                message: "the simulated network cannot reach it".into(),
-            });
+            return Err(SourceError::Unreachable { idb: self.name.to_string(), source: Unreachable::Simulated });
         }
         let Some(t) = st.tables.get(spec.name) else { return Ok(None) };
         let index = match counter {

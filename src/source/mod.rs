@@ -88,22 +88,37 @@ pub struct IdbWrite {
 #[non_exhaustive]
 pub enum SourceError {
     /// The IDB could not be reached; extraction retries with backoff.
-    #[error("IDB '{idb}' is unreachable: {message}. Check that the database is up and the URL in the config is right; ccmart keeps retrying")]
+    #[error("IDB '{idb}' is unreachable (check that the database is up and the URL in the config is right; ccmart keeps retrying)")]
     Unreachable {
         /// IDB name from the config.
         idb: String,
-        /// Driver message.
-        message: String,
+        /// Why.
+        #[source]
+        source: Unreachable,
     },
     /// A query against the IDB failed (missing table or column, permissions).
-    #[error("reading {table} from IDB '{idb}' failed: {message}. Compare the IDB with data/idb/icon_idb.sql")]
+    #[error("reading {table} from IDB '{idb}' failed (compare the IDB with data/idb/icon_idb.sql)")]
     Query {
         /// IDB name from the config.
         idb: String,
         /// Table being read.
         table: String,
-        /// Driver message.
-        message: String,
+        /// What the server said.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The IDB answered a value ccmart cannot read where the query guarantees one (e.g. `max(GSYS_SEQ)` that is
+    /// not an integer).
+    #[error("reading {table} from IDB '{idb}': {what} is '{value}', not an integer")]
+    BadValue {
+        /// IDB name from the config.
+        idb: String,
+        /// Table being read.
+        table: String,
+        /// What was read.
+        what: String,
+        /// The value.
+        value: String,
     },
     /// A table of the IDB does not match the contract: the table is missing, or a column that is not optional is
     /// missing or has another type. That table is not extracted (the others are) until the IDB is fixed.
@@ -117,13 +132,37 @@ pub enum SourceError {
         problems: String,
     },
     /// Writing (simulator) into the IDB failed.
-    #[error("writing into IDB '{idb}' failed: {message}")]
+    #[error("writing into IDB '{idb}' failed")]
     Write {
         /// IDB name.
         idb: String,
-        /// Driver message.
-        message: String,
+        /// What the server said.
+        #[source]
+        source: tokio_postgres::Error,
     },
+}
+
+/// Why an IDB could not be reached.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Unreachable {
+    /// The driver could not connect, or the connection broke.
+    #[error(transparent)]
+    Driver(#[from] tokio_postgres::Error),
+    /// No answer within the time limit.
+    #[error("{what} took longer than {secs}s")]
+    Timeout {
+        /// What was being done.
+        what: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The connection is gone and was not made again yet.
+    #[error("not connected")]
+    NotConnected,
+    /// The simulator's network fault cuts this appliance off from the IDB.
+    #[error("the simulated network cannot reach it")]
+    Simulated,
 }
 
 impl SourceError {

@@ -5,7 +5,7 @@
 use super::contract::TableSpec;
 use super::dictionary::{self, CodeDictionaryCheck};
 use super::schema_check::{self, SchemaReport};
-use super::{Counter, IdbWrite, Result, RowNumbering, SourceError, TextRow, WriteKind};
+use super::{Counter, IdbWrite, Result, RowNumbering, SourceError, TextRow, Unreachable, WriteKind};
 use futures::SinkExt;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,11 +30,11 @@ pub struct PostgresIdb {
 }
 
 async fn connect(name: &str, url: &str) -> Result<Client> {
-    let unreachable = |message: String| SourceError::Unreachable { idb: name.to_string(), message };
+    let unreachable = |source: Unreachable| SourceError::Unreachable { idb: name.to_string(), source };
     let (client, connection) = tokio::time::timeout(DEFAULT_IO_TIMEOUT, tokio_postgres::connect(url, NoTls))
         .await
-        .map_err(|_| unreachable(format!("no connection within {}s", DEFAULT_IO_TIMEOUT.as_secs())))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|_| unreachable(timeout("connecting")))?
+        .map_err(|e| unreachable(Unreachable::Driver(e)))?;
     let idb = name.to_string();
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -84,7 +84,7 @@ impl PostgresIdb {
         }
         guard
             .as_ref()
-            .ok_or_else(|| SourceError::Unreachable { idb: self.name.to_string(), message: "not connected".into() })
+            .ok_or_else(|| SourceError::Unreachable { idb: self.name.to_string(), source: Unreachable::NotConnected })
     }
 
     /// Runs the schema check on `client`, logs what is wrong and keeps the result for the reads that follow.
@@ -94,14 +94,14 @@ impl PostgresIdb {
             Err(_) => {
                 return Err(SourceError::Unreachable {
                     idb: self.name.to_string(),
-                    message: format!("reading information_schema took longer than {}s", DEFAULT_IO_TIMEOUT.as_secs()),
+                    source: timeout("reading information_schema"),
                 })
             }
             Ok(Err(e)) => {
                 return Err(SourceError::Query {
                     idb: self.name.to_string(),
                     table: "information_schema.columns".into(),
-                    message: db_message(&e),
+                    source: e,
                 })
             }
             Ok(Ok(m)) => m,
@@ -152,15 +152,12 @@ impl PostgresIdb {
                     .collect();
                 Ok(CodeDictionaryCheck::from_rows(&rows))
             }
-            Ok(Err(e)) => Err(SourceError::Query {
-                idb: self.name.to_string(),
-                table: "G_DICTIONARY".into(),
-                message: db_message(&e),
-            }),
-            Err(_) => Err(SourceError::Unreachable {
-                idb: self.name.to_string(),
-                message: format!("reading G_DICTIONARY took longer than {}s", DEFAULT_IO_TIMEOUT.as_secs()),
-            }),
+            Ok(Err(e)) => {
+                Err(SourceError::Query { idb: self.name.to_string(), table: "G_DICTIONARY".into(), source: e })
+            }
+            Err(_) => {
+                Err(SourceError::Unreachable { idb: self.name.to_string(), source: timeout("reading G_DICTIONARY") })
+            }
         }
     }
 
@@ -210,10 +207,11 @@ impl PostgresIdb {
         let value = rows.into_iter().next().and_then(|r| r.into_iter().next().flatten());
         value
             .map(|v| {
-                v.trim().parse::<i64>().map_err(|_| SourceError::Query {
+                v.trim().parse::<i64>().map_err(|_| SourceError::BadValue {
                     idb: self.name.to_string(),
                     table: spec.name.to_string(),
-                    message: format!("max({}) is '{v}', not an integer", counter.column()),
+                    what: format!("max({})", counter.column()),
+                    value: v.clone(),
                 })
             })
             .transpose()
@@ -238,20 +236,19 @@ impl PostgresIdb {
                 *guard = None;
                 return Err(SourceError::Unreachable {
                     idb: self.name.to_string(),
-                    message: format!("reading {table} took longer than {}s", DEFAULT_IO_TIMEOUT.as_secs()),
+                    source: timeout(&format!("reading {table}")),
                 });
             }
             Ok(Err(e)) => {
                 let closed = client.is_closed() || e.is_closed();
                 if closed {
                     *guard = None;
-                    return Err(SourceError::Unreachable { idb: self.name.to_string(), message: e.to_string() });
+                    return Err(SourceError::Unreachable {
+                        idb: self.name.to_string(),
+                        source: Unreachable::Driver(e),
+                    });
                 }
-                return Err(SourceError::Query {
-                    idb: self.name.to_string(),
-                    table: table.to_string(),
-                    message: db_message(&e),
-                });
+                return Err(SourceError::Query { idb: self.name.to_string(), table: table.to_string(), source: e });
             }
             Ok(Ok(m)) => m,
         };
@@ -265,11 +262,9 @@ impl PostgresIdb {
     }
 }
 
-fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => e.to_string(),
-    }
+/// The IDB did not answer `what` within [`DEFAULT_IO_TIMEOUT`].
+fn timeout(what: &str) -> Unreachable {
+    Unreachable::Timeout { what: what.to_string(), secs: DEFAULT_IO_TIMEOUT.as_secs() }
 }
 
 /// The simulated collector's counter: one `G_PROV_CONTROL` row (domain 0, provider tag 0) whose `SEQCOUNTER` and
@@ -303,8 +298,7 @@ impl PostgresWriter {
     /// Connects, creates the IDB schema if missing and resumes the IDB's counter.
     pub async fn connect(name: &str, url: &str, numbering: RowNumbering) -> Result<Self> {
         let client = connect(name, url).await?;
-        let write_err =
-            |e: tokio_postgres::Error| SourceError::Write { idb: name.to_string(), message: db_message(&e) };
+        let write_err = |source: tokio_postgres::Error| SourceError::Write { idb: name.to_string(), source };
         client.batch_execute(IDB_DDL).await.map_err(write_err)?;
         let rows = client.query(PROV_CONTROL_READ, &[]).await.map_err(write_err)?;
         let counter = rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0);
@@ -344,8 +338,7 @@ impl PostgresWriter {
                 }
             }
         }
-        let write_err =
-            |e: tokio_postgres::Error| SourceError::Write { idb: self.name.clone(), message: db_message(&e) };
+        let write_err = |source: tokio_postgres::Error| SourceError::Write { idb: self.name.clone(), source };
         let tx = self.client.transaction().await.map_err(write_err)?;
         // Group inserts by (table, column set) so each group is one COPY.
         let mut groups: BTreeMap<(&'static str, Vec<&'static str>), Vec<&PendingInsert>> = BTreeMap::new();
