@@ -43,6 +43,9 @@ pub const INCOMING_DIR: &str = "_ccmart_incoming";
 /// Suffix of a half-downloaded file.
 const PARTIAL: &str = ".partial";
 
+/// Numbers the replication passes of this process (see the names of half downloads in [`pull_with`]).
+static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Suffix of a local file set aside while its replacement is verified (put back if the verification fails).
 const REPLACED: &str = ".ccmart-replaced";
 
@@ -614,6 +617,9 @@ pub async fn pull_with(
     let started = std::time::Instant::now();
     let received = std::sync::atomic::AtomicU64::new(0);
     let shared_progress = Mutex::new(progress.as_mut());
+    // Half downloads are named per pass: a download dropped with an earlier failed pass may still have a file
+    // operation in flight on a blocking thread, and must not touch this pass's file of the same path.
+    let pass = PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Several files at once: per-file costs (a request, an fsync) overlap instead of adding up.
     let fetch_one = |d: Download| {
         let (client, received, progress) = (&client, &received, &shared_progress);
@@ -623,7 +629,7 @@ pub async fn pull_with(
             if let Some(dir) = target.parent() {
                 tokio::fs::create_dir_all(dir).await.map_err(io)?;
             }
-            let partial = PathBuf::from(format!("{}{PARTIAL}", target.display()));
+            let partial = PathBuf::from(format!("{}.{pass}{PARTIAL}", target.display()));
             // Never more than announced on disk: the client refuses the chunk that would pass it.
             let file_error = |e: PeerError| match e {
                 PeerError::TooLarge { .. } => SyncError::TooLarge { path: f.path.clone(), announced: f.size },
@@ -677,7 +683,10 @@ pub async fn pull_with(
     if let Some(e) = failed {
         // The downloads still in flight were dropped: leave no half file behind (the verified ones wait in
         // INCOMING_DIR for the next pass).
-        remove_partials(&incoming)?;
+        // What failed is the error to report; a clean-up that fails too is logged (the next pass cleans again).
+        if let Err(cleanup) = remove_partials(&incoming) {
+            tracing::warn!(error = %crate::model::report(&cleanup), "cannot remove half downloads; the next pass does");
+        }
         return Err(e);
     }
     // Every file is downloaded and verified. They enter the mart together, and stay only if the versions verify.
@@ -788,7 +797,12 @@ fn remove_partials(root: &Path) -> Result<(), SyncError> {
     for rel in list_paths(root).map_err(|source| SyncError::Io { path: root.into(), source })? {
         if rel.ends_with(PARTIAL) {
             let path = root.join(&rel);
-            std::fs::remove_file(&path).map_err(|source| SyncError::Io { path, source })?;
+            match std::fs::remove_file(&path) {
+                // A dropped download's own clean-up (run on a blocking thread) may remove it first: gone is the
+                // point.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => r.map_err(|source| SyncError::Io { path, source })?,
+            }
         }
     }
     Ok(())
