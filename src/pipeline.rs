@@ -151,7 +151,7 @@ impl Appliance {
             } else {
                 Idb::Postgres(PostgresIdb::new(&c.name, &c.url))
             };
-            sources.push((idb, IdbState::new(&c.name)));
+            sources.push((idb, IdbState::new(&c.name, clock.clone())));
         }
         let members: Vec<PairMember> = config
             .idbs

@@ -15,6 +15,7 @@
 //! same table with a larger counter was visible (docs/idb-contract.md explains the choice). An embedded IDB
 //! applies writes in counter order under one lock, so its mark follows the last counter read.
 
+use crate::clock::Clock;
 pub use crate::model::status::IdbHealth;
 use crate::model::GroupKey;
 use crate::source::contract::{
@@ -130,16 +131,24 @@ pub fn settled_mark(stored: i64, covered: i64, settled: Option<i64>) -> i64 {
 pub struct IdbState {
     /// What the status shows.
     pub health: IdbHealth,
-    retry_at: Option<Instant>,
+    /// When the next attempt may be made ([`Clock::elapsed`]).
+    retry_at: Option<Duration>,
+    clock: Clock,
     backoff: Duration,
     /// Per (table, counter): when the settling mark may pass which counter values.
     settling: BTreeMap<(&'static str, Counter), Settling>,
 }
 
 impl IdbState {
-    /// Fresh state of an IDB not tried yet.
-    pub fn new(idb: &str) -> Self {
-        IdbState { health: IdbHealth::new(idb), retry_at: None, backoff: INITIAL_BACKOFF, settling: BTreeMap::new() }
+    /// Fresh state of an IDB not tried yet; retries are timed on `clock`.
+    pub fn new(idb: &str, clock: Clock) -> Self {
+        IdbState {
+            health: IdbHealth::new(idb),
+            retry_at: None,
+            clock,
+            backoff: INITIAL_BACKOFF,
+            settling: BTreeMap::new(),
+        }
     }
 
     fn failed(&mut self, e: &SourceError, now: i64, max_backoff: Duration) {
@@ -148,7 +157,7 @@ impl IdbState {
         h.last_error = Some(crate::model::report(e));
         h.failing_since.get_or_insert(now);
         let wait = self.backoff.min(max_backoff);
-        self.retry_at = Some(Instant::now() + wait);
+        self.retry_at = Some(self.clock.elapsed() + wait);
         self.backoff = (self.backoff * 2).min(max_backoff.max(INITIAL_BACKOFF));
     }
 
@@ -194,11 +203,11 @@ pub async fn extract_idb(
     state: &mut IdbState,
 ) -> Result<ExtractReport, ExtractError> {
     let mut report = ExtractReport::default();
-    if state.retry_at.is_some_and(|t| Instant::now() < t) {
+    if state.retry_at.is_some_and(|t| state.clock.elapsed() < t) {
         report.skipped = true;
         return Ok(report);
     }
-    let now = chrono::Utc::now().timestamp();
+    let now = state.clock.now();
     let pass = Pass {
         store,
         idb,

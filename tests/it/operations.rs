@@ -176,3 +176,31 @@ async fn demo_command_serves_sql_over_http() {
     let printed = printed.lock().unwrap().clone();
     assert!(printed.contains(&example), "ready-to-paste examples: {printed}");
 }
+
+/// An IDB that fails is retried after its backoff as the appliance's clock measures it: not before (the cycle
+/// skips it), and at the first cycle after — no test sleeps through a backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_idb_is_retried_after_its_backoff_on_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(46);
+    let cfg = embedded_config(dir.path(), settings.clone());
+    let clock = ccmart::clock::Clock::manual(T0 + 7200);
+    let mut app = Appliance::open_with_clock(cfg.clone(), FaultInjector::disarmed(), clock.clone()).await.unwrap();
+    let mut d = SimulationDriver::new(&cfg, Simulator::new(settings, T0), app.embedded_idbs()).await.unwrap();
+    d.advance(T0, T0 + 600, 300).await.unwrap();
+    let (name, idb) = app.embedded_idbs()[0].clone();
+    let health = |app: &Appliance| {
+        let h = app.status().get().idbs.into_iter().find(|i| i.idb == name).expect("the IDB is in the status");
+        (h.reachable, h.rows_staged)
+    };
+    idb.set_reachable(false);
+    app.cycle().await.unwrap();
+    assert_eq!(health(&app), (false, 0), "the failure is recorded");
+    idb.set_reachable(true);
+    app.cycle().await.unwrap();
+    assert_eq!(health(&app), (false, 0), "within its backoff the IDB is not tried again");
+    clock.advance(ccmart::extract::INITIAL_BACKOFF);
+    app.cycle().await.unwrap();
+    let (reachable, staged) = health(&app);
+    assert!(reachable && staged > 0, "tried again once the backoff has passed: {reachable} {staged}");
+}
