@@ -121,8 +121,8 @@ pub async fn check_idb(config: &Path) -> Result<()> {
 /// `ccmart check-config`.
 pub fn check_config(config: &Path) -> Result<()> {
     let cfg = Config::load(config)?;
-    for (name, key) in ccmart::config::ENV_OVERRIDES.iter().filter(|(name, _)| std::env::var_os(name).is_some()) {
-        println!("# {key} from the environment ({name})");
+    for o in ccmart::config::ENV_OVERRIDES.iter().filter(|o| std::env::var_os(o.var).is_some()) {
+        println!("# {} from the environment ({})", o.key, o.var);
     }
     for w in cfg.warnings() {
         println!("# warning: {w}");

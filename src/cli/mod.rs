@@ -124,9 +124,7 @@ pub fn parse_day(text: &str) -> Result<String, String> {
 /// `--url`, `--peer`, `--from`, `--to` of the remote commands: an http:// or https:// base URL, checked when the
 /// command line is parsed.
 pub fn parse_url(text: &str) -> Result<String, String> {
-    let u = url::Url::parse(text).map_err(|e| format!("'{text}' is not a URL: {e}"))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
-        return Err(format!("'{text}': use http://HOST:PORT or https://HOST:PORT"));
-    }
+    client::check_base(text.trim_end_matches('/'))
+        .map_err(|e| format!("{e}; use http://HOST:PORT or https://HOST:PORT"))?;
     Ok(text.to_string())
 }

@@ -359,16 +359,47 @@ pub const TOKEN_ROLES: &[&str] = &["reader", "operator", "peer"];
 /// Environment variables that override a config key, for operators who configure services through the
 /// environment (systemd `Environment=`, containers): applied after the file is read, before it is validated.
 /// `check-config` prints the ones in force.
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("CCMART_SITE", "appliance.site"),
-    ("CCMART_DATA_DIR", "appliance.data_dir"),
-    ("CCMART_LISTEN", "appliance.listen"),
-    ("CCMART_METRICS_LISTEN", "appliance.metrics_listen"),
-    ("CCMART_PGWIRE_LISTEN", "pgwire.listen"),
-    ("CCMART_PEER_URL", "replication.peer_url"),
-    ("CCMART_PEER_SITE", "replication.peer_site"),
-    ("CCMART_PEER_TOKEN", "replication.peer_token"),
+pub const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride { var: "CCMART_SITE", key: "appliance.site", set: |c, v| c.appliance.site = v },
+    EnvOverride { var: "CCMART_DATA_DIR", key: "appliance.data_dir", set: |c, v| c.appliance.data_dir = v.into() },
+    EnvOverride { var: "CCMART_LISTEN", key: "appliance.listen", set: |c, v| c.appliance.listen = v },
+    EnvOverride {
+        var: "CCMART_METRICS_LISTEN",
+        key: "appliance.metrics_listen",
+        set: |c, v| c.appliance.metrics_listen = v,
+    },
+    EnvOverride { var: "CCMART_PGWIRE_LISTEN", key: "pgwire.listen", set: |c, v| c.pgwire.listen = v },
+    EnvOverride {
+        var: "CCMART_PEER_URL",
+        key: "replication.peer_url",
+        set: |c, v| c.replication.peer_url = optional(v),
+    },
+    EnvOverride {
+        var: "CCMART_PEER_SITE",
+        key: "replication.peer_site",
+        set: |c, v| c.replication.peer_site = optional(v),
+    },
+    EnvOverride {
+        var: "CCMART_PEER_TOKEN",
+        key: "replication.peer_token",
+        set: |c, v| c.replication.peer_token = optional(v),
+    },
 ];
+
+/// One environment variable of [`ENV_OVERRIDES`]: the key it overrides and how it is set, side by side.
+pub struct EnvOverride {
+    /// The variable.
+    pub var: &'static str,
+    /// The dotted config key it overrides.
+    pub key: &'static str,
+    /// Sets the key to the variable's value.
+    pub set: fn(&mut Config, String),
+}
+
+/// An optional key from the environment: empty clears it.
+fn optional(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
 
 impl IdbConfig {
     /// True for an in-process simulated IDB.
@@ -414,26 +445,16 @@ impl Config {
     }
 
     /// Sets the keys of [`ENV_OVERRIDES`] whose variable `var` returns (the file's value otherwise), and returns
-    /// the (variable, key) pairs applied. An empty value clears an optional key and empties a text one (an
+    /// the overrides applied. An empty value clears an optional key and empties a text one (an
     /// empty `metrics_listen` or `pgwire.listen` disables that listener). [`Self::load`] applies the process
     /// environment before validating, so a bad value is refused naming the key.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, &'static str)> {
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Vec<&'static EnvOverride> {
         let mut applied = Vec::new();
-        for &(name, key) in ENV_OVERRIDES {
-            let Some(value) = var(name) else { continue };
-            let optional = |v: &str| (!v.is_empty()).then(|| v.to_string());
-            match key {
-                "appliance.site" => self.appliance.site = value,
-                "appliance.data_dir" => self.appliance.data_dir = PathBuf::from(value),
-                "appliance.listen" => self.appliance.listen = value,
-                "appliance.metrics_listen" => self.appliance.metrics_listen = value,
-                "pgwire.listen" => self.pgwire.listen = value,
-                "replication.peer_url" => self.replication.peer_url = optional(&value),
-                "replication.peer_site" => self.replication.peer_site = optional(&value),
-                "replication.peer_token" => self.replication.peer_token = optional(&value),
-                _ => unreachable!("ENV_OVERRIDES names a key apply_env does not set: {key}"),
+        for o in ENV_OVERRIDES {
+            if let Some(value) = var(o.var) {
+                (o.set)(self, value);
+                applied.push(o);
             }
-            applied.push((name, key));
         }
         applied
     }

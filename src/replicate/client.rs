@@ -225,8 +225,9 @@ pub fn status_text(status: &u16) -> String {
     reqwest::StatusCode::from_u16(*status).map_or_else(|_| status.to_string(), |s| s.to_string())
 }
 
-/// The first [`SHOWN_BODY_CHARS`] characters of `s`, with `…` when it was longer.
-fn shown(s: &str) -> String {
+/// The first [`SHOWN_BODY_CHARS`] characters of a peer-supplied string, with `…` when it was longer: what a
+/// message shows of it.
+pub(crate) fn shown(s: &str) -> String {
     let mut out: String = s.chars().take(SHOWN_BODY_CHARS).collect();
     if out.len() < s.len() {
         out.push('…');
@@ -470,8 +471,8 @@ impl PeerBody {
     }
 }
 
-/// Refuses a base URL a path cannot be appended to.
-fn check_base(base: &str) -> Result<(), PeerError> {
+/// Refuses a base URL a path cannot be appended to (also what the command line checks `--url` with).
+pub fn check_base(base: &str) -> Result<(), PeerError> {
     let bad = |reason: &str| PeerError::BadUrl { url: base.to_string(), reason: reason.to_string() };
     let u = url::Url::parse(base).map_err(|e| bad(&e.to_string()))?;
     if !matches!(u.scheme(), "http" | "https") {

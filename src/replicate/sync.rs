@@ -20,7 +20,7 @@
 //! - the peer's maintenance is mirrored (versions forgotten, files deleted) only after that, and a file is deleted
 //!   only when no version still served here reads it ([`plan_deletions`]).
 
-use super::client::{self, PeerClient, PeerError};
+use super::client::{self, shown, PeerClient, PeerError};
 use super::fencing::MAX_EPOCH;
 pub use crate::model::wire::{Manifest, ManifestFile};
 use crate::staging::{MartSnapshot, StagingError, Store};
@@ -298,15 +298,6 @@ pub fn check_path(rel: &str) -> Result<(), String> {
 pub fn local_path(root: &Path, rel: &str) -> Result<PathBuf, SyncError> {
     check_path(rel).map_err(|_| SyncError::BadPath(shown(rel)))?;
     Ok(root.join(rel))
-}
-
-/// At most 200 characters of a peer-supplied string, for messages.
-fn shown(s: &str) -> String {
-    let mut out: String = s.chars().take(200).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
 }
 
 /// Checks everything a manifest says before any of it is used: the site is `trust.site`, the epoch is in range
