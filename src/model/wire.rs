@@ -206,6 +206,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// What happened and what to do, for people.
     pub message: String,
+    /// PostgreSQL's SQLSTATE of a query error (`42P01` unknown table, `42703` unknown column, `42601` syntax, …),
+    /// the same code the PostgreSQL protocol answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------------------------

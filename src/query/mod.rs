@@ -5,9 +5,11 @@
 //! runs. Statements other than queries (DDL, DML, COPY, SET) are refused before planning; results are bounded in
 //! rows, memory and time.
 
+pub mod diagnose;
 pub mod digest;
 pub mod gate;
 pub mod guard;
+pub mod postgres;
 pub mod reports;
 pub mod snapshot_files;
 pub mod system;
@@ -109,7 +111,20 @@ pub enum QueryError {
     /// The statement is too large or nests too deeply to be planned safely (see [`gate`]).
     #[error("statement too complex: {0}")]
     TooComplex(String),
-    /// Planning failed (unknown table or column, type mismatch).
+    /// A name the statement uses does not exist, or is ambiguous (see [`diagnose`]).
+    #[error("{message}{}", hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Undefined {
+        /// PostgreSQL's SQLSTATE: 42P01 table, 42703 column, 42883 function, 42702 ambiguous column, 42704 setting.
+        sqlstate: &'static str,
+        /// What does not exist, as PostgreSQL words it.
+        message: String,
+        /// The closest existing names, when any is close.
+        hint: Option<String>,
+    },
+    /// A value given to a setting or conversion is not one it takes (22023), e.g. an unknown time zone.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// Planning failed (type mismatch, unsupported construct).
     #[error("invalid query: {0}")]
     Invalid(String),
     /// Execution failed.
@@ -145,7 +160,7 @@ impl QueryError {
             QueryError::ReadOnly(_) => "read_only",
             QueryError::TooComplex(_) => "too_complex",
             QueryError::Forbidden(_) => "forbidden",
-            QueryError::Data { .. } => "invalid_query",
+            QueryError::Data { .. } | QueryError::Undefined { .. } | QueryError::InvalidParameter(_) => "invalid_query",
             QueryError::Invalid(_) => "invalid_query",
             QueryError::Execution(_) | QueryError::Exhausted(_) => "execution_error",
             QueryError::Timeout(_) => "timeout",
@@ -164,7 +179,27 @@ impl QueryError {
                 | QueryError::TooComplex(_)
                 | QueryError::Invalid(_)
                 | QueryError::Data { .. }
+                | QueryError::Undefined { .. }
+                | QueryError::InvalidParameter(_)
         )
+    }
+
+    /// PostgreSQL's SQLSTATE for this error, the same in the wire protocol and in HTTP error answers.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            QueryError::Busy { .. } => "53000",
+            QueryError::Timeout(_) => "57014",
+            QueryError::NoSnapshot(_) => "55000",
+            QueryError::ReadOnly(_) => "25006",
+            QueryError::TooComplex(_) => "54001",
+            QueryError::Data { sqlstate, .. } | QueryError::Undefined { sqlstate, .. } => sqlstate,
+            QueryError::InvalidParameter(_) => "22023",
+            QueryError::Exhausted(_) => "53200",
+            QueryError::Syntax(_) => "42601",
+            QueryError::Forbidden(_) => "42501",
+            QueryError::Invalid(_) => "42000",
+            QueryError::Execution(_) | QueryError::Mart(_) => "XX000",
+        }
     }
 }
 
@@ -182,19 +217,36 @@ pub(crate) fn classify(e: DataFusionError) -> QueryError {
         if let Some(QueryError::Timeout(secs)) = inner.downcast_ref::<QueryError>() {
             return QueryError::Timeout(*secs);
         }
+        if let Some(unknown) = inner.downcast_ref::<postgres::UnknownSetting>() {
+            return QueryError::Undefined { sqlstate: "42704", message: unknown.to_string(), hint: None };
+        }
+        if let Some(zone) = inner.downcast_ref::<postgres::InvalidTimeZone>() {
+            return QueryError::InvalidParameter(zone.to_string());
+        }
     }
     let msg = e.to_string();
     match e.find_root() {
-        DataFusionError::SQL(..) => QueryError::Syntax(msg),
+        DataFusionError::SQL(parse, _) => QueryError::Syntax(syntax_message(parse)),
         DataFusionError::ResourcesExhausted(_) => QueryError::Exhausted(msg),
         DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::NotImplemented(_) => {
             QueryError::Invalid(msg)
         }
-        DataFusionError::ArrowError(a, _) if visibility::is_data_error(a) => QueryError::Data {
-            sqlstate: if matches!(**a, datafusion::arrow::error::ArrowError::DivideByZero) { "22012" } else { "22003" },
-            message: msg,
-        },
+        DataFusionError::ArrowError(a, _) if matches!(**a, datafusion::arrow::error::ArrowError::DivideByZero) => {
+            QueryError::Data { sqlstate: "22012", message: "division by zero".into() }
+        }
+        DataFusionError::ArrowError(a, _) if visibility::is_data_error(a) => {
+            QueryError::Data { sqlstate: "22003", message: format!("value out of range: {a}") }
+        }
         _ => QueryError::Execution(msg),
+    }
+}
+
+/// What the SQL parser found wrong, without its "sql parser error" prefix (the error's kind says it).
+pub fn syntax_message(e: &datafusion::sql::sqlparser::parser::ParserError) -> String {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    match e {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
+        ParserError::RecursionLimitExceeded => "the statement nests too deeply to be parsed".into(),
     }
 }
 
@@ -461,6 +513,8 @@ impl QueryEngine {
             SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("ccmart", "public");
         // A recursive CTE can grow without bound inside one query; reports do not need them.
         config.options_mut().execution.enable_recursive_ctes = false;
+        // Times are instants: `now()`, `timestamptz` and `to_timestamp` carry a zone, as in PostgreSQL.
+        config.options_mut().execution.time_zone = Some(postgres::DEFAULT_TIME_ZONE.to_string());
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let store_url = ObjectStoreUrl::parse(snapshot_files::SNAPSHOT_STORE_URL).map_err(mart_err)?;
         for t in MART_TABLES {
@@ -501,6 +555,7 @@ impl QueryEngine {
         )
         .map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?;
         install_acyclic_pg_catalog(&ctx)?;
+        postgres::install(&ctx);
         // Last, so that every scalar function the context has by now (the catalog's too) is size-bounded.
         guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
         cache.push((snapshot.version, ctx.clone()));
@@ -550,9 +605,15 @@ impl QueryEngine {
         let sql = sql.to_owned();
         let work = async move {
             let state = ctx.state();
-            let statement = one_statement(&state, &sql)?;
+            let mut statement = one_statement(&state, &sql)?;
             gate::check_df_statement(&statement)?;
-            let plan = state.statement_to_plan(statement).await.map_err(classify)?;
+            if let datafusion::sql::parser::Statement::Statement(s) = &mut statement {
+                postgres::rewrite(s);
+            }
+            let plan = match state.statement_to_plan(statement.clone()).await {
+                Ok(plan) => plan,
+                Err(e) => return Err(diagnose::planning_error(&state, &statement, e)),
+            };
             gate::check_plan(&plan)?;
             if reader {
                 visibility::reader_may_read(&plan).map_err(|e| QueryError::Forbidden(e.to_string()))?;
@@ -622,10 +683,20 @@ impl QueryEngine {
 /// The settings of one client session that change answers (PostgreSQL's `SET TimeZone`, …). They live with the
 /// session and are applied to each of its statements; nothing one session sets reaches another, or the shared
 /// per-version context.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSettings {
-    /// IANA zone or `±HH:MM` offset for `now()` and time-zone-aware conversions; `None` is UTC.
-    pub time_zone: Option<String>,
+    /// IANA zone or `±HH:MM` offset of `now()`, `timestamptz` values and time-zone-aware conversions.
+    pub time_zone: String,
+    /// The login name (`current_user`); `None` outside a protocol session.
+    pub user: Option<String>,
+    /// Other settings the session changed with `SET` (lower-case names), for `current_setting`.
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings { time_zone: postgres::DEFAULT_TIME_ZONE.to_string(), user: None, values: Default::default() }
+    }
 }
 
 impl SessionSettings {
@@ -695,8 +766,8 @@ impl QueryEngine {
     /// session's `settings` on a copy of the configuration (so setting them changes nothing shared).
     pub fn session_context(base: &SessionContext, settings: &SessionSettings) -> SessionContext {
         let mut state = base.state();
-        if state.config().options().execution.time_zone != settings.time_zone {
-            state.config_mut().options_mut().execution.time_zone = settings.time_zone.clone();
+        if state.config().options().execution.time_zone.as_deref() != Some(settings.time_zone.as_str()) {
+            state.config_mut().options_mut().execution.time_zone = Some(settings.time_zone.clone());
             // Functions that read the configuration when they are made (`now()`'s zone) are made again, as
             // DataFusion's own `SET` does.
             let options = state.config().options().clone();
@@ -709,6 +780,7 @@ impl QueryEngine {
                 let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, f);
             }
         }
+        postgres::install_session(&mut state, settings);
         SessionContext::new_with_state(state)
     }
 
@@ -722,11 +794,14 @@ impl QueryEngine {
         let job = workers::spawn(async move {
             gate::check_statement(&statement)?;
             let text = statement.to_string();
-            let plan = ctx
-                .state()
-                .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(statement.clone())))
-                .await
-                .map_err(classify)?;
+            let mut rewritten = statement.clone();
+            postgres::rewrite(&mut rewritten);
+            let state = ctx.state();
+            let rewritten = datafusion::sql::parser::Statement::Statement(Box::new(rewritten));
+            let plan = match state.statement_to_plan(rewritten.clone()).await {
+                Ok(plan) => plan,
+                Err(e) => return Err(diagnose::planning_error(&state, &rewritten, e)),
+            };
             gate::check_plan(&plan)?;
             Ok(PlannedStatement { text, statement, plan })
         })

@@ -40,6 +40,7 @@ fn refuse_on_standby(state: &ServeState) -> Result<(), ApiError> {
                 "this appliance is standby at epoch {} ({}); make the change at the active site, or promote this one",
                 f.epoch, f.reason
             ),
+            sqlstate: None,
         });
     }
     Ok(())
@@ -61,11 +62,17 @@ pub async fn promote(
     let now = chrono::Utc::now().timestamp();
     let promoted = tokio::task::spawn_blocking(move || fence.promote(&by, now))
         .await
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: e.to_string(),
+            sqlstate: None,
+        })?
         .map_err(|e| ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "staging",
             message: crate::model::report(&e),
+            sqlstate: None,
         })?;
     promoted.map(Json).ok_or_else(|| {
         let f = state.fence.get();
@@ -78,12 +85,14 @@ pub async fn promote(
                     f.epoch,
                     crate::replicate::fencing::MAX_EPOCH
                 ),
+                sqlstate: None,
             };
         }
         ApiError {
             status: StatusCode::CONFLICT,
             code: "already_active",
             message: format!("this appliance is already active at epoch {}", f.epoch),
+            sqlstate: None,
         }
     })
 }
@@ -101,8 +110,12 @@ pub async fn demote(
     Extension(caller): Extension<Principal>,
 ) -> Result<Json<SteppedDown>, ApiError> {
     let by = format!("api:{}", caller.name);
-    let internal =
-        |code: &'static str, e: String| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code, message: e };
+    let internal = |code: &'static str, e: String| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code,
+        message: e,
+        sqlstate: None,
+    };
     let fence = state
         .fence
         .demote(&by, chrono::Utc::now().timestamp())
@@ -117,6 +130,7 @@ pub async fn demote(
                     "this appliance is standby at epoch {} ({}); nothing to step down from",
                     f.epoch, f.reason
                 ),
+                sqlstate: None,
             }
         })?;
     let mart_version =
@@ -171,6 +185,7 @@ pub async fn change_source(
             status: StatusCode::NOT_FOUND,
             code: "unknown_site",
             message: format!("no IDB is configured at site '{site}' (sites: {})", state.admin.sites.join(", ")),
+            sqlstate: None,
         });
     }
     if !ignore && state.admin.config_ignored.contains(&site) {
@@ -178,6 +193,7 @@ pub async fn change_source(
             status: StatusCode::CONFLICT,
             code: "ignored_by_config",
             message: format!("'{site}' is in merge.ignore_sources of the configuration; remove it there and restart"),
+            sqlstate: None,
         });
     }
     let store = state.store.clone();
@@ -185,11 +201,17 @@ pub async fn change_source(
     let site_for_store = site.clone();
     let changed = tokio::task::spawn_blocking(move || store.set_site_ignored(&site_for_store, ignore, &actor))
         .await
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: e.to_string(),
+            sqlstate: None,
+        })?
         .map_err(|e| ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "staging",
             message: crate::model::report(&e),
+            sqlstate: None,
         })?;
     tracing::warn!(site, ignore, changed, by = who, "source site ignore changed");
     Ok(Json(SourceChange { site, ignored: ignore, changed }))

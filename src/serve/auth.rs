@@ -199,6 +199,7 @@ impl TokenRegistry {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             message: "a valid bearer token is required".into(),
+            sqlstate: None,
         };
         let secret = headers
             .get(header::AUTHORIZATION)
@@ -211,6 +212,7 @@ impl TokenRegistry {
                 status: StatusCode::FORBIDDEN,
                 code: "forbidden",
                 message: format!("this call needs a token of role {}", access.roles()),
+                sqlstate: None,
             });
         }
         Ok(principal)
@@ -241,6 +243,7 @@ pub async fn require_token(State(tokens): State<TokenRegistry>, mut req: Request
                     status: StatusCode::FORBIDDEN,
                     code: "forbidden",
                     message: "this route has no access rule".into(),
+                    sqlstate: None,
                 }
                 .into_response();
             }

@@ -70,11 +70,12 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    sqlstate: Option<&'static str>,
 }
 
 impl ApiError {
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into(), sqlstate: None }
     }
 }
 
@@ -88,7 +89,7 @@ impl From<QueryError> for ApiError {
             QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError { status, code: e.code(), message: e.to_string() }
+        ApiError { status, code: e.code(), sqlstate: Some(e.sqlstate()), message: e.to_string() }
     }
 }
 
@@ -114,7 +115,13 @@ where
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                sqlstate: self.sqlstate.map(str::to_string),
+            },
+        };
         let mut r = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -165,6 +172,7 @@ fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, Ap
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "staging_error",
         message: crate::model::report(&e),
+        sqlstate: None,
     })?;
     s.ok_or_else(|| match version {
         Some(v) => ApiError::bad_request("unknown_version", format!("mart version {v} does not exist")),
@@ -318,6 +326,7 @@ fn render_holding_slot(
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "encoding_error",
         message: m,
+        sqlstate: None,
     })?;
     drop(result);
     let (parts, body) = resp.into_parts();
@@ -336,6 +345,7 @@ fn report_catalog() -> Result<&'static std::collections::BTreeMap<String, crate:
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "bad_report",
         message: m,
+        sqlstate: None,
     })
 }
 
@@ -375,6 +385,7 @@ async fn run_report(
         status: StatusCode::NOT_FOUND,
         code: "unknown_report",
         message: format!("no saved report '{name}'; see GET /v1/reports"),
+        sqlstate: None,
     })?;
     let format = params.remove("format").unwrap_or_else(|| "json".into());
     let format = OutputFormat::parse(&format).ok_or_else(|| {
@@ -466,6 +477,7 @@ async fn export(
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "io_error",
         message: e.to_string(),
+        sqlstate: None,
     })?;
     let stream = tokio_util::io::ReaderStream::new(file);
     let name = format!("{}.parquet", t.name);

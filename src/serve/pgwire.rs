@@ -21,6 +21,7 @@
 
 use super::auth::{Role, TokenRegistry};
 use super::metrics::ApplianceMetrics;
+use crate::query::postgres::DEFAULT_TIME_ZONE;
 use crate::query::{BatchStream, QueryEngine, QueryError, QueryPermit, SessionSettings};
 use crate::staging::Store;
 use async_trait::async_trait;
@@ -28,7 +29,7 @@ use connections::LoginGate;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{CloseCursor, Set, Statement};
+use datafusion::sql::sqlparser::ast::{CloseCursor, DiscardObject, Reset, Set, Statement};
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -68,6 +69,7 @@ pub type PgStatement = (String, Option<(Statement, LogicalPlan)>);
 pub const DEFAULT_PGWIRE_MAX_CONNECTIONS: usize = 64;
 
 mod connections;
+mod copy_out;
 pub mod framing;
 pub use connections::{
     serve_with, ConnectionLimits, DEFAULT_IDLE_SESSION_TIMEOUT, DEFAULT_LOGIN_FAILURE_WINDOW,
@@ -82,21 +84,16 @@ fn pg_error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message.into())))
 }
 
-/// The SQLSTATE of a query-engine error.
+/// A query-engine error as PostgreSQL reports it: its SQLSTATE, its message, and its hint on its own.
 fn from_query_error(e: QueryError) -> PgWireError {
-    let code = match &e {
-        QueryError::Busy { .. } => "53000",
-        QueryError::Timeout(_) => "57014",
-        QueryError::NoSnapshot(_) => "55000",
-        QueryError::ReadOnly(_) => "25006",
-        QueryError::TooComplex(_) => "54001",
-        QueryError::Data { sqlstate, .. } => sqlstate,
-        QueryError::Exhausted(_) => "53200",
-        QueryError::Syntax(_) => "42601",
-        _ if e.is_client_error() => "42000",
-        _ => "XX000",
+    let code = e.sqlstate();
+    let (message, hint) = match e {
+        QueryError::Undefined { message, hint, .. } => (message, hint),
+        other => (other.to_string(), None),
     };
-    pg_error(code, e.to_string())
+    let mut info = ErrorInfo::new("ERROR".into(), code.into(), message);
+    info.hint = hint;
+    PgWireError::UserError(Box::new(info))
 }
 
 /// The protocol sessions per mart version: a `datafusion-postgres` service over the engine's cached context of
@@ -215,6 +212,22 @@ impl PgFrontend {
                             });
                             Response::Query(q)
                         }
+                        Response::CopyOut(mut c) => {
+                            let data = std::mem::replace(&mut c.data_stream, Box::pin(futures::stream::empty()));
+                            c.data_stream = Box::pin(BoundedRows {
+                                rows: data,
+                                sent: 0,
+                                // COPY bounds its rows itself (the binary trailer is not a row).
+                                max_rows: usize::MAX,
+                                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                                limit,
+                                done: false,
+                                _permit: permit.clone(),
+                                finish: Some((self.metrics.clone(), started)),
+                                outcome: "ok",
+                            });
+                            Response::CopyOut(c)
+                        }
                         other => other,
                     })
                     .collect::<Vec<_>>(),
@@ -222,7 +235,8 @@ impl PgFrontend {
         }
         .await;
         // Query responses report when their last row is sent; everything else is done now.
-        let streaming = matches!(&result, Ok(rs) if rs.iter().any(|r| matches!(r, Response::Query(_))));
+        let streaming =
+            matches!(&result, Ok(rs) if rs.iter().any(|r| matches!(r, Response::Query(_) | Response::CopyOut(_))));
         if !streaming {
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
@@ -278,8 +292,8 @@ fn sqlstate_class(e: &PgWireError) -> String {
 
 /// A query response's rows, cut off by the statement's deadline and the row limit. Holds the query slot until the
 /// stream ends or is dropped (a client that disconnects mid-result frees it too).
-struct BoundedRows {
-    rows: Pin<Box<dyn Stream<Item = PgWireResult<DataRow>> + Send>>,
+struct BoundedRows<T> {
+    rows: Pin<Box<dyn Stream<Item = PgWireResult<T>> + Send>>,
     sent: usize,
     max_rows: usize,
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -290,16 +304,16 @@ struct BoundedRows {
     outcome: &'static str,
 }
 
-impl BoundedRows {
-    fn fail(&mut self, e: PgWireError, outcome: &'static str) -> Poll<Option<PgWireResult<DataRow>>> {
+impl<T> BoundedRows<T> {
+    fn fail(&mut self, e: PgWireError, outcome: &'static str) -> Poll<Option<PgWireResult<T>>> {
         self.done = true;
         self.outcome = outcome;
         Poll::Ready(Some(Err(e)))
     }
 }
 
-impl Stream for BoundedRows {
-    type Item = PgWireResult<DataRow>;
+impl<T> Stream for BoundedRows<T> {
+    type Item = PgWireResult<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
@@ -339,7 +353,7 @@ impl Stream for BoundedRows {
     }
 }
 
-impl Drop for BoundedRows {
+impl<T> Drop for BoundedRows<T> {
     fn drop(&mut self) {
         if let Some((metrics, started)) = self.finish.take() {
             metrics.observe_pg_statement(self.outcome, started.elapsed().as_secs_f64());
@@ -385,7 +399,59 @@ const METADATA_TIME_ZONE: &str = "timezone";
 
 /// The settings of the connection whose metadata this is.
 fn session_settings(metadata: &std::collections::HashMap<String, String>) -> SessionSettings {
-    SessionSettings { time_zone: metadata.get(METADATA_TIME_ZONE).filter(|tz| *tz != "UTC").cloned() }
+    SessionSettings {
+        time_zone: metadata.get(METADATA_TIME_ZONE).cloned().unwrap_or_else(|| DEFAULT_TIME_ZONE.to_string()),
+        user: metadata.get(pgwire::api::METADATA_USER).cloned(),
+        values: CLIENT_SETTINGS.iter().filter_map(|k| metadata.get(*k).map(|v| (k.to_string(), v.clone()))).collect(),
+    }
+}
+
+/// Metadata key prefix of a setting's session default (what the client gave at startup), which `RESET` restores.
+const METADATA_STARTUP_PREFIX: &str = "ccmart.startup.";
+
+/// The settings a client gave in its startup message (as parameters, or as `-c name=value` / `--name=value` in
+/// `options`), by lower-case name.
+fn startup_settings(metadata: &std::collections::HashMap<String, String>) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .filter(|(k, _)| k == METADATA_TIME_ZONE || CLIENT_SETTINGS.contains(&k.as_str()))
+        .collect();
+    if let Some(options) = metadata.get("options") {
+        let mut words = options.split_whitespace();
+        while let Some(w) = words.next() {
+            let assignment = match w {
+                "-c" => words.next(),
+                _ => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")),
+            };
+            if let Some((k, v)) = assignment.and_then(|a| a.split_once('=')) {
+                let k = k.to_ascii_lowercase().replace('-', "_");
+                if k == METADATA_TIME_ZONE || CLIENT_SETTINGS.contains(&k.as_str()) {
+                    found.push((k, v.to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Applies the startup settings to the connection's metadata (and records them as its defaults for `RESET`); an
+/// invalid time zone refuses the login, as PostgreSQL does (22023).
+fn apply_startup_settings(metadata: &mut std::collections::HashMap<String, String>) -> PgWireResult<String> {
+    let mut zone = DEFAULT_TIME_ZONE.to_string();
+    for (name, value) in startup_settings(metadata) {
+        let value = if name == METADATA_TIME_ZONE {
+            zone = SessionSettings::parse_time_zone(&value)
+                .map_err(|m| PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), "22023".into(), m))))?;
+            zone.clone()
+        } else {
+            value
+        };
+        metadata.insert(format!("{METADATA_STARTUP_PREFIX}{name}"), value.clone());
+        metadata.insert(name, value);
+    }
+    metadata.insert(METADATA_TIME_ZONE.into(), zone.clone());
+    Ok(zone)
 }
 
 /// The text of a `SET` value as PostgreSQL would store it (quotes removed).
@@ -400,9 +466,21 @@ fn set_value(values: &[datafusion::sql::sqlparser::ast::Expr]) -> String {
         .join(", ")
 }
 
+/// A setting's name as the connection's metadata keys it: lower case, without `SESSION.`; `time zone` is
+/// `timezone`.
+fn setting_name(written: &str) -> String {
+    let name = written.to_ascii_lowercase();
+    let name = name.strip_prefix("session.").unwrap_or(&name);
+    match name {
+        "time zone" | "time_zone" => METADATA_TIME_ZONE.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Display names of the settings PostgreSQL reports with `ParameterStatus` when they change.
 fn reported_name(var: &str) -> Option<&'static str> {
     Some(match var {
+        METADATA_TIME_ZONE => "TimeZone",
         "datestyle" => "DateStyle",
         "intervalstyle" => "IntervalStyle",
         "bytea_output" => "bytea_output",
@@ -436,6 +514,10 @@ impl StatementPolicy {
             | Statement::Close { .. }
             | Statement::Deallocate { .. }
             | Statement::Discard { .. }
+            | Statement::Reset(_)
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::UNLISTEN { .. }
             | Statement::Set(_) => None,
             Statement::Query(_) | Statement::Explain { .. } => Some(not_gated()),
             other => Some(match crate::query::gate::check_statement(other) {
@@ -449,11 +531,7 @@ impl StatementPolicy {
     async fn set(set: &Set, client: &mut dyn HookClient) -> PgWireResult<Response> {
         let (name, value) = match set {
             Set::SetTimeZone { value, .. } => ("timezone".to_string(), set_value(std::slice::from_ref(value))),
-            Set::SingleAssignment { variable, values, .. } => {
-                let name = variable.to_string().to_lowercase();
-                let name = name.strip_prefix("session.").unwrap_or(&name).to_string();
-                (name, set_value(values))
-            }
+            Set::SingleAssignment { variable, values, .. } => (setting_name(&variable.to_string()), set_value(values)),
             // SET SESSION CHARACTERISTICS, SET NAMES, SET ROLE, ...: nothing to change in a read-only snapshot.
             _ => return Ok(Response::Execution(Tag::new("SET"))),
         };
@@ -466,32 +544,60 @@ impl StatementPolicy {
                 ),
             ));
         }
-        if name == "timezone" || name == "time zone" {
-            let tz = match value.to_ascii_lowercase().as_str() {
-                "local" | "default" => "UTC".to_string(),
-                _ => SessionSettings::parse_time_zone(&value).map_err(|m| pg_error("22023", m))?,
-            };
-            client.metadata_mut().insert(METADATA_TIME_ZONE.into(), tz.clone());
-            client
-                .send_message(PgWireBackendMessage::ParameterStatus(pgwire::messages::startup::ParameterStatus::new(
-                    "TimeZone".into(),
-                    tz,
-                )))
-                .await?;
+        if name == METADATA_TIME_ZONE {
+            if matches!(value.to_ascii_lowercase().as_str(), "local" | "default") {
+                Self::reset(Some(METADATA_TIME_ZONE), client).await?;
+                return Ok(Response::Execution(Tag::new("SET")));
+            }
+            let tz = SessionSettings::parse_time_zone(&value).map_err(|m| pg_error("22023", m))?;
+            Self::put(client, METADATA_TIME_ZONE, tz).await?;
             return Ok(Response::Execution(Tag::new("SET")));
         }
         if CLIENT_SETTINGS.contains(&name.as_str()) {
-            client.metadata_mut().insert(name.clone(), value.clone());
-            if let Some(reported) = reported_name(&name) {
-                client
-                    .send_message(PgWireBackendMessage::ParameterStatus(
-                        pgwire::messages::startup::ParameterStatus::new(reported.into(), value),
-                    ))
-                    .await?;
+            if value.eq_ignore_ascii_case("default") {
+                Self::reset(Some(&name), client).await?;
+            } else {
+                Self::put(client, &name, value).await?;
             }
         }
         // A PostgreSQL server setting that means nothing to ccmart is acknowledged, as compatible servers do.
         Ok(Response::Execution(Tag::new("SET")))
+    }
+
+    /// Sets a client setting of this connection and reports it to the client when PostgreSQL would.
+    async fn put(client: &mut dyn HookClient, name: &str, value: String) -> PgWireResult<()> {
+        client.metadata_mut().insert(name.to_string(), value.clone());
+        if let Some(reported) = reported_name(name) {
+            client
+                .send_message(PgWireBackendMessage::ParameterStatus(pgwire::messages::startup::ParameterStatus::new(
+                    reported.into(),
+                    value,
+                )))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `RESET name` (or `RESET ALL` with `None`): back to the session's default, the value the client gave at
+    /// startup or else the server's.
+    async fn reset(name: Option<&str>, client: &mut dyn HookClient) -> PgWireResult<()> {
+        let names: Vec<&str> = match name {
+            Some(n) => vec![n],
+            None => std::iter::once(METADATA_TIME_ZONE).chain(CLIENT_SETTINGS.iter().copied()).collect(),
+        };
+        for name in names {
+            let default = client.metadata().get(&format!("{METADATA_STARTUP_PREFIX}{name}")).cloned();
+            match (name, default) {
+                (METADATA_TIME_ZONE, d) => {
+                    Self::put(client, name, d.unwrap_or_else(|| DEFAULT_TIME_ZONE.into())).await?
+                }
+                (_, Some(d)) => Self::put(client, name, d).await?,
+                (_, None) => {
+                    client.metadata_mut().remove(name);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `DECLARE name CURSOR FOR query`: the query is gated, planned and started like any other, its rows bounded
@@ -590,6 +696,35 @@ impl StatementPolicy {
                 )))
             }
             Statement::Set(set) => Some(Self::set(set, client).await),
+            Statement::Reset(reset) => {
+                let name = match &reset.reset {
+                    Reset::ALL => None,
+                    Reset::ConfigurationParameter(n) => Some(setting_name(&n.to_string())),
+                };
+                Some(Self::reset(name.as_deref(), client).await.map(|()| Response::Execution(Tag::new("RESET"))))
+            }
+            Statement::Discard { object_type } => {
+                // DISCARD ALL (what pgbouncer and pools send when a connection is handed on): the session's
+                // settings go back to their defaults and its cursors are closed; there are no temporary tables,
+                // plans or sequences to drop.
+                if matches!(object_type, DiscardObject::ALL) {
+                    if let Err(e) = Self::reset(None, client).await {
+                        return Some(Err(e));
+                    }
+                    let close_all = Statement::Close { cursor: CloseCursor::All };
+                    if let Some(Err(e)) = CursorStatementHook.handle_simple_query(&close_all, shared, client).await {
+                        return Some(Err(e));
+                    }
+                    OpenCursors::of(&*client).names().clear();
+                }
+                Some(Ok(Response::Execution(Tag::new("DISCARD"))))
+            }
+            // Savepoints of a read-only transaction have nothing to keep or undo.
+            Statement::Savepoint { .. } => Some(Ok(Response::Execution(Tag::new("SAVEPOINT")))),
+            Statement::ReleaseSavepoint { .. } => Some(Ok(Response::Execution(Tag::new("RELEASE")))),
+            Statement::Rollback { savepoint: Some(_), .. } => Some(Ok(Response::Execution(Tag::new("ROLLBACK")))),
+            // ccmart sends no notifications, so no session listens to any.
+            Statement::UNLISTEN { .. } => Some(Ok(Response::Execution(Tag::new("UNLISTEN")))),
             Statement::Declare { stmts } => Some(self.declare(stmts, shared, client).await),
             Statement::Close { cursor } => {
                 let answer = CursorStatementHook.handle_simple_query(statement, shared, client).await;
@@ -652,7 +787,15 @@ impl QueryHook for StatementPolicy {
             }
             // Answered at execution; the plan only describes an answer without columns.
             Statement::Set(_) => Some(Ok(empty(true))),
-            Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => Some(Ok(empty(false))),
+            Statement::Declare { .. }
+            | Statement::Fetch { .. }
+            | Statement::Close { .. }
+            | Statement::Reset(_)
+            | Statement::Discard { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Rollback { savepoint: Some(_), .. }
+            | Statement::UNLISTEN { .. } => Some(Ok(empty(false))),
             _ => None,
         }
     }
@@ -758,6 +901,7 @@ impl RegprocNameCompat {
 /// statement, as text, for `datafusion-postgres` and the hooks.
 enum Checked {
     Query(Box<Statement>),
+    Copy(Box<copy_out::CopyOut>),
     Other(String),
 }
 
@@ -786,13 +930,18 @@ async fn checked_statements(sql: &str) -> PgWireResult<Vec<Checked>> {
     let sql = sql.to_owned();
     let job = crate::query::workers::spawn(async move {
         crate::query::gate::check_text(&sql).map_err(from_query_error)?;
-        let statements = compat_parser().parse(&sql).map_err(|e| pg_error("42601", e.to_string()))?;
+        let statements = compat_parser()
+            .parse(&sql)
+            .map_err(|e| from_query_error(QueryError::Syntax(crate::query::syntax_message(&e))))?;
         statements
             .into_iter()
             .map(|s| {
                 if is_query(&s) {
                     crate::query::gate::check_statement(&s).map_err(from_query_error)?;
                     Ok(Checked::Query(Box::new(RegprocNameCompat::rewrite(&s).unwrap_or(s))))
+                } else if let Some(copy) = copy_out::CopyOut::of(&s)? {
+                    crate::query::gate::check_statement(&copy.query).map_err(from_query_error)?;
+                    Ok(Checked::Copy(Box::new(copy)))
                 } else {
                     Ok(Checked::Other(s.to_string()))
                 }
@@ -841,6 +990,22 @@ impl PgFrontend {
     }
 }
 
+impl PgFrontend {
+    /// `COPY (query) TO STDOUT`: the query planned and started like any other (gate, session settings, SQL
+    /// threads), its rows streamed as COPY data in the requested format; bounded by [`Self::bounded`].
+    async fn run_copy<C>(&self, client: &C, version: &Version, copy: copy_out::CopyOut) -> PgWireResult<Response>
+    where
+        C: ClientInfo,
+    {
+        let ctx = QueryEngine::session_context(&version.ctx, &session_settings(client.metadata()));
+        let planned = QueryEngine::plan_statement(ctx.clone(), copy.query.clone()).await.map_err(from_query_error)?;
+        check_visibility(client.metadata(), &planned.plan)?;
+        let plan = planned.plan;
+        let stream = QueryEngine::start(ctx, move || Ok(plan)).await.map_err(from_query_error)?;
+        copy.respond(stream, self.limits().1)
+    }
+}
+
 /// Parses extended-protocol statements against the newest snapshot (the plan keeps that snapshot's tables, so a
 /// prepared statement reads one consistent version per execution of its plan). Queries are gated and planned on
 /// the SQL threads; other statements go to `datafusion-postgres`'s parser and the hooks.
@@ -873,6 +1038,11 @@ impl QueryParser for SnapshotParser {
                 Ok(Some((planned.text, Some((planned.statement, planned.plan)))))
             }
             Checked::Other(text) => version.service.query_parser().parse_sql(client, &text, types).await,
+            Checked::Copy(_) => Err(pg_error(
+                "0A000",
+                "COPY … TO STDOUT is answered in the simple query protocol (as psql, psycopg and asyncpg send it), \
+                 not as a prepared statement",
+            )),
         }
     }
 
@@ -915,6 +1085,7 @@ impl SimpleQueryHandler for PgFrontend {
             for statement in statements {
                 match statement {
                     Checked::Query(s) => responses.push(self.run_query(client, &version, *s).await?),
+                    Checked::Copy(c) => responses.push(self.run_copy(client, &version, *c).await?),
                     Checked::Other(text) => {
                         responses.extend(SimpleQueryHandler::do_query(&*version.service, client, &text).await?)
                     }
@@ -1019,10 +1190,14 @@ pub struct TokenLogin {
 const METADATA_ROLE: &str = "ccmart.role";
 
 impl TokenLogin {
-    fn parameters() -> DefaultServerParameterProvider {
+    fn parameters(time_zone: String) -> DefaultServerParameterProvider {
         let mut p = DefaultServerParameterProvider::default();
+        p.server_version = crate::query::postgres::SERVER_VERSION.to_string();
         p.default_transaction_read_only = true;
         p.is_superuser = false;
+        p.time_zone = time_zone;
+        // PostgreSQL's default; dates are written in ISO form either way.
+        p.date_style = "ISO, MDY".to_string();
         p
     }
 
@@ -1035,7 +1210,8 @@ impl TokenLogin {
         let (pid, secret) = self.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret);
         client.metadata_mut().insert(METADATA_ROLE.into(), role.as_str().into());
-        finish_authentication(client, &Self::parameters()).await
+        let time_zone = apply_startup_settings(client.metadata_mut())?;
+        finish_authentication(client, &Self::parameters(time_zone)).await
     }
 }
 

@@ -12,7 +12,12 @@ use axum::response::Response;
 use axum::Json;
 
 fn internal(e: impl std::error::Error + 'static) -> ApiError {
-    ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: crate::model::report(&e) }
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: crate::model::report(&e),
+        sqlstate: None,
+    }
 }
 
 /// The mart's files (path, size, BLAKE3) and its queryable versions: what a standby needs to copy.
@@ -51,6 +56,7 @@ pub async fn file(State(state): State<ServeState>, ApiQuery(p): ApiQuery<FilePar
         status: StatusCode::NOT_FOUND,
         code: "no_such_file",
         message: format!("{} is not in the mart (vacuumed?): fetch a new manifest", p.path),
+        sqlstate: None,
     })?;
     let file = tokio::fs::File::open(&path).await.map_err(internal)?;
     let mut resp = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
