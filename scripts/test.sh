@@ -5,6 +5,8 @@
 #   - PostgreSQL server binaries (the tests start a throwaway cluster; see tests/it/support/pg.rs)
 #   - Debian's chromium (the status page is tested in a real headless browser)
 #   - the Python modules duckdb (an independent Parquet reader) and openapi-spec-validator (checks /v1/openapi.json)
+#   - the client libraries users run, for tests/clients/ (each compared with a real PostgreSQL on the same rows):
+#     psycopg2, psycopg 3, asyncpg, SQLAlchemy 2 + pandas (PyPI), Node pg 8 (npm), pgjdbc (Debian)
 # then runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,7 +43,8 @@ if ! command -v python3 >/dev/null; then
 fi
 # Independent checkers the tests call: duckdb (reads exported Parquet), openapi-spec-validator (checks
 # /v1/openapi.json against the OpenAPI 3.1 schema).
-for spec in duckdb:duckdb openapi_spec_validator:openapi-spec-validator; do
+for spec in duckdb:duckdb openapi_spec_validator:openapi-spec-validator psycopg2:psycopg2-binary \
+    'psycopg:psycopg[binary]>=3.1' asyncpg:asyncpg 'sqlalchemy:sqlalchemy>=2,<3' pandas:pandas; do
     module=${spec%%:*}
     package=${spec#*:}
     if ! python3 -c "import $module" 2>/dev/null; then
@@ -56,6 +59,27 @@ for spec in duckdb:duckdb openapi_spec_validator:openapi-spec-validator; do
         }
     fi
 done
+
+if [ ! -f /usr/share/java/postgresql.jar ]; then
+    echo "test.sh: no pgjdbc (/usr/share/java/postgresql.jar); running: apt-get install -y libpostgresql-jdbc-java"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y libpostgresql-jdbc-java
+    [ -f /usr/share/java/postgresql.jar ] || {
+        echo "test.sh: apt-get install libpostgresql-jdbc-java did not provide /usr/share/java/postgresql.jar" >&2
+        exit 1
+    }
+fi
+command -v java >/dev/null || { echo "test.sh: java is required (pgjdbc is tested with it); install a JDK 17" >&2; exit 1; }
+
+export CCMART_NODE_MODULES="${CCMART_NODE_MODULES:-$HOME/.cache/ccmart-clients/node/node_modules}"
+if [ ! -d "$CCMART_NODE_MODULES/pg" ]; then
+    command -v npm >/dev/null || { echo "test.sh: npm is required (Node pg is tested); install nodejs and npm" >&2; exit 1; }
+    echo "test.sh: Node module pg missing; running: npm install --prefix $(dirname "$CCMART_NODE_MODULES") pg@8"
+    npm install --silent --no-audit --no-fund --prefix "$(dirname "$CCMART_NODE_MODULES")" pg@8 || {
+        echo "test.sh: npm could not install pg@8" >&2
+        exit 1
+    }
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ccmart-target}"
 # Unit tests (lib), CLI and the integration binary; there are no doc tests (each would link DataFusion again).

@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary (every extra test binary would link DataFusion again).
 
 mod auth;
+mod clients;
 mod common;
 mod compare;
 mod connections;

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Copy every public table of ccmart into an (empty) PostgreSQL database.
+
+    mirror.py --ccmart DSN --postgres DSN [--tables t1,t2,...]
+
+Column types come from the wire type OIDs psycopg2 reports in cursor.description
+(not from information_schema, whose type names ccmart fills with Arrow names).
+Only data is copied: no keys, no indexes.  Existing tables of the same name in
+the target are dropped first, so the script can be re-run.  One line per table
+with its row count; exits 1 (loudly) on any unknown type or count mismatch.
+"""
+
+import argparse
+import sys
+
+import psycopg2
+import psycopg2.extras
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from common import with_timeout  # noqa: E402
+
+# wire type OID -> PostgreSQL column type
+OID_TYPES = {
+    16: "boolean",
+    17: "bytea",
+    20: "bigint",
+    21: "smallint",
+    23: "integer",
+    25: "text",
+    1043: "text",     # varchar
+    1042: "text",     # bpchar
+    700: "real",
+    701: "double precision",
+    1700: "numeric",
+    1082: "date",
+    1083: "time",
+    1114: "timestamp",
+    1184: "timestamptz",
+    1186: "interval",
+}
+
+
+def qident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ccmart", required=True)
+    ap.add_argument("--postgres", required=True)
+    ap.add_argument("--tables", default=None, help="comma-separated subset")
+    a = ap.parse_args()
+
+    src = psycopg2.connect(with_timeout(a.ccmart))
+    src.autocommit = True
+    dst = psycopg2.connect(with_timeout(a.postgres))
+
+    scur = src.cursor()
+    scur.execute("SELECT table_name, table_type FROM information_schema.tables "
+                 "WHERE table_schema = 'public' ORDER BY table_name")
+    kinds = dict(scur.fetchall())
+    if a.tables:
+        tables = [t.strip() for t in a.tables.split(",") if t.strip()]
+    else:
+        tables = sorted(kinds)
+    if not tables:
+        sys.exit("mirror: ccmart lists no public tables")
+
+    failures = []
+    for t in tables:
+        scur.execute(f"SELECT * FROM {qident(t)}")
+        rows = scur.fetchall()
+        cols = []
+        for d in scur.description:
+            ty = OID_TYPES.get(d.type_code)
+            if ty is None:
+                sys.exit(f"mirror: {t}.{d.name}: unmapped wire type OID {d.type_code}")
+            cols.append((d.name, ty))
+        # ccmart's views (ccmart_*) become a table in schema mirror_data plus a
+        # view of the same name in public, so catalog listings match ccmart's
+        is_view = kinds.get(t) == "VIEW"
+        target = f"mirror_data.{qident(t)}" if is_view else f"public.{qident(t)}"
+        with dst.cursor() as dcur:
+            dcur.execute("SELECT c.relkind FROM pg_class c JOIN pg_namespace n "
+                         "ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+                         "AND c.relname = %s", (t,))
+            old = dcur.fetchone()
+            if old and old[0] == "v":
+                dcur.execute(f"DROP VIEW public.{qident(t)}")
+            elif old:
+                dcur.execute(f"DROP TABLE public.{qident(t)}")
+            if is_view:
+                dcur.execute("CREATE SCHEMA IF NOT EXISTS mirror_data")
+                dcur.execute(f"DROP TABLE IF EXISTS {target}")
+            dcur.execute(f"CREATE TABLE {target} ("
+                         + ", ".join(f"{qident(n)} {ty}" for n, ty in cols) + ")")
+            if rows:
+                psycopg2.extras.execute_values(
+                    dcur, f"INSERT INTO {target} VALUES %s", rows, page_size=1000)
+            if is_view:
+                dcur.execute(f"CREATE VIEW public.{qident(t)} AS SELECT * FROM {target}")
+            dcur.execute(f"SELECT count(*) FROM public.{qident(t)}")
+            n = dcur.fetchone()[0]
+        dst.commit()
+        status = "ok" if n == len(rows) else "MISMATCH"
+        print(f"{t}{' (view)' if is_view else ''}: {len(rows)} rows read from ccmart, {n} rows in postgres "
+              f"[{status}] ({', '.join(f'{c} {ty}' for c, ty in cols)})", flush=True)
+        if n != len(rows):
+            failures.append(t)
+
+    with dst.cursor() as dcur:
+        dcur.execute("ANALYZE")
+    dst.commit()
+    src.close()
+    dst.close()
+    if failures:
+        sys.exit(f"mirror: row count mismatch for {failures}")
+    print(f"mirror: {len(tables)} tables copied", flush=True)
+
+
+if __name__ == "__main__":
+    main()
