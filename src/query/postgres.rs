@@ -434,14 +434,7 @@ impl ScalarUDFImpl for PgToTimestamp {
                 let as_utc = DataType::Timestamp(TimeUnit::Second, Some(Arc::from("UTC")));
                 let target = DataType::Timestamp(TimeUnit::Nanosecond, Some(zone));
                 let seconds = args.args[0].cast_to(&DataType::Int64, None)?;
-                let out = match seconds {
-                    ColumnarValue::Array(a) => ColumnarValue::Array(cast(&cast(&a, &as_utc)?, &target)?),
-                    ColumnarValue::Scalar(s) => {
-                        let a = cast(&cast(&s.to_array()?, &as_utc)?, &target)?;
-                        ColumnarValue::Scalar(ScalarValue::try_from_array(&a, 0)?)
-                    }
-                };
-                Ok(out)
+                on_array(&seconds, |a| Ok(cast(&cast(a, &as_utc)?, &target)?))
             }
             _ => self.inner.invoke_with_args(args),
         }
@@ -501,17 +494,16 @@ impl ScalarUDFImpl for PgTimezone {
         };
         let zone = super::SessionSettings::parse_time_zone(&zone)
             .map_err(|m| DataFusionError::External(Box::new(InvalidTimeZone(m))))?;
-        let rows = args.number_rows;
-        let (array, scalar) = match ts {
-            ColumnarValue::Array(a) => (a.clone(), false),
-            ColumnarValue::Scalar(s) => (s.to_array_of_size(1)?, true),
-        };
-        let out = at_time_zone(&array, &zone, &self.session_zone)?;
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-        } else {
-            debug_assert_eq!(out.len(), rows);
-            Ok(ColumnarValue::Array(out))
+        on_array(ts, |a| at_time_zone(a, &zone, &self.session_zone))
+    }
+}
+
+/// Applies an array kernel to a value, keeping a scalar a scalar (so constants still fold).
+fn on_array(value: &ColumnarValue, kernel: impl FnOnce(&ArrayRef) -> Result<ArrayRef>) -> Result<ColumnarValue> {
+    match value {
+        ColumnarValue::Array(a) => Ok(ColumnarValue::Array(kernel(a)?)),
+        ColumnarValue::Scalar(s) => {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&kernel(&s.to_array()?)?, 0)?))
         }
     }
 }

@@ -30,18 +30,29 @@ pub async fn request_maintenance(
 }
 
 /// Refuses calls that would change what a standby writes: only the active site changes its mart.
+/// Runs a staging write on a blocking thread; its failure (or the thread's) is a 500 naming its cause.
+async fn on_staging<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "staging", crate::model::report(&e)))
+}
+
 fn refuse_on_standby(state: &ServeState) -> Result<(), ApiError> {
     let f = state.fence.get();
     if f.role == Role::Standby {
-        return Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "standby",
-            message: format!(
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "standby",
+            format!(
                 "this appliance is standby at epoch {} ({}); make the change at the active site, or promote this one",
                 f.epoch, f.reason
             ),
-            sqlstate: None,
-        });
+        ));
     }
     Ok(())
 }
@@ -60,40 +71,21 @@ pub async fn promote(
     let fence = state.fence.clone();
     let by = format!("api:{}", caller.name);
     let now = chrono::Utc::now().timestamp();
-    let promoted = tokio::task::spawn_blocking(move || fence.promote(&by, now))
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: e.to_string(),
-            sqlstate: None,
-        })?
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "staging",
-            message: crate::model::report(&e),
-            sqlstate: None,
-        })?;
+    let promoted = on_staging(move || fence.promote(&by, now)).await?;
     promoted.map(Json).ok_or_else(|| {
         let f = state.fence.get();
         if f.role == Role::Standby {
-            return ApiError {
-                status: StatusCode::CONFLICT,
-                code: "epoch_limit",
-                message: format!(
-                    "the epoch {} cannot grow further (at most {})",
-                    f.epoch,
-                    crate::replicate::fencing::MAX_EPOCH
-                ),
-                sqlstate: None,
-            };
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "epoch_limit",
+                format!("the epoch {} cannot grow further (at most {})", f.epoch, crate::replicate::fencing::MAX_EPOCH),
+            );
         }
-        ApiError {
-            status: StatusCode::CONFLICT,
-            code: "already_active",
-            message: format!("this appliance is already active at epoch {}", f.epoch),
-            sqlstate: None,
-        }
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "already_active",
+            format!("this appliance is already active at epoch {}", f.epoch),
+        )
     })
 }
 
@@ -110,12 +102,7 @@ pub async fn demote(
     Extension(caller): Extension<Principal>,
 ) -> Result<Json<SteppedDown>, ApiError> {
     let by = format!("api:{}", caller.name);
-    let internal = |code: &'static str, e: String| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code,
-        message: e,
-        sqlstate: None,
-    };
+    let internal = |code: &'static str, e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e);
     let fence = state
         .fence
         .demote(&by, chrono::Utc::now().timestamp())
@@ -123,15 +110,11 @@ pub async fn demote(
         .map_err(|e| internal("staging", crate::model::report(&e)))?
         .ok_or_else(|| {
             let f = state.fence.get();
-            ApiError {
-                status: StatusCode::CONFLICT,
-                code: "not_active",
-                message: format!(
-                    "this appliance is standby at epoch {} ({}); nothing to step down from",
-                    f.epoch, f.reason
-                ),
-                sqlstate: None,
-            }
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "not_active",
+                format!("this appliance is standby at epoch {} ({}); nothing to step down from", f.epoch, f.reason),
+            )
         })?;
     let mart_version =
         state.store.latest_snapshot().map_err(|e| internal("staging", crate::model::report(&e)))?.map(|s| s.version);
@@ -181,38 +164,23 @@ pub async fn change_source(
         }
     };
     if !state.admin.sites.contains(&site) {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "unknown_site",
-            message: format!("no IDB is configured at site '{site}' (sites: {})", state.admin.sites.join(", ")),
-            sqlstate: None,
-        });
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_site",
+            format!("no IDB is configured at site '{site}' (sites: {})", state.admin.sites.join(", ")),
+        ));
     }
     if !ignore && state.admin.config_ignored.contains(&site) {
-        return Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "ignored_by_config",
-            message: format!("'{site}' is in merge.ignore_sources of the configuration; remove it there and restart"),
-            sqlstate: None,
-        });
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ignored_by_config",
+            format!("'{site}' is in merge.ignore_sources of the configuration; remove it there and restart"),
+        ));
     }
     let store = state.store.clone();
     let actor = format!("api:{who}");
     let site_for_store = site.clone();
-    let changed = tokio::task::spawn_blocking(move || store.set_site_ignored(&site_for_store, ignore, &actor))
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: e.to_string(),
-            sqlstate: None,
-        })?
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "staging",
-            message: crate::model::report(&e),
-            sqlstate: None,
-        })?;
+    let changed = on_staging(move || store.set_site_ignored(&site_for_store, ignore, &actor)).await?;
     tracing::warn!(site, ignore, changed, by = who, "source site ignore changed");
     Ok(Json(SourceChange { site, ignored: ignore, changed }))
 }

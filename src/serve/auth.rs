@@ -195,12 +195,8 @@ impl TokenRegistry {
         if access == Access::Public || self.is_open() {
             return Ok(Principal { name: "local".into(), role: Role::Operator });
         }
-        let unauthorized = || ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "a valid bearer token is required".into(),
-            sqlstate: None,
-        };
+        let unauthorized =
+            || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
         let secret = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -208,12 +204,11 @@ impl TokenRegistry {
             .ok_or_else(unauthorized)?;
         let principal = self.authenticate(secret).ok_or_else(unauthorized)?;
         if !access.allows(principal.role) {
-            return Err(ApiError {
-                status: StatusCode::FORBIDDEN,
-                code: "forbidden",
-                message: format!("this call needs a token of role {}", access.roles()),
-                sqlstate: None,
-            });
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this call needs a token of role {}", access.roles()),
+            ));
         }
         Ok(principal)
     }
@@ -239,13 +234,8 @@ pub async fn require_token(State(tokens): State<TokenRegistry>, mut req: Request
             Some(a) => a,
             None => {
                 tracing::error!(route = p.as_str(), method = %req.method(), "route has no access rule; refused");
-                return ApiError {
-                    status: StatusCode::FORBIDDEN,
-                    code: "forbidden",
-                    message: "this route has no access rule".into(),
-                    sqlstate: None,
-                }
-                .into_response();
+                return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route has no access rule")
+                    .into_response();
             }
         },
         None => Access::AnyToken,

@@ -70,12 +70,18 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// PostgreSQL's SQLSTATE, for query errors.
     sqlstate: Option<&'static str>,
 }
 
 impl ApiError {
+    /// An error answer that is not a query's (no SQLSTATE).
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), sqlstate: None }
+    }
+
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into(), sqlstate: None }
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
 
@@ -168,12 +174,7 @@ fn snapshot(state: &ServeState, version: Option<u64>) -> Result<MartSnapshot, Ap
         Some(v) => state.store.snapshot(v),
         None => state.store.latest_snapshot(),
     }
-    .map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "staging_error",
-        message: crate::model::report(&e),
-        sqlstate: None,
-    })?;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "staging_error", crate::model::report(&e)))?;
     s.ok_or_else(|| match version {
         Some(v) => ApiError::bad_request("unknown_version", format!("mart version {v} does not exist")),
         None => ApiError::from(QueryError::NoSnapshot(
@@ -322,12 +323,8 @@ fn render_holding_slot(
     freshness: &format::Freshness,
 ) -> Result<Response, ApiError> {
     let permit = result.permit.take();
-    let resp = format::render(format, &result, freshness).map_err(|m| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "encoding_error",
-        message: m,
-        sqlstate: None,
-    })?;
+    let resp = format::render(format, &result, freshness)
+        .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding_error", m))?;
     drop(result);
     let (parts, body) = resp.into_parts();
     let body = Body::from_stream(futures::StreamExt::map(body.into_data_stream(), move |chunk| {
@@ -341,12 +338,8 @@ fn render_holding_slot(
 /// statement is planned once more for this, inside a query slot and the time limit like any query; a statement
 /// that does not plan is left to [`QueryEngine::run`], which answers its error.
 fn report_catalog() -> Result<&'static std::collections::BTreeMap<String, crate::query::reports::Report>, ApiError> {
-    crate::query::reports::saved_reports().map_err(|m| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "bad_report",
-        message: m,
-        sqlstate: None,
-    })
+    crate::query::reports::saved_reports()
+        .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_report", m))
 }
 
 /// Answer of `GET /v1/reports`.
@@ -381,11 +374,8 @@ async fn run_report(
     ApiQuery(mut params): ApiQuery<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let catalog = report_catalog()?;
-    let report = catalog.get(&name).ok_or_else(|| ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "unknown_report",
-        message: format!("no saved report '{name}'; see GET /v1/reports"),
-        sqlstate: None,
+    let report = catalog.get(&name).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_report", format!("no saved report '{name}'; see GET /v1/reports"))
     })?;
     let format = params.remove("format").unwrap_or_else(|| "json".into());
     let format = OutputFormat::parse(&format).ok_or_else(|| {
@@ -473,12 +463,9 @@ async fn export(
     let to = parse_day("to", &p.to).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, p.mart_version)?;
     let export = ParquetExport::write(&state.engine, &snap, t, from.as_deref(), to.as_deref()).await?;
-    let file = tokio::fs::File::open(export.path()).await.map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "io_error",
-        message: e.to_string(),
-        sqlstate: None,
-    })?;
+    let file = tokio::fs::File::open(export.path())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", e.to_string()))?;
     let stream = tokio_util::io::ReaderStream::new(file);
     let name = format!("{}.parquet", t.name);
     let mut resp = Response::new(Body::from_stream(ExportStream { inner: stream, _keep: export }));

@@ -191,6 +191,7 @@ impl PgFrontend {
         let result = async {
             let permit = Arc::new(self.sessions.engine.admit().await.map_err(from_query_error)?);
             let deadline = tokio::time::Instant::now() + limit;
+            let bounds = StatementBounds { deadline, limit, permit: permit.clone(), metrics: &self.metrics, started };
             let work = STATEMENT_SLOT.scope((permit.clone(), deadline), work);
             let responses = tokio::time::timeout_at(deadline, work).await.map_err(|_| timeout_error(limit))??;
             Ok::<_, PgWireError>(
@@ -199,33 +200,13 @@ impl PgFrontend {
                     .map(|r| match r {
                         Response::Query(mut q) => {
                             let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
-                            q.data_rows = Box::pin(BoundedRows {
-                                rows,
-                                sent: 0,
-                                max_rows,
-                                deadline: Box::pin(tokio::time::sleep_until(deadline)),
-                                limit,
-                                done: false,
-                                _permit: permit.clone(),
-                                finish: Some((self.metrics.clone(), started)),
-                                outcome: "ok",
-                            });
+                            q.data_rows = Box::pin(bounds.rows(rows, max_rows));
                             Response::Query(q)
                         }
                         Response::CopyOut(mut c) => {
                             let data = std::mem::replace(&mut c.data_stream, Box::pin(futures::stream::empty()));
-                            c.data_stream = Box::pin(BoundedRows {
-                                rows: data,
-                                sent: 0,
-                                // COPY bounds its rows itself (the binary trailer is not a row).
-                                max_rows: usize::MAX,
-                                deadline: Box::pin(tokio::time::sleep_until(deadline)),
-                                limit,
-                                done: false,
-                                _permit: permit.clone(),
-                                finish: Some((self.metrics.clone(), started)),
-                                outcome: "ok",
-                            });
+                            // COPY bounds its rows itself (the binary trailer is not a row).
+                            c.data_stream = Box::pin(bounds.rows(data, usize::MAX));
                             Response::CopyOut(c)
                         }
                         other => other,
@@ -287,6 +268,33 @@ fn sqlstate_class(e: &PgWireError) -> String {
         PgWireError::UserError(info) => info.code.chars().take(2).collect(),
         PgWireError::ApiError(_) => "42".into(),
         _ => "08".into(),
+    }
+}
+
+/// What bounds the rows of one statement's responses: its deadline and time limit, its query slot, and where its
+/// outcome is counted.
+struct StatementBounds<'a> {
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    permit: Arc<QueryPermit>,
+    metrics: &'a ApplianceMetrics,
+    started: Instant,
+}
+
+impl StatementBounds<'_> {
+    /// `rows` cut off at the deadline and past `max_rows`, holding the slot until they end.
+    fn rows<T>(&self, rows: Pin<Box<dyn Stream<Item = PgWireResult<T>> + Send>>, max_rows: usize) -> BoundedRows<T> {
+        BoundedRows {
+            rows,
+            sent: 0,
+            max_rows,
+            deadline: Box::pin(tokio::time::sleep_until(self.deadline)),
+            limit: self.limit,
+            done: false,
+            _permit: self.permit.clone(),
+            finish: Some((self.metrics.clone(), self.started)),
+            outcome: "ok",
+        }
     }
 }
 

@@ -12,12 +12,7 @@ use axum::response::Response;
 use axum::Json;
 
 fn internal(e: impl std::error::Error + 'static) -> ApiError {
-    ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "internal",
-        message: crate::model::report(&e),
-        sqlstate: None,
-    }
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", crate::model::report(&e))
 }
 
 /// The mart's files (path, size, BLAKE3) and its queryable versions: what a standby needs to copy.
@@ -52,11 +47,12 @@ pub async fn file(State(state): State<ServeState>, ApiQuery(p): ApiQuery<FilePar
         let (cache, path) = (state.hashes.clone(), path.clone());
         tokio::task::spawn_blocking(move || cache.hash(&path)).await.map_err(internal)?
     }
-    .map_err(|_| ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "no_such_file",
-        message: format!("{} is not in the mart (vacuumed?): fetch a new manifest", p.path),
-        sqlstate: None,
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_file",
+            format!("{} is not in the mart (vacuumed?): fetch a new manifest", p.path),
+        )
     })?;
     let file = tokio::fs::File::open(&path).await.map_err(internal)?;
     let mut resp = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));

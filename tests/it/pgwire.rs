@@ -263,6 +263,17 @@ async fn bi_tool_catalog_queries_answer() {
     );
 }
 
+/// The first column of the first row `sql` answers on `c`, as text (the simple protocol).
+async fn first_text(c: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", detail(&e)));
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// `arrow_typeof(now())` on `c`: the time zone its statements run in.
 async fn zone_of(c: &tokio_postgres::Client) -> String {
     let rows = c.simple_query("SELECT arrow_typeof(now()) AS t").await.expect("now()");
@@ -332,6 +343,33 @@ async fn settings_are_per_connection() {
     let n: i64 = b.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
     assert!(n > 0, "queries still answer");
     assert_eq!(http_zone().await, h0);
+
+    // A zone given at startup (`options=-c TimeZone=…`, as libpq's PGOPTIONS sends it) is the session's default:
+    // it applies at once, `RESET` goes back to it, and, as in PostgreSQL, `to_timestamp(0)` is the epoch shown in
+    // that zone (1970-01-01 09:00 in Tokyo) and `AT TIME ZONE 'UTC'` its UTC wall-clock time.
+    let conn =
+        format!("host=127.0.0.1 port={port} user=bi password={READER} dbname=ccmart options='-c TimeZone=Asia/Tokyo'");
+    let (tokyo, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.expect("log in, Tokyo");
+    tokio::spawn(connection);
+    assert_eq!(first_text(&tokyo, "SHOW TimeZone").await, "Asia/Tokyo");
+    let epoch = tokyo.query_one("SELECT to_timestamp(0) AS t", &[]).await.unwrap();
+    let epoch: std::time::SystemTime = epoch.get(0);
+    assert_eq!(epoch, std::time::UNIX_EPOCH, "to_timestamp(0) is the epoch, whatever the zone");
+    assert!(first_text(&tokyo, "SELECT to_timestamp(0)").await.starts_with("1970-01-01 09:00:00"));
+    assert!(first_text(&tokyo, "SELECT to_timestamp(0) AT TIME ZONE 'UTC'").await.starts_with("1970-01-01 00:00:00"));
+    tokyo.simple_query("SET TIME ZONE 'UTC'").await.unwrap();
+    assert_eq!(first_text(&tokyo, "SHOW TimeZone").await, "UTC");
+    tokyo.simple_query("RESET TimeZone").await.unwrap();
+    assert_eq!(first_text(&tokyo, "SHOW TimeZone").await, "Asia/Tokyo", "RESET goes back to the startup zone");
+    tokyo.simple_query("SET TIME ZONE 'UTC'").await.unwrap();
+    tokyo.simple_query("DISCARD ALL").await.unwrap();
+    assert_eq!(first_text(&tokyo, "SHOW TimeZone").await, "Asia/Tokyo", "DISCARD ALL resets too");
+    assert_eq!(first_text(&tokyo, "SELECT current_user").await, "bi", "current_user is the login name");
+    assert_eq!(zone_of(&b).await, b0, "none of it reaches another connection");
+    let bad =
+        format!("host=127.0.0.1 port={port} user=bi password={READER} dbname=ccmart options='-c TimeZone=Not/AZone'");
+    let e = tokio_postgres::connect(&bad, tokio_postgres::NoTls).await.err().expect("an invalid startup zone");
+    assert_eq!(sqlstate(&e), "22023", "{}", detail(&e));
 }
 
 /// Row counts a client asks for are clamped before the protocol library reserves room for them: `FETCH` of a
