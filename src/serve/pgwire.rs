@@ -975,10 +975,57 @@ fn bind_parameters(
     inferred.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX));
     let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
         inferred.iter().map(|(_, t)| t.as_ref()).collect();
-    let params = datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
-        portal, &inferred, &wire,
-    )?;
+    let untyped_arrays = untyped_array_literals(portal, &wire, &inferred);
+    let params = if untyped_arrays.is_empty() {
+        datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+            portal, &inferred, &wire,
+        )?
+    } else {
+        let mut types = portal.statement.parameter_types.clone();
+        types.resize(portal.parameter_len(), None);
+        for i in untyped_arrays {
+            types[i] = Some(Type::TEXT_ARRAY);
+        }
+        let mut typed = Portal::<PgStatement>::default();
+        typed.statement = Arc::new(pgwire::api::stmt::StoredStatement::new(
+            portal.statement.id.clone(),
+            portal.statement.statement.clone(),
+            types,
+        ));
+        typed.parameter_format = portal.parameter_format.clone();
+        typed.parameters = portal.parameters.clone();
+        datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+            &typed, &inferred, &wire,
+        )?
+    };
     plan.clone().replace_params_with_values(&params).map_err(api)
+}
+
+/// The parameters a client sent as text without a type that neither the parser nor the plan can type either,
+/// written as an array literal (`{"Voice","Chat"}`: what Node `pg` sends for a JavaScript array in `= ANY($1)`).
+/// They are read as `text[]`, parsed as PostgreSQL parses array literals (quotes, escapes, `NULL`); the protocol
+/// crate's fallback for untyped values split them on commas with their quotes kept, so they matched nothing.
+fn untyped_array_literals(
+    portal: &Portal<PgStatement>,
+    wire: &[Option<&Type>],
+    inferred: &[Option<&datafusion::arrow::datatypes::DataType>],
+) -> Vec<usize> {
+    let unknown = |t: Option<&Type>| t.is_none_or(|t| *t == Type::UNKNOWN);
+    (0..portal.parameter_len())
+        .filter(|&i| {
+            let client = portal.statement.parameter_types.get(i).and_then(|t| t.as_ref());
+            let text = matches!(portal.parameter_format.format_for(i), pgwire::api::results::FieldFormat::Text);
+            let literal = portal.parameters.get(i).and_then(|p| p.as_ref()).is_some_and(|b| {
+                let b = b.trim_ascii();
+                b.first() == Some(&b'{') && b.last() == Some(&b'}')
+            });
+            unknown(client)
+                && unknown(wire.get(i).copied().flatten())
+                && inferred.get(i).copied().flatten().is_none()
+                && text
+                && literal
+        })
+        .collect()
 }
 
 impl PgFrontend {

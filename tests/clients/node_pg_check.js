@@ -15,8 +15,6 @@ const util = require('util');
 const CLIENT = 'node-pg';
 // Checks that fail against ccmart today (strict xfail: a listed check that passes fails the run).
 const EXPECTED_GAPS = new Set([
-  'array_param_any',
-  'array_param_any_aliased',
 ]);
 const CONNECT_TIMEOUT_MS = 10000;
 const QUERY_TIMEOUT_MS = 30000;
