@@ -9,6 +9,7 @@ pub mod diagnose;
 pub mod digest;
 pub mod gate;
 pub mod guard;
+pub mod pg_functions;
 pub mod postgres;
 pub mod reports;
 pub mod snapshot_files;
@@ -323,6 +324,16 @@ fn pg_static_tables(
     Ok(TABLES.get_or_init(|| t).clone())
 }
 
+/// The descriptions of PostgreSQL's own objects (`pg_description`), for `obj_description` (built once).
+fn system_descriptions() -> Result<Arc<pg_functions::Descriptions>, QueryError> {
+    static DESCRIPTIONS: std::sync::OnceLock<Arc<pg_functions::Descriptions>> = std::sync::OnceLock::new();
+    if let Some(d) = DESCRIPTIONS.get() {
+        return Ok(d.clone());
+    }
+    let d = Arc::new(pg_functions::Descriptions::from_batches(pg_static_tables()?.pg_description.data()));
+    Ok(DESCRIPTIONS.get_or_init(|| d).clone())
+}
+
 /// Replaces the `pg_catalog` schema that `setup_pg_catalog` registers with one that reads a view of the catalogs
 /// *without* itself. The stock provider holds the context's catalog list, which holds the provider: a reference
 /// cycle that kept every mart version's context (tables, the staging store) alive forever — a leak per published
@@ -340,6 +351,9 @@ fn install_acyclic_pg_catalog(ctx: &SessionContext) -> Result<(), QueryError> {
             mart_view.register_schema(&name, schema).map_err(err)?;
         }
     }
+    // PostgreSQL's own schema is still listed in pg_namespace (the crate gives it oid 11, which the pg_type and
+    // pg_proc rows name, so type and function lookups join to it), as an empty schema in this view.
+    mart_view.register_schema("pg_catalog", Arc::new(datafusion::catalog::MemorySchemaProvider::new())).map_err(err)?;
     let view = Arc::new(MemoryCatalogProviderList::new());
     view.register_catalog("ccmart".into(), mart_view);
     let view: Arc<dyn CatalogProviderList> = view;
@@ -556,6 +570,7 @@ impl QueryEngine {
         .map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?;
         install_acyclic_pg_catalog(&ctx)?;
         postgres::install(&ctx);
+        pg_functions::install(&ctx, system_descriptions()?);
         // Last, so that every scalar function the context has by now (the catalog's too) is size-bounded.
         guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
         cache.push((snapshot.version, ctx.clone()));

@@ -18,8 +18,6 @@ CLIENT = "psql"
 EXPECTED_GAPS = {
     "meta_dT",
     "meta_d_plus_interaction_fact",
-    "meta_df",
-    "meta_dt_plus",
     "meta_du",
     "unaligned_query_output_timestamptz",
 }

@@ -67,6 +67,16 @@ def main():
         rep.compare(f"parameter_status_{key}",
                     lambda s, key=key: conn(s).get_parameter_status(key))
 
+    # --- catalog ----------------------------------------------------------------
+    # Type lookups (asyncpg's introspection, pgjdbc getTypeInfo, psql \dT) join pg_type to pg_namespace.
+    rep.compare("catalog_type_namespace_join", q(
+        "SELECT t.typname, n.nspname FROM pg_catalog.pg_type t "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE t.typname IN ('int4', 'int8', 'text', 'timestamptz') ORDER BY t.typname"))
+    rep.compare("catalog_size_pretty", q(
+        "SELECT pg_size_pretty(0::bigint), pg_size_pretty(10239::bigint), pg_size_pretty(10240::bigint), "
+        "pg_size_pretty(1073741824::bigint), pg_size_pretty(-1024::bigint)", fetch="one"))
+
     # --- report queries -------------------------------------------------------
     rep.compare("report_interactions_per_media_type", q(
         "SELECT media_type, count(*) AS interactions "
