@@ -563,6 +563,13 @@ pub fn duckdb_scalar(file: &std::path::Path, sql: &str) -> String {
 /// A file of this repository. Resolved when the test runs (cargo sets `CARGO_MANIFEST_DIR` for the test process), not
 /// when it compiles: CI reuses one target directory across clones at different paths, and an unchanged test binary
 /// keeps whatever path it was first compiled at.
+/// Held by the tests that load both cores for long and whose assertions are about time (a canary answered within
+/// the query time limit, a client's login timeout), so the suite's two test threads never run two of them at once.
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 pub fn repo_file(rel: &str) -> std::path::PathBuf {
     let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     std::path::Path::new(&root).join(rel)

@@ -157,6 +157,7 @@ async fn pg_case(
 /// test, not one per protocol: two corpus runs side by side would each be the other's hostile load.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_queries_are_refused_or_bounded_over_http_and_pgwire_and_nothing_is_written() {
+    let _alone = cpu_heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let settings = small_settings(43);
     let mut cfg = embedded_config(dir.path(), settings.clone());
