@@ -4,7 +4,8 @@
 # Installs what the integration tests need and cannot skip without:
 #   - PostgreSQL server binaries (the tests start a throwaway cluster; see tests/it/support/pg.rs)
 #   - Debian's chromium (the status page is tested in a real headless browser)
-#   - the Python modules duckdb (an independent Parquet reader) and openapi-spec-validator (checks /v1/openapi.json)
+#   - the Python modules duckdb and pyarrow (independent Parquet readers) and openapi-spec-validator (checks
+#     /v1/openapi.json)
 #   - the client libraries users run, for tests/clients/ (each compared with a real PostgreSQL on the same rows):
 #     psycopg2, psycopg 3, asyncpg, SQLAlchemy 2 + pandas (PyPI), Node pg 8 (npm), pgjdbc (Debian)
 # then runs the whole test suite.
@@ -41,9 +42,9 @@ if ! command -v python3 >/dev/null; then
     echo "test.sh: python3 is required (the export test reads Parquet with the duckdb module); install it, e.g. apt-get install -y python3 python3-pip" >&2
     exit 1
 fi
-# Independent checkers the tests call: duckdb (reads exported Parquet), openapi-spec-validator (checks
+# Independent checkers the tests call: duckdb and pyarrow (read exported Parquet), openapi-spec-validator (checks
 # /v1/openapi.json against the OpenAPI 3.1 schema).
-for spec in duckdb:duckdb openapi_spec_validator:openapi-spec-validator psycopg2:psycopg2-binary \
+for spec in duckdb:duckdb pyarrow:pyarrow openapi_spec_validator:openapi-spec-validator psycopg2:psycopg2-binary \
     'psycopg:psycopg[binary]>=3.1' asyncpg:asyncpg 'sqlalchemy:sqlalchemy>=2,<3' pandas:pandas; do
     module=${spec%%:*}
     package=${spec#*:}

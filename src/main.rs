@@ -76,20 +76,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
         format: QueryFormat,
     },
-    /// Export a mart table as Parquet from a running appliance.
+    /// Export a mart table as one Parquet file (--table), or one consistent mart version of every table as plain
+    /// Hive-partitioned Parquet for data-lake tools (--snapshot; docs/lake.md).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["table", "snapshot"])))]
     Export {
-        /// Mart table (e.g. INTERACTION_FACT).
-        #[arg(long)]
-        table: String,
+        /// Mart table (e.g. INTERACTION_FACT), written to one file in --out.
+        #[arg(long, requires = "out")]
+        table: Option<String>,
+        /// Directory (new or empty) to write a snapshot into: DIR/<table>/day=YYYY-MM-DD/part-0.parquet,
+        /// DIR/<table>/part-0.parquet and DIR/_ccmart_snapshot.json, all of one mart version.
+        #[arg(long, conflicts_with_all = ["from", "to", "out"])]
+        snapshot: Option<PathBuf>,
         /// First day (YYYY-MM-DD).
         #[arg(long, value_parser = cli::parse_day)]
         from: Option<String>,
         /// Last day (YYYY-MM-DD).
         #[arg(long, value_parser = cli::parse_day)]
         to: Option<String>,
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
+        /// Output directory of --table.
+        #[arg(long, requires = "table")]
+        out: Option<PathBuf>,
         /// Appliance URL.
         #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = cli::parse_url)]
         url: String,
@@ -261,12 +267,19 @@ fn main_inner() -> Result<()> {
             }
             Command::Simulate { config, days, live } => cli::run::simulate(config, days, live).await,
             Command::Query { sql, url, format } => cli::remote::query(&remote, &url, &sql, format).await,
-            Command::Export { table, from, to, out, url: _, data_dir: Some(dir) } => {
+            Command::Export { snapshot: Some(snapshot), url: _, data_dir: Some(dir), .. } => {
+                cli::lake::snapshot_offline(&dir, &snapshot).await
+            }
+            Command::Export { snapshot: Some(snapshot), url, data_dir: None, .. } => {
+                cli::lake::snapshot_remote(&remote, &url, &snapshot).await
+            }
+            Command::Export { table: Some(table), from, to, out: Some(out), url: _, data_dir: Some(dir), .. } => {
                 cli::local::export_offline(&dir, &table, from, to, &out).await
             }
-            Command::Export { table, from, to, out, url, data_dir: None } => {
+            Command::Export { table: Some(table), from, to, out: Some(out), url, data_dir: None, .. } => {
                 cli::remote::export(&remote, &url, &table, from, to, &out).await
             }
+            Command::Export { .. } => anyhow::bail!("export needs --table T --out DIR, or --snapshot DIR"),
             Command::Digest { table, day, url: _, data_dir: Some(dir) } => {
                 cli::local::digest_offline(&dir, table, day).await
             }

@@ -1,8 +1,10 @@
 //! The bodies of the `ccmart` commands (bin-only): `main.rs` parses and dispatches, each command is a function here.
 //! [`run`] runs an appliance (or the demo, or the simulator); [`remote`] talks to a running appliance through the
 //! one peer client ([`ccmart::replicate::client`]); [`local`] works on files (a stopped appliance's data
-//! directory, a config, the contract).
+//! directory, a config, the contract); [`lake`] exports one mart version of every table as plain Parquet
+//! (`ccmart export --snapshot`), from either.
 
+pub mod lake;
 pub mod local;
 pub mod remote;
 pub mod run;

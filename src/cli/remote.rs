@@ -91,7 +91,7 @@ pub async fn export(
     to: Option<String>,
     out: &Path,
 ) -> Result<()> {
-    let params = wire::ExportParams { from: from.clone(), to: to.clone(), mart_version: None };
+    let params = wire::ExportParams { from: from.clone(), to: to.clone(), mart_version: None, day_column: None };
     let mut body = remote.appliance(url)?.export(table, &params).await.map_err(cli_error)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = out.join(super::local::export_file_name(table, &from, &to));

@@ -340,6 +340,10 @@ pub struct ExportParams {
     /// Mart version (default: newest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mart_version: Option<u64>,
+    /// `false`: leave a partitioned table's `day` column out of the file, for a Hive layout whose directory names
+    /// (`day=YYYY-MM-DD`) carry it, as `ccmart export --snapshot` writes (default `true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day_column: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------------------------

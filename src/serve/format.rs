@@ -242,6 +242,21 @@ impl ParquetExport {
         from: Option<&str>,
         to: Option<&str>,
     ) -> Result<Self, QueryError> {
+        Self::write_with(engine, snap, t, from, to, true).await
+    }
+
+    /// Like [`write`](Self::write); with `day_column` false a partitioned table's file leaves out its `day`
+    /// column, for a Hive layout (`day=YYYY-MM-DD/…`) whose directory names carry it: readers that take the
+    /// partition from the path (pyarrow's `pq.read_table`, DuckDB's `hive_partitioning`) would otherwise find it
+    /// twice, as a string in the file and as their own type from the path.
+    pub async fn write_with(
+        engine: &QueryEngine,
+        snap: &MartSnapshot,
+        t: &MartTable,
+        from: Option<&str>,
+        to: Option<&str>,
+        day_column: bool,
+    ) -> Result<Self, QueryError> {
         let _permit = engine.admit().await?;
         let ctx = engine.context(snap).await?;
         let mut df = ctx.table(t.name).await.map_err(|e| QueryError::Execution(e.to_string()))?;
@@ -256,6 +271,12 @@ impl ParquetExport {
                     .filter(col("day").lt_eq(lit(to.to_string())))
                     .map_err(|e| QueryError::Execution(e.to_string()))?;
             }
+        }
+        if t.partitioned && !day_column {
+            let keep: Vec<String> =
+                df.schema().fields().iter().map(|f| f.name().clone()).filter(|c| c != "day").collect();
+            let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+            df = df.select_columns(&keep).map_err(|e| QueryError::Execution(e.to_string()))?;
         }
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(|e| QueryError::Execution(e.to_string()))?;

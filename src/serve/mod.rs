@@ -462,7 +462,8 @@ async fn export(
     let from = parse_day("from", &p.from).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let to = parse_day("to", &p.to).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, p.mart_version)?;
-    let export = ParquetExport::write(&state.engine, &snap, t, from.as_deref(), to.as_deref()).await?;
+    let day_column = p.day_column.unwrap_or(true);
+    let export = ParquetExport::write_with(&state.engine, &snap, t, from.as_deref(), to.as_deref(), day_column).await?;
     let file = tokio::fs::File::open(export.path())
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", e.to_string()))?;

@@ -11,6 +11,7 @@ mod e2e;
 mod fencing;
 mod ha;
 mod http;
+mod lake;
 mod layering;
 mod limits;
 mod maintenance;
