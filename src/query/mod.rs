@@ -9,7 +9,9 @@ pub mod diagnose;
 pub mod digest;
 pub mod gate;
 pub mod guard;
+pub mod pg_catalog;
 pub mod pg_functions;
+pub mod pg_rewrite;
 pub mod postgres;
 pub mod reports;
 pub mod snapshot_files;
@@ -334,34 +336,6 @@ fn system_descriptions() -> Result<Arc<pg_functions::Descriptions>, QueryError> 
     Ok(DESCRIPTIONS.get_or_init(|| d).clone())
 }
 
-/// Replaces the `pg_catalog` schema that `setup_pg_catalog` registers with one that reads a view of the catalogs
-/// *without* itself. The stock provider holds the context's catalog list, which holds the provider: a reference
-/// cycle that kept every mart version's context (tables, the staging store) alive forever — a leak per published
-/// version, and a staging file that stayed locked after the appliance was dropped.
-fn install_acyclic_pg_catalog(ctx: &SessionContext) -> Result<(), QueryError> {
-    use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList};
-    use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
-        context::EmptyContextProvider, PgCatalogSchemaProvider,
-    };
-    let err = |e: datafusion::error::DataFusionError| QueryError::Mart(format!("PostgreSQL catalog: {e}"));
-    let catalog = ctx.catalog("ccmart").ok_or_else(|| QueryError::Mart("catalog ccmart is missing".into()))?;
-    let mart_view = Arc::new(MemoryCatalogProvider::new());
-    for name in catalog.schema_names().into_iter().filter(|n| n != "pg_catalog") {
-        if let Some(schema) = catalog.schema(&name) {
-            mart_view.register_schema(&name, schema).map_err(err)?;
-        }
-    }
-    // PostgreSQL's own schema is still listed in pg_namespace (the crate gives it oid 11, which the pg_type and
-    // pg_proc rows name, so type and function lookups join to it), as an empty schema in this view.
-    mart_view.register_schema("pg_catalog", Arc::new(datafusion::catalog::MemorySchemaProvider::new())).map_err(err)?;
-    let view = Arc::new(MemoryCatalogProviderList::new());
-    view.register_catalog("ccmart".into(), mart_view);
-    let view: Arc<dyn CatalogProviderList> = view;
-    let provider = PgCatalogSchemaProvider::try_new(view, pg_static_tables()?, EmptyContextProvider).map_err(err)?;
-    catalog.register_schema("pg_catalog", Arc::new(provider)).map_err(err)?;
-    Ok(())
-}
-
 /// The only object store a snapshot's queries can reach: the snapshot's own files, read-only. DataFusion's default
 /// registry also serves `file://`, through which any statement that writes (`COPY … TO`, a listing table's insert)
 /// reaches every file the appliance can — the statement gate refuses those, and this makes sure nothing else can.
@@ -568,7 +542,7 @@ impl QueryEngine {
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?;
-        install_acyclic_pg_catalog(&ctx)?;
+        pg_catalog::install(&ctx, pg_static_tables()?, &postgres::default_settings()).await?;
         postgres::install(&ctx);
         pg_functions::install(&ctx, system_descriptions()?);
         // Last, so that every scalar function the context has by now (the catalog's too) is size-bounded.

@@ -13,9 +13,12 @@
 //!
 //! Registered by [`install`] after `setup_pg_catalog` and before the size guard, like `postgres::install`.
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int32Type};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Int32Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
@@ -29,7 +32,19 @@ use std::sync::Arc;
 /// (built once from the catalog's `pg_description`, see [`Descriptions::from_batches`]).
 pub fn install(ctx: &SessionContext, descriptions: Arc<Descriptions>) {
     ctx.register_udf(ScalarUDF::new_from_impl(PgSizePretty::new()));
-    for name in ["pg_function_is_visible", "pg_type_is_visible", "pg_operator_is_visible", "pg_opclass_is_visible"] {
+    for name in [
+        "pg_function_is_visible",
+        "pg_type_is_visible",
+        "pg_operator_is_visible",
+        "pg_opclass_is_visible",
+        "pg_opfamily_is_visible",
+        "pg_collation_is_visible",
+        "pg_conversion_is_visible",
+        "pg_ts_config_is_visible",
+        "pg_ts_dict_is_visible",
+        "pg_ts_parser_is_visible",
+        "pg_ts_template_is_visible",
+    ] {
         ctx.register_udf(ScalarUDF::new_from_impl(VisibleOid::new(name)));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(ObjDescription::new(descriptions.clone())));
@@ -39,14 +54,15 @@ pub fn install(ctx: &SessionContext, descriptions: Arc<Descriptions>) {
     for name in ["pg_table_size", "pg_indexes_size"] {
         ctx.register_udf(ScalarUDF::new_from_impl(ZeroSize::new(name)));
     }
-    // ccmart declares no indexes and no functions outside pg_catalog: PostgreSQL answers NULL for an oid that is
-    // not an index (pg_get_indexdef) / not a function (pg_get_function_*).
-    ctx.register_udf(ScalarUDF::new_from_impl(NullText::new("pg_get_indexdef", &[1, 3])));
+    // ccmart declares no functions outside pg_catalog: PostgreSQL answers NULL for an oid that is not a function.
+    // (`pg_get_indexdef` answers the key indexes: see `pg_catalog`.)
     for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"] {
         ctx.register_udf(ScalarUDF::new_from_impl(NullText::new(name, &[1])));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(SetConfig::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(PgExpandArray::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(GenerateSubscripts::new()));
 }
 
 fn int64_arg(args: &[ColumnarValue], i: usize, rows: usize) -> Result<Int64Array> {
@@ -558,6 +574,144 @@ impl ScalarUDFImpl for SetConfig {
                 ))),
             })
             .collect::<Result<StringArray>>()?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+// ------------------------------------------------------------------------- _pg_expandarray / generate_subscripts
+
+/// `information_schema._pg_expandarray(anyarray)`: PostgreSQL's set-returning SQL function
+/// `select $1[s], s - array_lower($1,1) + 1 from generate_series(array_lower($1,1), array_upper($1,1), 1) as g(s)`,
+/// i.e. one row `(x, n)` per element, `n` counting from 1. DataFusion scalar functions return one value per row,
+/// so this answers the rows as a list of structs `{x, n}`; the statement rewrite in queries.md wraps the call in
+/// `unnest(...)` where pgjdbc puts it in a select list and turns `(expr).n` into `get_field(expr, 'n')`. NULL or
+/// an empty array gives no rows, as in PostgreSQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgExpandArray {
+    signature: Signature,
+}
+
+impl PgExpandArray {
+    fn new() -> Self {
+        PgExpandArray { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+fn list_element(t: &DataType) -> Result<&Field> {
+    match t {
+        DataType::List(f) => Ok(f.as_ref()),
+        other => Err(DataFusionError::Plan(format!("expected an array, got {other}"))),
+    }
+}
+
+fn expand_fields(element: &Field) -> Fields {
+    Fields::from(vec![
+        Field::new("x", element.data_type().clone(), true),
+        Field::new("n", DataType::Int32, false),
+    ])
+}
+
+impl ScalarUDFImpl for PgExpandArray {
+    fn name(&self) -> &str {
+        "_pg_expandarray"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        let element = list_element(&args[0])?;
+        Ok(DataType::List(Arc::new(Field::new_list_field(DataType::Struct(expand_fields(element)), true))))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let input = args.args[0].to_array(args.number_rows)?;
+        let list = input
+            .as_list_opt::<i32>()
+            .ok_or_else(|| DataFusionError::Plan(format!("_pg_expandarray: expected an array, got {}", input.data_type())))?;
+        let element = list_element(list.data_type())?;
+        let offsets = list.offsets();
+        // `n` for every child slot: its position within its row's list, from 1 (0 where no row covers it).
+        let mut n = vec![0_i32; list.values().len()];
+        for w in offsets.windows(2) {
+            for (k, slot) in (w[0] as usize..w[1] as usize).enumerate() {
+                n[slot] = k as i32 + 1;
+            }
+        }
+        let fields = expand_fields(element);
+        let values: Vec<ArrayRef> = vec![list.values().clone(), Arc::new(Int32Array::from(n))];
+        let structs = StructArray::try_new(fields.clone(), values, None)?;
+        let out = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Struct(fields), true)),
+            offsets.clone(),
+            Arc::new(structs),
+            list.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `generate_subscripts(array, dim [, reverse])`: PostgreSQL's set-returning function, the subscripts of
+/// dimension `dim` (1..=length for ccmart's one-dimensional, 1-based arrays; descending when `reverse`). As with
+/// [`PgExpandArray`] the rows come back as a list (`Int32`), for the rewrite to `unnest(...)`: SQLAlchemy puts it
+/// beside `unnest(indkey)` in one select list, and DataFusion zips several `unnest`s of one projection by position
+/// as PostgreSQL 10+ zips set-returning functions. A dimension other than 1, a NULL array or an empty one gives no
+/// rows, as in PostgreSQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct GenerateSubscripts {
+    signature: Signature,
+}
+
+impl GenerateSubscripts {
+    fn new() -> Self {
+        GenerateSubscripts {
+            signature: Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for GenerateSubscripts {
+    fn name(&self) -> &str {
+        "generate_subscripts"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        list_element(&args[0])?;
+        Ok(DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let input = args.args[0].to_array(rows)?;
+        let list = input.as_list_opt::<i32>().ok_or_else(|| {
+            DataFusionError::Plan(format!("generate_subscripts: expected an array, got {}", input.data_type()))
+        })?;
+        let dims = int64_arg(&args.args, 1, rows)?;
+        let reverse = match args.args.get(2) {
+            Some(r) => Some(cast(&r.to_array(rows)?, &DataType::Boolean)?.as_boolean().clone()),
+            None => None,
+        };
+        let mut lengths = Vec::with_capacity(rows);
+        let mut values = Vec::new();
+        for i in 0..rows {
+            let len = if list.is_null(i) || dims.is_null(i) || dims.value(i) != 1 {
+                0
+            } else {
+                list.value_length(i) as usize
+            };
+            let desc = reverse.as_ref().is_some_and(|r| r.is_valid(i) && r.value(i));
+            if desc {
+                values.extend((1..=len as i32).rev());
+            } else {
+                values.extend(1..=len as i32);
+            }
+            lengths.push(len);
+        }
+        let out = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Int32, true)),
+            OffsetBuffer::from_lengths(lengths),
+            Arc::new(Int32Array::from(values)),
+            None,
+        )?;
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

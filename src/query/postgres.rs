@@ -100,8 +100,12 @@ impl RegisterUdf for StateRegistry<'_> {
 
 /// Rewrites what DataFusion would plan with another meaning than PostgreSQL's: `x AT TIME ZONE z` becomes
 /// `timezone(z, x)` ([`PgTimezone`]), and unnamed result columns get PostgreSQL's names ([`label_columns`]).
+///
+/// The labels come first, from the statement as the client wrote it; then the constructs DataFusion cannot plan are
+/// rewritten ([`super::pg_rewrite`]).
 pub fn rewrite(statement: &mut Statement) {
     let _ = statement.visit(&mut ColumnLabels);
+    super::pg_rewrite::rewrite_for_datafusion(statement);
     let _ = visit_expressions_mut(statement, |e: &mut Expr| {
         if let Expr::AtTimeZone { timestamp, time_zone } = e {
             let args = vec![
@@ -259,6 +263,37 @@ impl ScalarUDFImpl for ConstantText {
     }
 }
 
+/// The settings every session starts with (lower-case names), as `current_setting` answers them before any `SET`.
+pub(crate) fn default_settings() -> BTreeMap<String, String> {
+    [
+        ("server_version", SERVER_VERSION),
+        ("server_version_num", SERVER_VERSION_NUM),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("datestyle", "ISO, MDY"),
+        ("intervalstyle", "postgres"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("search_path", "public"),
+        ("default_transaction_read_only", "on"),
+        ("transaction_read_only", "on"),
+        ("transaction_isolation", "read committed"),
+        ("default_transaction_isolation", "read committed"),
+        ("max_identifier_length", "63"),
+        ("is_superuser", "off"),
+        ("application_name", ""),
+        ("extra_float_digits", "1"),
+        ("bytea_output", "hex"),
+        ("lc_messages", "C"),
+        ("lc_monetary", "C"),
+        ("lc_numeric", "C"),
+        ("lc_time", "C"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// `current_setting(name [, missing_ok])`: the session's value of a setting, as PostgreSQL answers it; an unknown
 /// name is an error (42704) unless `missing_ok`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -269,33 +304,7 @@ struct CurrentSetting {
 
 impl CurrentSetting {
     fn new(settings: &SessionSettings) -> Self {
-        let mut values: BTreeMap<String, String> = [
-            ("server_version", SERVER_VERSION),
-            ("server_version_num", SERVER_VERSION_NUM),
-            ("server_encoding", "UTF8"),
-            ("client_encoding", "UTF8"),
-            ("datestyle", "ISO, MDY"),
-            ("intervalstyle", "postgres"),
-            ("integer_datetimes", "on"),
-            ("standard_conforming_strings", "on"),
-            ("search_path", "public"),
-            ("default_transaction_read_only", "on"),
-            ("transaction_read_only", "on"),
-            ("transaction_isolation", "read committed"),
-            ("default_transaction_isolation", "read committed"),
-            ("max_identifier_length", "63"),
-            ("is_superuser", "off"),
-            ("application_name", ""),
-            ("extra_float_digits", "1"),
-            ("bytea_output", "hex"),
-            ("lc_messages", "C"),
-            ("lc_monetary", "C"),
-            ("lc_numeric", "C"),
-            ("lc_time", "C"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut values = default_settings();
         values.extend(settings.values.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
         values.insert("timezone".into(), settings.time_zone.clone());
         let signature = Signature::one_of(

@@ -739,7 +739,11 @@ impl StatementPolicy {
                 if matches!(answer, Some(Ok(_))) {
                     let cursors = OpenCursors::of(&*client);
                     match cursor {
-                        CloseCursor::All => cursors.names().clear(),
+                        // PostgreSQL's tag for closing every cursor.
+                        CloseCursor::All => {
+                            cursors.names().clear();
+                            return Some(Ok(Response::Execution(Tag::new("CLOSE CURSOR ALL"))));
+                        }
                         CloseCursor::Specific { name } => {
                             cursors.names().remove(&name.value);
                         }
@@ -960,6 +964,40 @@ async fn checked_statements(sql: &str) -> PgWireResult<Vec<Checked>> {
     job.join().await.ok_or_else(|| pg_error("XX000", "the statement's SQL thread stopped unexpectedly"))?
 }
 
+/// The (0-based) parameters the statement casts to `oid[]` (`$1::oid[]`). The engine holds oids as int4, so the
+/// plan infers `int4[]`; described as that, asyncpg — which has a built-in codec for `oid[]` but not for `int4[]` —
+/// would introspect `int4[]` with the very statement that declares it, forever. The values are the same 4-byte
+/// integers either way.
+fn oid_array_parameters(statement: &Statement) -> Vec<usize> {
+    use datafusion::sql::sqlparser::ast::{DataType as SqlType, Expr, Value, Visit, Visitor};
+    struct Casts(Vec<usize>);
+    impl Visitor for Casts {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
+            if let Expr::Cast { expr: inner, data_type, .. } = expr {
+                let is_oid_array = match data_type {
+                    SqlType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(t, _))
+                    | SqlType::Array(datafusion::sql::sqlparser::ast::ArrayElemTypeDef::AngleBracket(t)) => {
+                        matches!(t.as_ref(), SqlType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("oid"))
+                    }
+                    _ => false,
+                };
+                if let (true, Expr::Value(v)) = (is_oid_array, inner.as_ref()) {
+                    if let Value::Placeholder(p) = &v.value {
+                        if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0) {
+                            self.0.push(n - 1);
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut casts = Casts(Vec::new());
+    let _ = statement.visit(&mut casts);
+    casts.0
+}
+
 /// Binds a portal's parameters to its plan, the way `datafusion-postgres` does: the types the client sent, else
 /// the server's (from the parser), else the plan's inferred types.
 fn bind_parameters(
@@ -1102,7 +1140,15 @@ impl QueryParser for SnapshotParser {
     }
 
     fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
-        self.newest()?.query_parser().get_parameter_types(stmt)
+        let mut types = self.newest()?.query_parser().get_parameter_types(stmt)?;
+        if let (_, Some((statement, _))) = stmt {
+            for i in oid_array_parameters(statement) {
+                if types.get(i) == Some(&Type::INT4_ARRAY) {
+                    types[i] = Type::OID_ARRAY;
+                }
+            }
+        }
+        Ok(types)
     }
 
     fn get_result_schema(&self, stmt: &PgStatement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {

@@ -374,3 +374,110 @@ pub const MART_TABLES: &[MartTable] = &[
 pub fn mart_table(name: &str) -> Option<&'static MartTable> {
     MART_TABLES.iter().find(|t| t.name.eq_ignore_ascii_case(name))
 }
+
+impl MartTable {
+    /// The column that identifies a row: every mart table's first column (a surrogate key or an id), unique within
+    /// the table. It is declared as the primary key in the SQL catalog so tools can draw the star schema.
+    pub fn primary_key(&self) -> &'static str {
+        self.columns[0].0
+    }
+}
+
+/// A column whose values are another table's primary key: the star schema's joins, declared in the SQL catalog
+/// (`pg_constraint`, `information_schema`) so BI tools draw them. Not enforced: a fact may name a key its
+/// dimension does not list (e.g. `resource_key` 0 for a party without an agent or DN), so the catalog declares
+/// them as PostgreSQL's `NOT VALID`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// Table holding the reference.
+    pub table: &'static str,
+    /// Referencing column of `table`.
+    pub column: &'static str,
+    /// Referenced table; the referenced column is its [`MartTable::primary_key`].
+    pub references: &'static str,
+}
+
+const fn fk(table: &'static str, column: &'static str, references: &'static str) -> ForeignKey {
+    ForeignKey { table, column, references }
+}
+
+/// Every declared join of the star schema (see `docs/schema.md`, the `→` in each table's column list).
+pub const FOREIGN_KEYS: &[ForeignKey] = &[
+    fk("interaction_fact", "interaction_type_key", "interaction_type"),
+    fk("interaction_fact", "media_type_key", "media_type"),
+    fk("interaction_fact", "start_date_time_key", "date_time"),
+    fk("interaction_fact", "end_date_time_key", "date_time"),
+    fk("interaction_resource_fact", "interaction_id", "interaction_fact"),
+    fk("interaction_resource_fact", "resource_key", "resource_"),
+    fk("interaction_resource_fact", "technical_descriptor_key", "technical_descriptor"),
+    fk("interaction_resource_fact", "start_date_time_key", "date_time"),
+    fk("interaction_user_data_fact", "interaction_id", "interaction_fact"),
+    fk("mediation_segment_fact", "interaction_id", "interaction_fact"),
+    fk("mediation_segment_fact", "resource_key", "resource_"),
+    fk("mediation_segment_fact", "start_date_time_key", "date_time"),
+    fk("sm_res_session_fact", "resource_key", "resource_"),
+    fk("sm_res_session_fact", "start_date_time_key", "date_time"),
+    fk("sm_res_session_fact", "end_date_time_key", "date_time"),
+    fk("sm_res_state_fact", "resource_key", "resource_"),
+    fk("sm_res_state_fact", "resource_state_key", "resource_state"),
+    fk("sm_res_state_fact", "start_date_time_key", "date_time"),
+    fk("sm_res_state_reason_fact", "resource_key", "resource_"),
+    fk("sm_res_state_reason_fact", "resource_state_reason_key", "resource_state_reason"),
+    fk("sm_res_state_reason_fact", "start_date_time_key", "date_time"),
+    fk("ag2_queue_subhr", "resource_key", "resource_"),
+    fk("ag2_queue_subhr", "date_time_key", "date_time"),
+    fk("ag2_queue_hour", "resource_key", "resource_"),
+    fk("ag2_queue_hour", "date_time_key", "date_time"),
+    fk("ag2_queue_day", "resource_key", "resource_"),
+    fk("ag2_queue_day", "date_time_key", "date_time"),
+    fk("ag2_agent_subhr", "resource_key", "resource_"),
+    fk("ag2_agent_subhr", "date_time_key", "date_time"),
+    fk("ag2_agent_hour", "resource_key", "resource_"),
+    fk("ag2_agent_hour", "date_time_key", "date_time"),
+    fk("ag2_agent_day", "resource_key", "resource_"),
+    fk("ag2_agent_day", "date_time_key", "date_time"),
+    fk("resource_group_fact", "resource_key", "resource_"),
+    fk("resource_group_fact", "group_key", "resource_group"),
+    fk("resource_group_fact", "start_date_time_key", "date_time"),
+    fk("resource_group_fact", "end_date_time_key", "date_time"),
+];
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn every_foreign_key_joins_existing_columns_of_the_same_type() {
+        for k in FOREIGN_KEYS {
+            let t = mart_table(k.table).unwrap_or_else(|| panic!("{k:?}: no table"));
+            let target = mart_table(k.references).unwrap_or_else(|| panic!("{k:?}: no referenced table"));
+            let from = t.columns[t.index(k.column)].1;
+            let to = target.columns[target.index(target.primary_key())].1;
+            assert_eq!(from, to, "{k:?}");
+            assert_ne!(t.index(k.column), 0, "{k:?}: a primary key is not also a reference here");
+        }
+    }
+
+    #[test]
+    fn every_key_column_naming_a_dimension_is_declared() {
+        // A column named like another table's primary key (`resource_key`, `…_date_time_key`) is a join the
+        // catalog must declare; a missing declaration would hide it from tools.
+        for t in MART_TABLES {
+            for (c, _) in &t.columns[1..] {
+                let target = MART_TABLES.iter().find(|d| {
+                    d.name != t.name
+                        && !d.name.starts_with("ag2_")
+                        && (*c == d.primary_key() || c.ends_with(&format!("_{}", d.primary_key())))
+                });
+                if let Some(d) = target {
+                    assert!(
+                        FOREIGN_KEYS.contains(&fk(t.name, c, d.name)),
+                        "{}.{c} names {}'s key but is not declared",
+                        t.name,
+                        d.name
+                    );
+                }
+            }
+        }
+    }
+}

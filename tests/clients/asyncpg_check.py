@@ -15,9 +15,6 @@ CLIENT = "asyncpg"
 
 # Checks that fail against ccmart today (strict xfail, see common.Report.finish).
 EXPECTED_GAPS = {
-    "array_agg_int",
-    "param_bigint_array_any",
-    "pool_reset_stmt_close_all",
     "recursive_cte",
 }
 

@@ -335,3 +335,43 @@ class Report:
                                   f"in the {self.client} check script: {passed_gaps}")
         print(json.dumps(summary), flush=True)
         sys.exit(1 if failed_unexpected or passed_gaps else 0)
+
+
+# --------------------------------------------------------------------------- star-schema keys
+def is_internal(t):
+    return t.startswith("ccmart_")
+
+
+def expected_keys(columns_by_table):
+    """The star-schema keys ccmart should declare, derived from column names only
+    (the PostgreSQL mirror has no constraints, so we cannot compare with it):
+      * a dimension table is one whose FIRST column is named <something>_key; that
+        column is its primary key (e.g. resource_.resource_key);
+      * every table's primary key is its first column when that ends in _key or _id
+        (facts: interaction_fact.interaction_id, ag2_queue_day.ag2_queue_key, ...);
+      * a fact column named exactly like a dimension's key (resource_key), or ending
+        in _<dimension key> (start_date_time_key -> date_time.date_time_key),
+        is a foreign key to that dimension;
+      * a column named exactly like the id that is another table's first column
+        (interaction_id -> interaction_fact.interaction_id) is a foreign key to it.
+    Internal ccmart_* tables are left out."""
+    dims = {}
+    for t, cols in columns_by_table.items():
+        if cols and cols[0].endswith(("_key", "_id")) and not is_internal(t):
+            dims.setdefault(cols[0], t)
+    pks, fks = {}, {}
+    for t, cols in columns_by_table.items():
+        if is_internal(t) or not cols:
+            continue
+        pks[t] = [cols[0]] if cols[0].endswith(("_key", "_id")) else []
+        out = []
+        for c in cols[1:]:
+            if not c.endswith(("_key", "_id")):
+                continue
+            for dk, dt in dims.items():
+                if dt != t and (c == dk or (dk.endswith("_key") and c.endswith("_" + dk))):
+                    out.append({"constrained_columns": [c], "referred_table": dt,
+                                "referred_columns": [dk]})
+                    break
+        fks[t] = sorted(out, key=lambda f: f["constrained_columns"])
+    return pks, fks

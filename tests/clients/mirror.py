@@ -5,8 +5,13 @@
 
 Column types come from the wire type OIDs psycopg2 reports in cursor.description
 (not from information_schema, whose type names ccmart fills with Arrow names).
-Only data is copied: no keys, no indexes.  Existing tables of the same name in
-the target are dropped first, so the script can be re-run.  One line per table
+The star schema's keys are then declared on the PostgreSQL side as common.expected_keys
+derives them from the column names alone (primary keys, and foreign keys as NOT VALID,
+since ccmart declares but does not enforce them), so catalog answers (pgjdbc
+getPrimaryKeys/getImportedKeys/getIndexInfo, SQLAlchemy reflection) can be compared with
+PostgreSQL's own; a primary key PostgreSQL refuses (duplicate or NULL keys) fails the
+mirror.  Existing tables of the same name in the target are dropped first, so the script
+can be re-run.  One line per table
 with its row count; exits 1 (loudly) on any unknown type or count mismatch.
 """
 
@@ -17,7 +22,7 @@ import psycopg2
 import psycopg2.extras
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from common import with_timeout  # noqa: E402
+from common import expected_keys, with_timeout  # noqa: E402
 
 # wire type OID -> PostgreSQL column type
 OID_TYPES = {
@@ -42,6 +47,35 @@ OID_TYPES = {
 
 def qident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def declare_keys(dst, tables, kinds):
+    """Primary and foreign keys of the copied base tables, as common.expected_keys derives them."""
+    base = [t for t in tables if kinds.get(t) != "VIEW"]
+    with dst.cursor() as dcur:
+        dcur.execute("SELECT table_name, column_name FROM information_schema.columns "
+                     "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position")
+        columns = {}
+        for t, c in dcur.fetchall():
+            columns.setdefault(t, []).append(c)
+    pks, fks = expected_keys({t: columns.get(t, []) for t in base})
+    with dst.cursor() as dcur:
+        for t in base:
+            # ccmart's partition column is never NULL (it names the file's folder)
+            if "day" in columns.get(t, []):
+                dcur.execute(f"ALTER TABLE public.{qident(t)} ALTER COLUMN day SET NOT NULL")
+            for c in pks.get(t, []):
+                dcur.execute(f"ALTER TABLE public.{qident(t)} ADD CONSTRAINT {qident(t + '_pkey')} "
+                             f"PRIMARY KEY ({qident(c)})")
+        for t in base:
+            for f in fks.get(t, []):
+                (c,), (rc,) = f["constrained_columns"], f["referred_columns"]
+                dcur.execute(f"ALTER TABLE public.{qident(t)} ADD CONSTRAINT {qident(t + '_' + c + '_fkey')} "
+                             f"FOREIGN KEY ({qident(c)}) REFERENCES public.{qident(f['referred_table'])} "
+                             f"({qident(rc)}) NOT VALID")
+    dst.commit()
+    print(f"mirror: {sum(len(v) for v in pks.values())} primary keys, "
+          f"{sum(len(v) for v in fks.values())} foreign keys declared", flush=True)
 
 
 def main():
@@ -108,6 +142,7 @@ def main():
         if n != len(rows):
             failures.append(t)
 
+    declare_keys(dst, tables, kinds)
     with dst.cursor() as dcur:
         dcur.execute("ANALYZE")
     dst.commit()

@@ -16,9 +16,6 @@ CLIENT = "psql"
 
 # Checks that fail against ccmart today (strict xfail, see common.Report.finish).
 EXPECTED_GAPS = {
-    "meta_dT",
-    "meta_d_plus_interaction_fact",
-    "meta_du",
     "unaligned_query_output_timestamptz",
 }
 

@@ -9,24 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy import inspect, text
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import CONNECT_TIMEOUT, Report, parse_args, sort_rows, strip_params  # noqa: E402
+from common import expected_keys, is_internal, CONNECT_TIMEOUT, Report, parse_args, sort_rows, strip_params  # noqa: E402
 
 CLIENT = "sqlalchemy"
 
 # Checks that fail against ccmart today (strict xfail, see common.Report.finish).
 EXPECTED_GAPS = {
-    "core_reflected_table_select",
-    "get_columns_all_tables",
-    "get_columns_names",
-    "get_columns_types",
-    "get_foreign_keys_fact_expected",
-    "get_indexes",
-    "get_pk_constraint_dimension_expected",
-    "get_pk_constraint_fact_expected",
-    "get_pk_constraint_no_error",
-    "get_schema_names_has_public",
-    "get_unique_constraints",
-    "pandas_read_sql_table",
 }
 
 FACT = "interaction_fact"
@@ -42,43 +30,6 @@ def engine_url(dsn, driver):
     u = strip_params(dsn)
     assert u.startswith("postgresql://") or u.startswith("postgres://"), u
     return f"postgresql+{driver}://" + u.split("://", 1)[1]
-
-
-def is_internal(t):
-    return t.startswith("ccmart_")
-
-
-def expected_keys(columns_by_table):
-    """The star-schema keys ccmart should declare, derived from column names only
-    (the PostgreSQL mirror has no constraints, so we cannot compare with it):
-      * a dimension table is one whose FIRST column is named <something>_key; that
-        column is its primary key (e.g. resource_.resource_key);
-      * every table's primary key is its first column when that ends in _key or _id
-        (facts: interaction_fact.interaction_id, ag2_queue_day.ag2_queue_key, ...);
-      * a fact column named exactly like a dimension's key (resource_key), or ending
-        in _<dimension key> (start_date_time_key -> date_time.date_time_key),
-        is a foreign key to that dimension.
-    Internal ccmart_* tables are left out."""
-    dims = {}
-    for t, cols in columns_by_table.items():
-        if cols and cols[0].endswith("_key") and not is_internal(t):
-            dims.setdefault(cols[0], t)
-    pks, fks = {}, {}
-    for t, cols in columns_by_table.items():
-        if is_internal(t) or not cols:
-            continue
-        pks[t] = [cols[0]] if cols[0].endswith(("_key", "_id")) else []
-        out = []
-        for c in cols[1:]:
-            if not c.endswith("_key"):
-                continue
-            for dk, dt in dims.items():
-                if dt != t and (c == dk or c.endswith("_" + dk)):
-                    out.append({"constrained_columns": [c], "referred_table": dt,
-                                "referred_columns": [dk]})
-                    break
-        fks[t] = sorted(out, key=lambda f: f["constrained_columns"])
-    return pks, fks
 
 
 def patch_version_detection():

@@ -42,6 +42,18 @@ async fn real_clients_answer_as_postgresql_does_on_the_same_rows() {
     let postgres = url.replacen("postgres://", "postgresql://", 1);
     let ccmart = format!("postgresql://bi:{READER}@127.0.0.1:{port}/ccmart");
 
+    // For working on a check by hand: CCMART_CLIENTS_HOLD=<seconds> keeps both servers up (after the mirror) and
+    // prints their DSNs, e.g. to run one script with --only.
+    if let Some(secs) = std::env::var("CCMART_CLIENTS_HOLD").ok().and_then(|s| s.parse::<u64>().ok()) {
+        let mirror = std::process::Command::new("python3")
+            .arg(repo_file("tests/clients/mirror.py"))
+            .args(["--ccmart", &ccmart, "--postgres", &postgres])
+            .status()
+            .expect("run mirror.py");
+        assert!(mirror.success(), "mirror.py failed");
+        eprintln!("CCMART_DSN={ccmart} POSTGRES_DSN={postgres} (held for {secs} s)");
+        tokio::time::sleep(std::time::Duration::from_secs(secs.min(3600))).await;
+    }
     let script = repo_file("tests/clients/run_all.sh");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("bash")
