@@ -463,3 +463,116 @@ async fn cursors_keep_the_time_limit_and_are_bounded_per_session() {
     let n: i64 = client.query_one("SELECT count(*) FROM interaction_fact", &[]).await.unwrap().get(0);
     assert_eq!(n, truth.call_count() as i64);
 }
+
+/// `(relname, oid)` of every mart table in `pg_class`, as a client reads them.
+async fn table_oids(c: &tokio_postgres::Client) -> Vec<(String, String)> {
+    let rows = c
+        .simple_query(
+            "SELECT c.relname, CAST(c.oid AS TEXT) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' ORDER BY c.relname",
+        )
+        .await
+        .expect("pg_class");
+    rows.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get(0).unwrap_or_default().to_string(), r.get(1).unwrap_or_default().to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_oids_and_declared_keys_hold_across_mart_versions() {
+    use ccmart::transform::schema::{FOREIGN_KEYS, MART_TABLES};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = small_settings(64);
+    let mut cfg = embedded_config(dir.path(), settings.clone());
+    cfg.tokens.push(TokenConfig { name: "bi".into(), role: "reader".into(), sha256: hash_token(READER) });
+    let mut app = Appliance::open(cfg.clone(), FaultInjector::disarmed()).await.expect("open appliance");
+    let start = T0;
+    let mut d = ccmart::pipeline::SimulationDriver::new(
+        &cfg,
+        ccmart::sim::Simulator::new(settings, start),
+        app.embedded_idbs(),
+    )
+    .await
+    .unwrap();
+    d.advance(start, start + 1800, 1800).await.unwrap();
+    app.drain(1000).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let port = listener.local_addr().expect("local address").port();
+    let st = app.serve_state();
+    let frontend = ccmart::serve::pgwire::PgFrontend::new(st.engine, st.store, st.tokens, st.metrics);
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ccmart::serve::pgwire::serve(listener, frontend, 16, None, async move {
+        let _ = rx.await;
+    }));
+    let c = connect(port, READER).await.expect("log in");
+    let before = table_oids(&c).await;
+    let calls_before = first_text(&c, "SELECT count(*) FROM interaction_fact").await;
+    assert!(before.iter().any(|(t, _)| t == "interaction_fact"), "{before:?}");
+
+    // A new mart version (more calls) gets a new query context; every table keeps its oid.
+    d.advance(start + 1800, start + 3600, 1800).await.unwrap();
+    d.finish(start + 3600).await.unwrap();
+    app.drain(1000).await.unwrap();
+    let calls_after = first_text(&c, "SELECT count(*) FROM interaction_fact").await;
+    assert_ne!(calls_before, calls_after, "a new mart version was published");
+    assert_eq!(table_oids(&c).await, before, "table oids are the same in every mart version");
+
+    // The declared keys, read the way pgjdbc and SQLAlchemy read them, are the schema's.
+    let rows = c
+        .simple_query(
+            "SELECT c.relname, a.attname, k.contype, coalesce(r.relname, ''), \
+                    pg_catalog.pg_get_constraintdef(k.oid, true) \
+             FROM pg_catalog.pg_constraint k \
+             JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1] \
+             LEFT JOIN pg_catalog.pg_class r ON r.oid = k.confrelid \
+             ORDER BY 1, 3, 2",
+        )
+        .await
+        .expect("pg_constraint");
+    let got: Vec<Vec<String>> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..5).map(|i| r.get(i).unwrap_or_default().to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut want: Vec<Vec<String>> = MART_TABLES
+        .iter()
+        .map(|t| {
+            let k = t.primary_key();
+            vec![t.name.into(), k.into(), "p".into(), String::new(), format!("PRIMARY KEY ({k})")]
+        })
+        .chain(FOREIGN_KEYS.iter().map(|f| {
+            let target = ccmart::transform::schema::mart_table(f.references).unwrap().primary_key();
+            vec![
+                f.table.into(),
+                f.column.into(),
+                "f".into(),
+                f.references.into(),
+                format!("FOREIGN KEY ({}) REFERENCES {}({target}) NOT VALID", f.column, f.references),
+            ]
+        }))
+        .collect();
+    want.sort_by(|a, b| (&a[0], &a[2], &a[1]).cmp(&(&b[0], &b[2], &b[1])));
+    assert_eq!(got, want);
+    // A key's column is NOT NULL, as PostgreSQL marks it.
+    assert_eq!(
+        first_text(
+            &c,
+            "SELECT CAST(a.attnotnull AS TEXT) FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             WHERE c.relname = 'interaction_fact' AND a.attname = 'interaction_id'"
+        )
+        .await,
+        "true"
+    );
+}
