@@ -226,6 +226,9 @@ pub(crate) fn classify(e: DataFusionError) -> QueryError {
         if let Some(zone) = inner.downcast_ref::<postgres::InvalidTimeZone>() {
             return QueryError::InvalidParameter(zone.to_string());
         }
+        if let Some(template) = inner.downcast_ref::<postgres::UnsupportedTemplate>() {
+            return QueryError::Data { sqlstate: "0A000", message: template.to_string() };
+        }
     }
     let msg = e.to_string();
     match e.find_root() {

@@ -53,7 +53,8 @@ pub fn version_text() -> String {
 pub fn install(ctx: &SessionContext) {
     let zone = DEFAULT_TIME_ZONE.to_string();
     ctx.register_udf(ScalarUDF::new_from_impl(PgToTimestamp::new(zone.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(PgTimezone::new(zone)));
+    ctx.register_udf(ScalarUDF::new_from_impl(PgTimezone::new(zone.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(PgToChar::new(zone)));
     ctx.register_udf(ScalarUDF::new_from_impl(ConstantText::new("version", 0, Some(version_text()))));
     // Pools call it when a connection is given back; ccmart takes no advisory locks, so there is none to release.
     ctx.register_udf(ScalarUDF::new_from_impl(ConstantText::new("pg_advisory_unlock_all", 0, None)));
@@ -507,6 +508,124 @@ impl ScalarUDFImpl for PgTimezone {
     }
 }
 
+/// PostgreSQL's `to_char(timestamp|timestamptz|date, template)`: the template's patterns (`YYYY-MM-DD HH24:MI`,
+/// `FMDD Mon`, …) as PostgreSQL reads them (see [`super::pg_rewrite::chrono_format`]), a `timestamptz` shown in the
+/// session's time zone as PostgreSQL shows it. (DataFusion's `to_char` takes chrono's `%Y-%m-%d` and answered a
+/// PostgreSQL template with the template itself.) A pattern ccmart cannot reproduce exactly is refused (0A000)
+/// rather than approximated.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgToChar {
+    session_zone: String,
+    signature: Signature,
+}
+
+impl PgToChar {
+    fn new(session_zone: String) -> Self {
+        PgToChar { session_zone, signature: Signature::any(2, Volatility::Stable) }
+    }
+}
+
+/// A `to_char` template pattern ccmart does not reproduce (SQLSTATE 0A000).
+#[derive(Debug, thiserror::Error)]
+#[error("to_char: {0}")]
+pub struct UnsupportedTemplate(pub String);
+
+impl ScalarUDFImpl for PgToChar {
+    fn name(&self) -> &str {
+        "to_char"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args.first() {
+            Some(DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 | DataType::Null) => Ok(DataType::Utf8),
+            Some(other) => Err(DataFusionError::Plan(format!(
+                "to_char of {other} is not supported: ccmart formats timestamps, timestamptz and dates \
+                 (for numbers use round() or a cast)"
+            ))),
+            None => Err(DataFusionError::Plan("to_char(value, template) takes two arguments".into())),
+        }
+    }
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        let zone = config.execution.time_zone.clone().unwrap_or_else(|| DEFAULT_TIME_ZONE.to_string());
+        Some(ScalarUDF::new_from_impl(PgToChar::new(zone)))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value, template] = args.args.as_slice() else {
+            return Err(DataFusionError::Plan("to_char(value, template) takes two arguments".into()));
+        };
+        let ColumnarValue::Scalar(template) = template else {
+            return Err(DataFusionError::NotImplemented(
+                "to_char with a template that differs per row; give the template as a constant".into(),
+            ));
+        };
+        let Some(template) = scalar_text(template)? else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
+        };
+        let format = super::pg_rewrite::chrono_format(&template)
+            .map_err(|m| DataFusionError::External(Box::new(UnsupportedTemplate(m))))?;
+        let tz: datafusion::arrow::array::timezone::Tz = self.session_zone.parse()?;
+        on_array(value, |a| {
+            let local: ArrayRef = match a.data_type() {
+                // The instant as the session zone's wall clock, then formatted as a zone-less time; `TZ`/`OF`
+                // patterns are refused by chrono_format only where chrono cannot print them.
+                DataType::Timestamp(_, Some(_)) => {
+                    let utc = cast(a, &DataType::Timestamp(TimeUnit::Nanosecond, Some(Arc::from("UTC"))))?;
+                    let utc = utc
+                        .as_any()
+                        .downcast_ref::<TimestampNanosecondArray>()
+                        .ok_or_else(|| DataFusionError::Internal("timestamp did not cast to nanoseconds".into()))?
+                        .clone();
+                    let mut out = datafusion::arrow::array::StringBuilder::new();
+                    for v in utc.iter() {
+                        match v {
+                            Some(v) => {
+                                use chrono::TimeZone as _;
+                                let instant = chrono::DateTime::from_timestamp_nanos(v);
+                                let local = tz.from_utc_datetime(&instant.naive_utc());
+                                out.append_value(formatted(local.format(&format))?);
+                            }
+                            None => out.append_null(),
+                        }
+                    }
+                    return Ok(Arc::new(out.finish()));
+                }
+                DataType::Null => return Ok(datafusion::arrow::array::new_null_array(&DataType::Utf8, a.len())),
+                _ => cast(a, &DataType::Timestamp(TimeUnit::Nanosecond, None))?,
+            };
+            let naive = local
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .ok_or_else(|| DataFusionError::Internal("timestamp did not cast to nanoseconds".into()))?;
+            let mut out = datafusion::arrow::array::StringBuilder::new();
+            for v in naive.iter() {
+                match v {
+                    Some(v) => {
+                        let t = chrono::DateTime::from_timestamp_nanos(v).naive_utc();
+                        out.append_value(formatted(t.format(&format))?);
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Ok(Arc::new(out.finish()))
+        })
+    }
+}
+
+/// A chrono formatting as text; a pattern the value cannot show (a zone of a zone-less timestamp) is refused
+/// instead of panicking as `to_string` would.
+fn formatted(f: impl std::fmt::Display) -> Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    write!(out, "{f}").map_err(|_| {
+        DataFusionError::External(Box::new(UnsupportedTemplate(
+            "the template shows a time zone, which a timestamp without time zone does not have".into(),
+        )))
+    })?;
+    Ok(out)
+}
+
 /// Applies an array kernel to a value, keeping a scalar a scalar (so constants still fold).
 fn on_array(value: &ColumnarValue, kernel: impl FnOnce(&ArrayRef) -> Result<ArrayRef>) -> Result<ColumnarValue> {
     match value {
@@ -595,6 +714,26 @@ mod tests {
             text(&utc, "SELECT timestamp '2026-12-01 08:00:00' AT TIME ZONE 'America/New_York'").await,
             "2026-12-01T13:00:00Z"
         );
+    }
+
+    /// PostgreSQL 15 (`SET TIME ZONE 'Europe/Berlin'`): `to_char(to_timestamp(0), 'YYYY-MM-DD HH24:MI')` is
+    /// `1970-01-01 01:00`; `to_char(to_timestamp(0) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')` is
+    /// `1970-01-01 00:00`; `to_char(timestamp '2026-03-05 07:08:09.123456', 'FMDD Mon YYYY HH24:MI:SS.MS')` is
+    /// `5 Mar 2026 07:08:09.123`; `to_char(date '2026-03-05', 'DD/MM/YYYY')` is `05/03/2026`.
+    #[tokio::test]
+    async fn to_char_reads_postgresql_templates_in_the_session_zone() {
+        let berlin = context("Europe/Berlin");
+        assert_eq!(text(&berlin, "SELECT to_char(to_timestamp(0), 'YYYY-MM-DD HH24:MI')").await, "1970-01-01 01:00");
+        assert_eq!(
+            text(&berlin, "SELECT to_char(to_timestamp(0) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')").await,
+            "1970-01-01 00:00"
+        );
+        assert_eq!(
+            text(&berlin, "SELECT to_char(timestamp '2026-03-05 07:08:09.123456', 'FMDD Mon YYYY HH24:MI:SS.MS')")
+                .await,
+            "5 Mar 2026 07:08:09.123"
+        );
+        assert_eq!(text(&berlin, "SELECT to_char(date '2026-03-05', 'DD/MM/YYYY')").await, "05/03/2026");
     }
 
     #[test]

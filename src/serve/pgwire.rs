@@ -43,7 +43,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -609,12 +609,15 @@ impl StatementPolicy {
     }
 
     /// `DECLARE name CURSOR FOR query`: the query is gated, planned and started like any other, its rows bounded
-    /// by `query.max_rows`, and the portal kept for `FETCH`.
+    /// by `query.max_rows`, and the portal kept for `FETCH`. Sent as a prepared statement (psycopg 3's server-side
+    /// cursors), its parameters are bound into the cursor's query. The cursor is a portal as in PostgreSQL: it
+    /// keeps its plan, so `Describe` of it (or of a `FETCH` from it) answers its columns.
     async fn declare(
         &self,
         declares: &[datafusion::sql::sqlparser::ast::Declare],
         shared: &SessionContext,
         client: &mut dyn HookClient,
+        params: Option<&ParamValues>,
     ) -> PgWireResult<Response> {
         use datafusion::sql::sqlparser::ast::DeclareType;
         use pgwire::api::stmt::StoredStatement;
@@ -644,13 +647,21 @@ impl StatementPolicy {
                 .await
                 .map_err(from_query_error)?;
             check_visibility(client.metadata(), &planned.plan)?;
-            let plan = planned.plan;
+            let described = planned.plan.clone();
+            let plan = match params {
+                Some(params) => bind_cursor_parameters(planned.plan, params)?,
+                None => planned.plan,
+            };
             // The cursor's query holds the slot while it runs and lets it go at the deadline; its rows answer
             // 57014 past it.
             let held = Some((slot.clone(), deadline, self.timeout_secs.max(1)));
             let stream = QueryEngine::start_held(ctx, held, move || Ok(plan)).await.map_err(from_query_error)?;
             let response = encode_rows(stream, &Format::UnifiedText, None, Some(self.max_rows))?;
-            let stored = Arc::new(StoredStatement::new(name.value.clone(), (planned.text, None), vec![]));
+            let stored = Arc::new(StoredStatement::new(
+                name.value.clone(),
+                (planned.text, Some((planned.statement, described))),
+                vec![],
+            ));
             let portal = Portal::new_cursor(name.value.clone(), stored);
             portal.start(response).await;
             client.portal_store().put_portal(Arc::new(portal));
@@ -685,6 +696,7 @@ impl StatementPolicy {
         statement: &Statement,
         shared: &SessionContext,
         client: &mut dyn HookClient,
+        params: Option<&ParamValues>,
     ) -> Option<PgWireResult<Response>> {
         if let Some(e) = Self::refuse(statement) {
             return Some(Err(e));
@@ -733,7 +745,7 @@ impl StatementPolicy {
             Statement::Rollback { savepoint: Some(_), .. } => Some(Ok(Response::Execution(Tag::new("ROLLBACK")))),
             // ccmart sends no notifications, so no session listens to any.
             Statement::UNLISTEN { .. } => Some(Ok(Response::Execution(Tag::new("UNLISTEN")))),
-            Statement::Declare { stmts } => Some(self.declare(stmts, shared, client).await),
+            Statement::Declare { stmts } => Some(self.declare(stmts, shared, client, params).await),
             Statement::Close { cursor } => {
                 let answer = CursorStatementHook.handle_simple_query(statement, shared, client).await;
                 if matches!(answer, Some(Ok(_))) {
@@ -767,7 +779,7 @@ impl QueryHook for StatementPolicy {
         session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        self.answer(statement, session_context, client).await
+        self.answer(statement, session_context, client, None).await
     }
 
     async fn handle_extended_parse_query(
@@ -816,11 +828,11 @@ impl QueryHook for StatementPolicy {
         &self,
         statement: &Statement,
         _logical_plan: &LogicalPlan,
-        _params: &ParamValues,
+        params: &ParamValues,
         session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        self.answer(statement, session_context, client).await
+        self.answer(statement, session_context, client, Some(params)).await
     }
 }
 
@@ -942,6 +954,13 @@ async fn checked_statements(sql: &str) -> PgWireResult<Vec<Checked>> {
     let sql = sql.to_owned();
     let job = crate::query::workers::spawn(async move {
         crate::query::gate::check_text(&sql).map_err(from_query_error)?;
+        if sql.trim_start().get(..5).is_some_and(|w| w.eq_ignore_ascii_case("move ")) {
+            return Err(pg_error(
+                "0A000",
+                "MOVE is not supported: ccmart's cursors read forward only (FETCH FORWARD n / FETCH NEXT); \
+                 scrolling back or to a position would need the whole result kept",
+            ));
+        }
         let statements = compat_parser()
             .parse(&sql)
             .map_err(|e| from_query_error(QueryError::Syntax(crate::query::syntax_message(&e))))?;
@@ -962,6 +981,31 @@ async fn checked_statements(sql: &str) -> PgWireResult<Vec<Checked>> {
     })
     .map_err(|e| pg_error("XX000", e.to_string()))?;
     job.join().await.ok_or_else(|| pg_error("XX000", "the statement's SQL thread stopped unexpectedly"))?
+}
+
+/// A `DECLARE`'s parameter values bound into its query, each cast to the type the query gives its placeholder (the
+/// `DECLARE` itself was parsed without a plan, so they arrive typed as the client sent them: text, or int2 for a
+/// small integer).
+fn bind_cursor_parameters(plan: LogicalPlan, params: &ParamValues) -> PgWireResult<LogicalPlan> {
+    let ParamValues::List(values) = params else {
+        return Err(pg_error("42601", "a cursor's parameters are positional ($1, $2, …)"));
+    };
+    if values.is_empty() {
+        return Ok(plan);
+    }
+    let invalid = |e: datafusion::error::DataFusionError| pg_error("22023", format!("cursor parameter: {e}"));
+    let inferred = plan.get_parameter_types().map_err(invalid)?;
+    let mut bound = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let mut v = v.clone();
+        if let Some(Some(t)) = inferred.get(&format!("${}", i + 1)) {
+            if v.value.data_type() != *t {
+                v.value = v.value.cast_to(t).map_err(invalid)?;
+            }
+        }
+        bound.push(v);
+    }
+    plan.with_param_values(ParamValues::List(bound)).map_err(invalid)
 }
 
 /// The (0-based) parameters the statement casts to `oid[]` (`$1::oid[]`). The engine holds oids as int4, so the
@@ -1220,6 +1264,27 @@ impl ExtendedQueryHandler for PgFrontend {
         let most = i32::try_from(self.limits().1.saturating_add(1)).unwrap_or(i32::MAX);
         message.max_rows = if message.max_rows <= 0 { 0 } else { message.max_rows.min(most) };
         self._on_execute(client, message).await
+    }
+
+    /// A `FETCH` is described with the columns of the cursor it reads (as text, the form its rows are kept in):
+    /// libpq describes the portal of every prepared statement before running it, and psycopg 3 reads a server-side
+    /// cursor's rows with that description (with none, it read rows of four columns as rows of none and crashed).
+    async fn do_describe_portal<C>(&self, client: &mut C, target: &Portal<PgStatement>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let (_, Some((Statement::Fetch { name, .. }, _))) = &target.statement.statement {
+            let Some(pgwire::api::store::Entry::Value(cursor)) = client.portal_store().get_portal(&name.value) else {
+                return Err(pg_error("34000", format!("cursor \"{}\" does not exist", name.value)));
+            };
+            let fields = self.parser.get_result_schema(&cursor.statement.statement, Some(&Format::UnifiedText))?;
+            return Ok(DescribePortalResponse::new(fields));
+        }
+        let fields = self.parser.get_result_schema(&target.statement.statement, Some(&target.result_column_format))?;
+        Ok(DescribePortalResponse::new(fields))
     }
 
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<PgStatement>, max_rows: usize) -> PgWireResult<Response>

@@ -19,7 +19,6 @@ EXPECTED_GAPS = {
     "description_type_oids",
     "set_time_zone_berlin_to_timestamp_text",
     "sum_avg_bigint_types",
-    "to_char_at_time_zone_utc",
 }
 
 PLUS_ONE = dt.timezone(dt.timedelta(hours=1))

@@ -13,8 +13,6 @@ CLIENT = "psycopg3"
 
 # Checks that fail against ccmart today (strict xfail, see common.Report.finish).
 EXPECTED_GAPS = {
-    "server_side_cursor_itersize",
-    "server_side_cursor_param",
     "server_side_cursor_scrollable",
 }
 
