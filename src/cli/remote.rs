@@ -53,7 +53,13 @@ impl From<SourceActionArg> for wire::SourceAction {
 
 /// `ccmart query`.
 pub async fn query(remote: &Remote, url: &str, sql: &str, format: QueryFormat) -> Result<()> {
-    let request = wire::QueryRequest { sql: sql.to_string(), format: Some(format.wire().into()), mart_version: None };
+    let request = wire::QueryRequest {
+        sql: sql.to_string(),
+        format: Some(format.wire().into()),
+        mart_version: None,
+        time_zone: None,
+        int64: None,
+    };
     let body = remote.appliance(url)?.query(&request).await.map_err(cli_error)?;
     if format == QueryFormat::Table {
         let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None)?;

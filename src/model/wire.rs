@@ -324,6 +324,15 @@ pub struct QueryRequest {
     /// Query an older published mart version instead of the newest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mart_version: Option<u64>,
+    /// The request's session time zone (default `UTC`), as `SET TimeZone` sets it over the PostgreSQL protocol:
+    /// `now()`, `to_timestamp(…)` and `timestamptz` values are shown in it, `to_char` and `AT TIME ZONE` use it.
+    /// It applies to this request only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// How JSON answers write 64-bit integers: `number` (default) or `string`. JavaScript's `JSON.parse` rounds
+    /// integers beyond 2^53 (every surrogate key), so a browser or Node client asks for `string` to keep them exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int64: Option<String>,
 }
 
 /// Query string of `GET /v1/export/{table}`.
@@ -446,7 +455,13 @@ mod tests {
     /// The request leaves out what is not set; the server (deny_unknown_fields) reads it back.
     #[test]
     fn requests_round_trip() {
-        let q = QueryRequest { sql: "SELECT 1".into(), format: Some("csv".into()), mart_version: None };
+        let q = QueryRequest {
+            sql: "SELECT 1".into(),
+            format: Some("csv".into()),
+            mart_version: None,
+            time_zone: None,
+            int64: None,
+        };
         let text = serde_json::to_string(&q).unwrap();
         assert_eq!(text, r#"{"sql":"SELECT 1","format":"csv"}"#);
         assert_eq!(serde_json::from_str::<QueryRequest>(&text).unwrap(), q);

@@ -587,10 +587,23 @@ impl QueryEngine {
         params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
         reader: bool,
     ) -> Result<QueryResult, QueryError> {
+        self.run_held_as(snapshot, sql, params, reader, &SessionSettings::default()).await
+    }
+
+    /// [`QueryEngine::run_held`] in a session with `settings` (an HTTP request's time zone): they apply to this
+    /// statement only, never to the shared context of the mart version.
+    pub async fn run_held_as(
+        &self,
+        snapshot: &MartSnapshot,
+        sql: &str,
+        params: Option<std::collections::HashMap<String, datafusion::scalar::ScalarValue>>,
+        reader: bool,
+        settings: &SessionSettings,
+    ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
         gate::check_text(sql)?;
         let permit = self.admit().await?;
-        let ctx = self.context(snapshot).await?;
+        let ctx = Self::session_context(&self.context(snapshot).await?, settings);
         let limit = self.limits.max_rows;
         let max_bytes = self.limits.max_result_mb.max(1).saturating_mul(1024 * 1024);
         let timeout = Duration::from_secs(self.limits.timeout_secs.max(1));

@@ -41,11 +41,40 @@ impl OutputFormat {
     }
 }
 
-fn json_values(a: &ArrayRef) -> Result<Vec<serde_json::Value>, String> {
+/// How a JSON answer writes 64-bit integer columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JsonIntegers {
+    /// As JSON numbers (exact in the text; JavaScript rounds those beyond 2^53 when it parses them).
+    #[default]
+    Numbers,
+    /// As JSON strings of their decimal digits, exact for every reader; narrower integer columns stay numbers.
+    Strings,
+}
+
+impl JsonIntegers {
+    /// Parses the request's `int64` option.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "number" => Some(JsonIntegers::Numbers),
+            "string" => Some(JsonIntegers::Strings),
+            _ => None,
+        }
+    }
+}
+
+fn json_values(a: &ArrayRef, integers: JsonIntegers) -> Result<Vec<serde_json::Value>, String> {
     use serde_json::Value as J;
     let n = a.len();
     let dt = a.data_type();
-    let out = if dt.is_integer() {
+    let wide = matches!(dt, DataType::Int64 | DataType::UInt64);
+    let out = if wide && integers == JsonIntegers::Strings {
+        let c = cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let c = c.as_any().downcast_ref::<StringArray>().ok_or("string cast")?;
+        (0..n).map(|i| if c.is_null(i) { J::Null } else { J::String(c.value(i).to_string()) }).collect()
+    } else if *dt == DataType::UInt64 {
+        let c = a.as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>().ok_or("uint64")?;
+        (0..n).map(|i| if c.is_null(i) { J::Null } else { J::from(c.value(i)) }).collect()
+    } else if dt.is_integer() {
         let c = cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
         let c = c.as_any().downcast_ref::<Int64Array>().ok_or("int cast")?;
         (0..n).map(|i| if c.is_null(i) { J::Null } else { J::from(c.value(i)) }).collect()
@@ -119,13 +148,23 @@ impl Freshness {
 }
 
 /// Encodes a result in `format`.
-pub fn render(format: OutputFormat, r: &QueryResult, fresh: &Freshness) -> Result<Response, String> {
-    let mut resp = render_plain(format, r, fresh)?;
+pub fn render(
+    format: OutputFormat,
+    r: &QueryResult,
+    fresh: &Freshness,
+    integers: JsonIntegers,
+) -> Result<Response, String> {
+    let mut resp = render_plain(format, r, fresh, integers)?;
     fresh.annotate(&mut resp);
     Ok(resp)
 }
 
-fn render_plain(format: OutputFormat, r: &QueryResult, fresh: &Freshness) -> Result<Response, String> {
+fn render_plain(
+    format: OutputFormat,
+    r: &QueryResult,
+    fresh: &Freshness,
+    integers: JsonIntegers,
+) -> Result<Response, String> {
     let elapsed_ms = r.elapsed.as_millis() as u64;
     match format {
         OutputFormat::Json => {
@@ -138,7 +177,7 @@ fn render_plain(format: OutputFormat, r: &QueryResult, fresh: &Freshness) -> Res
             let mut rows: Vec<Vec<serde_json::Value>> = Vec::with_capacity(r.row_count);
             for b in &r.batches {
                 let cols: Vec<Vec<serde_json::Value>> =
-                    b.columns().iter().map(json_values).collect::<Result<_, _>>()?;
+                    b.columns().iter().map(|c| json_values(c, integers)).collect::<Result<_, _>>()?;
                 for i in 0..b.num_rows() {
                     rows.push(cols.iter().map(|c| c[i].clone()).collect());
                 }

@@ -258,7 +258,7 @@ async fn tables() -> Json<TableList> {
     let tables = MART_TABLES
         .iter()
         .map(|t| TableInfo {
-            name: t.name.to_uppercase(),
+            name: t.name.to_string(),
             partitioned_by: t.partitioned.then(|| "day".to_string()),
             columns: t
                 .columns
@@ -309,10 +309,24 @@ async fn query(
     if req.sql.trim().is_empty() {
         return Err(ApiError::bad_request("bad_request", "sql is empty"));
     }
+    let integers = match req.int64.as_deref() {
+        None => format::JsonIntegers::Numbers,
+        Some(s) => format::JsonIntegers::parse(s).ok_or_else(|| {
+            ApiError::bad_request("bad_request", format!("unknown int64 '{s}': use number or string"))
+        })?,
+    };
+    let settings = match &req.time_zone {
+        None => crate::query::SessionSettings::default(),
+        Some(zone) => crate::query::SessionSettings {
+            time_zone: crate::query::SessionSettings::parse_time_zone(zone)
+                .map_err(|m| ApiError::from(QueryError::InvalidParameter(m)))?,
+            ..Default::default()
+        },
+    };
     let snap = snapshot(&state, req.mart_version)?;
     let reader = caller.role != auth::Role::Operator;
-    let result = state.engine.run_held(&snap, &req.sql, None, reader).await?;
-    render_holding_slot(format, result, &freshness(&state))
+    let result = state.engine.run_held_as(&snap, &req.sql, None, reader, &settings).await?;
+    render_holding_slot(format, result, &freshness(&state), integers)
 }
 
 /// Renders an answer and keeps its query slot until the body has been sent (or the client went away), so answers
@@ -321,9 +335,10 @@ fn render_holding_slot(
     format: OutputFormat,
     mut result: crate::query::QueryResult,
     freshness: &format::Freshness,
+    integers: format::JsonIntegers,
 ) -> Result<Response, ApiError> {
     let permit = result.permit.take();
-    let resp = format::render(format, &result, freshness)
+    let resp = format::render(format, &result, freshness, integers)
         .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding_error", m))?;
     drop(result);
     let (parts, body) = resp.into_parts();
@@ -391,7 +406,7 @@ async fn run_report(
     let bound = crate::query::reports::bind(report, &params).map_err(|m| ApiError::bad_request("bad_parameter", m))?;
     let snap = snapshot(&state, version)?;
     let result = state.engine.run_held(&snap, &report.sql, Some(bound), false).await?;
-    render_holding_slot(format, result, &freshness(&state))
+    render_holding_slot(format, result, &freshness(&state), format::JsonIntegers::Numbers)
 }
 
 /// BLAKE3 content digest and row count per table and day, to compare two sites.

@@ -140,10 +140,29 @@ async fn http_api_formats_errors_and_export() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["rows"][0][0].as_i64(), Some(calls));
 
+    // Per-request settings: the request's time zone, 64-bit integers as strings; neither outlives the request.
+    let sql = "SELECT to_char(to_timestamp(0), 'YYYY-MM-DD HH24:MI') AS t, max(interaction_id) AS k FROM interaction_fact";
+    let (s, body) = post(&base, serde_json::json!({"sql": sql, "time_zone": "Europe/Berlin", "int64": "string"})).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let berlin: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (_, body) = post(&base, serde_json::json!({"sql": sql})).await;
+    let plain: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(berlin["rows"][0][0], "1970-01-01 01:00", "PostgreSQL's answer in Berlin");
+    assert_eq!(plain["rows"][0][0], "1970-01-01 00:00", "the next request is in UTC again");
+    let key = plain["rows"][0][1].as_i64().expect("a JSON number by default");
+    assert!(key > 1 << 53, "a key JavaScript would round: {key}");
+    assert_eq!(berlin["rows"][0][1], serde_json::Value::String(key.to_string()), "the same key, as exact digits");
+    let (s, body) = post(&base, serde_json::json!({"sql": sql, "time_zone": "Mars/Olympus"})).await;
+    assert_eq!(s, 400);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["sqlstate"], "22023", "{v}");
+    let (s, body) = post(&base, serde_json::json!({"sql": sql, "int64": "bigint"})).await;
+    assert_eq!((s, error_code(&body).as_str()), (400, "bad_request"));
+
     // Tables and status.
     let v: serde_json::Value = client().get(format!("{base}/v1/tables")).send().await.unwrap().json().await.unwrap();
     let names: Vec<&str> = v["tables"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
-    for t in ["INTERACTION_FACT", "INTERACTION_RESOURCE_FACT", "SM_RES_STATE_FACT", "RESOURCE_", "DATE_TIME"] {
+    for t in ["interaction_fact", "interaction_resource_fact", "sm_res_state_fact", "resource_", "date_time"] {
         assert!(names.contains(&t), "{t} listed");
     }
     let v: serde_json::Value = client().get(format!("{base}/v1/status")).send().await.unwrap().json().await.unwrap();

@@ -62,7 +62,7 @@ async fn status_page_shows_live_numbers_and_runs_sql_in_chromium() {
     }
 
     let status: serde_json::Value = client.get(format!("{base}/v1/status")).send().await.unwrap().json().await.unwrap();
-    let sql = "SELECT count(*) AS calls FROM interaction_fact";
+    let sql = "SELECT count(*) AS calls, max(interaction_id) AS k FROM interaction_fact";
     let url =
         format!("{base}/#sql={}", sql.replace(' ', "%20").replace('(', "%28").replace(')', "%29").replace('*', "%2A"));
     let (dom, log) = tokio::task::spawn_blocking(move || render(&url)).await.unwrap();
@@ -95,5 +95,18 @@ async fn status_page_shows_live_numbers_and_runs_sql_in_chromium() {
     // The SQL box ran the query from the URL and shows the answer.
     let table = &dom[dom.find("id=\"result-table\"").expect("the SQL answer is shown")..];
     assert!(table.contains("<th>calls</th>"));
-    assert!(table.contains(&format!("<td class=\"num\">{}</td>", truth.call_count())), "count in the table");
+    assert!(table.contains(&format!("<td class=\"num\">{}</td>", truth.call_count())), "count in the table: {table}");
+    // A 63-bit key is shown exactly (JSON.parse of a number would have rounded it to a key that joins nothing).
+    let v: serde_json::Value = client
+        .post(format!("{base}/v1/query"))
+        .json(&serde_json::json!({"sql": "SELECT max(interaction_id) FROM interaction_fact"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = v["rows"][0][0].as_i64().expect("the key as a JSON number");
+    assert!(key > 1 << 53, "the test needs a key JavaScript cannot hold as a number: {key}");
+    assert!(table.contains(&format!("<td class=\"num\">{key}</td>")), "key {key} shown exactly: {table}");
 }
