@@ -339,6 +339,42 @@ fn system_descriptions() -> Result<Arc<pg_functions::Descriptions>, QueryError> 
     Ok(DESCRIPTIONS.get_or_init(|| d).clone())
 }
 
+/// The schema of views for BI tools: each mart table with its epoch-second times also as `timestamptz`.
+pub const BI_SCHEMA: &str = "bi";
+
+/// The `bi` schema: a view per mart table, `SELECT *` plus a `timestamptz` beside each epoch-second column
+/// (`start_ts` → `start_time`, `end_ts` → `end_time`, `added_ts` → `added_time`; `DATE_TIME` also gets
+/// `interval_start`), so a BI tool pointed at `bi` sees times it can put on an axis and filter by date, while
+/// the tables keep the integers the vendor's layout has. The views are read through like the tables (no copy).
+async fn install_bi_views(ctx: &SessionContext) -> Result<(), QueryError> {
+    use datafusion::catalog::MemorySchemaProvider;
+    let catalog = ctx.catalog("ccmart").ok_or_else(|| QueryError::Mart("catalog ccmart is missing".into()))?;
+    let schema = Arc::new(MemorySchemaProvider::new());
+    catalog.register_schema(BI_SCHEMA, schema.clone()).map_err(mart_err)?;
+    for t in MART_TABLES {
+        let sql = bi_view_sql(t);
+        let plan = ctx.state().create_logical_plan(&sql).await.map_err(mart_err)?;
+        let view = datafusion::catalog::view::ViewTable::new(plan, Some(sql));
+        datafusion::catalog::SchemaProvider::register_table(schema.as_ref(), t.name.to_string(), Arc::new(view))
+            .map_err(mart_err)?;
+    }
+    Ok(())
+}
+
+/// The definition of `bi.<table>`.
+pub fn bi_view_sql(t: &crate::transform::schema::MartTable) -> String {
+    let mut extra: Vec<String> = t
+        .columns
+        .iter()
+        .filter_map(|(c, _)| c.strip_suffix("_ts").map(|stem| format!("to_timestamp({c}) AS {stem}_time")))
+        .collect();
+    if t.name == "date_time" {
+        extra.push("to_timestamp(date_time_key) AS interval_start".into());
+    }
+    let extra: String = extra.iter().map(|e| format!(", {e}")).collect();
+    format!("SELECT *{extra} FROM public.{}", t.name)
+}
+
 /// The only object store a snapshot's queries can reach: the snapshot's own files, read-only. DataFusion's default
 /// registry also serves `file://`, through which any statement that writes (`COPY … TO`, a listing table's insert)
 /// reaches every file the appliance can — the statement gate refuses those, and this makes sure nothing else can.
@@ -548,6 +584,7 @@ impl QueryEngine {
         pg_catalog::install(&ctx, pg_static_tables()?, &postgres::default_settings()).await?;
         postgres::install(&ctx);
         pg_functions::install(&ctx, system_descriptions()?);
+        install_bi_views(&ctx).await?;
         // Last, so that every scalar function the context has by now (the catalog's too) is size-bounded.
         guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
         cache.push((snapshot.version, ctx.clone()));

@@ -197,7 +197,13 @@ fn primary_keys(pg_class: &RecordBatch) -> Result<Vec<PrimaryKey>> {
     let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
     let names = datafusion::arrow::compute::cast(column(pg_class, "relname")?, &DataType::Utf8)?;
     let names = names.as_string::<i32>();
-    let by_name: HashMap<&str, i32> = (0..pg_class.num_rows()).map(|i| (names.value(i), oids.value(i))).collect();
+    let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
+    let kinds = kinds.as_string::<i32>();
+    // The mart's tables (relkind 'r'), not the `bi` views of the same names.
+    let by_name: HashMap<&str, i32> = (0..pg_class.num_rows())
+        .filter(|i| kinds.value(*i) == "r")
+        .map(|i| (names.value(i), oids.value(i)))
+        .collect();
     let mut next = oids.iter().flatten().max().unwrap_or(16383) + 1;
     let mut tables: Vec<&'static MartTable> = MART_TABLES.iter().filter(|t| by_name.contains_key(t.name)).collect();
     tables.sort_by_key(|t| t.name);

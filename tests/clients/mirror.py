@@ -49,6 +49,21 @@ def qident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def copy_views(src, dst):
+    """ccmart's bi views, created in PostgreSQL from the definitions ccmart reports."""
+    with src.cursor() as scur:
+        scur.execute("SELECT table_name, definition FROM information_schema.views "
+                     "WHERE table_schema = 'bi' ORDER BY table_name")
+        views = scur.fetchall()
+    with dst.cursor() as dcur:
+        dcur.execute("DROP SCHEMA IF EXISTS bi CASCADE")
+        dcur.execute("CREATE SCHEMA bi")
+        for name, definition in views:
+            dcur.execute(f"CREATE VIEW bi.{qident(name)} AS {definition}")
+    dst.commit()
+    print(f"mirror: {len(views)} bi views created", flush=True)
+
+
 def declare_keys(dst, tables, kinds):
     """Primary and foreign keys of the copied base tables, as common.expected_keys derives them."""
     base = [t for t in tables if kinds.get(t) != "VIEW"]
@@ -100,6 +115,9 @@ def main():
     if not tables:
         sys.exit("mirror: ccmart lists no public tables")
 
+    with dst.cursor() as dcur:  # the views depend on the tables dropped below
+        dcur.execute("DROP SCHEMA IF EXISTS bi CASCADE")
+    dst.commit()
     failures = []
     for t in tables:
         scur.execute(f"SELECT * FROM {qident(t)}")
@@ -143,6 +161,7 @@ def main():
             failures.append(t)
 
     declare_keys(dst, tables, kinds)
+    copy_views(src, dst)
     with dst.cursor() as dcur:
         dcur.execute("ANALYZE")
     dst.commit()

@@ -68,6 +68,15 @@ def main():
 
     # --- catalog ----------------------------------------------------------------
     # Type lookups (asyncpg's introspection, pgjdbc getTypeInfo, psql \dT) join pg_type to pg_namespace.
+    # the bi views: times as timestamptz beside the epoch seconds (the mirror holds the same views)
+    rep.compare("bi_view_times", q(
+        "SELECT interaction_id, start_ts, start_time, end_time FROM bi.interaction_fact "
+        "ORDER BY interaction_id LIMIT 20"))
+    rep.compare("bi_view_filter_by_time", q(
+        "SELECT count(*) FROM bi.interaction_fact WHERE start_time >= %s",
+        (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=1_789_950_000),)))
+    rep.compare("bi_view_interval_start", q(
+        "SELECT date_time_key, interval_start FROM bi.date_time ORDER BY date_time_key LIMIT 5"))
     rep.compare("catalog_type_namespace_join", q(
         "SELECT t.typname, n.nspname FROM pg_catalog.pg_type t "
         "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
