@@ -132,14 +132,13 @@ impl Source {
                 Ok((r.schema, r.batches))
             }
             Source::Remote { client, version, .. } => {
-                let request =
-                    wire::QueryRequest {
-                        sql: sql.into(),
-                        format: Some("arrow".into()),
-                        mart_version: Some(*version),
-                        time_zone: None,
-                        int64: None,
-                    };
+                let request = wire::QueryRequest {
+                    sql: sql.into(),
+                    format: Some("arrow".into()),
+                    mart_version: Some(*version),
+                    time_zone: None,
+                    int64: None,
+                };
                 let body = client.query(&request).await.map_err(cli_error).with_context(|| format!("running {sql}"))?;
                 let reader =
                     datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None)

@@ -200,10 +200,8 @@ fn primary_keys(pg_class: &RecordBatch) -> Result<Vec<PrimaryKey>> {
     let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
     let kinds = kinds.as_string::<i32>();
     // The mart's tables (relkind 'r'), not the `bi` views of the same names.
-    let by_name: HashMap<&str, i32> = (0..pg_class.num_rows())
-        .filter(|i| kinds.value(*i) == "r")
-        .map(|i| (names.value(i), oids.value(i)))
-        .collect();
+    let by_name: HashMap<&str, i32> =
+        (0..pg_class.num_rows()).filter(|i| kinds.value(*i) == "r").map(|i| (names.value(i), oids.value(i))).collect();
     let mut next = oids.iter().flatten().max().unwrap_or(16383) + 1;
     let mut tables: Vec<&'static MartTable> = MART_TABLES.iter().filter(|t| by_name.contains_key(t.name)).collect();
     tables.sort_by_key(|t| t.name);
@@ -232,8 +230,10 @@ fn with_indexes(pg_class: &RecordBatch, keys: &[PrimaryKey]) -> Result<RecordBat
     )?;
     let n = keys.len();
     indexes = replace(&indexes, "oid", Arc::new(Int32Array::from_iter_values(keys.iter().map(|k| k.index_oid))))?;
-    indexes = replace(&indexes, "relfilenode", Arc::new(Int32Array::from_iter_values(keys.iter().map(|k| k.index_oid))))?;
-    indexes = replace(&indexes, "relname", Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.index_name()))))?;
+    indexes =
+        replace(&indexes, "relfilenode", Arc::new(Int32Array::from_iter_values(keys.iter().map(|k| k.index_oid))))?;
+    indexes =
+        replace(&indexes, "relname", Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.index_name()))))?;
     indexes = replace(&indexes, "relkind", Arc::new(StringArray::from_iter_values(std::iter::repeat_n("i", n))))?;
     indexes = replace(&indexes, "relam", Arc::new(Int32Array::from(vec![BTREE_AM; n])))?;
     indexes = replace(&indexes, "reltype", Arc::new(Int32Array::from(vec![0; n])))?;
@@ -273,7 +273,8 @@ fn text_list_type() -> DataType {
 fn replace(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<RecordBatch> {
     let i = batch.schema().index_of(name)?;
     let target = batch.schema().field(i).data_type().clone();
-    let values = if values.data_type() == &target { values } else { datafusion::arrow::compute::cast(&values, &target)? };
+    let values =
+        if values.data_type() == &target { values } else { datafusion::arrow::compute::cast(&values, &target)? };
     let mut columns = batch.columns().to_vec();
     columns[i] = values;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
@@ -429,9 +430,8 @@ fn pg_constraint(pg_class: &RecordBatch, keys: &[PrimaryKey]) -> Result<RecordBa
     let text = |f: &dyn Fn(&ConstraintRow) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
     };
-    let oids_of = |f: &dyn Fn(&ConstraintRow) -> i32| -> ArrayRef {
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(f)))
-    };
+    let oids_of =
+        |f: &dyn Fn(&ConstraintRow) -> i32| -> ArrayRef { Arc::new(Int32Array::from_iter_values(rows.iter().map(f))) };
     let foreign = |r: &ConstraintRow, yes: &str, no: &str| Some(if r.kind == "f" { yes } else { no }.to_string());
     let fields = vec![
         oid_field("oid"),
@@ -500,7 +500,11 @@ fn definitions(keys: &[PrimaryKey]) -> Definitions {
         let column = table.table.columns[(r.key - 1) as usize].0;
         let def = match by_oid.get(&r.referenced_oid) {
             Some(target) if r.kind == "f" => {
-                format!("FOREIGN KEY ({column}) REFERENCES {}({}) NOT VALID", target.table.name, target.table.primary_key())
+                format!(
+                    "FOREIGN KEY ({column}) REFERENCES {}({}) NOT VALID",
+                    target.table.name,
+                    target.table.primary_key()
+                )
             }
             _ => format!("PRIMARY KEY ({column})"),
         };
@@ -632,7 +636,8 @@ impl ScalarUDFImpl for ConstraintDef {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let oids = oid_arg(&args, 0)?;
-        let out: StringArray = oids.iter().map(|o| o.and_then(|o| self.definitions.constraints.get(&o).cloned())).collect();
+        let out: StringArray =
+            oids.iter().map(|o| o.and_then(|o| self.definitions.constraints.get(&o).cloned())).collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

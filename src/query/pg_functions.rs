@@ -605,10 +605,7 @@ fn list_element(t: &DataType) -> Result<&Field> {
 }
 
 fn expand_fields(element: &Field) -> Fields {
-    Fields::from(vec![
-        Field::new("x", element.data_type().clone(), true),
-        Field::new("n", DataType::Int32, false),
-    ])
+    Fields::from(vec![Field::new("x", element.data_type().clone(), true), Field::new("n", DataType::Int32, false)])
 }
 
 impl ScalarUDFImpl for PgExpandArray {
@@ -624,9 +621,9 @@ impl ScalarUDFImpl for PgExpandArray {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let input = args.args[0].to_array(args.number_rows)?;
-        let list = input
-            .as_list_opt::<i32>()
-            .ok_or_else(|| DataFusionError::Plan(format!("_pg_expandarray: expected an array, got {}", input.data_type())))?;
+        let list = input.as_list_opt::<i32>().ok_or_else(|| {
+            DataFusionError::Plan(format!("_pg_expandarray: expected an array, got {}", input.data_type()))
+        })?;
         let element = list_element(list.data_type())?;
         let offsets = list.offsets();
         // `n` for every child slot: its position within its row's list, from 1 (0 where no row covers it).

@@ -836,7 +836,16 @@ ORDER BY depth DESC
 /// which edit casts and catalog names.)
 fn asyncpg_type_introspection(statement: &Statement) -> Option<Statement> {
     const COLUMNS: [&str; 11] = [
-        "oid", "ns", "name", "kind", "basetype", "elemtype", "elemdelim", "range_subtype", "attrtypoids", "attrnames",
+        "oid",
+        "ns",
+        "name",
+        "kind",
+        "basetype",
+        "elemtype",
+        "elemdelim",
+        "range_subtype",
+        "attrtypoids",
+        "attrnames",
         "depth",
     ];
     let Statement::Query(query) = statement else { return None };

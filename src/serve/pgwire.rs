@@ -1269,7 +1269,11 @@ impl ExtendedQueryHandler for PgFrontend {
     /// A `FETCH` is described with the columns of the cursor it reads (as text, the form its rows are kept in):
     /// libpq describes the portal of every prepared statement before running it, and psycopg 3 reads a server-side
     /// cursor's rows with that description (with none, it read rows of four columns as rows of none and crashed).
-    async fn do_describe_portal<C>(&self, client: &mut C, target: &Portal<PgStatement>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<PgStatement>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = PgStatement>,

@@ -141,7 +141,8 @@ async fn http_api_formats_errors_and_export() {
     assert_eq!(v["rows"][0][0].as_i64(), Some(calls));
 
     // Per-request settings: the request's time zone, 64-bit integers as strings; neither outlives the request.
-    let sql = "SELECT to_char(to_timestamp(0), 'YYYY-MM-DD HH24:MI') AS t, max(interaction_id) AS k FROM interaction_fact";
+    let sql =
+        "SELECT to_char(to_timestamp(0), 'YYYY-MM-DD HH24:MI') AS t, max(interaction_id) AS k FROM interaction_fact";
     let (s, body) = post(&base, serde_json::json!({"sql": sql, "time_zone": "Europe/Berlin", "int64": "string"})).await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
     let berlin: serde_json::Value = serde_json::from_slice(&body).unwrap();
