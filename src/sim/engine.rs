@@ -87,6 +87,11 @@ struct Site {
     next_call: usize,
     waiting: VecDeque<usize>,
     arrivals: bool,
+    /// When the next call arrives, in continuous time (epoch seconds with a fraction): arrivals are a Poisson
+    /// process at exactly `calls_per_hour`, and several calls may start in one second (IDB times have one-second
+    /// resolution, so each is written at the second it falls in). Rounding each gap to whole seconds instead, with
+    /// at least one, capped a site at 86,400 calls a day whatever the rate asked.
+    next_arrival: f64,
     writes: Vec<IdbWrite>,
     truth: GroundTruth,
     record_truth: bool,
@@ -178,6 +183,7 @@ impl Simulator {
                     next_call: 0,
                     waiting: VecDeque::new(),
                     arrivals: true,
+                    next_arrival: start_ts as f64,
                     writes: Vec::new(),
                     truth: GroundTruth::default(),
                     record_truth: settings.record_truth,
@@ -187,7 +193,8 @@ impl Simulator {
                     let offset = site.rng.random_range(0..120);
                     site.schedule(start_ts + offset, Ev::Login { agent: a });
                 }
-                let first = start_ts + secs(&mut site.rng, 3600.0 / settings.calls_per_hour.max(0.001), 0);
+                site.next_arrival += exp(&mut site.rng, 3600.0 / settings.calls_per_hour.max(0.001));
+                let first = site.next_arrival.floor() as i64;
                 site.schedule(first, Ev::Arrival);
                 site
             })
@@ -847,7 +854,8 @@ impl Site {
             return;
         }
         let now = self.now;
-        let next = now + secs(&mut self.rng, 3600.0 / st.calls_per_hour.max(0.001), 1);
+        self.next_arrival += exp(&mut self.rng, 3600.0 / st.calls_per_hour.max(0.001));
+        let next = (self.next_arrival.floor() as i64).max(now);
         self.schedule(next, Ev::Arrival);
         let idx = self.next_call;
         self.next_call += 1;

@@ -136,6 +136,28 @@ mod tests {
         assert_ne!(run(1), run(2));
     }
 
+    /// A large site's rate: 500k calls a day per site is about 5.8 arrivals a second. The count is Poisson with
+    /// that mean (within 5 standard deviations), and seconds with several arrivals occur.
+    #[test]
+    fn arrivals_follow_the_rate_also_above_one_per_second() {
+        let per_hour = 500_000.0 / 24.0;
+        let minutes = 10;
+        let settings = SimSettings { calls_per_hour: per_hour, sites: 1, ..SimSettings::default() };
+        let mut s = Simulator::new(settings, 1_800_000_000);
+        s.finish(1_800_000_000 + minutes * 60);
+        let t = s.truth();
+        let starts: Vec<i64> =
+            t.calls.values().map(|c| c.start_ts).filter(|ts| *ts < 1_800_000_000 + minutes * 60).collect();
+        let expected = per_hour * minutes as f64 / 60.0;
+        let n = starts.len() as f64;
+        assert!((n - expected).abs() < 5.0 * expected.sqrt(), "{n} arrivals in {minutes} min, expected {expected:.0}");
+        let mut per_second: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+        for ts in starts {
+            *per_second.entry(ts).or_default() += 1;
+        }
+        assert!(per_second.values().any(|n| *n >= 3), "several calls start in one second at this rate");
+    }
+
     #[test]
     fn truth_is_consistent() {
         let mut s = Simulator::new(SimSettings::default(), 1_800_000_000);
