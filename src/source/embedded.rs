@@ -6,10 +6,88 @@ use super::{Counter, IdbWrite, RowNumbering, SourceError, TextRow, Unreachable, 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-type StoredRow = HashMap<&'static str, Option<String>>;
+/// One stored row: its values by column position (see [`Columns`]) in one allocation — the texts back to back, and
+/// where each ends (the top bit marks NULL). A map of strings per row cost a hash table and an allocation per
+/// value: 1,574 bytes a row against 345 (see `docs/benchmarks.md`), which a long simulated history pays per row.
+#[derive(Debug, Clone, Default)]
+struct StoredRow {
+    text: Box<str>,
+    ends: Box<[u32]>,
+}
+
+const NULL_BIT: u32 = 1 << 31;
+
+impl StoredRow {
+    fn value(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        if end & NULL_BIT != 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] & !NULL_BIT };
+        self.text.get(start as usize..end as usize)
+    }
+
+    fn values(&self) -> Vec<Option<&str>> {
+        (0..self.ends.len()).map(|i| self.value(i)).collect()
+    }
+
+    fn from_values(values: &[Option<&str>]) -> Self {
+        let mut text = String::with_capacity(values.iter().map(|v| v.map_or(0, str::len)).sum());
+        let mut ends = Vec::with_capacity(values.len());
+        for v in values {
+            match v {
+                Some(s) => {
+                    text.push_str(s);
+                    ends.push(text.len() as u32);
+                }
+                None => ends.push(text.len() as u32 | NULL_BIT),
+            }
+        }
+        StoredRow { text: text.into_boxed_str(), ends: ends.into_boxed_slice() }
+    }
+}
+
+/// The columns a table's rows have been written with, in the order they first appeared.
+#[derive(Debug, Default)]
+struct Columns {
+    names: Vec<&'static str>,
+    position: HashMap<&'static str, usize>,
+}
+
+impl Columns {
+    fn get<'r>(&self, row: &'r StoredRow, column: &str) -> Option<&'r str> {
+        self.position.get(column).and_then(|i| row.value(*i))
+    }
+
+    fn position_of(&mut self, column: &'static str) -> usize {
+        let next = self.names.len();
+        let i = *self.position.entry(column).or_insert(next);
+        if i == next {
+            self.names.push(column);
+        }
+        i
+    }
+
+    /// `row` with `changes` applied (a column not yet in the row is added).
+    fn set(&mut self, row: &mut StoredRow, changes: &[(&'static str, Option<String>)]) {
+        let positions: Vec<usize> = changes.iter().map(|(c, _)| self.position_of(c)).collect();
+        let mut values = row.values();
+        let width = positions.iter().copied().max().map_or(0, |m| m + 1).max(values.len());
+        values.resize(width, None);
+        for (i, (_, v)) in positions.iter().zip(changes) {
+            values[*i] = v.as_deref();
+        }
+        *row = StoredRow::from_values(&values);
+    }
+
+    fn counter(&self, row: &StoredRow, column: &str) -> Option<i64> {
+        self.get(row, column).and_then(|s| s.parse::<i64>().ok())
+    }
+}
 
 #[derive(Debug, Default)]
 struct EmbeddedTable {
+    columns: Columns,
     rows: HashMap<i64, StoredRow>,
     by_seq: BTreeMap<i64, i64>,
     by_useq: BTreeMap<i64, i64>,
@@ -66,31 +144,33 @@ impl EmbeddedIdb {
             let rendered: Vec<(&'static str, Option<String>)> =
                 w.columns.iter().map(|(c, v)| (*c, st.numbering.render(v))).collect();
             let table = st.tables.entry(w.table.to_string()).or_default();
+            let EmbeddedTable { columns, rows, by_seq, by_useq } = table;
             match w.kind {
                 WriteKind::Insert => {
-                    let mut row: StoredRow = rendered.into_iter().collect();
-                    row.insert(RowNumbering::key_column(w.table), Some(id.to_string()));
-                    row.insert("GSYS_DOMAIN", Some(domain.to_string()));
-                    row.insert("GSYS_SEQ", Some(counter.to_string()));
-                    row.insert("GSYS_USEQ", None);
-                    if let Some(old) = table.rows.insert(id, row) {
-                        remove_counters(table, &old);
+                    let mut row = StoredRow::default();
+                    let mut changes = rendered;
+                    changes.push((RowNumbering::key_column(w.table), Some(id.to_string())));
+                    changes.push(("GSYS_DOMAIN", Some(domain.to_string())));
+                    changes.push(("GSYS_SEQ", Some(counter.to_string())));
+                    changes.push(("GSYS_USEQ", None));
+                    columns.set(&mut row, &changes);
+                    if let Some(old) = rows.insert(id, row) {
+                        remove_counters(columns, by_seq, by_useq, &old);
                     }
-                    table.by_seq.insert(counter, id);
+                    by_seq.insert(counter, id);
                 }
                 WriteKind::Update => {
-                    let Some(row) = table.rows.get_mut(&id) else {
+                    let Some(row) = rows.get_mut(&id) else {
                         continue;
                     };
-                    let old_useq = row.get("GSYS_USEQ").cloned().flatten();
-                    for (c, v) in rendered {
-                        row.insert(c, v);
+                    let old_useq = columns.counter(row, "GSYS_USEQ");
+                    let mut changes = rendered;
+                    changes.push(("GSYS_USEQ", Some(counter.to_string())));
+                    columns.set(row, &changes);
+                    if let Some(u) = old_useq {
+                        by_useq.remove(&u);
                     }
-                    row.insert("GSYS_USEQ", Some(counter.to_string()));
-                    if let Some(u) = old_useq.and_then(|u| u.parse::<i64>().ok()) {
-                        table.by_useq.remove(&u);
-                    }
-                    table.by_useq.insert(counter, id);
+                    by_useq.insert(counter, id);
                 }
             }
         }
@@ -105,16 +185,16 @@ impl EmbeddedIdb {
         let Some(t) = st.tables.get_mut(table) else {
             return false;
         };
-        let Some(row) = t.rows.get_mut(&id) else {
+        let EmbeddedTable { columns, rows, by_useq, .. } = t;
+        let Some(row) = rows.get_mut(&id) else {
             return false;
         };
-        let old_useq = row.get("GSYS_USEQ").cloned().flatten();
-        row.insert(column, raw.map(str::to_string));
-        row.insert("GSYS_USEQ", Some(counter.to_string()));
-        if let Some(u) = old_useq.and_then(|u| u.parse::<i64>().ok()) {
-            t.by_useq.remove(&u);
+        let old_useq = columns.counter(row, "GSYS_USEQ");
+        columns.set(row, &[(column, raw.map(str::to_string)), ("GSYS_USEQ", Some(counter.to_string()))]);
+        if let Some(u) = old_useq {
+            by_useq.remove(&u);
         }
-        t.by_useq.insert(counter, id);
+        by_useq.insert(counter, id);
         true
     }
 
@@ -132,13 +212,14 @@ impl EmbeddedIdb {
         let mut forgotten = 0;
         for t in st.tables.values_mut() {
             let old: Vec<(i64, i64)> = t.by_seq.range(..=through).map(|(s, id)| (*s, *id)).collect();
+            let EmbeddedTable { columns, rows, by_seq, by_useq } = t;
             for (_, id) in old {
-                let useq = t.rows.get(&id).and_then(|r| r.get("GSYS_USEQ").cloned().flatten());
-                if useq.and_then(|u| u.parse::<i64>().ok()).is_some_and(|u| u > through) {
+                let useq = rows.get(&id).and_then(|r| columns.counter(r, "GSYS_USEQ"));
+                if useq.is_some_and(|u| u > through) {
                     continue;
                 }
-                if let Some(row) = t.rows.remove(&id) {
-                    remove_counters(t, &row);
+                if let Some(row) = rows.remove(&id) {
+                    remove_counters(columns, by_seq, by_useq, &row);
                     forgotten += 1;
                 }
             }
@@ -150,7 +231,8 @@ impl EmbeddedIdb {
     pub fn column_values(&self, table: &str, column: &str) -> Vec<String> {
         let st = self.lock();
         let Some(t) = st.tables.get(table) else { return Vec::new() };
-        let mut values: Vec<String> = t.rows.values().filter_map(|r| r.get(column).cloned().flatten()).collect();
+        let mut values: Vec<String> =
+            t.rows.values().filter_map(|r| t.columns.get(r, column).map(str::to_string)).collect();
         values.sort_unstable();
         values
     }
@@ -159,12 +241,8 @@ impl EmbeddedIdb {
     pub fn find_ids(&self, table: &str, column: &str, value: &str) -> Vec<i64> {
         let st = self.lock();
         let Some(t) = st.tables.get(table) else { return Vec::new() };
-        let mut ids: Vec<i64> = t
-            .rows
-            .iter()
-            .filter(|(_, r)| r.get(column).and_then(|v| v.as_deref()) == Some(value))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut ids: Vec<i64> =
+            t.rows.iter().filter(|(_, r)| t.columns.get(r, column) == Some(value)).map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids
     }
@@ -198,7 +276,7 @@ impl EmbeddedIdb {
             .range(after.saturating_add(1)..)
             .take(limit)
             .filter_map(|(_, id)| t.rows.get(id))
-            .map(|row| spec.columns.iter().map(|c| row.get(c.name).cloned().flatten()).collect())
+            .map(|row| spec.columns.iter().map(|c| t.columns.get(row, c.name).map(str::to_string)).collect())
             .collect())
     }
 }
@@ -219,12 +297,17 @@ impl EmbeddedIdb {
     }
 }
 
-fn remove_counters(table: &mut EmbeddedTable, old: &StoredRow) {
-    if let Some(s) = old.get("GSYS_SEQ").cloned().flatten().and_then(|s| s.parse::<i64>().ok()) {
-        table.by_seq.remove(&s);
+fn remove_counters(
+    columns: &Columns,
+    by_seq: &mut BTreeMap<i64, i64>,
+    by_useq: &mut BTreeMap<i64, i64>,
+    old: &StoredRow,
+) {
+    if let Some(s) = columns.counter(old, "GSYS_SEQ") {
+        by_seq.remove(&s);
     }
-    if let Some(u) = old.get("GSYS_USEQ").cloned().flatten().and_then(|s| s.parse::<i64>().ok()) {
-        table.by_useq.remove(&u);
+    if let Some(u) = columns.counter(old, "GSYS_USEQ") {
+        by_useq.remove(&u);
     }
 }
 
@@ -236,6 +319,23 @@ mod tests {
 
     fn write(kind: WriteKind, handle: i64, state: i64) -> IdbWrite {
         IdbWrite { table: "G_CALL", handle, kind, columns: vec![("STATE", IdbValue::Int(state))] }
+    }
+
+    /// A row keeps NULL apart from empty text, keeps columns it was not written with NULL, and an update changes
+    /// only the columns it names.
+    #[test]
+    fn stored_rows_keep_values_nulls_and_empty_text_apart() {
+        let mut columns = Columns::default();
+        let mut row = StoredRow::default();
+        columns.set(&mut row, &[("A", Some("x".into())), ("B", None), ("C", Some(String::new()))]);
+        assert_eq!(row.values(), vec![Some("x"), None, Some("")]);
+        columns.set(&mut row, &[("D", Some("dé".into())), ("A", None)]);
+        assert_eq!(row.values(), vec![None, None, Some(""), Some("dé")]);
+        assert_eq!((columns.get(&row, "D"), columns.get(&row, "B"), columns.get(&row, "Z")), (Some("dé"), None, None));
+        let mut other = StoredRow::default();
+        columns.set(&mut other, &[("C", Some("c".into()))]);
+        assert_eq!(other.values(), vec![None, None, Some("c")], "columns keep their positions across rows");
+        assert_eq!(columns.get(&other, "D"), None, "a column the row was never written with is NULL");
     }
 
     /// Forgetting old rows keeps every row written after the mark (new, or updated since), so a reader that had
@@ -253,5 +353,42 @@ mod tests {
         assert_eq!(idb.read_chunk(&G_CALL, Counter::Useq, mark, 100).unwrap(), updates);
         assert_eq!(idb.read_chunk(&G_CALL, Counter::Seq, 0, 100).unwrap().len(), 2, "rows 2 (updated) and 4 stay");
         assert_eq!(idb.forget_through(mark), 0, "idempotent");
+    }
+}
+
+#[cfg(test)]
+mod footprint {
+    use super::*;
+
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        statm.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()).unwrap_or(0) * 4096
+    }
+
+    /// A measurement, not a check (`cargo test --lib embedded_footprint -- --ignored --nocapture`): the memory
+    /// one simulated site-day at 48k calls takes in an embedded IDB. Figures in `docs/benchmarks.md`.
+    #[test]
+    #[ignore]
+    fn embedded_footprint() {
+        let settings = crate::sim::SimSettings {
+            sites: 1,
+            calls_per_hour: 2000.0,
+            agents_per_site: 150,
+            record_truth: false,
+            ..crate::sim::SimSettings::default()
+        };
+        let mut sim = crate::sim::Simulator::new(settings, 1_800_000_000);
+        let idb = EmbeddedIdb::new("x", RowNumbering { id_offset: 0, guid_prefix: "g".into(), gsys_domain: 1 });
+        let before = resident_bytes();
+        let mut writes = 0;
+        for h in 1..=24 {
+            for site in sim.advance_to(1_800_000_000 + h * 3600) {
+                writes += site.len();
+                idb.apply(&site);
+            }
+        }
+        let rows: usize = idb.lock().tables.values().map(|t| t.rows.len()).sum();
+        let grown = resident_bytes().saturating_sub(before);
+        println!("{writes} writes, {rows} rows, {} MiB resident, {} bytes per row", grown >> 20, grown / rows.max(1));
     }
 }
