@@ -581,10 +581,11 @@ impl QueryEngine {
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| QueryError::Mart(format!("PostgreSQL catalog: {e}")))?;
-        pg_catalog::install(&ctx, pg_static_tables()?, &postgres::default_settings()).await?;
         postgres::install(&ctx);
         pg_functions::install(&ctx, system_descriptions()?);
+        // The views plan with ccmart's `to_timestamp`; the catalog lists them, so it comes after them.
         install_bi_views(&ctx).await?;
+        pg_catalog::install(&ctx, pg_static_tables()?, &postgres::default_settings()).await?;
         // Last, so that every scalar function the context has by now (the catalog's too) is size-bounded.
         guard::install(&ctx).map_err(|e| QueryError::Mart(e.to_string()))?;
         cache.push((snapshot.version, ctx.clone()));

@@ -129,6 +129,8 @@ impl PrimaryKey {
 struct Definitions {
     constraints: BTreeMap<i32, String>,
     indexes: BTreeMap<i32, (String, Vec<String>)>,
+    visible: std::collections::BTreeSet<i32>,
+    views: BTreeMap<i32, String>,
 }
 
 /// Registers ccmart's `pg_catalog` schema (and the key functions that read it) in `ctx`, whose `ccmart` catalog
@@ -168,11 +170,45 @@ pub(super) async fn install(
     replaced.insert("pg_index", mem_table(pg_index(&keys).map_err(err)?).map_err(err)?);
     replaced.insert("pg_constraint", mem_table(pg_constraint(&pg_class, &keys).map_err(err)?).map_err(err)?);
     replaced.insert("pg_settings", mem_table(pg_settings(settings).map_err(err)?).map_err(err)?);
-    let definitions = Arc::new(definitions(&keys));
+    let mut definitions = definitions(&keys);
+    definitions.visible = visible_relations(&pg_class).map_err(err)?;
+    definitions.views = view_definitions(&pg_class).map_err(err)?;
+    let definitions = Arc::new(definitions);
     catalog.register_schema("pg_catalog", Arc::new(MartPgCatalog { inner, replaced })).map_err(err)?;
     ctx.register_udf(ScalarUDF::new_from_impl(ConstraintDef::new(definitions.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(IndexDef::new(definitions)));
+    ctx.register_udf(ScalarUDF::new_from_impl(IndexDef::new(definitions.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(TableVisible::new(definitions.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(ViewDef::new(definitions)));
     Ok(())
+}
+
+/// The relations on the search path (`public`; PostgreSQL's `pg_catalog` objects are not listed in `pg_class`
+/// here): a `bi` view of the same name as a table is not, as in PostgreSQL, so psql `\d name` and SQLAlchemy's
+/// lookups by name find the table.
+fn visible_relations(pg_class: &RecordBatch) -> Result<std::collections::BTreeSet<i32>> {
+    let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
+    let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
+    let kinds = kinds.as_string::<i32>();
+    let namespaces = column(pg_class, "relnamespace")?.as_primitive::<Int32Type>();
+    // The namespace of the mart's tables is the search path's.
+    let public = (0..pg_class.num_rows()).find(|i| kinds.value(*i) == "r").map(|i| namespaces.value(i));
+    Ok((0..pg_class.num_rows()).filter(|i| Some(namespaces.value(*i)) == public).map(|i| oids.value(i)).collect())
+}
+
+/// `pg_get_viewdef` of the `bi` views: their defining query.
+fn view_definitions(pg_class: &RecordBatch) -> Result<BTreeMap<i32, String>> {
+    let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
+    let names = datafusion::arrow::compute::cast(column(pg_class, "relname")?, &DataType::Utf8)?;
+    let names = names.as_string::<i32>();
+    let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
+    let kinds = kinds.as_string::<i32>();
+    Ok((0..pg_class.num_rows())
+        .filter(|i| kinds.value(*i) == "v")
+        .filter_map(|i| {
+            let t = crate::transform::schema::mart_table(names.value(i))?;
+            Some((oids.value(i), format!(" {};", super::bi_view_sql(t))))
+        })
+        .collect())
 }
 
 async fn scan(ctx: &SessionContext, schema: &Arc<dyn SchemaProvider>, name: &str) -> Result<RecordBatch> {
@@ -610,6 +646,13 @@ struct ConstraintDef {
     signature: Signature,
 }
 
+impl Definitions {
+    /// Whether `oid` is a relation of ccmart's `pg_class` (a table, key index or view).
+    fn listed(&self, oid: i32) -> bool {
+        self.visible.contains(&oid) || self.views.contains_key(&oid)
+    }
+}
+
 impl std::hash::Hash for Definitions {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.constraints.len().hash(state);
@@ -638,6 +681,73 @@ impl ScalarUDFImpl for ConstraintDef {
         let oids = oid_arg(&args, 0)?;
         let out: StringArray =
             oids.iter().map(|o| o.and_then(|o| self.definitions.constraints.get(&o).cloned())).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `pg_table_is_visible(oid)`: whether the relation is on the search path (`public`), as PostgreSQL answers;
+/// NULL for an oid that names no relation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TableVisible {
+    definitions: Arc<Definitions>,
+    signature: Signature,
+}
+
+impl TableVisible {
+    fn new(definitions: Arc<Definitions>) -> Self {
+        TableVisible { definitions, signature: Signature::any(1, Volatility::Stable) }
+    }
+}
+
+impl ScalarUDFImpl for TableVisible {
+    fn name(&self) -> &str {
+        "pg_table_is_visible"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let oids = oid_arg(&args, 0)?;
+        // Every oid of a relation in pg_class is in `visible` or outside the search path; other oids (PostgreSQL's
+        // own catalog relations, which ccmart's pg_class does not list) are visible, as pg_catalog is.
+        let out: BooleanArray = oids
+            .iter()
+            .map(|o| o.map(|o| self.definitions.visible.contains(&o) || !self.definitions.listed(o)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `pg_get_viewdef(oid [, pretty])`: a `bi` view's defining query; NULL for any other oid.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ViewDef {
+    definitions: Arc<Definitions>,
+    signature: Signature,
+}
+
+impl ViewDef {
+    fn new(definitions: Arc<Definitions>) -> Self {
+        let signature = Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable);
+        ViewDef { definitions, signature }
+    }
+}
+
+impl ScalarUDFImpl for ViewDef {
+    fn name(&self) -> &str {
+        "pg_get_viewdef"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let oids = oid_arg(&args, 0)?;
+        let out: StringArray = oids.iter().map(|o| o.and_then(|o| self.definitions.views.get(&o).cloned())).collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

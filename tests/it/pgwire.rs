@@ -464,13 +464,14 @@ async fn cursors_keep_the_time_limit_and_are_bounded_per_session() {
     assert_eq!(n, truth.call_count() as i64);
 }
 
-/// `(relname, oid)` of every mart table in `pg_class`, as a client reads them.
+/// `("schema.relname relkind", oid)` of every relation of the mart (tables, key indexes, `bi` views) in `pg_class`,
+/// as a client reads them.
 async fn table_oids(c: &tokio_postgres::Client) -> Vec<(String, String)> {
     let rows = c
         .simple_query(
-            "SELECT c.relname, CAST(c.oid AS TEXT) FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' ORDER BY c.relname",
+            "SELECT n.nspname || '.' || c.relname || ' ' || c.relkind, CAST(c.oid AS TEXT) \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname IN ('public', 'bi') ORDER BY 1",
         )
         .await
         .expect("pg_class");
@@ -513,7 +514,9 @@ async fn catalog_oids_and_declared_keys_hold_across_mart_versions() {
     let c = connect(port, READER).await.expect("log in");
     let before = table_oids(&c).await;
     let calls_before = first_text(&c, "SELECT count(*) FROM interaction_fact").await;
-    assert!(before.iter().any(|(t, _)| t == "interaction_fact"), "{before:?}");
+    for listed in ["public.interaction_fact r", "public.interaction_fact_pkey i", "bi.interaction_fact v"] {
+        assert!(before.iter().any(|(t, _)| t == listed), "{listed} in pg_class: {before:?}");
+    }
 
     // A new mart version (more calls) gets a new query context; every table keeps its oid.
     d.advance(start + 1800, start + 3600, 1800).await.unwrap();
@@ -564,13 +567,24 @@ async fn catalog_oids_and_declared_keys_hold_across_mart_versions() {
         .collect();
     want.sort_by(|a, b| (&a[0], &a[2], &a[1]).cmp(&(&b[0], &b[2], &b[1])));
     assert_eq!(got, want);
+    // Only the search path's relations are visible: `\d interaction_fact` finds the table, not the bi view.
+    assert_eq!(
+        first_text(
+            &c,
+            "SELECT string_agg(n.nspname || ':' || CAST(pg_catalog.pg_table_is_visible(c.oid) AS TEXT), ',' \
+             ORDER BY n.nspname) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'interaction_fact'"
+        )
+        .await,
+        "bi:false,public:true"
+    );
     // A key's column is NOT NULL, as PostgreSQL marks it.
     assert_eq!(
         first_text(
             &c,
             "SELECT CAST(a.attnotnull AS TEXT) FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-             WHERE c.relname = 'interaction_fact' AND a.attname = 'interaction_id'"
+             WHERE c.relname = 'interaction_fact' AND c.relkind = 'r' AND a.attname = 'interaction_id'"
         )
         .await,
         "true"
