@@ -162,17 +162,18 @@ pub(super) async fn install(
     );
     // The first scan numbers every relation (in sorted order); later scans keep those numbers.
     let pg_class = scan(ctx, &inner, "pg_class").await.map_err(err)?;
-    let keys = primary_keys(&pg_class).map_err(err)?;
+    let relations = relations(&pg_class).map_err(err)?;
+    let keys = primary_keys(&relations);
     let mut replaced: HashMap<&'static str, Arc<dyn TableProvider>> = HashMap::new();
     replaced.insert("pg_class", mem_table(with_indexes(&pg_class, &keys).map_err(err)?).map_err(err)?);
     let pg_attribute = scan(ctx, &inner, "pg_attribute").await.map_err(err)?;
     replaced.insert("pg_attribute", mem_table(keys_not_null(&pg_attribute, &keys).map_err(err)?).map_err(err)?);
     replaced.insert("pg_index", mem_table(pg_index(&keys).map_err(err)?).map_err(err)?);
-    replaced.insert("pg_constraint", mem_table(pg_constraint(&pg_class, &keys).map_err(err)?).map_err(err)?);
+    replaced.insert("pg_constraint", mem_table(pg_constraint(&relations, &keys).map_err(err)?).map_err(err)?);
     replaced.insert("pg_settings", mem_table(pg_settings(settings).map_err(err)?).map_err(err)?);
     let mut definitions = definitions(&keys);
-    definitions.visible = visible_relations(&pg_class).map_err(err)?;
-    definitions.views = view_definitions(&pg_class).map_err(err)?;
+    definitions.visible = visible_relations(&relations);
+    definitions.views = view_definitions(&relations);
     let definitions = Arc::new(definitions);
     catalog.register_schema("pg_catalog", Arc::new(MartPgCatalog { inner, replaced })).map_err(err)?;
     ctx.register_udf(ScalarUDF::new_from_impl(ConstraintDef::new(definitions.clone())));
@@ -182,33 +183,49 @@ pub(super) async fn install(
     Ok(())
 }
 
+/// One relation of the crate's `pg_class`, as the functions below need it.
+struct Relation {
+    oid: i32,
+    name: String,
+    kind: String,
+    namespace: i32,
+}
+
+fn relations(pg_class: &RecordBatch) -> Result<Vec<Relation>> {
+    let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
+    let names = datafusion::arrow::compute::cast(column(pg_class, "relname")?, &DataType::Utf8)?;
+    let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
+    let (names, kinds) = (names.as_string::<i32>(), kinds.as_string::<i32>());
+    let namespaces = column(pg_class, "relnamespace")?.as_primitive::<Int32Type>();
+    Ok((0..pg_class.num_rows())
+        .map(|i| Relation {
+            oid: oids.value(i),
+            name: names.value(i).to_string(),
+            kind: kinds.value(i).to_string(),
+            namespace: namespaces.value(i),
+        })
+        .collect())
+}
+
 /// The relations on the search path (`public`; PostgreSQL's `pg_catalog` objects are not listed in `pg_class`
 /// here): a `bi` view of the same name as a table is not, as in PostgreSQL, so psql `\d name` and SQLAlchemy's
 /// lookups by name find the table.
-fn visible_relations(pg_class: &RecordBatch) -> Result<std::collections::BTreeSet<i32>> {
-    let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
-    let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
-    let kinds = kinds.as_string::<i32>();
-    let namespaces = column(pg_class, "relnamespace")?.as_primitive::<Int32Type>();
+fn visible_relations(relations: &[Relation]) -> std::collections::BTreeSet<i32> {
     // The namespace of the mart's tables is the search path's.
-    let public = (0..pg_class.num_rows()).find(|i| kinds.value(*i) == "r").map(|i| namespaces.value(i));
-    Ok((0..pg_class.num_rows()).filter(|i| Some(namespaces.value(*i)) == public).map(|i| oids.value(i)).collect())
+    let public = relations.iter().find(|r| r.kind == "r").map(|r| r.namespace);
+    relations.iter().filter(|r| Some(r.namespace) == public).map(|r| r.oid).collect()
 }
 
 /// `pg_get_viewdef` of the `bi` views: their defining query.
-fn view_definitions(pg_class: &RecordBatch) -> Result<BTreeMap<i32, String>> {
-    let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
-    let names = datafusion::arrow::compute::cast(column(pg_class, "relname")?, &DataType::Utf8)?;
-    let names = names.as_string::<i32>();
-    let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
-    let kinds = kinds.as_string::<i32>();
-    Ok((0..pg_class.num_rows())
-        .filter(|i| kinds.value(*i) == "v")
-        .filter_map(|i| {
-            let t = crate::transform::schema::mart_table(names.value(i))?;
-            Some((oids.value(i), format!(" {};", super::bi_view_sql(t))))
+fn view_definitions(relations: &[Relation]) -> BTreeMap<i32, String> {
+    relations
+        .iter()
+        .filter(|r| r.kind == "v")
+        .filter_map(|r| {
+            let t = crate::transform::schema::mart_table(&r.name)?;
+            Some((r.oid, format!(" {};", super::bi_view_sql(t))))
         })
-        .collect())
+        .collect()
 }
 
 async fn scan(ctx: &SessionContext, schema: &Arc<dyn SchemaProvider>, name: &str) -> Result<RecordBatch> {
@@ -229,16 +246,11 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
 
 /// The mart tables' oids (from the crate's `pg_class`), and new oids for their keys' indexes and constraints,
 /// numbered after every relation in table-name order, so they are as stable as the tables'.
-fn primary_keys(pg_class: &RecordBatch) -> Result<Vec<PrimaryKey>> {
-    let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
-    let names = datafusion::arrow::compute::cast(column(pg_class, "relname")?, &DataType::Utf8)?;
-    let names = names.as_string::<i32>();
-    let kinds = datafusion::arrow::compute::cast(column(pg_class, "relkind")?, &DataType::Utf8)?;
-    let kinds = kinds.as_string::<i32>();
+fn primary_keys(relations: &[Relation]) -> Vec<PrimaryKey> {
     // The mart's tables (relkind 'r'), not the `bi` views of the same names.
     let by_name: HashMap<&str, i32> =
-        (0..pg_class.num_rows()).filter(|i| kinds.value(*i) == "r").map(|i| (names.value(i), oids.value(i))).collect();
-    let mut next = oids.iter().flatten().max().unwrap_or(16383) + 1;
+        relations.iter().filter(|r| r.kind == "r").map(|r| (r.name.as_str(), r.oid)).collect();
+    let mut next = relations.iter().map(|r| r.oid).max().unwrap_or(16383) + 1;
     let mut tables: Vec<&'static MartTable> = MART_TABLES.iter().filter(|t| by_name.contains_key(t.name)).collect();
     tables.sort_by_key(|t| t.name);
     let mut keys = Vec::new();
@@ -246,7 +258,7 @@ fn primary_keys(pg_class: &RecordBatch) -> Result<Vec<PrimaryKey>> {
         keys.push(PrimaryKey { table, table_oid: by_name[table.name], index_oid: next, constraint_oid: next + 1 });
         next += 2;
     }
-    Ok(keys)
+    keys
 }
 
 /// The crate's `pg_class` with `relacl` and `reloptions` (NULL, as for any table without grants or storage
@@ -456,13 +468,10 @@ fn first_free_oid(keys: &[PrimaryKey]) -> i32 {
 
 /// `pg_constraint`: each table's primary key and the star schema's joins (as PostgreSQL stores a `NOT VALID`
 /// foreign key: `convalidated` false, no action on update or delete, simple match).
-fn pg_constraint(pg_class: &RecordBatch, keys: &[PrimaryKey]) -> Result<RecordBatch> {
+fn pg_constraint(relations: &[Relation], keys: &[PrimaryKey]) -> Result<RecordBatch> {
     let rows = constraint_rows(keys, first_free_oid(keys));
     let n = rows.len();
-    let namespaces = column(pg_class, "relnamespace")?.as_primitive::<Int32Type>();
-    let oids = column(pg_class, "oid")?.as_primitive::<Int32Type>();
-    let namespace_of: HashMap<i32, i32> =
-        (0..pg_class.num_rows()).map(|i| (oids.value(i), namespaces.value(i))).collect();
+    let namespace_of: HashMap<i32, i32> = relations.iter().map(|r| (r.oid, r.namespace)).collect();
     let text = |f: &dyn Fn(&ConstraintRow) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
     };
@@ -685,8 +694,8 @@ impl ScalarUDFImpl for ConstraintDef {
     }
 }
 
-/// `pg_table_is_visible(oid)`: whether the relation is on the search path (`public`), as PostgreSQL answers;
-/// NULL for an oid that names no relation.
+/// `pg_table_is_visible(oid)`: whether the relation is on the search path (`public`), as PostgreSQL answers. An
+/// oid ccmart's `pg_class` does not list (PostgreSQL's own catalog relations) is visible, as `pg_catalog` is.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct TableVisible {
     definitions: Arc<Definitions>,
