@@ -1,7 +1,8 @@
 //! Scheduled maintenance that keeps an appliance's disk use bounded while it runs for years: mart retention
 //! (days older than `mart_retention_days` leave the mart), catalog pruning (mart versions older than
 //! `version_retention_secs` can no longer be queried) and vacuum (files no retained version needs are deleted,
-//! including orphans a crash left behind).
+//! including orphans a crash left behind; then the Delta log entries older than every retained version, so opening
+//! a table costs the same after a year as on the first day).
 //!
 //! Every task is bounded (one table at a time, no concurrent writes: the pipeline runs maintenance between
 //! cycles) and recorded with its figures in staging, queryable as `ccmart_maintenance_runs`.
@@ -79,6 +80,8 @@ pub struct MaintenanceReport {
     pub versions_dropped: usize,
     /// Files deleted by vacuum.
     pub files_deleted: usize,
+    /// Delta log entries (commits, checkpoints) deleted: older than every version a retained mart version reads.
+    pub log_files_deleted: usize,
     /// Staged rows purged (of transformed interactions older than the staging retention).
     pub staging_rows_purged: usize,
 }
@@ -170,10 +173,16 @@ pub async fn run(
         let size_before = storage_of(&dir);
         let keep: Vec<u64> = retained.iter().filter_map(|s| s.tables.get(t.name).copied()).collect();
         mart.vacuum(t.name, &keep).await?;
+        let oldest = keep.iter().copied().min();
+        let log_files = match oldest {
+            Some(v) => mart.clean_log(t.name, v).await?,
+            None => 0,
+        };
         let size_after = storage_of(&dir);
         let deleted = size_before.0.saturating_sub(size_after.0) as usize;
         report.files_deleted += deleted;
-        let detail = format!("deleted {deleted} file(s)");
+        report.log_files_deleted += log_files;
+        let detail = format!("deleted {deleted} file(s) and {log_files} Delta log entr(ies) no retained version needs");
         report.records.push(record("vacuum", t.name, started, size_before, size_after, detail));
     }
     store.record_maintenance(&report.records)?;
@@ -182,6 +191,7 @@ pub async fn run(
         expired_partitions = report.expired_partitions,
         versions_dropped = report.versions_dropped,
         files_deleted = report.files_deleted,
+        log_files_deleted = report.log_files_deleted,
         staging_rows_purged = report.staging_rows_purged,
         bytes_freed = freed,
         "maintenance done"

@@ -1,8 +1,8 @@
 //! The mart: one Delta table per star-schema table on local disk, partitioned by day, plus publishing of
 //! consistent mart versions.
 //!
-//! A cycle rewrites only the day partitions whose facts changed (`replaceWhere day = D`, one atomic Delta commit
-//! per partition), then records in the catalog (staging store) the Delta version of *every* table as one new
+//! A cycle rewrites only the day partitions whose facts changed (`replaceWhere day IN (…)`, one atomic Delta
+//! commit per changed table), then records in the catalog (staging store) the Delta version of *every* table as one new
 //! mart version. Readers only ever open tables at catalog versions, so they never see half a cycle. Rewriting a
 //! partition from staged facts is idempotent: a crash between the Delta commit and the catalog commit repeats the
 //! rewrite with identical content.
@@ -18,7 +18,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{DataType, StructField};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -187,6 +187,30 @@ pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
     RecordBatch::try_new(arrow_schema(t), arrays).map_err(|source| MartError::Arrow { table: t.name.into(), source })
 }
 
+/// Table properties every mart table carries.
+///
+/// - A checkpoint every 50 commits: opening a table (or a version of it) replays at most 49 JSON commits after the
+///   newest checkpoint, however long the table has been written to.
+/// - No log cleanup after each commit: delta-rs would list the whole `_delta_log` directory on every commit and
+///   keep 30 days of commits. Maintenance removes the commits no retained mart version needs instead (see
+///   [`Mart::clean_log`]), so the log holds the version retention plus one maintenance interval of commits.
+pub const DELTA_PROPERTIES: [(&str, &str); 2] =
+    [("delta.checkpointInterval", "50"), ("delta.enableExpiredLogCleanup", "false")];
+
+/// Sets [`DELTA_PROPERTIES`] on a table written by an older ccmart (one metadata commit, once).
+async fn with_delta_properties(table: DeltaTable, name: &str) -> Result<DeltaTable> {
+    let config = table.snapshot().map_err(delta_err(name, "open"))?.metadata().configuration().clone();
+    let missing: HashMap<String, String> = DELTA_PROPERTIES
+        .iter()
+        .filter(|(k, v)| config.get(*k).map(String::as_str) != Some(*v))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    table.set_tbl_properties().with_properties(missing).await.map_err(delta_err(name, "set table properties"))
+}
+
 /// The Delta tables of one appliance.
 #[derive(Debug, Clone)]
 pub struct Mart {
@@ -228,7 +252,11 @@ impl Mart {
                 })
                 .collect();
             let table = if table.version().is_none() {
-                let mut create = table.create().with_columns(columns).with_table_name(t.name);
+                let mut create = table
+                    .create()
+                    .with_columns(columns)
+                    .with_table_name(t.name)
+                    .with_configuration(DELTA_PROPERTIES.iter().map(|(k, v)| (*k, Some(*v))));
                 if t.partitioned {
                     create = create.with_partition_columns(["day"]);
                 }
@@ -250,7 +278,7 @@ impl Mart {
                         expected: show(&wanted),
                     });
                 }
-                table
+                with_delta_properties(table, t.name).await?
             };
             mart.tables.lock().await.insert(t.name, table);
         }
@@ -285,11 +313,14 @@ impl Mart {
             .map_err(delta_err(name, "load version"))
     }
 
-    /// Replaces one day partition (or the whole unpartitioned table) with `rows`, as one Delta commit.
-    pub async fn replace_partition(
+    /// Replaces the day partitions `days` of `t` (or the whole table, when it is not partitioned) with `rows`, as
+    /// one Delta commit: a cycle costs one log entry per changed table, not one per changed day, so the log a
+    /// reader replays grows with cycles, not with the days a late interaction touches. Every row must fall in one
+    /// of `days` (Delta checks it); a day without rows is emptied.
+    pub async fn replace_partitions(
         &self,
         t: &MartTable,
-        day: &str,
+        days: &BTreeSet<String>,
         rows: &[FactRow],
         mart_version: u64,
     ) -> Result<u64> {
@@ -299,21 +330,22 @@ impl Mart {
         };
         let props = CommitProperties::default()
             .with_metadata([("ccmart.mart_version".to_string(), serde_json::json!(mart_version))]);
+        let in_days = || col("day").in_list(days.iter().map(|d| lit(d.clone())).collect(), false);
         let updated = if rows.is_empty() && t.partitioned {
             table
                 .delete()
-                .with_predicate(col("day").eq(lit(day.to_string())))
+                .with_predicate(in_days())
                 .with_commit_properties(props)
                 .await
-                .map_err(delta_err(t.name, "delete partition"))?
+                .map_err(delta_err(t.name, "delete partitions"))?
                 .0
         } else {
             let batch = to_record_batch(t, rows)?;
             let mut w = table.write(vec![batch]).with_save_mode(SaveMode::Overwrite).with_commit_properties(props);
             if t.partitioned {
-                w = w.with_replace_where(col("day").eq(lit(day.to_string())));
+                w = w.with_replace_where(in_days());
             }
-            w.await.map_err(delta_err(t.name, "replace partition"))?
+            w.await.map_err(delta_err(t.name, "replace partitions"))?
         };
         let v = updated.version().unwrap_or(0);
         tables.insert(t.name, updated);
@@ -346,6 +378,25 @@ impl Mart {
         }
         Ok(())
     }
+
+    /// Deletes the Delta log entries (commits and checkpoints) of `name` older than the newest checkpoint at or
+    /// before `oldest_kept`, the oldest Delta version a queryable mart version reads: every version from there on
+    /// still loads, and the log stops growing with the table's age. Returns the number of files deleted.
+    pub async fn clean_log(&self, name: &str, oldest_kept: u64) -> Result<usize> {
+        let tables = self.tables.lock().await;
+        let Some(table) = tables.get(name) else {
+            return Err(MartError::NotOpen { table: name.into(), during: "clean the log" });
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        deltalake::protocol::checkpoints::cleanup_expired_logs_for(
+            oldest_kept as _,
+            table.log_store().as_ref(),
+            now,
+            None,
+        )
+        .await
+        .map_err(delta_err(name, "clean the log"))
+    }
 }
 
 /// What one publish did.
@@ -353,6 +404,8 @@ impl Mart {
 pub struct PublishReport {
     /// The new mart version, if anything changed.
     pub snapshot: Option<MartSnapshot>,
+    /// Tables committed (one Delta commit each).
+    pub tables: usize,
     /// Partitions rewritten.
     pub partitions: usize,
     /// Rows written.
@@ -369,9 +422,16 @@ pub async fn publish_changes(store: &Store, mart: &Mart, faults: &FaultInjector)
     let next_version = previous.as_ref().map_or(1, |s| s.version + 1);
     let mut report = PublishReport::default();
     let mut newest_end = previous.as_ref().and_then(|s| s.newest_end_ts);
+    let mut by_table: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for (table, day) in &dirty {
+        by_table.entry(table.as_str()).or_default().insert(day.clone());
+    }
+    for (table, days) in &by_table {
         let Some(t) = mart_table(table) else { continue };
-        let rows: Vec<FactRow> = store.partition_facts(table, day)?.into_iter().map(|(_, r)| r).collect();
+        let mut rows: Vec<FactRow> = Vec::new();
+        for day in days {
+            rows.extend(store.partition_facts(table, day)?.into_iter().map(|(_, r)| r));
+        }
         if t.name == INTERACTION_FACT.name {
             if let Some(i) = t.columns.iter().position(|(c, _)| *c == "end_ts") {
                 for r in &rows {
@@ -381,9 +441,10 @@ pub async fn publish_changes(store: &Store, mart: &Mart, faults: &FaultInjector)
                 }
             }
         }
-        faults.step("commit mart partition")?;
-        mart.replace_partition(t, day, &rows, next_version).await?;
-        report.partitions += 1;
+        faults.step("commit mart table")?;
+        mart.replace_partitions(t, days, &rows, next_version).await?;
+        report.tables += 1;
+        report.partitions += days.len();
         report.rows += rows.len();
     }
     let snapshot = MartSnapshot {
@@ -431,5 +492,131 @@ mod tests {
         assert!(text.contains("ag2_queue_key long, offered long, day string"), "{text}");
         assert!(text.contains("avg_speed_of_answer_secs double") && text.contains("move the data directory"), "{text}");
         assert_eq!(std::fs::read_dir(&log).unwrap().count(), before, "nothing written");
+    }
+
+    /// A row of `t` with key `key` on `day`, every other column NULL.
+    fn row(t: &MartTable, key: i64, day: &str) -> FactRow {
+        FactRow(
+            t.columns
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| match (i, *c) {
+                    (0, _) => Cell::Int(key),
+                    (_, "day") => Cell::Text(day.to_string()),
+                    _ => Cell::Null,
+                })
+                .collect(),
+        )
+    }
+
+    async fn keys_at(mart: &Mart, t: &MartTable, version: u64) -> Vec<(String, i64)> {
+        let table = mart.load(t.name, version).await.unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_table("t", table.table_provider().await.unwrap()).unwrap();
+        let key = t.columns[0].0;
+        let batches = ctx.sql(&format!("SELECT day, {key} FROM t ORDER BY 1, 2")).await.unwrap().collect().await;
+        let mut out = Vec::new();
+        for b in batches.unwrap() {
+            let b = datafusion::arrow::compute::cast(b.column(0), &ArrowType::Utf8).map(|d| (d, b.column(1).clone()));
+            let (days, keys) = b.unwrap();
+            let days = days.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().unwrap();
+            let keys = keys.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap();
+            use datafusion::arrow::array::Array;
+            out.extend((0..days.len()).map(|i| (days.value(i).to_string(), keys.value(i))));
+        }
+        out
+    }
+
+    fn log_entries(dir: &Path, t: &MartTable) -> (usize, Vec<u64>) {
+        let (mut commits, mut checkpoints) = (0, Vec::new());
+        for e in std::fs::read_dir(dir.join(t.name).join("_delta_log")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            if name.ends_with(".json") {
+                commits += 1;
+            } else if let Some(v) = name.strip_suffix(".checkpoint.parquet") {
+                checkpoints.push(v.parse().unwrap());
+            }
+        }
+        checkpoints.sort();
+        (commits, checkpoints)
+    }
+
+    /// A cycle that changes several days of a table makes one Delta commit for it, replacing exactly those days;
+    /// a checkpoint is written every 50 commits, and cleaning the log below the oldest retained version leaves
+    /// every retained version loadable with the same rows while the log stops growing.
+    #[tokio::test]
+    async fn one_commit_per_table_checkpoints_and_a_bounded_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mart = Mart::open(dir.path()).await.unwrap();
+        let t = MART_TABLES.iter().find(|t| t.partitioned).unwrap();
+        for table in mart.tables.lock().await.values() {
+            let config = table.snapshot().unwrap().metadata().configuration().clone();
+            for (k, v) in DELTA_PROPERTIES {
+                assert_eq!(config.get(k).map(String::as_str), Some(v), "{k}");
+            }
+        }
+        let (d1, d2, d3) = ("2026-01-01", "2026-01-02", "2026-01-03");
+        let days = |ds: &[&str]| ds.iter().map(|d| d.to_string()).collect::<BTreeSet<_>>();
+        let first = [row(t, 1, d1), row(t, 2, d2), row(t, 3, d3)];
+        let v1 = mart.replace_partitions(t, &days(&[d1, d2, d3]), &first, 1).await.unwrap();
+        assert_eq!(v1, 1, "one commit for three days");
+        // Days 2 and 3 change in one commit (day 3 empties); day 1 keeps its row.
+        let v2 = mart.replace_partitions(t, &days(&[d2, d3]), &[row(t, 20, d2), row(t, 21, d2)], 2).await.unwrap();
+        assert_eq!(v2, v1 + 1);
+        let expect = vec![(d1.to_string(), 1), (d2.to_string(), 20), (d2.to_string(), 21)];
+        assert_eq!(keys_at(&mart, t, v2).await, expect);
+        // Emptying every day given is one commit too.
+        let v3 = mart.replace_partitions(t, &days(&[d1, d2]), &[], 3).await.unwrap();
+        assert_eq!((v3, keys_at(&mart, t, v3).await), (v2 + 1, vec![]));
+        assert_eq!(keys_at(&mart, t, v1).await.len(), 3, "time travel reads the first version");
+
+        for n in 4..=120u64 {
+            let v = mart.replace_partitions(t, &days(&[d1]), &[row(t, n as i64, d1)], n).await.unwrap();
+            assert_eq!(v, n);
+        }
+        let (commits, checkpoints) = log_entries(dir.path(), t);
+        assert_eq!((commits, checkpoints.clone()), (121, vec![49, 99]), "a checkpoint every 50 commits");
+        // Versions from 110 on are retained: the log below the checkpoint at 99 goes, and nothing else.
+        let deleted = mart.clean_log(t.name, 110).await.unwrap();
+        let (commits, checkpoints) = log_entries(dir.path(), t);
+        assert_eq!((commits, checkpoints), (22, vec![99]), "{deleted} deleted");
+        for v in [110, 115, 120] {
+            assert_eq!(keys_at(&mart, t, v).await, vec![(d1.to_string(), v as i64)]);
+        }
+        drop(mart);
+        let reopened = Mart::open(dir.path()).await.unwrap();
+        assert_eq!(reopened.current_versions().await[t.name], 120);
+        assert_eq!(keys_at(&reopened, t, 120).await, vec![(d1.to_string(), 120)]);
+    }
+
+    /// A mart written before the table properties existed gets them at open, with one metadata commit per table
+    /// and its rows unchanged.
+    #[tokio::test]
+    async fn an_older_table_gets_the_properties_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = MART_TABLES.iter().find(|t| t.partitioned).unwrap();
+        let url = Url::from_directory_path(dir.path().join(t.name)).unwrap();
+        std::fs::create_dir_all(dir.path().join(t.name)).unwrap();
+        let columns = t.columns.iter().map(|(n, k)| {
+            let ty = match k {
+                ColumnKind::Int => DataType::LONG,
+                ColumnKind::Text => DataType::STRING,
+                ColumnKind::Float => DataType::DOUBLE,
+            };
+            StructField::new(n.to_string(), ty, true)
+        });
+        let old = DeltaTableBuilder::from_url(url).unwrap().build().unwrap().create().with_columns(columns);
+        let old = old.with_partition_columns(["day"]).await.unwrap();
+        let batch = to_record_batch(t, &[row(t, 7, "2026-01-01")]).unwrap();
+        let old = old.write(vec![batch]).await.unwrap();
+        assert_eq!(old.version(), Some(1));
+        let mart = Mart::open(dir.path()).await.unwrap();
+        assert_eq!(mart.current_versions().await[t.name], 2, "one metadata commit");
+        let config = mart.load(t.name, 2).await.unwrap().snapshot().unwrap().metadata().configuration().clone();
+        assert_eq!(config.get("delta.checkpointInterval").map(String::as_str), Some("50"));
+        assert_eq!(keys_at(&mart, t, 2).await, vec![("2026-01-01".to_string(), 7)]);
+        drop(mart);
+        let mart = Mart::open(dir.path()).await.unwrap();
+        assert_eq!(mart.current_versions().await[t.name], 2, "no commit once set");
     }
 }
