@@ -300,7 +300,7 @@ impl Appliance {
     /// Promoted after receiving files: picks up the replicated tables before writing on top of them, and resumes
     /// extraction from the active's staging checkpoint if one matches the mart.
     async fn take_over_replicated_mart(&mut self) -> Result<(), PipelineError> {
-        self.mart = Mart::open(self.mart.root()).await?;
+        self.mart.reopen().await?;
         // Downloads of an unfinished pass are of no use to an active site.
         let incoming = self.mart.root().join(crate::replicate::sync::INCOMING_DIR);
         if let Err(e) = std::fs::remove_dir_all(&incoming) {

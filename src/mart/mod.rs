@@ -211,19 +211,44 @@ async fn with_delta_properties(table: DeltaTable, name: &str) -> Result<DeltaTab
     table.set_tbl_properties().with_properties(missing).await.map_err(delta_err(name, "set table properties"))
 }
 
+/// One data file a table version reads, as its Delta log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFile {
+    /// Path relative to the table's directory (`day=…/part-….parquet`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, epoch milliseconds.
+    pub modified: i64,
+}
+
 /// The Delta tables of one appliance.
 #[derive(Debug, Clone)]
 pub struct Mart {
     root: PathBuf,
+    /// The writer's state of every table: the newest version, updated by each commit without reading the log.
     tables: Arc<Mutex<HashMap<&'static str, DeltaTable>>>,
+    /// The state of every table last asked for by [`Mart::files_at`] at a version the writer no longer holds
+    /// (a standby's replicated versions, time travel): moved forward by reading only the newer commits.
+    readers: Arc<Mutex<HashMap<&'static str, (DeltaTable, Stamp)>>>,
+    /// The [`Mart::stamp`] of the writer's version of each table, taken when it opened or committed it.
+    stamps: Arc<Mutex<HashMap<&'static str, Stamp>>>,
 }
+
+/// Size and modification time of a commit file: whether a table state still describes what is on disk.
+type Stamp = Option<(u64, std::time::SystemTime)>;
 
 impl Mart {
     /// Opens the mart under `root`, creating any missing table (empty, version 0).
     pub async fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|source| MartError::Directory { path: root.to_path_buf(), source })?;
         let root = root.canonicalize().map_err(|source| MartError::Directory { path: root.to_path_buf(), source })?;
-        let mart = Mart { root, tables: Arc::new(Mutex::new(HashMap::new())) };
+        let mart = Mart {
+            root,
+            tables: Arc::new(Mutex::new(HashMap::new())),
+            readers: Arc::new(Mutex::new(HashMap::new())),
+            stamps: Arc::new(Mutex::new(HashMap::new())),
+        };
         for t in MART_TABLES {
             let url = mart.table_url(t.name)?;
             let exists = mart.root.join(t.name).join("_delta_log").is_dir();
@@ -280,6 +305,8 @@ impl Mart {
                 }
                 with_delta_properties(table, t.name).await?
             };
+            let stamp = mart.stamp(t.name, table.version().unwrap_or(0) as u64);
+            mart.stamps.lock().await.insert(t.name, stamp);
             mart.tables.lock().await.insert(t.name, table);
         }
         Ok(mart)
@@ -311,6 +338,76 @@ impl Mart {
             .load()
             .await
             .map_err(delta_err(name, "load version"))
+    }
+
+    /// The data files `name` reads at Delta `version`. The version the writer just committed costs one `stat`
+    /// (the commit updated the writer's state); another one moves a reader's state to it, reading only the commits
+    /// in between when it lies ahead (a standby following replication) and the log from the nearest checkpoint
+    /// otherwise. So building a query context for a new mart version does not replay whole logs.
+    ///
+    /// A state is used only while the commit file of its version is the one it was built from (same size and
+    /// modification time): replication may replace a table's log with the peer's history, whose version numbers
+    /// are the same and whose content is not.
+    pub async fn files_at(&self, name: &str, version: u64) -> Result<Vec<TableFile>> {
+        let files = |table: &DeltaTable| -> Result<Vec<TableFile>> {
+            let state = table.snapshot().map_err(delta_err(name, "list files"))?;
+            Ok(state
+                .log_data()
+                .into_iter()
+                .map(|f| TableFile {
+                    path: f.path().to_string(),
+                    size: f.size().max(0) as u64,
+                    modified: f.modification_time(),
+                })
+                .collect())
+        };
+        let Some(static_name) = MART_TABLES.iter().find(|t| t.name == name).map(|t| t.name) else {
+            return Err(MartError::NotOpen { table: name.into(), during: "list files" });
+        };
+        if let Some(table) = self.tables.lock().await.get(static_name) {
+            if table.version() == Some(version as _)
+                && self.stamps.lock().await.get(static_name) == Some(&self.stamp(name, version))
+            {
+                return files(table);
+            }
+        }
+        let mut readers = self.readers.lock().await;
+        let reader = match readers.remove(static_name) {
+            Some((r, stamp))
+                if r.version().is_some_and(|v| v as u64 <= version)
+                    && stamp == self.stamp(name, r.version().unwrap_or(0) as u64) =>
+            {
+                r
+            }
+            _ => DeltaTableBuilder::from_url(self.table_url(name)?)
+                .map_err(delta_err(name, "open"))?
+                .build()
+                .map_err(delta_err(name, "open"))?,
+        };
+        let mut reader = reader;
+        reader.load_version(version as _).await.map_err(delta_err(name, "load version"))?;
+        let out = files(&reader);
+        readers.insert(static_name, (reader, self.stamp(name, version)));
+        out
+    }
+
+    /// Size and modification time of the commit file of `version` of `name` (None when it is missing).
+    fn stamp(&self, name: &str, version: u64) -> Option<(u64, std::time::SystemTime)> {
+        let path = self.root.join(name).join("_delta_log").join(format!("{version:020}.json"));
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    }
+
+    /// Opens every table again from disk, in place (every clone of this mart, the query engine's too, sees the
+    /// new state): after a promotion, the tables are the ones replication brought.
+    pub async fn reopen(&self) -> Result<()> {
+        let fresh = Mart::open(&self.root).await?;
+        let tables = std::mem::take(&mut *fresh.tables.lock().await);
+        let stamps = std::mem::take(&mut *fresh.stamps.lock().await);
+        *self.tables.lock().await = tables;
+        *self.stamps.lock().await = stamps;
+        self.readers.lock().await.clear();
+        Ok(())
     }
 
     /// Replaces the day partitions `days` of `t` (or the whole table, when it is not partitioned) with `rows`, as
@@ -348,6 +445,7 @@ impl Mart {
             w.await.map_err(delta_err(t.name, "replace partitions"))?
         };
         let v = updated.version().unwrap_or(0);
+        self.stamps.lock().await.insert(t.name, self.stamp(t.name, v as u64));
         tables.insert(t.name, updated);
         Ok(v)
     }
@@ -618,5 +716,72 @@ mod tests {
         drop(mart);
         let mart = Mart::open(dir.path()).await.unwrap();
         assert_eq!(mart.current_versions().await[t.name], 2, "no commit once set");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// `files_at` answers what the log on disk says: from the writer's state for the version it just committed,
+    /// from a reader moved forward for a later one, and from the disk again once replication replaced the log
+    /// with another history under the same version numbers.
+    #[tokio::test]
+    async fn files_at_follows_the_log_on_disk() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let t = MART_TABLES.iter().find(|t| t.partitioned).unwrap();
+        let day = BTreeSet::from(["2026-01-01".to_string()]);
+        let (ma, mb) = (Mart::open(a.path()).await.unwrap(), Mart::open(b.path()).await.unwrap());
+        let listed = |m: &Mart, v: u64| {
+            let m = m.clone();
+            async move {
+                let mut f: Vec<String> = m.files_at(t.name, v).await.unwrap().into_iter().map(|f| f.path).collect();
+                f.sort();
+                f
+            }
+        };
+        let logged = |m: &Mart, v: u64| {
+            let m = m.clone();
+            async move {
+                let table = m.load(t.name, v).await.unwrap();
+                let mut f: Vec<String> =
+                    table.snapshot().unwrap().log_data().into_iter().map(|f| f.path().to_string()).collect();
+                f.sort();
+                f
+            }
+        };
+        for n in 1..=3 {
+            ma.replace_partitions(t, &day, &[row(t, n, "2026-01-01")], n as u64).await.unwrap();
+            mb.replace_partitions(t, &day, &[row(t, 100 + n, "2026-01-01")], n as u64).await.unwrap();
+            assert_eq!(listed(&ma, n as u64).await, logged(&ma, n as u64).await);
+        }
+        assert_eq!(listed(&ma, 1).await, logged(&ma, 1).await, "time travel");
+        assert_ne!(listed(&ma, 3).await, listed(&mb, 3).await);
+        // A's table is replaced with B's (as a standby's replication does): same versions, other files.
+        std::fs::remove_dir_all(a.path().join(t.name)).unwrap();
+        copy_dir(&b.path().join(t.name), &a.path().join(t.name));
+        for v in [2, 3] {
+            assert_eq!(listed(&ma, v).await, listed(&mb, v).await, "version {v} after the log was replaced");
+        }
+        // B moves on; A's reader follows without reopening.
+        mb.replace_partitions(t, &day, &[row(t, 104, "2026-01-01")], 4).await.unwrap();
+        std::fs::remove_dir_all(a.path().join(t.name)).unwrap();
+        copy_dir(&b.path().join(t.name), &a.path().join(t.name));
+        assert_eq!(listed(&ma, 4).await, listed(&mb, 4).await);
+        assert_eq!(keys_at(&ma, t, 4).await, vec![("2026-01-01".to_string(), 104)]);
+        // Reopened in place, every clone writes on top of B's history.
+        let clone = ma.clone();
+        ma.reopen().await.unwrap();
+        assert_eq!(clone.current_versions().await[t.name], 4);
+        let v5 = ma.replace_partitions(t, &day, &[row(t, 5, "2026-01-01")], 5).await.unwrap();
+        assert_eq!(v5, 5);
+        assert_eq!(listed(&clone, 5).await, logged(&ma, 5).await);
     }
 }

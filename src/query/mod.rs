@@ -500,12 +500,8 @@ impl QueryEngine {
         let mut files = snapshot_files::SnapshotFiles::new(self.mart.root()).map_err(mart_err)?;
         for t in MART_TABLES {
             let version = snapshot.tables.get(t.name).copied().unwrap_or(0);
-            let table = self.mart.load(t.name, version).await.map_err(mart_err)?;
-            let state = table.snapshot().map_err(mart_err)?;
-            for file in state.log_data() {
-                files
-                    .add(t.name, &file.path(), file.size().max(0) as u64, file.modification_time())
-                    .map_err(mart_err)?;
+            for file in self.mart.files_at(t.name, version).await.map_err(mart_err)? {
+                files.add(t.name, &file.path, file.size, file.modified).map_err(mart_err)?;
             }
         }
         let caches = CacheManagerConfig::default()
