@@ -36,6 +36,9 @@ use tokio::io::AsyncWriteExt;
 /// Files downloaded at once by a replication pass or a bootstrap.
 const PARALLEL_FILES: usize = 8;
 
+/// Bytes a download buffers before writing to its file.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
 /// Directory inside the mart directory where downloads wait (`<path>.partial` while they stream, `<path>` once
 /// verified) until the versions that need them are verified. Never listed in a manifest, never read by a query.
 pub const INCOMING_DIR: &str = "_ccmart_incoming";
@@ -627,7 +630,11 @@ pub async fn pull_with(
                 e => SyncError::Peer(e),
             };
             let mut body = client.download(&f.path, f.size).await.map_err(file_error)?;
-            let mut out = tokio::fs::File::create(&partial).await.map_err(io)?;
+            // Writes go to disk in large pieces: each write of a `tokio::fs::File` is a hop to a blocking thread.
+            let mut out = tokio::io::BufWriter::with_capacity(
+                WRITE_BUFFER_BYTES,
+                tokio::fs::File::create(&partial).await.map_err(io)?,
+            );
             let mut hasher = blake3::Hasher::new();
             while let Some(chunk) = body.chunk().await.map_err(file_error)? {
                 let n = chunk.len() as u64;
@@ -645,7 +652,9 @@ pub async fn pull_with(
                     }
                 }
             }
-            out.sync_all().await.map_err(io)?;
+            // Made durable together with the other downloads before any version that reads it is published
+            // (see `sync_file_system`), not one `fsync` per file.
+            out.flush().await.map_err(io)?;
             drop(out);
             let bytes = body.received();
             if hasher.finalize().to_hex().as_str() != f.blake3 || bytes != f.size {
@@ -708,11 +717,10 @@ pub async fn pull_with(
                 std::fs::remove_file(aside).map_err(|e| io_err(aside, e))?;
             }
         }
-        // Every file is in place: the versions can be served.
-        for v in &to_apply {
-            store.publish(v, &[])?;
-            report.versions += 1;
-        }
+        // Every file is in place and on disk: the versions can be served.
+        sync_file_system(mart_root)?;
+        store.publish_replicated(&to_apply)?;
+        report.versions += to_apply.len();
     }
     let _ = std::fs::remove_dir_all(&incoming);
     report.mart_version = store.latest_snapshot()?.map(|s| s.version);
@@ -721,6 +729,15 @@ pub async fn pull_with(
         p.finish(&format!(", {} file(s), mart version {:?}", report.files, report.mart_version));
     }
     Ok(report)
+}
+
+/// Flushes every file and directory entry of the file system holding `dir` to disk with one `syncfs`: what a
+/// pass downloaded and renamed into place becomes durable at once before the catalog names it, instead of one
+/// `fsync` per file (which made a bootstrap of many small files wait on the disk once per file).
+fn sync_file_system(dir: &Path) -> Result<(), SyncError> {
+    let io = |source: std::io::Error| SyncError::Io { path: dir.to_path_buf(), source };
+    let handle = std::fs::File::open(dir).map_err(io)?;
+    rustix::fs::syncfs(&handle).map_err(|e| io(std::io::Error::from(e)))
 }
 
 /// Whether `path` holds exactly `f` (size and BLAKE3).

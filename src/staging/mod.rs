@@ -811,6 +811,27 @@ impl Store {
         Ok(())
     }
 
+    /// Records mart versions another site published (a replication pass, a bootstrap) in one transaction: a
+    /// bootstrap that brings a day of 5-second cycles commits once, not once per version.
+    pub fn publish_replicated(&self, snapshots: &[&MartSnapshot]) -> Result<()> {
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        self.faults.step("publish mart version")?;
+        let during = "publish replicated mart versions";
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        {
+            let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
+            for snapshot in snapshots {
+                let bytes = rmp_serde::to_vec_named(snapshot)
+                    .map_err(|source| StagingError::Encode { table: "catalog", source })?;
+                cat.insert(snapshot.version, bytes.as_slice()).map_err(storage(during))?;
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(())
+    }
+
     /// Forgets mart versions published before `before` (epoch seconds), except the newest: queries can no longer
     /// ask for them, so vacuum may delete their files. Returns how many were dropped.
     pub fn prune_catalog(&self, before: i64) -> Result<usize> {
