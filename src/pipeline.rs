@@ -100,6 +100,8 @@ pub struct Appliance {
     /// The embedded IDBs (name, handle) a simulator fills.
     embedded: Vec<(String, EmbeddedIdb)>,
     merger: Merger,
+    /// The columns that move with a fact's key when staging resolves a key collision.
+    key_references: crate::staging::KeyReferences,
     link: PeerLink,
     maintenance: MaintenanceSchedule,
     status: SharedStatus,
@@ -173,6 +175,7 @@ impl Appliance {
             sources,
             embedded,
             merger,
+            key_references: crate::transform::schema::fact_key_references(),
             link,
             metrics: ApplianceMetrics::new(),
             cycles_observed: 0,
@@ -376,7 +379,12 @@ impl Appliance {
             };
             cursor = Some(last.clone());
             let batch = transform_batch(&self.store, &self.merger, &groups, &self.config.transform)?;
-            self.store.commit_group_outputs(&batch.processed, &batch.outputs, &aggregate::dependents)?;
+            self.store.commit_group_outputs(
+                &batch.processed,
+                &batch.outputs,
+                &aggregate::dependents,
+                &self.key_references,
+            )?;
             report.groups += batch.processed.len();
             report.held += batch.held;
         }

@@ -374,8 +374,7 @@ impl Mart {
         let mut readers = self.readers.lock().await;
         let reader = match readers.remove(static_name) {
             Some((r, stamp))
-                if r.version().is_some_and(|v| v as u64 <= version)
-                    && stamp == self.stamp(name, r.version().unwrap_or(0) as u64) =>
+                if r.version().is_some_and(|v| v <= version) && stamp == self.stamp(name, r.version().unwrap_or(0)) =>
             {
                 r
             }

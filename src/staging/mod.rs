@@ -6,12 +6,14 @@
 //! published. A crash between two transactions therefore only repeats work, never loses or doubles it.
 
 mod codec;
+mod keys;
 mod records;
 
 pub use records::{MaintenanceRecord, SourceAuditEntry};
 
 pub use crate::model::wire::MartSnapshot;
 pub use codec::{Cell, FactRow, StagedRow, Value};
+pub use keys::{probe_key, KeyReferences};
 
 use crate::fault::{FaultInjector, InjectedCrash};
 use crate::model::{GroupKey, GroupKeyError, GroupKind};
@@ -55,6 +57,7 @@ macro_rules! for_each_resumable_table {
         $f!(GROUP_FACTS, $($arg),*);
         $f!(DIRTY_PARTITIONS, $($arg),*);
         $f!(KEY_OWNERS, $($arg),*);
+        $f!(keys::KEY_CLAIMS, $($arg),*);
         $f!(ACW, $($arg),*);
         $f!(PURGED, $($arg),*);
         $f!(SESSION_GROUPS, $($arg),*);
@@ -142,9 +145,10 @@ pub enum StagingError {
         #[source]
         source: rmp_serde::encode::Error,
     },
-    /// Two different natural keys hashed to the same surrogate key. Nothing of the batch was committed; the
-    /// pipeline stops rather than merge two facts silently.
-    #[error("surrogate key collision in {table}: key {key} is produced by both {owner} and {other}; nothing was committed. Report this: the key derivation must be widened")]
+    /// Two different natural keys hashed to the same surrogate key where the key cannot move (a dimension, two
+    /// facts of one group, a probe key; a fact table's collision is resolved, see [`keys`]). Nothing of the batch was
+    /// committed; the pipeline stops publishing rather than merge two rows silently.
+    #[error("surrogate key collision in {table}: key {key} is produced by both {owner} and {other}; nothing was committed and reports stay at the last published version. Report this message: such a key needs a ccmart release that widens it (docs/schema.md, \"When two natural keys hash alike\")")]
     KeyCollision {
         /// Mart table.
         table: String,
@@ -652,18 +656,22 @@ impl Store {
     /// `dependents(table, day)` names the groups computed from the facts of `table` on `day` (aggregates): each is
     /// woken when such a fact is added, changed or removed — also when it moves to another day, or when its group
     /// no longer produces it — and not when a group is transformed again with the same result.
+    ///
+    /// A key another group already holds is resolved as [`keys`] describes (both groups keep their facts, under
+    /// keys that do not depend on the order they arrived in); `refs` names the columns that move with a key.
     pub fn commit_group_outputs(
         &self,
         processed: &[GroupKey],
         outputs: &[GroupOutput],
         dependents: &dyn Fn(&str, &str) -> Vec<GroupKey>,
+        refs: &KeyReferences,
     ) -> Result<usize> {
         self.faults.step("commit transformed facts")?;
         let during = "commit transformed facts";
         let mut changed = 0usize;
         let tx = self.db.begin_write().map_err(storage(during))?;
         {
-            let mut facts = tx.open_table(FACTS).map_err(storage(during))?;
+            let mut facts_t = tx.open_table(FACTS).map_err(storage(during))?;
             let mut group_facts = tx.open_table(GROUP_FACTS).map_err(storage(during))?;
             let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
             let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
@@ -675,55 +683,139 @@ impl Store {
             for g in processed {
                 dirty.remove(g.encode().as_bytes()).map_err(storage(during))?;
             }
+            let mut claims = tx.open_table(keys::KEY_CLAIMS).map_err(storage(during))?;
             let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
             for out in outputs {
                 let group = out.group.encode();
+                let mut facts = out.facts.clone();
+                // Keys that collided before: this group's rank among their claimants decides its key.
+                if !claims.is_empty().map_err(storage(during))? {
+                    let bases: BTreeSet<(String, i64)> = facts
+                        .iter()
+                        .filter(|(a, _)| !a.day.is_empty())
+                        .map(|(a, _)| (a.table.clone(), a.key))
+                        .collect();
+                    for (table, base) in bases {
+                        let list = read_claims(&claims, &table, base)?;
+                        if let Some(rank) = keys::rank_of(&list, &group).filter(|r| *r > 0) {
+                            keys::rekey(&mut facts, &table, base, keys::probe_key(&table, base, rank), refs);
+                        }
+                    }
+                }
+                let mut seen: BTreeSet<(&str, i64)> = BTreeSet::new();
+                for (a, _) in &facts {
+                    if !seen.insert((a.table.as_str(), a.key)) {
+                        return Err(StagingError::KeyCollision {
+                            table: a.table.clone(),
+                            key: a.key,
+                            owner: group.clone(),
+                            other: group.clone(),
+                        });
+                    }
+                }
+                // A key another group holds: rank the claimants and move whoever's rank changed.
+                let mut i = 0;
+                let mut rounds = 0;
+                while i < facts.len() {
+                    let (a, _) = &facts[i];
+                    let owner = owners
+                        .get((a.table.as_bytes(), a.key))
+                        .map_err(storage(during))?
+                        .map(|g| g.value().to_string());
+                    let Some(other) = owner.filter(|o| *o != group) else {
+                        i += 1;
+                        continue;
+                    };
+                    let (table, base) = (a.table.clone(), a.key);
+                    let old = read_claims(&claims, &table, base)?;
+                    // Only a fact table's hashed key is ranked: a dimension's key is referenced by other groups, and
+                    // a key that is a probe already means a collision of a probe (2^-63 per pair).
+                    let ranked_before = old.is_empty() || keys::rank_of(&old, &other).is_some();
+                    rounds += 1;
+                    if a.day.is_empty() || !ranked_before || keys::rank_of(&old, &group).is_some() || rounds > 64 {
+                        return Err(StagingError::KeyCollision {
+                            table,
+                            key: base,
+                            owner: other,
+                            other: group.clone(),
+                        });
+                    }
+                    let mut list = if old.is_empty() { vec![other.clone()] } else { old.clone() };
+                    list.push(group.clone());
+                    list.sort();
+                    let bytes = rmp_serde::to_vec(&list)
+                        .map_err(|source| StagingError::Encode { table: "key_claims", source })?;
+                    claims.insert((table.as_bytes(), base), bytes.as_slice()).map_err(storage(during))?;
+                    tracing::warn!(
+                        table = %table, key = base, groups = ?list,
+                        "surrogate key collision: the groups are ranked by natural key and the later ones get probe keys"
+                    );
+                    // Claimants already stored whose rank moved, from the last (its new key is free) to the first.
+                    let before: Vec<String> = if old.is_empty() { vec![other.clone()] } else { old };
+                    for (old_rank, claimant) in before.iter().enumerate().rev() {
+                        let new_rank = keys::rank_of(&list, claimant).unwrap_or(old_rank);
+                        if new_rank != old_rank {
+                            let mut stored = StoredFacts {
+                                facts: &mut facts_t,
+                                group_facts: &mut group_facts,
+                                owners: &mut owners,
+                                parts: &mut parts,
+                                touched: &mut touched,
+                            };
+                            let from = keys::probe_key(&table, base, old_rank);
+                            changed += stored.move_key(
+                                claimant,
+                                &table,
+                                from,
+                                keys::probe_key(&table, base, new_rank),
+                                refs,
+                            )?;
+                        }
+                    }
+                    if let Some(rank) = keys::rank_of(&list, &group).filter(|r| *r > 0) {
+                        keys::rekey(&mut facts, &table, base, keys::probe_key(&table, base, rank), refs);
+                    }
+                    // Look at this fact again under its (possibly new) key.
+                }
                 let old: Vec<FactAddress> = match group_facts.get(group.as_bytes()).map_err(storage(during))? {
                     Some(v) => rmp_serde::from_slice(v.value())
                         .map_err(|source| StagingError::Decode { table: "group_facts", source })?,
                     None => Vec::new(),
                 };
                 let new_addrs: BTreeSet<(&str, &str, i64)> =
-                    out.facts.iter().map(|(a, _)| (a.table.as_str(), a.day.as_str(), a.key)).collect();
+                    facts.iter().map(|(a, _)| (a.table.as_str(), a.day.as_str(), a.key)).collect();
                 for a in &old {
                     if !new_addrs.contains(&(a.table.as_str(), a.day.as_str(), a.key)) {
-                        facts.remove((a.table.as_bytes(), a.day.as_bytes(), a.key)).map_err(storage(during))?;
+                        let own = owners
+                            .get((a.table.as_bytes(), a.key))
+                            .map_err(storage(during))?
+                            .is_none_or(|g| g.value() == group);
+                        if !own {
+                            continue;
+                        }
+                        facts_t.remove((a.table.as_bytes(), a.day.as_bytes(), a.key)).map_err(storage(during))?;
                         owners.remove((a.table.as_bytes(), a.key)).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
                         touched.insert((a.table.clone(), a.day.clone()));
                         changed += 1;
                     }
                 }
-                for (a, row) in &out.facts {
-                    let owner = owners
-                        .get((a.table.as_bytes(), a.key))
-                        .map_err(storage(during))?
-                        .map(|g| g.value().to_string());
-                    match owner {
-                        Some(o) if o != group => {
-                            return Err(StagingError::KeyCollision {
-                                table: a.table.clone(),
-                                key: a.key,
-                                owner: o,
-                                other: group.clone(),
-                            });
-                        }
-                        Some(_) => {}
-                        None => {
-                            owners.insert((a.table.as_bytes(), a.key), group.as_str()).map_err(storage(during))?;
-                        }
+                for (a, row) in &facts {
+                    if owners.get((a.table.as_bytes(), a.key)).map_err(storage(during))?.is_none() {
+                        owners.insert((a.table.as_bytes(), a.key), group.as_str()).map_err(storage(during))?;
                     }
                     let bytes = row.encode()?;
                     let key = (a.table.as_bytes(), a.day.as_bytes(), a.key);
-                    let same = facts.get(key).map_err(storage(during))?.is_some_and(|v| v.value() == bytes.as_slice());
+                    let same =
+                        facts_t.get(key).map_err(storage(during))?.is_some_and(|v| v.value() == bytes.as_slice());
                     if !same {
-                        facts.insert(key, bytes.as_slice()).map_err(storage(during))?;
+                        facts_t.insert(key, bytes.as_slice()).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
                         touched.insert((a.table.clone(), a.day.clone()));
                         changed += 1;
                     }
                 }
-                let addrs: Vec<&FactAddress> = out.facts.iter().map(|(a, _)| a).collect();
+                let addrs: Vec<&FactAddress> = facts.iter().map(|(a, _)| a).collect();
                 let bytes = rmp_serde::to_vec(&addrs)
                     .map_err(|source| StagingError::Encode { table: "group_facts", source })?;
                 group_facts.insert(group.as_bytes(), bytes.as_slice()).map_err(storage(during))?;
@@ -1114,6 +1206,85 @@ impl Store {
     }
 }
 
+/// The claimants of hashed key `base` of `table` (empty when it never collided).
+fn read_claims(claims: &redb::Table<'_, (&[u8], i64), &[u8]>, table: &str, base: i64) -> Result<Vec<String>> {
+    match claims.get((table.as_bytes(), base)).map_err(storage("read key claims"))? {
+        Some(v) => {
+            rmp_serde::from_slice(v.value()).map_err(|source| StagingError::Decode { table: "key_claims", source })
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The stored facts of the groups, open in a write transaction, for moving a group's key.
+struct StoredFacts<'a, 't> {
+    facts: &'a mut redb::Table<'t, FactKey, &'static [u8]>,
+    group_facts: &'a mut redb::Table<'t, &'static [u8], &'static [u8]>,
+    owners: &'a mut redb::Table<'t, (&'static [u8], i64), &'static str>,
+    parts: &'a mut redb::Table<'t, (&'static str, &'static str), ()>,
+    touched: &'a mut BTreeSet<(String, String)>,
+}
+
+impl StoredFacts<'_, '_> {
+    /// Moves the stored facts of `group` in `table` from key `from` to `to`, with the group's references to them
+    /// (see [`keys::rekey`]); marks the partitions it changed. Returns the number of facts rewritten.
+    fn move_key(&mut self, group: &str, table: &str, from: i64, to: i64, refs: &KeyReferences) -> Result<usize> {
+        let during = "move a colliding key";
+        let addrs: Vec<FactAddress> = match self.group_facts.get(group.as_bytes()).map_err(storage(during))? {
+            Some(v) => rmp_serde::from_slice(v.value())
+                .map_err(|source| StagingError::Decode { table: "group_facts", source })?,
+            None => Vec::new(),
+        };
+        let mut stored = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            let row = self.facts.get((a.table.as_bytes(), a.day.as_bytes(), a.key)).map_err(storage(during))?;
+            if let Some(row) = row {
+                let row = FactRow::decode(row.value())?;
+                stored.push((a, row));
+            }
+        }
+        let mut moved = stored.clone();
+        if !keys::rekey(&mut moved, table, from, to, refs) {
+            return Ok(0);
+        }
+        match self.owners.get((table.as_bytes(), to)).map_err(storage(during))?.map(|g| g.value().to_string()) {
+            Some(o) if o != group => {
+                return Err(StagingError::KeyCollision { table: table.into(), key: to, owner: o, other: group.into() })
+            }
+            _ => {}
+        }
+        let mut rewritten = 0;
+        for ((old_a, old_row), (new_a, new_row)) in stored.iter().zip(&moved) {
+            if old_a == new_a && old_row == new_row {
+                continue;
+            }
+            if old_a != new_a {
+                self.facts
+                    .remove((old_a.table.as_bytes(), old_a.day.as_bytes(), old_a.key))
+                    .map_err(storage(during))?;
+                self.parts.insert((old_a.table.as_str(), old_a.day.as_str()), ()).map_err(storage(during))?;
+                self.touched.insert((old_a.table.clone(), old_a.day.clone()));
+            }
+            let bytes = new_row.encode()?;
+            self.facts
+                .insert((new_a.table.as_bytes(), new_a.day.as_bytes(), new_a.key), bytes.as_slice())
+                .map_err(storage(during))?;
+            self.parts.insert((new_a.table.as_str(), new_a.day.as_str()), ()).map_err(storage(during))?;
+            self.touched.insert((new_a.table.clone(), new_a.day.clone()));
+            rewritten += 1;
+        }
+        if self.owners.get((table.as_bytes(), from)).map_err(storage(during))?.is_some_and(|g| g.value() == group) {
+            self.owners.remove((table.as_bytes(), from)).map_err(storage(during))?;
+        }
+        self.owners.insert((table.as_bytes(), to), group).map_err(storage(during))?;
+        let addrs: Vec<&FactAddress> = moved.iter().map(|(a, _)| a).collect();
+        let bytes =
+            rmp_serde::to_vec(&addrs).map_err(|source| StagingError::Encode { table: "group_facts", source })?;
+        self.group_facts.insert(group.as_bytes(), bytes.as_slice()).map_err(storage(during))?;
+        Ok(rewritten)
+    }
+}
+
 /// The group a row of login session `sid` in `idb` joins (see [`LoginSessionLink::Member`]).
 fn session_group_of(
     sessions: &redb::Table<'_, (&str, &str), &str>,
@@ -1337,7 +1508,7 @@ mod tests {
         };
         let groups: Vec<GroupKey> = ["I:1", "I:2", "I:3"].map(g).to_vec();
         let outputs = [out("I:1", "2026-10-01", 1), out("I:2", "2026-10-02", 2), out("I:3", "2026-11-20", 3)];
-        store.commit_group_outputs(&groups, &outputs, &no_dependents).unwrap();
+        store.commit_group_outputs(&groups, &outputs, &no_dependents, &KeyReferences::default()).unwrap();
         // Only groups whose facts all lie before the cutoff go, in bounded batches.
         let first = store.purge_groups_before("2026-11-01", 1, 100).unwrap();
         assert_eq!((first.groups, first.rows, first.more), (1, 1, true));
@@ -1350,7 +1521,9 @@ mod tests {
         assert_eq!((o.staged, o.beyond_retention), (1, 1));
         assert_eq!(store.dirty_groups(10).unwrap(), vec![g("I:3")]);
         let fact_of_s = out("S:1@2", "2026-11-21", 4);
-        store.commit_group_outputs(&[], &[fact_of_s], &|_: &str, _: &str| vec![g("I:2")]).unwrap();
+        store
+            .commit_group_outputs(&[], &[fact_of_s], &|_: &str, _: &str| vec![g("I:2")], &KeyReferences::default())
+            .unwrap();
         assert_eq!(store.dirty_groups(10).unwrap(), vec![g("I:3")], "a purged group is never woken");
     }
 
@@ -1387,10 +1560,10 @@ mod tests {
             after_call_work: Vec::new(),
         };
         let woken = |o: GroupOutput| {
-            store.commit_group_outputs(&[g("I:1")], &[o], &deps).unwrap();
+            store.commit_group_outputs(&[g("I:1")], &[o], &deps, &KeyReferences::default()).unwrap();
             let d = store.dirty_groups(10).unwrap();
             let z: Vec<GroupKey> = d.into_iter().filter(|g| g.kind() == GroupKind::QueueAggregateDay).collect();
-            store.commit_group_outputs(&z, &[], &deps).unwrap();
+            store.commit_group_outputs(&z, &[], &deps, &KeyReferences::default()).unwrap();
             z.iter().map(GroupKey::encode).collect::<Vec<_>>()
         };
         assert_eq!(
@@ -1416,27 +1589,159 @@ mod tests {
         assert_eq!(woken(out(vec![("other", "2026-01-03", 2, 1)])), Vec::<String>::new(), "not a dependency");
     }
 
+    /// The facts of group `group` as the transform would produce them if its interaction hashed to `key`: the
+    /// interaction (keyed `key`, on `day`) and one party of it pointing at it.
+    fn colliding(group: &str, day: &str, key: i64) -> GroupOutput {
+        let party = crate::transform::surrogate_key(&[group, "party"]);
+        GroupOutput {
+            group: g(group),
+            facts: vec![
+                (
+                    FactAddress { table: "interaction_fact".into(), day: day.into(), key },
+                    FactRow(vec![Cell::Int(key), Cell::Text(group.into())]),
+                ),
+                (
+                    FactAddress { table: "interaction_resource_fact".into(), day: day.into(), key: party },
+                    FactRow(vec![Cell::Int(party), Cell::Int(key)]),
+                ),
+            ],
+            after_call_work: Vec::new(),
+        }
+    }
+
+    fn interaction_refs() -> KeyReferences {
+        KeyReferences::new([("interaction_fact".to_string(), "interaction_resource_fact".to_string(), 1)])
+    }
+
+    /// Every stored fact of the tables of [`colliding`], by table and day.
+    fn stored(store: &Store) -> Vec<(String, String, i64, FactRow)> {
+        let mut out = Vec::new();
+        for table in ["interaction_fact", "interaction_resource_fact"] {
+            for day in ["2026-11-24", "2026-11-25", "2026-11-26"] {
+                for (k, r) in store.partition_facts(table, day).unwrap() {
+                    out.push((table.to_string(), day.to_string(), k, r));
+                }
+            }
+        }
+        out
+    }
+
+    /// Three interactions whose keys hash alike keep three distinct keys — the first by group key keeps the hash,
+    /// the others get probe keys, and each party row follows its own interaction — and the mart ends the same
+    /// whichever order they arrive in; at no step does one key hold two interactions.
     #[test]
-    fn a_key_produced_by_two_groups_fails_loudly_and_commits_nothing() {
+    fn colliding_keys_are_ranked_by_group_whatever_the_arrival_order() {
+        let outs = [
+            colliding("I:A", "2026-11-26", 42),
+            colliding("I:B", "2026-11-24", 42),
+            colliding("I:C", "2026-11-25", 42),
+        ];
+        let orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+        let mut results = Vec::new();
+        for order in orders {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+            for (step, i) in order.iter().enumerate() {
+                let o = &outs[*i];
+                store
+                    .commit_group_outputs(
+                        std::slice::from_ref(&o.group),
+                        std::slice::from_ref(o),
+                        &no_dependents,
+                        &interaction_refs(),
+                    )
+                    .unwrap();
+                let keys: Vec<i64> = stored(&store)
+                    .into_iter()
+                    .filter(|(t, ..)| t == "interaction_fact")
+                    .map(|(_, _, k, _)| k)
+                    .collect();
+                let distinct: BTreeSet<i64> = keys.iter().copied().collect();
+                assert_eq!(
+                    (keys.len(), distinct.len()),
+                    (step + 1, step + 1),
+                    "order {order:?}, step {step}: {keys:?}"
+                );
+            }
+            // Transforming a group again with the same result changes nothing.
+            for o in &outs {
+                let n = store.commit_group_outputs(
+                    std::slice::from_ref(&o.group),
+                    std::slice::from_ref(o),
+                    &no_dependents,
+                    &interaction_refs(),
+                );
+                assert_eq!(n.unwrap(), 0, "order {order:?}: {} again", o.group.encode());
+            }
+            results.push(stored(&store));
+        }
+        for r in &results[1..] {
+            assert_eq!(r, &results[0], "the same facts whatever the order");
+        }
+        let key_of = |group: &str| {
+            results[0]
+                .iter()
+                .find(|(t, _, _, r)| t == "interaction_fact" && r.0[1] == Cell::Text(group.into()))
+                .unwrap()
+                .2
+        };
+        assert_eq!(key_of("I:A"), 42);
+        assert_eq!(key_of("I:B"), probe_key("interaction_fact", 42, 1));
+        assert_eq!(key_of("I:C"), probe_key("interaction_fact", 42, 2));
+        for group in ["I:A", "I:B", "I:C"] {
+            let party = crate::transform::surrogate_key(&[group, "party"]);
+            let row = results[0].iter().find(|(t, _, k, _)| t == "interaction_resource_fact" && *k == party).unwrap();
+            assert_eq!(row.3 .0[1], Cell::Int(key_of(group)), "{group}'s party points at its own interaction");
+        }
+    }
+
+    /// A group that takes the hash from a group already stored moves that group's facts to their probe key in the
+    /// same transaction, and marks the partitions of both dirty.
+    #[test]
+    fn a_displaced_group_moves_in_the_same_commit_and_its_partition_is_republished() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
-        let fact = |group: &str| GroupOutput {
+        let (b, a) = (colliding("I:B", "2026-11-24", 42), colliding("I:A", "2026-11-25", 42));
+        store.commit_group_outputs(&[g("I:B")], &[b], &no_dependents, &interaction_refs()).unwrap();
+        let first = MartSnapshot { version: 1, tables: BTreeMap::new(), published_at: 0, newest_end_ts: None };
+        store.publish(&first, &store.dirty_partitions().unwrap()).unwrap();
+        assert!(store.dirty_partitions().unwrap().is_empty());
+        store.commit_group_outputs(&[g("I:A")], &[a], &no_dependents, &interaction_refs()).unwrap();
+        let dirty: BTreeSet<(String, String)> = store.dirty_partitions().unwrap().into_iter().collect();
+        assert!(dirty.contains(&("interaction_fact".to_string(), "2026-11-24".to_string())), "{dirty:?}");
+        assert!(dirty.contains(&("interaction_resource_fact".to_string(), "2026-11-24".to_string())), "{dirty:?}");
+        let day24 = store.partition_facts("interaction_fact", "2026-11-24").unwrap();
+        assert_eq!(day24.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![probe_key("interaction_fact", 42, 1)]);
+    }
+
+    /// Where a key cannot be moved — a dimension, referenced by other groups' facts, or two facts of one group —
+    /// the collision still fails loudly and commits nothing.
+    #[test]
+    fn a_collision_that_cannot_be_ranked_fails_loudly_and_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        let dimension = |group: &str| GroupOutput {
             group: g(group),
             facts: vec![(
-                FactAddress { table: "interaction_fact".into(), day: "2026-11-24".into(), key: 42 },
+                FactAddress { table: "resource_".into(), day: "".into(), key: 42 },
                 FactRow(vec![Cell::Int(42)]),
             )],
             after_call_work: Vec::new(),
         };
-        store.commit_group_outputs(&[g("I:A")], &[fact("I:A")], &no_dependents).unwrap();
-        // The same group again is an update, not a collision.
-        store.commit_group_outputs(&[g("I:A")], &[fact("I:A")], &no_dependents).unwrap();
-        let e = store.commit_group_outputs(&[g("I:B")], &[fact("I:B")], &no_dependents).unwrap_err();
+        let refs = KeyReferences::default();
+        store.commit_group_outputs(&[g("I:A")], &[dimension("I:A")], &no_dependents, &refs).unwrap();
+        store.commit_group_outputs(&[g("I:A")], &[dimension("I:A")], &no_dependents, &refs).unwrap();
+        let e = store.commit_group_outputs(&[g("I:B")], &[dimension("I:B")], &no_dependents, &refs).unwrap_err();
         assert!(
             matches!(&e, StagingError::KeyCollision { key: 42, owner, other, .. } if owner == "I:A" && other == "I:B"),
             "{e}"
         );
-        assert_eq!(store.partition_facts("interaction_fact", "2026-11-24").unwrap().len(), 1);
+        assert_eq!(store.partition_facts("resource_", "").unwrap().len(), 1);
+        let mut twice = colliding("I:C", "2026-11-24", 7);
+        twice.facts.push(twice.facts[0].clone());
+        let e = store.commit_group_outputs(&[g("I:C")], &[twice], &no_dependents, &refs).unwrap_err();
+        assert!(matches!(&e, StagingError::KeyCollision { key: 7, .. }), "{e}");
+        assert!(store.partition_facts("interaction_fact", "2026-11-24").unwrap().is_empty());
     }
 
     #[test]

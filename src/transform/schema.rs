@@ -442,6 +442,15 @@ pub const FOREIGN_KEYS: &[ForeignKey] = &[
     fk("resource_group_fact", "end_date_time_key", "date_time"),
 ];
 
+/// The foreign keys between fact tables (both partitioned by day): the references inside one group's facts that
+/// move with a key when staging resolves a key collision (see `staging::KeyReferences`).
+pub fn fact_key_references() -> crate::staging::KeyReferences {
+    crate::staging::KeyReferences::new(FOREIGN_KEYS.iter().filter_map(|k| {
+        let (from, to) = (mart_table(k.table)?, mart_table(k.references)?);
+        (from.partitioned && to.partitioned).then(|| (to.name.to_string(), from.name.to_string(), from.index(k.column)))
+    }))
+}
+
 #[cfg(test)]
 mod key_tests {
     use super::*;
