@@ -9,7 +9,7 @@ use crate::maintenance::MaintenanceSchedule;
 use crate::mart::{self, Mart};
 use crate::merge::{Merger, PairMember, SessionControlRows};
 use crate::model::status::{ApplianceStatus, CycleSummary, SharedStatus};
-use crate::model::{GroupKey, GroupKind};
+use crate::model::GroupKey;
 use crate::query::QueryEngine;
 use crate::replicate::fencing::SharedFence;
 use crate::replicate::link::PeerLink;
@@ -359,12 +359,14 @@ impl Appliance {
             return Ok(report);
         }
         self.last_publish = Some(self.clock.elapsed());
-        // Queue aggregates depend on the thresholds: after an edit, every day is recomputed with the new ones.
-        let fingerprint = self.config.transform.aggregate_fingerprint();
-        let woken =
-            self.store.reconcile_settings("queue aggregate thresholds", &fingerprint, GroupKind::QueueAggregateDay)?;
-        if woken > 0 {
-            tracing::info!(days = woken, "queue thresholds changed: recomputing the queue aggregates of every day");
+        // Queue aggregates depend on the thresholds: after an edit, every day is recomputed with the new ones (and
+        // once, aggregates an earlier ccmart computed per day).
+        let aggregates = aggregate::MartAggregates::new(&self.config.transform);
+        let fingerprint = format!("buckets-1;{}", self.config.transform.aggregate_fingerprint());
+        if self.store.reconcile_aggregates(&fingerprint, &aggregates)? {
+            tracing::info!(
+                "aggregates recomputed from the facts (new queue thresholds, or a store of an earlier ccmart)"
+            );
         }
         self.advance_pairs()?;
         // Transform in bounded batches, walking past groups the merge holds back (they stay dirty); after-call
@@ -379,12 +381,7 @@ impl Appliance {
             };
             cursor = Some(last.clone());
             let batch = transform_batch(&self.store, &self.merger, &groups, &self.config.transform)?;
-            self.store.commit_group_outputs(
-                &batch.processed,
-                &batch.outputs,
-                &aggregate::dependents,
-                &self.key_references,
-            )?;
+            self.store.commit_group_outputs(&batch.processed, &batch.outputs, &self.key_references, &aggregates)?;
             report.groups += batch.processed.len();
             report.held += batch.held;
         }

@@ -5,6 +5,7 @@
 //! them; a group's facts *and* clearing its dirty mark; a mart version *and* clearing the partitions it
 //! published. A crash between two transactions therefore only repeats work, never loses or doubles it.
 
+mod aggregates;
 mod codec;
 mod keys;
 mod records;
@@ -12,6 +13,7 @@ mod records;
 pub use records::{MaintenanceRecord, SourceAuditEntry};
 
 pub use crate::model::wire::MartSnapshot;
+pub use aggregates::{AggregateRow, AggregateRules, BucketSums, Contribution, NoAggregates, BUCKET_SECS, WIDTHS};
 pub use codec::{Cell, FactRow, StagedRow, Value};
 pub use keys::{probe_key, KeyReferences};
 
@@ -58,6 +60,7 @@ macro_rules! for_each_resumable_table {
         $f!(DIRTY_PARTITIONS, $($arg),*);
         $f!(KEY_OWNERS, $($arg),*);
         $f!(keys::KEY_CLAIMS, $($arg),*);
+        $f!(aggregates::AGGREGATE_BUCKETS, $($arg),*);
         $f!(ACW, $($arg),*);
         $f!(PURGED, $($arg),*);
         $f!(SESSION_GROUPS, $($arg),*);
@@ -653,9 +656,9 @@ impl Store {
     /// (marking every changed partition dirty), records derived after-call work, wakes dependent groups and
     /// clears the processed groups' dirty marks.
     ///
-    /// `dependents(table, day)` names the groups computed from the facts of `table` on `day` (aggregates): each is
-    /// woken when such a fact is added, changed or removed — also when it moves to another day, or when its group
-    /// no longer produces it — and not when a group is transformed again with the same result.
+    /// The aggregates follow in the same transaction: the contributions (`aggregates`) of every fact added, changed or
+    /// removed move the sums of their buckets, and the rows of exactly those buckets, hours and days are written
+    /// again (see [`aggregates`]); a group transformed again with the same result changes none.
     ///
     /// A key another group already holds is resolved as [`keys`] describes (both groups keep their facts, under
     /// keys that do not depend on the order they arrived in); `refs` names the columns that move with a key.
@@ -663,8 +666,8 @@ impl Store {
         &self,
         processed: &[GroupKey],
         outputs: &[GroupOutput],
-        dependents: &dyn Fn(&str, &str) -> Vec<GroupKey>,
         refs: &KeyReferences,
+        aggregates: &dyn AggregateRules,
     ) -> Result<usize> {
         self.faults.step("commit transformed facts")?;
         let during = "commit transformed facts";
@@ -684,7 +687,8 @@ impl Store {
                 dirty.remove(g.encode().as_bytes()).map_err(storage(during))?;
             }
             let mut claims = tx.open_table(keys::KEY_CLAIMS).map_err(storage(during))?;
-            let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut buckets = tx.open_table(aggregates::AGGREGATE_BUCKETS).map_err(storage(during))?;
+            let mut deltas = aggregates::AggregateDeltas::default();
             for out in outputs {
                 let group = out.group.encode();
                 let mut facts = out.facts.clone();
@@ -760,7 +764,6 @@ impl Store {
                                 group_facts: &mut group_facts,
                                 owners: &mut owners,
                                 parts: &mut parts,
-                                touched: &mut touched,
                             };
                             let from = keys::probe_key(&table, base, old_rank);
                             changed += stored.move_key(
@@ -793,10 +796,13 @@ impl Store {
                         if !own {
                             continue;
                         }
-                        facts_t.remove((a.table.as_bytes(), a.day.as_bytes(), a.key)).map_err(storage(during))?;
+                        let removed =
+                            facts_t.remove((a.table.as_bytes(), a.day.as_bytes(), a.key)).map_err(storage(during))?;
+                        if let Some(old_row) = removed {
+                            deltas.apply_bytes(aggregates, &a.table, old_row.value(), -1)?;
+                        }
                         owners.remove((a.table.as_bytes(), a.key)).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
-                        touched.insert((a.table.clone(), a.day.clone()));
                         changed += 1;
                     }
                 }
@@ -806,12 +812,14 @@ impl Store {
                     }
                     let bytes = row.encode()?;
                     let key = (a.table.as_bytes(), a.day.as_bytes(), a.key);
-                    let same =
-                        facts_t.get(key).map_err(storage(during))?.is_some_and(|v| v.value() == bytes.as_slice());
-                    if !same {
+                    let before = facts_t.get(key).map_err(storage(during))?.map(|v| v.value().to_vec());
+                    if before.as_deref() != Some(bytes.as_slice()) {
+                        if let Some(before) = &before {
+                            deltas.apply_bytes(aggregates, &a.table, before, -1)?;
+                        }
+                        deltas.apply(aggregates, &a.table, row, 1);
                         facts_t.insert(key, bytes.as_slice()).map_err(storage(during))?;
                         parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
-                        touched.insert((a.table.clone(), a.day.clone()));
                         changed += 1;
                     }
                 }
@@ -831,17 +839,98 @@ impl Store {
                     }
                 }
             }
-            for (table, day) in &touched {
-                for g in dependents(table, day) {
-                    let g = g.encode();
-                    if !is_purged(&g)? {
-                        dirty.insert(g.as_bytes(), ()).map_err(storage(during))?;
-                    }
-                }
-            }
+            let mut agg = aggregates::AggregateStore {
+                buckets: &mut buckets,
+                facts: &mut facts_t,
+                owners: &mut owners,
+                claims: &mut claims,
+                parts: &mut parts,
+            };
+            changed += agg.apply(deltas, aggregates)?;
         }
         tx.commit().map_err(storage(during))?;
         Ok(changed)
+    }
+
+    /// Recomputes every aggregate from the stored facts when `fingerprint` — the bucket format and everything the
+    /// aggregates depend on besides the facts (the queues' thresholds) — is not the one they were computed with:
+    /// after a threshold edit, and once for a store whose aggregates were computed per day by an earlier ccmart.
+    /// One transaction: the aggregate rows, their bucket sums and keys are replaced together. Returns whether it
+    /// recomputed.
+    pub fn reconcile_aggregates(&self, fingerprint: &str, rules: &dyn AggregateRules) -> Result<bool> {
+        const SETTING: &str = "aggregates";
+        let during = "recompute aggregates";
+        {
+            let tx = self.db.begin_read().map_err(storage(during))?;
+            match tx.open_table(records::SETTINGS) {
+                Ok(t) => {
+                    if t.get(SETTING).map_err(storage(during))?.is_some_and(|v| v.value() == fingerprint) {
+                        return Ok(false);
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(storage(during)(e)),
+            }
+        }
+        self.faults.step("recompute aggregates")?;
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        {
+            let mut facts = tx.open_table(FACTS).map_err(storage(during))?;
+            let mut owners = tx.open_table(KEY_OWNERS).map_err(storage(during))?;
+            let mut claims = tx.open_table(keys::KEY_CLAIMS).map_err(storage(during))?;
+            let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
+            let mut buckets = tx.open_table(aggregates::AGGREGATE_BUCKETS).map_err(storage(during))?;
+            let mut group_facts = tx.open_table(GROUP_FACTS).map_err(storage(during))?;
+            let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
+            let whole = |t: &'static str| (t.as_bytes(), &b""[..], i64::MIN)..=(t.as_bytes(), &b"\xff"[..], i64::MAX);
+            for table in rules.aggregate_tables() {
+                let mut rows = Vec::new();
+                for item in facts.range::<(&[u8], &[u8], i64)>(whole(table)).map_err(storage(during))? {
+                    let (k, _) = item.map_err(storage(during))?;
+                    let (_, day, key) = k.value();
+                    rows.push((String::from_utf8_lossy(day).into_owned(), key));
+                }
+                for (day, key) in &rows {
+                    facts.remove((table.as_bytes(), day.as_bytes(), *key)).map_err(storage(during))?;
+                    owners.remove((table.as_bytes(), *key)).map_err(storage(during))?;
+                    parts.insert((table, day.as_str()), ()).map_err(storage(during))?;
+                }
+                claims
+                    .retain_in::<(&[u8], i64), _>(
+                        (table.as_bytes(), i64::MIN)..=(table.as_bytes(), i64::MAX),
+                        |_, _| false,
+                    )
+                    .map_err(storage(during))?;
+            }
+            buckets.retain(|_, _| false).map_err(storage(during))?;
+            // Aggregates of an earlier ccmart were groups of their own, one per day: they are not any more.
+            for kind in [GroupKind::QueueAggregateDay, GroupKind::AgentAggregateDay] {
+                let prefix = kind.prefix().as_bytes();
+                group_facts.retain(|k, _| !k.starts_with(prefix)).map_err(storage(during))?;
+                dirty.retain(|k, _| !k.starts_with(prefix)).map_err(storage(during))?;
+            }
+            let mut deltas = aggregates::AggregateDeltas::default();
+            for table in rules.source_tables() {
+                for item in facts.range::<(&[u8], &[u8], i64)>(whole(table)).map_err(storage(during))? {
+                    let (_, v) = item.map_err(storage(during))?;
+                    deltas.apply_bytes(rules, table, v.value(), 1)?;
+                }
+            }
+            let mut agg = aggregates::AggregateStore {
+                buckets: &mut buckets,
+                facts: &mut facts,
+                owners: &mut owners,
+                claims: &mut claims,
+                parts: &mut parts,
+            };
+            agg.apply(deltas, rules)?;
+            tx.open_table(records::SETTINGS)
+                .map_err(storage(during))?
+                .insert(SETTING, fingerprint)
+                .map_err(storage(during))?;
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(true)
     }
 
     /// Mart partitions whose facts changed since the last published version: (table, day).
@@ -1222,7 +1311,6 @@ struct StoredFacts<'a, 't> {
     group_facts: &'a mut redb::Table<'t, &'static [u8], &'static [u8]>,
     owners: &'a mut redb::Table<'t, (&'static [u8], i64), &'static str>,
     parts: &'a mut redb::Table<'t, (&'static str, &'static str), ()>,
-    touched: &'a mut BTreeSet<(String, String)>,
 }
 
 impl StoredFacts<'_, '_> {
@@ -1263,14 +1351,12 @@ impl StoredFacts<'_, '_> {
                     .remove((old_a.table.as_bytes(), old_a.day.as_bytes(), old_a.key))
                     .map_err(storage(during))?;
                 self.parts.insert((old_a.table.as_str(), old_a.day.as_str()), ()).map_err(storage(during))?;
-                self.touched.insert((old_a.table.clone(), old_a.day.clone()));
             }
             let bytes = new_row.encode()?;
             self.facts
                 .insert((new_a.table.as_bytes(), new_a.day.as_bytes(), new_a.key), bytes.as_slice())
                 .map_err(storage(during))?;
             self.parts.insert((new_a.table.as_str(), new_a.day.as_str()), ()).map_err(storage(during))?;
-            self.touched.insert((new_a.table.clone(), new_a.day.clone()));
             rewritten += 1;
         }
         if self.owners.get((table.as_bytes(), from)).map_err(storage(during))?.is_some_and(|g| g.value() == group) {
@@ -1508,7 +1594,7 @@ mod tests {
         };
         let groups: Vec<GroupKey> = ["I:1", "I:2", "I:3"].map(g).to_vec();
         let outputs = [out("I:1", "2026-10-01", 1), out("I:2", "2026-10-02", 2), out("I:3", "2026-11-20", 3)];
-        store.commit_group_outputs(&groups, &outputs, &no_dependents, &KeyReferences::default()).unwrap();
+        store.commit_group_outputs(&groups, &outputs, &KeyReferences::default(), &NoAggregates).unwrap();
         // Only groups whose facts all lie before the cutoff go, in bounded batches.
         let first = store.purge_groups_before("2026-11-01", 1, 100).unwrap();
         assert_eq!((first.groups, first.rows, first.more), (1, 1, true));
@@ -1520,73 +1606,119 @@ mod tests {
         let o = store.commit_chunk(&chunk(vec![(1, 8), (3, 9)], 9)).unwrap();
         assert_eq!((o.staged, o.beyond_retention), (1, 1));
         assert_eq!(store.dirty_groups(10).unwrap(), vec![g("I:3")]);
-        let fact_of_s = out("S:1@2", "2026-11-21", 4);
-        store
-            .commit_group_outputs(&[], &[fact_of_s], &|_: &str, _: &str| vec![g("I:2")], &KeyReferences::default())
-            .unwrap();
+        let mut fact_of_s = out("S:1@2", "2026-11-21", 4);
+        fact_of_s.after_call_work.push((("2".to_string(), 7, 100), 30));
+        store.commit_group_outputs(&[], &[fact_of_s], &KeyReferences::default(), &NoAggregates).unwrap();
         assert_eq!(store.dirty_groups(10).unwrap(), vec![g("I:3")], "a purged group is never woken");
-    }
-
-    fn no_dependents(_: &str, _: &str) -> Vec<GroupKey> {
-        Vec::new()
     }
 
     fn g(key: &str) -> GroupKey {
         key.parse().unwrap()
     }
 
-    /// Aggregates are woken by changes of the facts they read, wherever the change comes from: a new fact, a
-    /// changed one, one that moved to another day (both days) or vanished; a group transformed again with the same
-    /// result wakes nothing.
+    /// Aggregates of a table `seg` (rows: key, entity, start, value): per 15-minute bucket, hour and day, the
+    /// number of rows, the sum and the largest of their values.
+    struct TestAggregates;
+
+    impl AggregateRules for TestAggregates {
+        fn contributions(&self, table: &str, row: &FactRow) -> Vec<Contribution> {
+            let int = |i: usize| match row.0.get(i) {
+                Some(Cell::Int(v)) => *v,
+                _ => 0,
+            };
+            if table != "seg" {
+                return Vec::new();
+            }
+            let bucket = int(2) - int(2).rem_euclid(BUCKET_SECS);
+            vec![Contribution { family: 0, entity: int(1), bucket, measures: vec![int(3)], wait: Some(int(3)) }]
+        }
+        fn source_tables(&self) -> Vec<&'static str> {
+            vec!["seg"]
+        }
+        fn aggregate_tables(&self) -> Vec<&'static str> {
+            vec!["agg900", "agg3600", "agg86400"]
+        }
+        fn row(&self, _: u8, width: i64, entity: i64, start: i64, sums: &BucketSums) -> AggregateRow {
+            let table = match width {
+                900 => "agg900",
+                3600 => "agg3600",
+                _ => "agg86400",
+            };
+            let day = crate::model::Day::of_timestamp(start).unwrap().to_string();
+            let key = 1000 * entity + start / 900;
+            let cells = [key, entity, start, sums.count, sums.measures.first().copied().unwrap_or(0), sums.max_wait()];
+            AggregateRow { table, day, key, row: FactRow(cells.into_iter().map(Cell::Int).collect()) }
+        }
+    }
+
+    /// What the aggregate tables of [`TestAggregates`] hold: (table, start) → (count, sum, max).
+    fn test_aggregates(store: &Store) -> BTreeMap<(String, i64), (i64, i64, i64)> {
+        let mut out = BTreeMap::new();
+        for table in ["agg900", "agg3600", "agg86400"] {
+            for (_, row) in store.partition_facts(table, "2026-01-01").unwrap() {
+                let int = |i: usize| match &row.0[i] {
+                    Cell::Int(v) => *v,
+                    c => panic!("{c:?}"),
+                };
+                out.insert((table.to_string(), int(2)), (int(3), int(4), int(5)));
+            }
+        }
+        out
+    }
+
+    /// The aggregates follow every change of the facts they read — a new fact, a changed one, a removed one, one
+    /// that moved to another bucket — in the commit that changes them, touching only the rows of the buckets,
+    /// hours and days that moved; a group transformed again with the same result changes none. The largest value
+    /// stays exact when the fact that held it goes.
     #[test]
-    fn fact_changes_wake_their_dependents_and_nothing_else() {
+    fn aggregates_follow_the_facts_that_change_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
-        let deps = |table: &str, day: &str| {
-            if table == "seg" {
-                vec![GroupKey::QueueAggregateDay(day.parse().unwrap())]
-            } else {
-                Vec::new()
-            }
-        };
-        let out = |facts: Vec<(&str, &str, i64, i64)>| GroupOutput {
-            group: g("I:1"),
+        let t0 = "2026-01-01".parse::<crate::model::Day>().unwrap().start() + 3600;
+        let out = |group: &str, facts: &[(i64, i64, i64)]| GroupOutput {
+            group: g(group),
             facts: facts
-                .into_iter()
-                .map(|(t, d, k, v)| {
-                    (FactAddress { table: t.into(), day: d.into(), key: k }, FactRow(vec![Cell::Int(k), Cell::Int(v)]))
+                .iter()
+                .map(|(k, start, v)| {
+                    let row = FactRow(vec![Cell::Int(*k), Cell::Int(7), Cell::Int(*start), Cell::Int(*v)]);
+                    (FactAddress { table: "seg".into(), day: "2026-01-01".into(), key: *k }, row)
                 })
                 .collect(),
             after_call_work: Vec::new(),
         };
-        let woken = |o: GroupOutput| {
-            store.commit_group_outputs(&[g("I:1")], &[o], &deps, &KeyReferences::default()).unwrap();
-            let d = store.dirty_groups(10).unwrap();
-            let z: Vec<GroupKey> = d.into_iter().filter(|g| g.kind() == GroupKind::QueueAggregateDay).collect();
-            store.commit_group_outputs(&z, &[], &deps, &KeyReferences::default()).unwrap();
-            z.iter().map(GroupKey::encode).collect::<Vec<_>>()
+        let commit = |o: GroupOutput| {
+            let group = o.group.clone();
+            store.commit_group_outputs(&[group], &[o], &KeyReferences::default(), &TestAggregates).unwrap()
         };
-        assert_eq!(
-            woken(out(vec![("seg", "2026-01-01", 1, 10), ("other", "2026-01-01", 2, 0)])),
-            vec!["Z:AGQ:2026-01-01"]
-        );
-        assert_eq!(
-            woken(out(vec![("seg", "2026-01-01", 1, 10), ("other", "2026-01-01", 2, 0)])),
-            Vec::<String>::new(),
-            "same"
-        );
-        assert_eq!(
-            woken(out(vec![("seg", "2026-01-01", 1, 11), ("other", "2026-01-01", 2, 0)])),
-            vec!["Z:AGQ:2026-01-01"],
-            "changed"
-        );
-        assert_eq!(
-            woken(out(vec![("seg", "2026-01-02", 1, 11)])),
-            vec!["Z:AGQ:2026-01-01", "Z:AGQ:2026-01-02"],
-            "moved: both days"
-        );
-        assert_eq!(woken(out(vec![])), vec!["Z:AGQ:2026-01-02"], "vanished");
-        assert_eq!(woken(out(vec![("other", "2026-01-03", 2, 1)])), Vec::<String>::new(), "not a dependency");
+        let row = |table: &str, start: i64| (table.to_string(), start);
+        commit(out("I:1", &[(1, t0, 10), (2, t0 + 60, 5)]));
+        let a = test_aggregates(&store);
+        assert_eq!(a[&row("agg900", t0)], (2, 15, 10));
+        assert_eq!(a[&row("agg3600", t0)], (2, 15, 10));
+        assert_eq!(a[&row("agg86400", t0 - 3600)], (2, 15, 10));
+        assert_eq!(commit(out("I:1", &[(1, t0, 10), (2, t0 + 60, 5)])), 0, "the same facts again change nothing");
+        // The largest value goes with its fact; another group adds a bucket of the same hour.
+        commit(out("I:1", &[(1, t0, 3), (2, t0 + 60, 5)]));
+        commit(out("I:2", &[(3, t0 + 1000, 4)]));
+        let a = test_aggregates(&store);
+        assert_eq!(a[&row("agg900", t0)], (2, 8, 5));
+        assert_eq!(a[&row("agg900", t0 + 900)], (1, 4, 4));
+        assert_eq!(a[&row("agg3600", t0)], (3, 12, 5));
+        // A fact moves to the next hour: both hours change, the emptied bucket's row goes.
+        commit(out("I:2", &[(3, t0 + 3700, 4)]));
+        let a = test_aggregates(&store);
+        assert!(!a.contains_key(&row("agg900", t0 + 900)));
+        assert_eq!((a[&row("agg3600", t0)], a[&row("agg3600", t0 + 3600)]), ((2, 8, 5), (1, 4, 4)));
+        // A group that no longer produces its facts takes its contributions along.
+        commit(out("I:1", &[]));
+        let a = test_aggregates(&store);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert_eq!(a[&row("agg86400", t0 - 3600)], (1, 4, 4));
+        // Recomputing from the facts gives what the increments gave.
+        let before = test_aggregates(&store);
+        assert!(store.reconcile_aggregates("v1", &TestAggregates).unwrap());
+        assert!(!store.reconcile_aggregates("v1", &TestAggregates).unwrap(), "once per fingerprint");
+        assert_eq!(test_aggregates(&store), before);
     }
 
     /// The facts of group `group` as the transform would produce them if its interaction hashed to `key`: the
@@ -1647,8 +1779,8 @@ mod tests {
                     .commit_group_outputs(
                         std::slice::from_ref(&o.group),
                         std::slice::from_ref(o),
-                        &no_dependents,
                         &interaction_refs(),
+                        &NoAggregates,
                     )
                     .unwrap();
                 let keys: Vec<i64> = stored(&store)
@@ -1668,8 +1800,8 @@ mod tests {
                 let n = store.commit_group_outputs(
                     std::slice::from_ref(&o.group),
                     std::slice::from_ref(o),
-                    &no_dependents,
                     &interaction_refs(),
+                    &NoAggregates,
                 );
                 assert_eq!(n.unwrap(), 0, "order {order:?}: {} again", o.group.encode());
             }
@@ -1702,11 +1834,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
         let (b, a) = (colliding("I:B", "2026-11-24", 42), colliding("I:A", "2026-11-25", 42));
-        store.commit_group_outputs(&[g("I:B")], &[b], &no_dependents, &interaction_refs()).unwrap();
+        store.commit_group_outputs(&[g("I:B")], &[b], &interaction_refs(), &NoAggregates).unwrap();
         let first = MartSnapshot { version: 1, tables: BTreeMap::new(), published_at: 0, newest_end_ts: None };
         store.publish(&first, &store.dirty_partitions().unwrap()).unwrap();
         assert!(store.dirty_partitions().unwrap().is_empty());
-        store.commit_group_outputs(&[g("I:A")], &[a], &no_dependents, &interaction_refs()).unwrap();
+        store.commit_group_outputs(&[g("I:A")], &[a], &interaction_refs(), &NoAggregates).unwrap();
         let dirty: BTreeSet<(String, String)> = store.dirty_partitions().unwrap().into_iter().collect();
         assert!(dirty.contains(&("interaction_fact".to_string(), "2026-11-24".to_string())), "{dirty:?}");
         assert!(dirty.contains(&("interaction_resource_fact".to_string(), "2026-11-24".to_string())), "{dirty:?}");
@@ -1729,9 +1861,9 @@ mod tests {
             after_call_work: Vec::new(),
         };
         let refs = KeyReferences::default();
-        store.commit_group_outputs(&[g("I:A")], &[dimension("I:A")], &no_dependents, &refs).unwrap();
-        store.commit_group_outputs(&[g("I:A")], &[dimension("I:A")], &no_dependents, &refs).unwrap();
-        let e = store.commit_group_outputs(&[g("I:B")], &[dimension("I:B")], &no_dependents, &refs).unwrap_err();
+        store.commit_group_outputs(&[g("I:A")], &[dimension("I:A")], &refs, &NoAggregates).unwrap();
+        store.commit_group_outputs(&[g("I:A")], &[dimension("I:A")], &refs, &NoAggregates).unwrap();
+        let e = store.commit_group_outputs(&[g("I:B")], &[dimension("I:B")], &refs, &NoAggregates).unwrap_err();
         assert!(
             matches!(&e, StagingError::KeyCollision { key: 42, owner, other, .. } if owner == "I:A" && other == "I:B"),
             "{e}"
@@ -1739,7 +1871,7 @@ mod tests {
         assert_eq!(store.partition_facts("resource_", "").unwrap().len(), 1);
         let mut twice = colliding("I:C", "2026-11-24", 7);
         twice.facts.push(twice.facts[0].clone());
-        let e = store.commit_group_outputs(&[g("I:C")], &[twice], &no_dependents, &refs).unwrap_err();
+        let e = store.commit_group_outputs(&[g("I:C")], &[twice], &refs, &NoAggregates).unwrap_err();
         assert!(matches!(&e, StagingError::KeyCollision { key: 7, .. }), "{e}");
         assert!(store.partition_facts("interaction_fact", "2026-11-24").unwrap().is_empty());
     }

@@ -1,16 +1,13 @@
-//! One batch of dirty groups through the transform: aggregate days computed from staged facts, every other group
-//! merged (or held back) by the [`Merger`] and transformed, and the dimension rows the outputs need (the fixed
+//! One batch of dirty groups through the transform: every group merged (or held back) by the [`Merger`] and transformed, and the dimension rows the outputs need (the fixed
 //! ones once, a reason code's row and a day's calendar rows the first time they are seen). The caller commits
 //! the result to staging in one transaction.
 
-use super::aggregate::{agent_aggregates, queue_aggregates, TransformSettings};
-use super::schema::{
-    DATE_TIME, INTERACTION_RESOURCE_FACT, MEDIATION_SEGMENT_FACT, SM_RES_STATE_FACT, SM_RES_STATE_REASON_FACT,
-};
+use super::aggregate::TransformSettings;
+use super::schema::{DATE_TIME, SM_RES_STATE_REASON_FACT};
 use super::{calendar_day, fixed_dimensions, reason_dimension, transform_group};
 use crate::merge::Merger;
 use crate::model::{Day, GroupKey};
-use crate::staging::{Cell, FactRow, GroupOutput, StagingError, Store};
+use crate::staging::{Cell, GroupOutput, StagingError, Store};
 use std::collections::BTreeSet;
 
 /// What the transform made of a batch.
@@ -37,15 +34,9 @@ pub fn transform_batch(
         match g {
             // Read by the merge, never transformed.
             GroupKey::SessionControl => {}
-            GroupKey::AgentAggregateDay(day) => {
-                let legs = facts_of_day_and_before(store, INTERACTION_RESOURCE_FACT.name, *day)?;
-                let states = facts_of_day_and_before(store, SM_RES_STATE_FACT.name, *day)?;
-                batch.outputs.push(agent_aggregates(*day, &legs, &states));
-            }
-            GroupKey::QueueAggregateDay(day) => {
-                let segments = facts_of_day_and_before(store, MEDIATION_SEGMENT_FACT.name, *day)?;
-                batch.outputs.push(queue_aggregates(*day, &segments, settings));
-            }
+            // Aggregates are kept by staging as facts change; a day group woken by an earlier ccmart has nothing
+            // left to do.
+            GroupKey::AgentAggregateDay(_) | GroupKey::QueueAggregateDay(_) => {}
             _ => {
                 let Some(merged) = merger.merge(g, loaded.rows) else {
                     batch.held += 1;
@@ -109,14 +100,4 @@ fn dimension_rows(
         }
     }
     Ok(())
-}
-
-/// Staged fact rows of `table` in the partitions of `day` and the day before: what an aggregate of `day` reads,
-/// since queue stays, legs and state periods can begin or run past midnight of their partition's day.
-fn facts_of_day_and_before(store: &Store, table: &str, day: Day) -> Result<Vec<FactRow>, StagingError> {
-    let mut out = Vec::new();
-    for d in day.previous().into_iter().chain([day]) {
-        out.extend(store.partition_facts(table, &d.to_string())?.into_iter().map(|(_, r)| r));
-    }
-    Ok(out)
 }
