@@ -141,6 +141,11 @@ pub async fn run(
         }
     }
 
+    // The aggregates' sums of the days that left the mart.
+    if let Ok(day) = cutoff.parse::<crate::model::Day>() {
+        store.expire_aggregate_sums_before(day.start())?;
+    }
+
     // Staged rows of long-transformed interactions: their facts are final.
     let started = Instant::now();
     let cutoff = crate::transform::day_of(now - i64::from(settings.staging_retention_days) * 86_400);

@@ -4,8 +4,8 @@
 //! of an entity (a queue, an agent): what it contributes is a function of the row alone (the transform's
 //! [`AggregateRules::contributions`]). Staging keeps the sum of the contributions of every bucket
 //! (`aggregate_buckets`). When a group's facts are replaced, the old rows' contributions are subtracted and the new
-//! rows' added; the buckets whose sums moved, and the hour and day that hold them, get their aggregate rows again,
-//! summed from their 15-minute buckets. So a cycle touches exactly the buckets its new, changed or removed facts
+//! rows' added, to the sums of the bucket, of its hour and of its day (each kept as its own record); the spans whose
+//! sums moved get their aggregate rows again. So a cycle touches exactly the buckets its new, changed or removed facts
 //! fall into; sums of integers make the result independent of the order in which facts arrived; and the largest
 //! wait of a bucket stays exact under removals because every wait is kept with its count.
 
@@ -13,10 +13,13 @@ use super::keys::{probe_key, rank_of};
 use super::{storage, FactRow, Result, StagingError};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-/// (family, entity, start of the 15-minute bucket) → [`BucketSums`] (MessagePack).
-pub(super) const AGGREGATE_BUCKETS: TableDefinition<(u8, i64, i64), &[u8]> = TableDefinition::new("aggregate_buckets");
+/// (family, width, start of the span, entity) → [`BucketSums`] (MessagePack): the sums of every 15-minute bucket,
+/// hour and day of every entity, each updated directly by the contributions that fall into it (so writing a row
+/// reads one record, and retention drops whole ranges by start).
+pub(super) const AGGREGATE_BUCKETS: TableDefinition<(u8, i64, i64, i64), &[u8]> =
+    TableDefinition::new("aggregate_buckets");
 
 /// Seconds in a bucket.
 pub const BUCKET_SECS: i64 = 900;
@@ -134,9 +137,10 @@ impl AggregateRules for NoAggregates {
     }
 }
 
-/// The contribution changes of one transaction, summed per bucket before they touch the store.
+/// The contribution changes of one transaction, summed per span (family, width, start, entity) before they touch
+/// the store.
 #[derive(Debug, Default)]
-pub(super) struct AggregateDeltas(BTreeMap<(u8, i64, i64), BucketSums>);
+pub(super) struct AggregateDeltas(BTreeMap<(u8, i64, i64, i64), BucketSums>);
 
 impl AggregateDeltas {
     /// Adds (`sign` 1) or takes away (`sign` -1) the contributions of `row` of `table`.
@@ -145,7 +149,10 @@ impl AggregateDeltas {
             return;
         }
         for c in rules.contributions(table, row) {
-            self.0.entry((c.family, c.entity, c.bucket)).or_default().add(&c, sign);
+            for width in WIDTHS {
+                let start = c.bucket - c.bucket.rem_euclid(width);
+                self.0.entry((c.family, width, start, c.entity)).or_default().add(&c, sign);
+            }
         }
     }
 
@@ -166,7 +173,7 @@ impl AggregateDeltas {
 
 /// The tables an aggregate write touches, open in a write transaction.
 pub(super) struct AggregateStore<'a, 't> {
-    pub(super) buckets: &'a mut redb::Table<'t, (u8, i64, i64), &'static [u8]>,
+    pub(super) buckets: &'a mut redb::Table<'t, (u8, i64, i64, i64), &'static [u8]>,
     pub(super) facts: &'a mut redb::Table<'t, super::FactKey, &'static [u8]>,
     pub(super) owners: &'a mut redb::Table<'t, (&'static [u8], i64), &'static str>,
     pub(super) claims: &'a mut redb::Table<'t, (&'static [u8], i64), &'static [u8]>,
@@ -183,40 +190,24 @@ impl AggregateStore<'_, '_> {
     /// Applies `deltas` to the bucket sums and writes the aggregate rows of every bucket, hour and day they moved
     /// (removing the rows of those left without contributions). Returns the number of rows written or removed.
     pub(super) fn apply(&mut self, deltas: AggregateDeltas, rules: &dyn AggregateRules) -> Result<usize> {
-        let mut moved: BTreeSet<(u8, i64, i64)> = BTreeSet::new();
-        for ((family, entity, bucket), delta) in deltas.0 {
+        let mut written = 0;
+        for ((family, width, start, entity), delta) in deltas.0 {
             if delta.count == 0 && delta.measures.iter().all(|m| *m == 0) && delta.waits.values().all(|n| *n == 0) {
                 continue;
             }
-            let mut sums = match self.buckets.get((family, entity, bucket)).map_err(storage(DURING))? {
+            let key = (family, width, start, entity);
+            let mut sums = match self.buckets.get(key).map_err(storage(DURING))? {
                 Some(v) => decode_sums(v.value())?,
                 None => BucketSums::default(),
             };
             sums.merge(&delta);
             sums.waits.retain(|_, n| *n != 0);
             if sums.count <= 0 {
-                self.buckets.remove((family, entity, bucket)).map_err(storage(DURING))?;
+                self.buckets.remove(key).map_err(storage(DURING))?;
             } else {
                 let bytes = rmp_serde::to_vec(&sums)
                     .map_err(|source| StagingError::Encode { table: "aggregate_buckets", source })?;
-                self.buckets.insert((family, entity, bucket), bytes.as_slice()).map_err(storage(DURING))?;
-            }
-            moved.insert((family, entity, bucket));
-        }
-        let mut spans: BTreeSet<(u8, i64, i64, i64)> = BTreeSet::new();
-        for (family, entity, bucket) in moved {
-            for width in WIDTHS {
-                spans.insert((family, width, entity, bucket - bucket.rem_euclid(width)));
-            }
-        }
-        let mut written = 0;
-        for (family, width, entity, start) in spans {
-            let mut sums = BucketSums::default();
-            for item in
-                self.buckets.range((family, entity, start)..(family, entity, start + width)).map_err(storage(DURING))?
-            {
-                let (_, v) = item.map_err(storage(DURING))?;
-                sums.merge(&decode_sums(v.value())?);
+                self.buckets.insert(key, bytes.as_slice()).map_err(storage(DURING))?;
             }
             let row = rules.row(family, width, entity, start, &sums);
             let identity = format!("A:{family}:{width}:{entity}:{start}");

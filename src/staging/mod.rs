@@ -933,6 +933,34 @@ impl Store {
         Ok(true)
     }
 
+    /// Forgets the aggregate sums of spans that start before `cutoff` (epoch seconds), with the days the mart
+    /// retention removes: a fact contributes only to spans at or after its own start, so nothing retained needs
+    /// them. Returns how many were dropped.
+    pub fn expire_aggregate_sums_before(&self, cutoff: i64) -> Result<usize> {
+        let during = "expire aggregate sums";
+        self.faults.step("expire aggregate sums")?;
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        let mut dropped = 0;
+        {
+            let mut buckets = tx.open_table(aggregates::AGGREGATE_BUCKETS).map_err(storage(during))?;
+            for family in 0..=u8::MAX {
+                for width in WIDTHS {
+                    let range = (family, width, i64::MIN, i64::MIN)..(family, width, cutoff, i64::MIN);
+                    let mut n = 0;
+                    buckets
+                        .retain_in::<(u8, i64, i64, i64), _>(range, |_, _| {
+                            n += 1;
+                            false
+                        })
+                        .map_err(storage(during))?;
+                    dropped += n;
+                }
+            }
+        }
+        tx.commit().map_err(storage(during))?;
+        Ok(dropped)
+    }
+
     /// Mart partitions whose facts changed since the last published version: (table, day).
     pub fn dirty_partitions(&self) -> Result<Vec<(String, String)>> {
         let tx = self.db.begin_read().map_err(storage("read dirty partitions"))?;
@@ -1719,6 +1747,12 @@ mod tests {
         assert!(store.reconcile_aggregates("v1", &TestAggregates).unwrap());
         assert!(!store.reconcile_aggregates("v1", &TestAggregates).unwrap(), "once per fingerprint");
         assert_eq!(test_aggregates(&store), before);
+        // Retention forgets the sums of spans before the cutoff and nothing after it.
+        let (day, next) = (t0 - 3600, t0 - 3600 + 86_400);
+        assert_eq!(store.expire_aggregate_sums_before(day).unwrap(), 0);
+        assert_eq!(store.expire_aggregate_sums_before(next).unwrap(), 3, "bucket, hour and day of the one fact left");
+        commit(out("I:3", &[(4, t0, 1)]));
+        assert_eq!(test_aggregates(&store)[&row("agg86400", day)], (1, 1, 1), "a new fact starts a new sum");
     }
 
     /// The facts of group `group` as the transform would produce them if its interaction hashed to `key`: the
