@@ -304,6 +304,8 @@ impl Appliance {
     /// extraction from the active's staging checkpoint if one matches the mart.
     async fn take_over_replicated_mart(&mut self) -> Result<(), PipelineError> {
         self.mart.reopen().await?;
+        // The mart is the other site's now: staging may lack some of its facts until extraction brings them again.
+        self.store.forget_synced_partitions()?;
         // Downloads of an unfinished pass are of no use to an active site.
         let incoming = self.mart.root().join(crate::replicate::sync::INCOMING_DIR);
         if let Err(e) = std::fs::remove_dir_all(&incoming) {

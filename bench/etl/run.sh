@@ -10,6 +10,8 @@
 #   CHUNK_ROWS=20000     extract.chunk_rows of the ccmart config
 #   KEEP=1               keep the work directory (config, logs, PostgreSQL cluster, ccmart data dir)
 #   CCMART_PG_BIN=DIR    directory with initdb/pg_ctl/psql (default: highest /usr/lib/postgresql/*/bin)
+#   BIN=path             the ccmart binary to measure (skips the release build; for A/B runs of two builds,
+#                        whose figures are comparable only with each other); BIN_REV=rev names what it is
 #
 # What it does (see bench/README.md): builds ccmart in release mode, starts a throwaway PostgreSQL cluster on a
 # free 127.0.0.1 port, creates 4 IDBs (2 HA pairs), fills them with `ccmart simulate`, then times
@@ -95,15 +97,25 @@ done < <(env)
 # Build
 # ---------------------------------------------------------------------------------------------------------------
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ccmart-target}"
-CCMART="$CARGO_TARGET_DIR/release/ccmart"
-log "cargo build --release --locked (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-log "  the first release build compiles DataFusion, Delta and Arrow: it takes a while (15-40 min on 2 cores)"
-cargo build --release --locked
-[ -x "$CCMART" ] || die "release binary $CCMART not found after the build"
+if [ -n "${BIN:-}" ]; then
+    CCMART="$BIN"
+    [ -x "$CCMART" ] || die "BIN=$BIN is not an executable"
+    log "measuring $CCMART (BIN set: no build)"
+else
+    CCMART="$CARGO_TARGET_DIR/release/ccmart"
+    log "cargo build --release --locked (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    log "  the first release build compiles DataFusion, Delta and Arrow: it takes a while (15-40 min on 2 cores)"
+    cargo build --release --locked
+    [ -x "$CCMART" ] || die "release binary $CCMART not found after the build"
+fi
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 # "-dirty": uncommitted changes to what the binary is built from (bench/ edits do not count).
 if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ]; then
     GIT_REV="$GIT_REV-dirty"
+fi
+# A binary given with BIN was built from whatever it was built from: say so (BIN_REV names it).
+if [ -n "${BIN:-}" ]; then
+    GIT_REV="${BIN_REV:-unknown} (BIN=$BIN)"
 fi
 
 # ---------------------------------------------------------------------------------------------------------------

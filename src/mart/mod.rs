@@ -1,8 +1,8 @@
 //! The mart: one Delta table per star-schema table on local disk, partitioned by day, plus publishing of
 //! consistent mart versions.
 //!
-//! A cycle rewrites only the day partitions whose facts changed (`replaceWhere day IN (…)`, one atomic Delta
-//! commit per changed table), then records in the catalog (staging store) the Delta version of *every* table as one new
+//! A cycle appends the facts that are new as new files, and rewrites only the day partitions whose facts changed
+//! or went (`replaceWhere day IN (…)`), at most one append and one rewrite per table, then records in the catalog (staging store) the Delta version of *every* table as one new
 //! mart version. Readers only ever open tables at catalog versions, so they never see half a cycle. Rewriting a
 //! partition from staged facts is idempotent: a crash between the Delta commit and the catalog commit repeats the
 //! rewrite with identical content.
@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaR
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{col, lit};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use deltalake::kernel::{DataType, StructField};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
@@ -186,6 +187,13 @@ pub fn to_record_batch(t: &MartTable, rows: &[FactRow]) -> Result<RecordBatch> {
     }
     RecordBatch::try_new(arrow_schema(t), arrays).map_err(|source| MartError::Arrow { table: t.name.into(), source })
 }
+
+/// The application id of the Delta transactions ccmart's appends record (the mart version as their version).
+const APP_ID: &str = "ccmart";
+
+/// Files a day partition may gather from appends before the next publish rewrites it as one file (compaction):
+/// a query of today reads at most this many files per table.
+pub const COMPACT_AFTER_FILES: usize = 32;
 
 /// Table properties every mart table carries.
 ///
@@ -409,6 +417,57 @@ impl Mart {
         Ok(())
     }
 
+    /// Appends `rows` (facts new since the last version, of any days) to `t` as new files, in one Delta commit
+    /// that records mart version `mart_version` as the table's `ccmart` application transaction, so
+    /// [`Mart::appended_at`] can tell after a crash that this version's append is already in the table.
+    pub async fn append(&self, t: &MartTable, rows: &[FactRow], mart_version: u64) -> Result<u64> {
+        let mut tables = self.tables.lock().await;
+        let Some(table) = tables.get(t.name).cloned() else {
+            return Err(MartError::NotOpen { table: t.name.into(), during: "append" });
+        };
+        let props = CommitProperties::default()
+            .with_metadata([("ccmart.mart_version".to_string(), serde_json::json!(mart_version))])
+            .with_application_transaction(Transaction::new(APP_ID, mart_version as i64));
+        let batch = to_record_batch(t, rows)?;
+        let updated = table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(props)
+            .await
+            .map_err(delta_err(t.name, "append"))?;
+        let v = updated.version().unwrap_or(0);
+        self.stamps.lock().await.insert(t.name, self.stamp(t.name, v));
+        tables.insert(t.name, updated);
+        Ok(v)
+    }
+
+    /// Whether `t` holds the append of mart version `mart_version` (or a later one) already: a run that crashed
+    /// after appending and before publishing the version must not append the same facts again.
+    pub async fn appended_at(&self, t: &MartTable, mart_version: u64) -> Result<bool> {
+        let tables = self.tables.lock().await;
+        let Some(table) = tables.get(t.name) else {
+            return Err(MartError::NotOpen { table: t.name.into(), during: "read the last append" });
+        };
+        let state = table.snapshot().map_err(delta_err(t.name, "read the last append"))?;
+        let last = state
+            .transaction_version(table.log_store().as_ref(), APP_ID)
+            .await
+            .map_err(delta_err(t.name, "read the last append"))?;
+        Ok(last.is_some_and(|v| v >= mart_version as i64))
+    }
+
+    /// Number of data files of `t` in partition `day` (the whole table when it is not partitioned) at its current
+    /// version.
+    pub async fn files_in(&self, t: &MartTable, day: &str) -> Result<usize> {
+        let tables = self.tables.lock().await;
+        let Some(table) = tables.get(t.name) else {
+            return Err(MartError::NotOpen { table: t.name.into(), during: "count files" });
+        };
+        let state = table.snapshot().map_err(delta_err(t.name, "count files"))?;
+        let prefix = format!("day={day}/");
+        Ok(state.log_data().into_iter().filter(|f| !t.partitioned || f.path().starts_with(&prefix)).count())
+    }
+
     /// Replaces the day partitions `days` of `t` (or the whole table, when it is not partitioned) with `rows`, as
     /// one Delta commit: a cycle costs one log entry per changed table, not one per changed day, so the log a
     /// reader replays grows with cycles, not with the days a late interaction touches. Every row must fall in one
@@ -503,46 +562,77 @@ pub struct PublishReport {
     pub snapshot: Option<MartSnapshot>,
     /// Tables committed (one Delta commit each).
     pub tables: usize,
-    /// Partitions rewritten.
+    /// Partitions written (rewritten or appended to).
     pub partitions: usize,
+    /// Of those, partitions that got their new facts as a new file.
+    pub appended: usize,
     /// Rows written.
     pub rows: usize,
 }
 
-/// Rewrites every partition whose facts changed and publishes a new mart version covering all tables.
+/// Publishes a new mart version covering all tables: partitions where only new facts arrived get them as a new
+/// file (an append), partitions whose facts changed or went are rewritten whole, and so is a partition that
+/// gathered [`COMPACT_AFTER_FILES`] files (compaction) or that this staging has not published since the site took
+/// over a replicated mart ([`Store::is_synced`]). At most one rewrite and one append per table.
+///
+/// After a crash between a table's append and the catalog entry, staging still lists the facts as new; the table
+/// says the version's append is in already ([`Mart::appended_at`]), and those partitions are rewritten from
+/// staging instead, so no fact is written twice.
 pub async fn publish_changes(store: &Store, mart: &Mart, faults: &FaultInjector) -> Result<PublishReport> {
-    let dirty = store.dirty_partitions()?;
-    if dirty.is_empty() {
+    let rewrite = store.dirty_partitions()?;
+    let appended = store.appended_partitions()?;
+    if rewrite.is_empty() && appended.is_empty() {
         return Ok(PublishReport::default());
     }
     let previous = store.latest_snapshot()?;
     let next_version = previous.as_ref().map_or(1, |s| s.version + 1);
     let mut report = PublishReport::default();
     let mut newest_end = previous.as_ref().and_then(|s| s.newest_end_ts);
-    let mut by_table: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for (table, day) in &dirty {
-        by_table.entry(table.as_str()).or_default().insert(day.clone());
+    let mut by_table: BTreeMap<&str, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for (table, day) in &rewrite {
+        by_table.entry(table.as_str()).or_default().0.insert(day.clone());
     }
-    for (table, days) in &by_table {
+    for (table, day) in &appended {
+        by_table.entry(table.as_str()).or_default().1.insert(day.clone());
+    }
+    for (table, (mut whole, mut new)) in by_table {
         let Some(t) = mart_table(table) else { continue };
-        let mut rows: Vec<FactRow> = Vec::new();
-        for day in days {
-            rows.extend(store.partition_facts(table, day)?.into_iter().map(|(_, r)| r));
+        new.retain(|d| !whole.contains(d));
+        if !new.is_empty() && mart.appended_at(t, next_version).await? {
+            whole.append(&mut new);
         }
-        if t.name == INTERACTION_FACT.name {
-            if let Some(i) = t.columns.iter().position(|(c, _)| *c == "end_ts") {
-                for r in &rows {
-                    if let Some(Cell::Int(e)) = r.0.get(i) {
-                        newest_end = Some(newest_end.map_or(*e, |n: i64| n.max(*e)));
-                    }
-                }
+        for day in std::mem::take(&mut new) {
+            if !store.is_synced(table, &day)? || mart.files_in(t, &day).await? + 1 >= COMPACT_AFTER_FILES {
+                whole.insert(day);
+            } else {
+                new.insert(day);
             }
         }
-        faults.step("commit mart table")?;
-        mart.replace_partitions(t, days, &rows, next_version).await?;
+        let mut written = 0;
+        if !whole.is_empty() {
+            let mut rows: Vec<FactRow> = Vec::new();
+            for day in &whole {
+                rows.extend(store.partition_facts(table, day)?.into_iter().map(|(_, r)| r));
+            }
+            newest_end = newest_end.max(newest_end_of(t, &rows));
+            faults.step("commit mart table")?;
+            mart.replace_partitions(t, &whole, &rows, next_version).await?;
+            written += rows.len();
+        }
+        if !new.is_empty() {
+            let mut rows: Vec<FactRow> = Vec::new();
+            for day in &new {
+                rows.extend(store.appended_facts(table, day)?);
+            }
+            newest_end = newest_end.max(newest_end_of(t, &rows));
+            faults.step("append to mart table")?;
+            mart.append(t, &rows, next_version).await?;
+            written += rows.len();
+            report.appended += new.len();
+        }
         report.tables += 1;
-        report.partitions += days.len();
-        report.rows += rows.len();
+        report.partitions += whole.len() + new.len();
+        report.rows += written;
     }
     let snapshot = MartSnapshot {
         version: next_version,
@@ -550,9 +640,20 @@ pub async fn publish_changes(store: &Store, mart: &Mart, faults: &FaultInjector)
         published_at: chrono::Utc::now().timestamp(),
         newest_end_ts: newest_end,
     };
-    store.publish(&snapshot, &dirty)?;
+    let mut published = rewrite;
+    published.extend(appended);
+    store.publish(&snapshot, &published)?;
     report.snapshot = Some(snapshot);
     Ok(report)
+}
+
+/// The latest `end_ts` among `rows` when `t` is `INTERACTION_FACT` (what freshness is measured by).
+fn newest_end_of(t: &MartTable, rows: &[FactRow]) -> Option<i64> {
+    if t.name != INTERACTION_FACT.name {
+        return None;
+    }
+    let i = t.columns.iter().position(|(c, _)| *c == "end_ts")?;
+    rows.iter().filter_map(|r| if let Some(Cell::Int(e)) = r.0.get(i) { Some(*e) } else { None }).max()
 }
 
 #[cfg(test)]
@@ -782,5 +883,77 @@ mod tests {
         let v5 = ma.replace_partitions(t, &day, &[row(t, 5, "2026-01-01")], 5).await.unwrap();
         assert_eq!(v5, 5);
         assert_eq!(listed(&clone, 5).await, logged(&ma, 5).await);
+    }
+
+    /// New facts are appended as new files while the older files stay; a changed fact rewrites its partition as
+    /// one file; a partition that gathered [`COMPACT_AFTER_FILES`] files is compacted; and after a crash between
+    /// a table's append and the catalog entry, publishing again writes no fact twice.
+    #[tokio::test]
+    async fn new_facts_append_changed_ones_rewrite_and_a_crashed_append_is_not_repeated() {
+        use crate::staging::{GroupOutput, KeyReferences, NoAggregates};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+        let mart = Mart::open(&dir.path().join("mart")).await.unwrap();
+        let faults = FaultInjector::disarmed();
+        let t = &INTERACTION_FACT;
+        let day = "2026-01-01";
+        let commit = |group: &str, keys: &[i64], marker: i64| {
+            let facts = keys
+                .iter()
+                .map(|k| {
+                    let mut r = row(t, *k, day);
+                    r.0[1] = Cell::Text(marker.to_string());
+                    (crate::staging::FactAddress { table: t.name.into(), day: day.into(), key: *k }, r)
+                })
+                .collect();
+            let out = GroupOutput { group: group.parse().unwrap(), facts, after_call_work: Vec::new() };
+            let group = out.group.clone();
+            store.commit_group_outputs(&[group], &[out], &KeyReferences::default(), &NoAggregates).unwrap();
+        };
+        let keys = |m: &Mart| {
+            let m = m.clone();
+            async move {
+                let v = m.current_versions().await[t.name];
+                keys_at(&m, t, v).await.into_iter().map(|(_, k)| k).collect::<Vec<_>>()
+            }
+        };
+        commit("I:1", &[1, 2], 0);
+        let r = publish_changes(&store, &mart, &faults).await.unwrap();
+        assert_eq!((r.appended, mart.files_in(t, day).await.unwrap()), (0, 1), "first published: rewritten");
+        commit("I:2", &[3], 0);
+        let r = publish_changes(&store, &mart, &faults).await.unwrap();
+        let first = mart.files_at(t.name, mart.current_versions().await[t.name] - 1).await.unwrap();
+        let now = mart.files_at(t.name, mart.current_versions().await[t.name]).await.unwrap();
+        assert_eq!(r.appended, 1);
+        assert_eq!(now.len(), 2, "a new file");
+        assert!(first.iter().all(|f| now.contains(f)), "the older file is still read");
+        assert_eq!(keys(&mart).await, vec![1, 2, 3]);
+        // A changed fact: the partition is rewritten as one file.
+        commit("I:1", &[1, 2], 7);
+        let r = publish_changes(&store, &mart, &faults).await.unwrap();
+        assert_eq!((r.appended, mart.files_in(t, day).await.unwrap()), (0, 1));
+        assert_eq!(keys(&mart).await, vec![1, 2, 3]);
+        // A crashed publish appended group 3's fact but never recorded the version.
+        commit("I:3", &[4], 0);
+        let next = store.latest_snapshot().unwrap().unwrap().version + 1;
+        mart.append(t, &store.appended_facts(t.name, day).unwrap(), next).await.unwrap();
+        assert_eq!(keys(&mart).await, vec![1, 2, 3, 4]);
+        let r = publish_changes(&store, &mart, &faults).await.unwrap();
+        assert_eq!(r.appended, 0, "rewritten, not appended again");
+        assert_eq!(keys(&mart).await, vec![1, 2, 3, 4], "no fact twice");
+        // After taking over a replicated mart, a partition is rewritten the first time it changes.
+        store.forget_synced_partitions().unwrap();
+        commit("I:4", &[5], 0);
+        let r = publish_changes(&store, &mart, &faults).await.unwrap();
+        assert_eq!((r.appended, mart.files_in(t, day).await.unwrap()), (0, 1));
+        // Appends gather files up to the compaction threshold, never past it.
+        let mut most = 0;
+        for n in 0..(COMPACT_AFTER_FILES as i64 + 3) {
+            commit(&format!("I:n{n}"), &[100 + n], 0);
+            publish_changes(&store, &mart, &faults).await.unwrap();
+            most = most.max(mart.files_in(t, day).await.unwrap());
+        }
+        assert_eq!(most, COMPACT_AFTER_FILES - 1);
+        assert_eq!(keys(&mart).await.len(), 5 + COMPACT_AFTER_FILES + 3);
     }
 }

@@ -37,7 +37,16 @@ const DIRTY_GROUPS: TableDefinition<&[u8], ()> = TableDefinition::new("dirty_gro
 const QUARANTINE: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("quarantine");
 const FACTS: TableDefinition<FactKey, &[u8]> = TableDefinition::new("facts");
 const GROUP_FACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("group_facts");
+/// (mart table, day) → (): partitions whose facts changed or went since the last published version: the next
+/// publish rewrites them whole.
 const DIRTY_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("dirty_partitions");
+/// (mart table, day, key) → (): facts new since the last published version in partitions nothing else changed in:
+/// the next publish appends them as a new file instead of rewriting the partition.
+const APPENDED_FACTS: TableDefinition<FactKey, ()> = TableDefinition::new("appended_facts");
+/// (mart table, day) → (): partitions this site published from this staging since it last took over a mart that
+/// replication brought. Only these may be appended to: elsewhere the mart may hold facts staging does not know
+/// of yet (a promoted standby re-extracting from its checkpoint), so the first publish of a partition rewrites it.
+const SYNCED_PARTITIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("synced_partitions");
 const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
 const KEY_OWNERS: TableDefinition<(&[u8], i64), &str> = TableDefinition::new("key_owners");
 const ACW: TableDefinition<(&[u8], i64, i64), i64> = TableDefinition::new("after_call_work");
@@ -58,6 +67,7 @@ macro_rules! for_each_resumable_table {
         $f!(FACTS, $($arg),*);
         $f!(GROUP_FACTS, $($arg),*);
         $f!(DIRTY_PARTITIONS, $($arg),*);
+        $f!(APPENDED_FACTS, $($arg),*);
         $f!(KEY_OWNERS, $($arg),*);
         $f!(keys::KEY_CLAIMS, $($arg),*);
         $f!(aggregates::AGGREGATE_BUCKETS, $($arg),*);
@@ -78,6 +88,7 @@ macro_rules! for_each_resumable_table {
 macro_rules! for_each_site_table {
     ($f:ident, $($arg:expr),*) => {{
         $f!(CATALOG, $($arg),*);
+        $f!(SYNCED_PARTITIONS, $($arg),*);
         $f!(records::SOURCE_AUDIT, $($arg),*);
         $f!(records::MAINTENANCE_RUNS, $($arg),*);
         $f!(records::FENCE, $($arg),*);
@@ -677,6 +688,7 @@ impl Store {
             let mut facts_t = tx.open_table(FACTS).map_err(storage(during))?;
             let mut group_facts = tx.open_table(GROUP_FACTS).map_err(storage(during))?;
             let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
+            let mut appended = tx.open_table(APPENDED_FACTS).map_err(storage(during))?;
             let mut dirty = tx.open_table(DIRTY_GROUPS).map_err(storage(during))?;
             let mut acw = tx.open_table(ACW).map_err(storage(during))?;
             let mut owners = tx.open_table(KEY_OWNERS).map_err(storage(during))?;
@@ -819,7 +831,11 @@ impl Store {
                         }
                         deltas.apply(aggregates, &a.table, row, 1);
                         facts_t.insert(key, bytes.as_slice()).map_err(storage(during))?;
-                        parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
+                        if before.is_some() {
+                            parts.insert((a.table.as_str(), a.day.as_str()), ()).map_err(storage(during))?;
+                        } else {
+                            appended.insert(key, ()).map_err(storage(during))?;
+                        }
                         changed += 1;
                     }
                 }
@@ -974,6 +990,70 @@ impl Store {
         Ok(out)
     }
 
+    /// Partitions with facts new since the last published version and no other change (see
+    /// [`Self::dirty_partitions`] for those to rewrite): (table, day).
+    pub fn appended_partitions(&self) -> Result<Vec<(String, String)>> {
+        let during = "read appended facts";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let t = tx.open_table(APPENDED_FACTS).map_err(storage(during))?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut next: Option<(Vec<u8>, Vec<u8>)> = Some((Vec::new(), Vec::new()));
+        // One seek per partition: after each one found, jump past its keys.
+        while let Some((table, day)) = next.take() {
+            let mut range = t
+                .range::<(&[u8], &[u8], i64)>((table.as_slice(), day.as_slice(), i64::MIN)..)
+                .map_err(storage(during))?;
+            let Some(item) = range.next() else { break };
+            let (k, _) = item.map_err(storage(during))?;
+            let (tb, d, _) = k.value();
+            let (tb, d) = (tb.to_vec(), d.to_vec());
+            out.push((String::from_utf8_lossy(&tb).into_owned(), String::from_utf8_lossy(&d).into_owned()));
+            let mut after = d.clone();
+            after.push(0);
+            next = Some((tb, after));
+        }
+        Ok(out)
+    }
+
+    /// Whether the mart partition (table, day) was published by this site from this staging since it last took
+    /// over a replicated mart (see [`Self::forget_synced_partitions`]): only then can new facts be appended to it.
+    pub fn is_synced(&self, table: &str, day: &str) -> Result<bool> {
+        let during = "read synced partitions";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let t = tx.open_table(SYNCED_PARTITIONS).map_err(storage(during))?;
+        Ok(t.get((table, day)).map_err(storage(during))?.is_some())
+    }
+
+    /// Forgets which partitions this staging published: the mart now comes from the other site (a promotion after
+    /// replication), so its partitions may hold facts staging does not know of, and each is rewritten the first
+    /// time it changes.
+    pub fn forget_synced_partitions(&self) -> Result<()> {
+        let during = "forget synced partitions";
+        self.faults.step("forget synced partitions")?;
+        let tx = self.db.begin_write().map_err(storage(during))?;
+        tx.open_table(SYNCED_PARTITIONS).map_err(storage(during))?.retain(|_, _| false).map_err(storage(during))?;
+        tx.commit().map_err(storage(during))?;
+        Ok(())
+    }
+
+    /// The facts of one partition new since the last published version (see [`Self::appended_partitions`]), in
+    /// key order.
+    pub fn appended_facts(&self, table: &str, day: &str) -> Result<Vec<FactRow>> {
+        let during = "read appended facts";
+        let tx = self.db.begin_read().map_err(storage(during))?;
+        let appended = tx.open_table(APPENDED_FACTS).map_err(storage(during))?;
+        let facts = tx.open_table(FACTS).map_err(storage(during))?;
+        let mut out = Vec::new();
+        let range = (table.as_bytes(), day.as_bytes(), i64::MIN)..=(table.as_bytes(), day.as_bytes(), i64::MAX);
+        for item in appended.range::<(&[u8], &[u8], i64)>(range).map_err(storage(during))? {
+            let (k, _) = item.map_err(storage(during))?;
+            if let Some(v) = facts.get(k.value()).map_err(storage(during))? {
+                out.push(FactRow::decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// All fact rows of one partition, in key order.
     pub fn partition_facts(&self, table: &str, day: &str) -> Result<Vec<(i64, FactRow)>> {
         let during = "read partition facts";
@@ -1000,8 +1080,9 @@ impl Store {
         v.map(|v| FactRow::decode(v.value())).transpose()
     }
 
-    /// Publishes a mart version: records the snapshot and clears the partitions it covers, in one transaction.
-    /// Until this commits, readers keep seeing the previous version even though Delta tables moved on.
+    /// Publishes a mart version: records the snapshot and clears the partitions it covers (rewritten or appended
+    /// to), in one transaction. Until this commits, readers keep seeing the previous version even though Delta
+    /// tables moved on.
     pub fn publish(&self, snapshot: &MartSnapshot, published: &[(String, String)]) -> Result<()> {
         self.faults.step("publish mart version")?;
         let during = "publish mart version";
@@ -1009,11 +1090,16 @@ impl Store {
         {
             let mut cat = tx.open_table(CATALOG).map_err(storage(during))?;
             let mut parts = tx.open_table(DIRTY_PARTITIONS).map_err(storage(during))?;
+            let mut appended = tx.open_table(APPENDED_FACTS).map_err(storage(during))?;
             let bytes = rmp_serde::to_vec_named(snapshot)
                 .map_err(|source| StagingError::Encode { table: "catalog", source })?;
             cat.insert(snapshot.version, bytes.as_slice()).map_err(storage(during))?;
+            let mut synced = tx.open_table(SYNCED_PARTITIONS).map_err(storage(during))?;
             for (t, d) in published {
+                synced.insert((t.as_str(), d.as_str()), ()).map_err(storage(during))?;
                 parts.remove((t.as_str(), d.as_str())).map_err(storage(during))?;
+                let range = (t.as_bytes(), d.as_bytes(), i64::MIN)..=(t.as_bytes(), d.as_bytes(), i64::MAX);
+                appended.retain_in::<(&[u8], &[u8], i64), _>(range, |_, _| false).map_err(storage(during))?;
             }
         }
         tx.commit().map_err(storage(during))?;
