@@ -241,6 +241,9 @@ pub struct Mart {
     readers: Arc<Mutex<HashMap<&'static str, (DeltaTable, Stamp)>>>,
     /// The [`Mart::stamp`] of the writer's version of each table, taken when it opened or committed it.
     stamps: Arc<Mutex<HashMap<&'static str, Stamp>>>,
+    /// The mart version of each table's last append (its `ccmart` application transaction), read from the log
+    /// once per table and kept by [`Mart::append`]: asking costs no log read per cycle.
+    appends: Arc<Mutex<HashMap<&'static str, Option<i64>>>>,
 }
 
 /// Size and modification time of a commit file: whether a table state still describes what is on disk.
@@ -256,6 +259,7 @@ impl Mart {
             tables: Arc::new(Mutex::new(HashMap::new())),
             readers: Arc::new(Mutex::new(HashMap::new())),
             stamps: Arc::new(Mutex::new(HashMap::new())),
+            appends: Arc::new(Mutex::new(HashMap::new())),
         };
         for t in MART_TABLES {
             let url = mart.table_url(t.name)?;
@@ -414,6 +418,7 @@ impl Mart {
         *self.tables.lock().await = tables;
         *self.stamps.lock().await = stamps;
         self.readers.lock().await.clear();
+        self.appends.lock().await.clear();
         Ok(())
     }
 
@@ -437,6 +442,7 @@ impl Mart {
             .map_err(delta_err(t.name, "append"))?;
         let v = updated.version().unwrap_or(0);
         self.stamps.lock().await.insert(t.name, self.stamp(t.name, v));
+        self.appends.lock().await.insert(t.name, Some(mart_version as i64));
         tables.insert(t.name, updated);
         Ok(v)
     }
@@ -444,6 +450,9 @@ impl Mart {
     /// Whether `t` holds the append of mart version `mart_version` (or a later one) already: a run that crashed
     /// after appending and before publishing the version must not append the same facts again.
     pub async fn appended_at(&self, t: &MartTable, mart_version: u64) -> Result<bool> {
+        if let Some(last) = self.appends.lock().await.get(t.name) {
+            return Ok(last.is_some_and(|v| v >= mart_version as i64));
+        }
         let tables = self.tables.lock().await;
         let Some(table) = tables.get(t.name) else {
             return Err(MartError::NotOpen { table: t.name.into(), during: "read the last append" });
@@ -453,6 +462,7 @@ impl Mart {
             .transaction_version(table.log_store().as_ref(), APP_ID)
             .await
             .map_err(delta_err(t.name, "read the last append"))?;
+        self.appends.lock().await.insert(t.name, last);
         Ok(last.is_some_and(|v| v >= mart_version as i64))
     }
 
