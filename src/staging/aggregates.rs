@@ -9,7 +9,7 @@
 //! fall into; sums of integers make the result independent of the order in which facts arrived; and the largest
 //! wait of a bucket stays exact under removals because every wait is kept with its count.
 
-use super::keys::{probe_key, rank_of};
+use super::keys::{probe_key, rank_of, read_claims};
 use super::{storage, FactRow, Result, StagingError};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -329,14 +329,5 @@ impl AggregateStore<'_, '_> {
         self.owners.insert((table.as_bytes(), to), identity).map_err(storage(DURING))?;
         self.parts.insert((table, day.as_str()), ()).map_err(storage(DURING))?;
         Ok(())
-    }
-}
-
-fn read_claims(claims: &redb::Table<'_, (&[u8], i64), &[u8]>, table: &str, base: i64) -> Result<Vec<String>> {
-    match claims.get((table.as_bytes(), base)).map_err(storage(DURING))? {
-        Some(v) => {
-            rmp_serde::from_slice(v.value()).map_err(|source| StagingError::Decode { table: "key_claims", source })
-        }
-        None => Ok(Vec::new()),
     }
 }

@@ -98,6 +98,20 @@ pub(super) fn rekey(
     changed
 }
 
+/// The claimants of hashed key `base` of `table` (empty when it never collided).
+pub(super) fn read_claims(
+    claims: &redb::Table<'_, (&[u8], i64), &[u8]>,
+    table: &str,
+    base: i64,
+) -> super::Result<Vec<String>> {
+    use redb::ReadableTable;
+    match claims.get((table.as_bytes(), base)).map_err(super::storage("read key claims"))? {
+        Some(v) => rmp_serde::from_slice(v.value())
+            .map_err(|source| super::StagingError::Decode { table: "key_claims", source }),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The rank of `group` among `claimants` (sorted), if it is one.
 pub(super) fn rank_of(claimants: &[String], group: &str) -> Option<usize> {
     claimants.binary_search_by(|c| c.as_str().cmp(group)).ok()

@@ -712,7 +712,7 @@ impl Store {
                         .map(|(a, _)| (a.table.clone(), a.key))
                         .collect();
                     for (table, base) in bases {
-                        let list = read_claims(&claims, &table, base)?;
+                        let list = keys::read_claims(&claims, &table, base)?;
                         if let Some(rank) = keys::rank_of(&list, &group).filter(|r| *r > 0) {
                             keys::rekey(&mut facts, &table, base, keys::probe_key(&table, base, rank), refs);
                         }
@@ -743,7 +743,7 @@ impl Store {
                         continue;
                     };
                     let (table, base) = (a.table.clone(), a.key);
-                    let old = read_claims(&claims, &table, base)?;
+                    let old = keys::read_claims(&claims, &table, base)?;
                     // Only a fact table's hashed key is ranked: a dimension's key is referenced by other groups, and
                     // a key that is a probe already means a collision of a probe (2^-63 per pair).
                     let ranked_before = old.is_empty() || keys::rank_of(&old, &other).is_some();
@@ -1406,16 +1406,6 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage("count rows"))?;
         let t = tx.open_table(ROWS).map_err(storage("count rows"))?;
         t.len().map_err(storage("count rows"))
-    }
-}
-
-/// The claimants of hashed key `base` of `table` (empty when it never collided).
-fn read_claims(claims: &redb::Table<'_, (&[u8], i64), &[u8]>, table: &str, base: i64) -> Result<Vec<String>> {
-    match claims.get((table.as_bytes(), base)).map_err(storage("read key claims"))? {
-        Some(v) => {
-            rmp_serde::from_slice(v.value()).map_err(|source| StagingError::Decode { table: "key_claims", source })
-        }
-        None => Ok(Vec::new()),
     }
 }
 
