@@ -7,8 +7,9 @@
 //! Every task is bounded (one table at a time, no concurrent writes: the pipeline runs maintenance between
 //! cycles) and recorded with its figures in staging, queryable as `ccmart_maintenance_runs`.
 //!
-//! Compaction is not a task here: every publish rewrites a changed day partition as one file, so partitions
-//! do not accumulate small files; what accumulates is old versions, which vacuum removes.
+//! Compaction is not a task here: publish appends new facts as new files and rewrites a partition as one file
+//! once it holds `mart::COMPACT_AFTER_FILES` of them (or when its facts change), so a partition never gathers
+//! more; what accumulates is old versions, which vacuum removes.
 
 use crate::mart::{Mart, MartError};
 use crate::staging::{MaintenanceRecord, StagingError, Store};
