@@ -2,10 +2,11 @@
 //! consistent mart versions.
 //!
 //! A cycle appends the facts that are new as new files, and rewrites only the day partitions whose facts changed
-//! or went (`replaceWhere day IN (…)`), at most one append and one rewrite per table, then records in the catalog (staging store) the Delta version of *every* table as one new
-//! mart version. Readers only ever open tables at catalog versions, so they never see half a cycle. Rewriting a
-//! partition from staged facts is idempotent: a crash between the Delta commit and the catalog commit repeats the
-//! rewrite with identical content.
+//! or went (`replaceWhere day IN (…)`), at most one append and one rewrite per table, then records in the catalog
+//! (staging store) the Delta version of *every* table as one new mart version. Readers only ever open tables at
+//! catalog versions, so they never see half a cycle. Rewriting a partition from staged facts is idempotent: a crash
+//! between the Delta commit and the catalog commit repeats the rewrite with identical content; an append is not,
+//! so a crashed one is recognised by its Delta application transaction and its partitions rewritten instead.
 
 use crate::fault::{FaultInjector, InjectedCrash};
 use crate::staging::{Cell, FactRow, MartSnapshot, StagingError, Store};

@@ -176,10 +176,10 @@ pub(super) async fn install(
     definitions.views = view_definitions(&relations);
     let definitions = Arc::new(definitions);
     catalog.register_schema("pg_catalog", Arc::new(MartPgCatalog { inner, replaced })).map_err(err)?;
-    ctx.register_udf(ScalarUDF::new_from_impl(ConstraintDef::new(definitions.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionText::new(DefinitionKind::Constraint, definitions.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(IndexDef::new(definitions.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(TableVisible::new(definitions.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(ViewDef::new(definitions)));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionText::new(DefinitionKind::View, definitions)));
     Ok(())
 }
 
@@ -647,14 +647,6 @@ fn oid_arg(args: &ScalarFunctionArgs, i: usize) -> Result<Int32Array> {
     Ok(a.as_primitive::<Int32Type>().clone())
 }
 
-/// `pg_get_constraintdef(oid [, pretty])`: the definition PostgreSQL prints for a declared key
-/// (`PRIMARY KEY (x)`, `FOREIGN KEY (x) REFERENCES t(y) NOT VALID`); NULL for any other oid.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ConstraintDef {
-    definitions: Arc<Definitions>,
-    signature: Signature,
-}
-
 impl Definitions {
     /// Whether `oid` is a relation of ccmart's `pg_class` (a table, key index or view).
     fn listed(&self, oid: i32) -> bool {
@@ -666,31 +658,6 @@ impl std::hash::Hash for Definitions {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.constraints.len().hash(state);
         self.indexes.len().hash(state);
-    }
-}
-
-impl ConstraintDef {
-    fn new(definitions: Arc<Definitions>) -> Self {
-        let signature = Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable);
-        ConstraintDef { definitions, signature }
-    }
-}
-
-impl ScalarUDFImpl for ConstraintDef {
-    fn name(&self) -> &str {
-        "pg_get_constraintdef"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let oids = oid_arg(&args, 0)?;
-        let out: StringArray =
-            oids.iter().map(|o| o.and_then(|o| self.definitions.constraints.get(&o).cloned())).collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 
@@ -730,23 +697,37 @@ impl ScalarUDFImpl for TableVisible {
     }
 }
 
-/// `pg_get_viewdef(oid [, pretty])`: a `bi` view's defining query; NULL for any other oid.
+/// The text PostgreSQL prints for one catalog object, looked up by oid; NULL for any other oid.
+/// - `pg_get_constraintdef(oid [, pretty])`: a declared key (`PRIMARY KEY (x)`,
+///   `FOREIGN KEY (x) REFERENCES t(y) NOT VALID`);
+/// - `pg_get_viewdef(oid [, pretty])`: a `bi` view's defining query.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct ViewDef {
+struct DefinitionText {
+    kind: DefinitionKind,
     definitions: Arc<Definitions>,
     signature: Signature,
 }
 
-impl ViewDef {
-    fn new(definitions: Arc<Definitions>) -> Self {
+/// Which definitions a [`DefinitionText`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum DefinitionKind {
+    Constraint,
+    View,
+}
+
+impl DefinitionText {
+    fn new(kind: DefinitionKind, definitions: Arc<Definitions>) -> Self {
         let signature = Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable);
-        ViewDef { definitions, signature }
+        DefinitionText { kind, definitions, signature }
     }
 }
 
-impl ScalarUDFImpl for ViewDef {
+impl ScalarUDFImpl for DefinitionText {
     fn name(&self) -> &str {
-        "pg_get_viewdef"
+        match self.kind {
+            DefinitionKind::Constraint => "pg_get_constraintdef",
+            DefinitionKind::View => "pg_get_viewdef",
+        }
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -755,8 +736,12 @@ impl ScalarUDFImpl for ViewDef {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let texts = match self.kind {
+            DefinitionKind::Constraint => &self.definitions.constraints,
+            DefinitionKind::View => &self.definitions.views,
+        };
         let oids = oid_arg(&args, 0)?;
-        let out: StringArray = oids.iter().map(|o| o.and_then(|o| self.definitions.views.get(&o).cloned())).collect();
+        let out: StringArray = oids.iter().map(|o| o.and_then(|o| texts.get(&o).cloned())).collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

@@ -9,7 +9,7 @@
 //! fall into; sums of integers make the result independent of the order in which facts arrived; and the largest
 //! wait of a bucket stays exact under removals because every wait is kept with its count.
 
-use super::keys::{probe_key, rank_of, read_claims};
+use super::keys::{admit, probe_key, rank_of, read_claims};
 use super::{storage, FactRow, Result, StagingError};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -239,33 +239,9 @@ impl AggregateStore<'_, '_> {
             }
             match owner {
                 Some(o) if o != identity => {
-                    if !claimants.is_empty() && rank_of(&claimants, &o).is_none() {
-                        // The key is a probe that equals another row's hash (2^-63 per pair).
-                        return Err(StagingError::KeyCollision {
-                            table: table.into(),
-                            key,
-                            owner: o,
-                            other: identity.into(),
-                        });
-                    }
-                    let before = if claimants.is_empty() { vec![o.clone()] } else { claimants };
-                    let mut after = before.clone();
-                    after.push(identity.to_string());
-                    after.sort();
-                    let bytes = rmp_serde::to_vec(&after)
-                        .map_err(|source| StagingError::Encode { table: "key_claims", source })?;
-                    self.claims.insert((table.as_bytes(), base), bytes.as_slice()).map_err(storage(DURING))?;
-                    tracing::warn!(table, key = base, rows = ?after, "surrogate key collision between aggregate rows: ranked, the later ones get probe keys");
-                    for (old_rank, claimant) in before.iter().enumerate().rev() {
-                        let new_rank = rank_of(&after, claimant).unwrap_or(old_rank);
-                        if new_rank != old_rank {
-                            self.move_row(
-                                table,
-                                claimant,
-                                probe_key(table, base, old_rank),
-                                probe_key(table, base, new_rank),
-                            )?;
-                        }
+                    let (_, moves) = admit(self.claims, table, base, &o, identity)?;
+                    for m in moves {
+                        self.move_row(table, &m.claimant, m.from, m.to)?;
                     }
                 }
                 _ => {

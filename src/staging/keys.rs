@@ -112,6 +112,65 @@ pub(super) fn read_claims(
     }
 }
 
+/// A stored claimant whose key changes because a new claimant ranks before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KeyMove {
+    /// The claimant (a group key, or an aggregate row's identity).
+    pub claimant: String,
+    /// Its key before.
+    pub from: i64,
+    /// Its key from now on.
+    pub to: i64,
+}
+
+/// Records `newcomer` as a claimant of hashed key `base` of `table`, on finding the key held by `holder`. Returns
+/// the newcomer's key and the stored claimants whose key moves, last rank first, so that each one's new key is
+/// free when its turn comes. Refused (nothing recorded) when `holder` is no claimant of `base` — the key it holds
+/// is a probe that equals another row's hash — or `newcomer` is one already.
+pub(super) fn admit(
+    claims: &mut redb::Table<'_, (&'static [u8], i64), &'static [u8]>,
+    table: &str,
+    base: i64,
+    holder: &str,
+    newcomer: &str,
+) -> super::Result<(i64, Vec<KeyMove>)> {
+    let stored = read_claims(claims, table, base)?;
+    let before = if stored.is_empty() { vec![holder.to_string()] } else { stored };
+    if rank_of(&before, holder).is_none() || rank_of(&before, newcomer).is_some() {
+        return Err(super::StagingError::KeyCollision {
+            table: table.into(),
+            key: base,
+            owner: holder.into(),
+            other: newcomer.into(),
+        });
+    }
+    let mut after = before.clone();
+    after.push(newcomer.to_string());
+    after.sort();
+    let bytes =
+        rmp_serde::to_vec(&after).map_err(|source| super::StagingError::Encode { table: "key_claims", source })?;
+    claims.insert((table.as_bytes(), base), bytes.as_slice()).map_err(super::storage("record key claims"))?;
+    tracing::warn!(
+        table, key = base, claimants = ?after,
+        "surrogate key collision: the claimants are ranked by natural key and the later ones get probe keys"
+    );
+    let moves = before
+        .iter()
+        .enumerate()
+        .rev()
+        .filter_map(|(old, claimant)| {
+            let new = rank_of(&after, claimant)?;
+            (new != old).then(|| KeyMove {
+                claimant: claimant.clone(),
+                from: probe_key(table, base, old),
+                to: probe_key(table, base, new),
+            })
+        })
+        .collect();
+    let rank = rank_of(&after, newcomer).unwrap_or(0);
+    Ok((probe_key(table, base, rank), moves))
+}
+
 /// The rank of `group` among `claimants` (sorted), if it is one.
 pub(super) fn rank_of(claimants: &[String], group: &str) -> Option<usize> {
     claimants.binary_search_by(|c| c.as_str().cmp(group)).ok()

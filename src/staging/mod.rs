@@ -743,12 +743,9 @@ impl Store {
                         continue;
                     };
                     let (table, base) = (a.table.clone(), a.key);
-                    let old = keys::read_claims(&claims, &table, base)?;
-                    // Only a fact table's hashed key is ranked: a dimension's key is referenced by other groups, and
-                    // a key that is a probe already means a collision of a probe (2^-63 per pair).
-                    let ranked_before = old.is_empty() || keys::rank_of(&old, &other).is_some();
+                    // Only a fact table's key is ranked: a dimension's key is referenced by other groups' facts.
                     rounds += 1;
-                    if a.day.is_empty() || !ranked_before || keys::rank_of(&old, &group).is_some() || rounds > 64 {
+                    if a.day.is_empty() || rounds > 64 {
                         return Err(StagingError::KeyCollision {
                             table,
                             key: base,
@@ -756,39 +753,18 @@ impl Store {
                             other: group.clone(),
                         });
                     }
-                    let mut list = if old.is_empty() { vec![other.clone()] } else { old.clone() };
-                    list.push(group.clone());
-                    list.sort();
-                    let bytes = rmp_serde::to_vec(&list)
-                        .map_err(|source| StagingError::Encode { table: "key_claims", source })?;
-                    claims.insert((table.as_bytes(), base), bytes.as_slice()).map_err(storage(during))?;
-                    tracing::warn!(
-                        table = %table, key = base, groups = ?list,
-                        "surrogate key collision: the groups are ranked by natural key and the later ones get probe keys"
-                    );
-                    // Claimants already stored whose rank moved, from the last (its new key is free) to the first.
-                    let before: Vec<String> = if old.is_empty() { vec![other.clone()] } else { old };
-                    for (old_rank, claimant) in before.iter().enumerate().rev() {
-                        let new_rank = keys::rank_of(&list, claimant).unwrap_or(old_rank);
-                        if new_rank != old_rank {
-                            let mut stored = StoredFacts {
-                                facts: &mut facts_t,
-                                group_facts: &mut group_facts,
-                                owners: &mut owners,
-                                parts: &mut parts,
-                            };
-                            let from = keys::probe_key(&table, base, old_rank);
-                            changed += stored.move_key(
-                                claimant,
-                                &table,
-                                from,
-                                keys::probe_key(&table, base, new_rank),
-                                refs,
-                            )?;
-                        }
+                    let (key, moves) = keys::admit(&mut claims, &table, base, &other, &group)?;
+                    for m in moves {
+                        let mut stored = StoredFacts {
+                            facts: &mut facts_t,
+                            group_facts: &mut group_facts,
+                            owners: &mut owners,
+                            parts: &mut parts,
+                        };
+                        changed += stored.move_key(&m.claimant, &table, m.from, m.to, refs)?;
                     }
-                    if let Some(rank) = keys::rank_of(&list, &group).filter(|r| *r > 0) {
-                        keys::rekey(&mut facts, &table, base, keys::probe_key(&table, base, rank), refs);
+                    if key != base {
+                        keys::rekey(&mut facts, &table, base, key, refs);
                     }
                     // Look at this fact again under its (possibly new) key.
                 }
@@ -1753,6 +1729,75 @@ mod tests {
             let cells = [key, entity, start, sums.count, sums.measures.first().copied().unwrap_or(0), sums.max_wait()];
             AggregateRow { table, day, key, row: FactRow(cells.into_iter().map(Cell::Int).collect()) }
         }
+    }
+
+    /// [`TestAggregates`] whose keys ignore the entity: every entity's rows of one span collide.
+    struct CollidingAggregates;
+
+    impl AggregateRules for CollidingAggregates {
+        fn contributions(&self, table: &str, row: &FactRow) -> Vec<Contribution> {
+            TestAggregates.contributions(table, row)
+        }
+        fn source_tables(&self) -> Vec<&'static str> {
+            TestAggregates.source_tables()
+        }
+        fn aggregate_tables(&self) -> Vec<&'static str> {
+            TestAggregates.aggregate_tables()
+        }
+        fn row(&self, family: u8, width: i64, entity: i64, start: i64, sums: &BucketSums) -> AggregateRow {
+            let mut row = TestAggregates.row(family, width, entity, start, sums);
+            row.key = start / 900;
+            row.row.0[0] = Cell::Int(row.key);
+            row
+        }
+    }
+
+    /// Aggregate rows of two entities whose keys collide keep apart under distinct keys, the same whichever
+    /// entity's facts come first, and each follows its own facts afterwards.
+    #[test]
+    fn colliding_aggregate_rows_are_ranked_whatever_the_arrival_order() {
+        let t0 = "2026-01-01".parse::<crate::model::Day>().unwrap().start() + 3600;
+        let seg = |group: &str, entity: i64, v: i64| GroupOutput {
+            group: g(group),
+            facts: vec![(
+                FactAddress { table: "seg".into(), day: "2026-01-01".into(), key: entity },
+                FactRow(vec![Cell::Int(entity), Cell::Int(entity), Cell::Int(t0), Cell::Int(v)]),
+            )],
+            after_call_work: Vec::new(),
+        };
+        let rows = |store: &Store| {
+            let mut out = Vec::new();
+            for table in ["agg900", "agg3600", "agg86400"] {
+                out.extend(store.partition_facts(table, "2026-01-01").unwrap().into_iter().map(|(k, r)| (table, k, r)));
+            }
+            out
+        };
+        let mut ends = Vec::new();
+        for order in [["I:7", "I:8"], ["I:8", "I:7"]] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("s.redb"), FaultInjector::disarmed()).unwrap();
+            for group in order {
+                let o = seg(group, group[2..].parse().unwrap(), 10);
+                let groups = [o.group.clone()];
+                store.commit_group_outputs(&groups, &[o], &KeyReferences::default(), &CollidingAggregates).unwrap();
+            }
+            let o = seg("I:8", 8, 3);
+            let groups = [o.group.clone()];
+            store.commit_group_outputs(&groups, &[o], &KeyReferences::default(), &CollidingAggregates).unwrap();
+            let all = rows(&store);
+            assert_eq!(all.len(), 6, "two entities × three spans: {all:?}");
+            let keys: BTreeSet<(&str, i64)> = all.iter().map(|(t, k, _)| (*t, *k)).collect();
+            assert_eq!(keys.len(), 6, "no key holds two rows");
+            let sum_of = |entity: i64| {
+                all.iter()
+                    .filter(move |(t, _, r)| *t == "agg900" && r.0[1] == Cell::Int(entity))
+                    .map(|(_, _, r)| r.0[4].clone())
+            };
+            assert_eq!(sum_of(7).collect::<Vec<_>>(), vec![Cell::Int(10)]);
+            assert_eq!(sum_of(8).collect::<Vec<_>>(), vec![Cell::Int(3)], "entity 8 follows its own fact");
+            ends.push(all);
+        }
+        assert_eq!(ends[0], ends[1], "the same rows and keys in either order");
     }
 
     /// What the aggregate tables of [`TestAggregates`] hold: (table, start) → (count, sum, max).
